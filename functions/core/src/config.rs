@@ -1,0 +1,325 @@
+//! Configuration, parsed once from a lookup function (the process environment in a Lambda,
+//! a map in tests) and reporting **every** problem at once, so a misconfigured stack is fixed
+//! in one deploy rather than one variable at a time.
+//!
+//! The variable names are constants in [`keys`]: `infra` emits exactly these names into the
+//! functions' environments, and a contract test holds the two together.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorName, Region, RegionPair, RpoBudget, SwitchyardError};
+
+/// Environment variable names.
+pub mod keys {
+    /// Set by Lambda itself: the region the function runs in.
+    pub const LOCAL_REGION: &str = "AWS_REGION";
+    /// Deployment name suffix, e.g. `prod` or `sandbox` (lowercase letters, digits, `-`).
+    pub const ENVIRONMENT: &str = "SWITCHYARD_ENV";
+    pub const PRIMARY_REGION: &str = "SWITCHYARD_PRIMARY_REGION";
+    pub const STANDBY_REGION: &str = "SWITCHYARD_STANDBY_REGION";
+    /// Whole seconds; defaults to [`super::DEFAULT_RPO_BUDGET_SECONDS`].
+    pub const RPO_BUDGET_SECONDS: &str = "SWITCHYARD_RPO_BUDGET_SECONDS";
+    /// Only in the sandbox: the loopback URL of the AWS API emulator. Absent in AWS.
+    pub const AWS_ENDPOINT_URL: &str = "SWITCHYARD_AWS_ENDPOINT_URL";
+}
+
+pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigProblem {
+    Missing { key: &'static str },
+    Invalid { key: &'static str, value: String, reason: String },
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigProblem::Missing { key } => write!(f, "{key} is not set"),
+            ConfigProblem::Invalid { key, value, reason } => write!(f, "{key}={value:?} is invalid: {reason}"),
+        }
+    }
+}
+
+/// All problems found while reading a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} configuration problem(s): ", self.problems.len())?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ConfigError> for SwitchyardError {
+    fn from(e: ConfigError) -> Self {
+        SwitchyardError::new(ErrorName::MissingConfig, e.to_string())
+    }
+}
+
+/// Reads typed values through a lookup function, collecting problems instead of stopping at
+/// the first. Call [`ConfigReader::finish`] after the last read.
+pub struct ConfigReader<F> {
+    lookup: F,
+    problems: Vec<ConfigProblem>,
+}
+
+impl<F> fmt::Debug for ConfigReader<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigReader").field("problems", &self.problems).finish_non_exhaustive()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
+    pub fn new(lookup: F) -> Self {
+        ConfigReader { lookup, problems: Vec::new() }
+    }
+
+    fn raw(&self, key: &str) -> Option<String> {
+        (self.lookup)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T>(&mut self, key: &'static str, value: String) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match value.parse::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problems.push(ConfigProblem::Invalid { key, value, reason: e.to_string() });
+                None
+            }
+        }
+    }
+
+    /// A value that must be present and parse. `None` means a problem was recorded.
+    pub fn required<T>(&mut self, key: &'static str) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.raw(key) {
+            Some(v) => self.parse(key, v),
+            None => {
+                self.problems.push(ConfigProblem::Missing { key });
+                None
+            }
+        }
+    }
+
+    /// A value that may be absent (`None`); if present it must parse.
+    pub fn optional<T>(&mut self, key: &'static str) -> Option<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let v = self.raw(key)?;
+        self.parse(key, v)
+    }
+
+    /// Records a problem found by a check across several values.
+    pub fn invalid(&mut self, key: &'static str, value: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(ConfigProblem::Invalid { key, value: value.into(), reason: reason.into() });
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
+    }
+}
+
+/// A deployment's name suffix, used in every resource name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EnvironmentName(String);
+
+impl EnvironmentName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for EnvironmentName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if (1..=20).contains(&s.len()) && ok_chars && !s.starts_with('-') && !s.ends_with('-') {
+            Ok(EnvironmentName(s.to_owned()))
+        } else {
+            Err("expected 1 to 20 lowercase letters, digits or inner '-'".to_owned())
+        }
+    }
+}
+
+impl TryFrom<String> for EnvironmentName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<EnvironmentName> for String {
+    fn from(e: EnvironmentName) -> String {
+        e.0
+    }
+}
+
+impl fmt::Display for EnvironmentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What every switchyard function knows about the deployment it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentConfig {
+    pub environment: EnvironmentName,
+    pub regions: RegionPair,
+    /// The region this process runs in; always one of `regions`.
+    pub local_region: Region,
+    pub rpo_budget: RpoBudget,
+    /// `Some` only in the sandbox.
+    pub aws_endpoint_url: Option<String>,
+}
+
+impl DeploymentConfig {
+    /// Reads the deployment configuration, reporting all problems at once.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = ConfigReader::new(lookup);
+        let environment = r.required::<EnvironmentName>(keys::ENVIRONMENT);
+        let local_region = r.required::<Region>(keys::LOCAL_REGION);
+        let primary = r.required::<Region>(keys::PRIMARY_REGION);
+        let standby = r.required::<Region>(keys::STANDBY_REGION);
+        let rpo_seconds = r.optional::<u64>(keys::RPO_BUDGET_SECONDS).unwrap_or(DEFAULT_RPO_BUDGET_SECONDS);
+        let aws_endpoint_url = r.optional::<String>(keys::AWS_ENDPOINT_URL);
+
+        let mut regions = None;
+        if let (Some(p), Some(s)) = (primary, standby) {
+            match RegionPair::new(p, s) {
+                Ok(pair) => regions = Some(pair),
+                Err(e) => r.invalid(keys::STANDBY_REGION, "", e.message),
+            }
+        }
+        if let (Some(pair), Some(local)) = (&regions, &local_region) {
+            if let Err(e) = pair.check(local) {
+                r.invalid(keys::LOCAL_REGION, local.as_str(), e.message);
+            }
+        }
+        if rpo_seconds == 0 {
+            r.invalid(keys::RPO_BUDGET_SECONDS, "0", "the RPO budget must be at least one second");
+        }
+        r.finish()?;
+        match (environment, regions, local_region) {
+            (Some(environment), Some(regions), Some(local_region)) => Ok(DeploymentConfig {
+                environment,
+                regions,
+                local_region,
+                rpo_budget: RpoBudget(Duration::from_secs(rpo_seconds)),
+                aws_endpoint_url,
+            }),
+            // finish() returned Ok, so every required value was recorded.
+            _ => Err(ConfigError { problems: Vec::new() }),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        (keys::ENVIRONMENT, "prod"),
+        (keys::LOCAL_REGION, "us-east-2"),
+        (keys::PRIMARY_REGION, "us-east-1"),
+        (keys::STANDBY_REGION, "us-east-2"),
+    ];
+
+    fn with(overrides: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = GOOD.iter().copied().filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k)).collect();
+        v.extend(overrides.iter().copied().filter(|(_, val)| !val.is_empty()));
+        v
+    }
+
+    #[test]
+    fn reads_a_complete_config_with_defaults() {
+        let c = DeploymentConfig::from_lookup(lookup(GOOD)).expect("valid");
+        assert_eq!(c.environment.as_str(), "prod");
+        assert_eq!(c.local_region.as_str(), "us-east-2");
+        assert_eq!(c.regions.primary.as_str(), "us-east-1");
+        assert_eq!(c.rpo_budget, RpoBudget(Duration::from_secs(60)));
+        assert_eq!(c.aws_endpoint_url, None);
+    }
+
+    #[test]
+    fn reports_every_missing_variable_at_once() {
+        let e = DeploymentConfig::from_lookup(lookup(&[])).expect_err("empty");
+        let missing: Vec<_> = e
+            .problems
+            .iter()
+            .map(|p| match p {
+                ConfigProblem::Missing { key } => *key,
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        assert_eq!(missing, [keys::ENVIRONMENT, keys::LOCAL_REGION, keys::PRIMARY_REGION, keys::STANDBY_REGION]);
+        assert_eq!(SwitchyardError::from(e).name, ErrorName::MissingConfig);
+    }
+
+    #[test]
+    fn rejects_bad_values_by_key() {
+        // (overrides, the key that must be reported)
+        let table: &[(&[(&'static str, &'static str)], &str)] = &[
+            (&[(keys::LOCAL_REGION, "eu-west-1")], keys::LOCAL_REGION),
+            (&[(keys::LOCAL_REGION, "us-east-9")], keys::LOCAL_REGION),
+            (&[(keys::STANDBY_REGION, "us-east-1")], keys::STANDBY_REGION),
+            (&[(keys::ENVIRONMENT, "Prod")], keys::ENVIRONMENT),
+            (&[(keys::ENVIRONMENT, "-x")], keys::ENVIRONMENT),
+            (&[(keys::RPO_BUDGET_SECONDS, "0")], keys::RPO_BUDGET_SECONDS),
+            (&[(keys::RPO_BUDGET_SECONDS, "a minute")], keys::RPO_BUDGET_SECONDS),
+            (&[(keys::PRIMARY_REGION, "   ")], keys::PRIMARY_REGION),
+        ];
+        for (overrides, key) in table {
+            let e = DeploymentConfig::from_lookup(lookup(&with(overrides))).expect_err("invalid");
+            let keys: Vec<_> = e
+                .problems
+                .iter()
+                .map(|p| match p {
+                    ConfigProblem::Missing { key } | ConfigProblem::Invalid { key, .. } => *key,
+                })
+                .collect();
+            assert_eq!(keys, [*key], "{overrides:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn error_message_names_each_problem() {
+        let e = DeploymentConfig::from_lookup(lookup(&[(keys::ENVIRONMENT, "prod"), (keys::LOCAL_REGION, "mars-1")]))
+            .expect_err("invalid");
+        let text = e.to_string();
+        for needle in ["3 configuration problem(s)", "AWS_REGION=\"mars-1\"", "SWITCHYARD_PRIMARY_REGION is not set"] {
+            assert!(text.contains(needle), "{text}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Domain core of switchyard.
+//!
+//! **Invariant: this crate does no I/O and knows no AWS or PostgreSQL types.** It holds the
+//! vocabulary every other crate shares — regions and their roles, the writer epoch, the
+//! configuration reader, the error names that Step Functions matches on — and the ports
+//! (traits) that the adapters implement.
+
+pub mod config;
+pub mod epoch;
+pub mod error;
+pub mod ports;
+pub mod region;
+pub mod replication;
+
+pub use config::{ConfigError, ConfigProblem, ConfigReader, DeploymentConfig};
+pub use epoch::{EpochCheck, WriterClaim, WriterEpoch};
+pub use error::{ErrorCategory, ErrorName, SwitchyardError};
+pub use region::{Region, RegionPair, Role};
+pub use replication::{DatabaseRole, LagVerdict, ReplicationLag, ReplicationStatus, RpoBudget};

@@ -1,0 +1,150 @@
+//! Ports: the narrow interfaces the domain needs from the outside world. Adapters implement
+//! them (`switchyard-postgres` over PostgreSQL, `switchyard-aws` over the AWS SDK); handlers
+//! are generic over them, so tests can substitute an in-memory implementation.
+//!
+//! Every method returns [`SwitchyardError`], whose name tells the caller (and Step Functions)
+//! whether to retry. Adapters must classify, never flatten errors into strings.
+
+use std::{future::Future, sync::Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorName, Region, ReplicationStatus, SwitchyardError, WriterClaim, WriterEpoch};
+
+pub type PortResult<T> = Result<T, SwitchyardError>;
+
+/// Reads the replication state of one regional database node. Read-only.
+pub trait ReplicationMonitor: Send + Sync {
+    fn replication_status(&self) -> impl Future<Output = PortResult<ReplicationStatus>> + Send;
+}
+
+/// Outcome of a promotion or fencing step. Steps are idempotent: asking again after success
+/// reports `Done`, asking while the engine is still working reports `InProgress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    InProgress,
+    Done,
+}
+
+/// Changes which node of a regional database pair is the writer.
+pub trait DatabasePromoter: Send + Sync {
+    /// Makes this region's replica the writer.
+    fn promote(&self) -> impl Future<Output = PortResult<StepState>> + Send;
+    /// Stops the old writer from accepting writes (where it is reachable).
+    fn fence(&self) -> impl Future<Output = PortResult<StepState>> + Send;
+}
+
+/// The store of the writer claim. Implementations must make `replace` a conditional write:
+/// **an older epoch can never win**.
+pub trait WriterRegistry: Send + Sync {
+    fn current(&self) -> impl Future<Output = PortResult<WriterClaim>> + Send;
+    /// Replaces the claim only if the stored epoch is still `expected`; otherwise `StaleEpoch`.
+    fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Outcome of trying to take the failover lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum LockOutcome {
+    Acquired,
+    /// Already ours (a retried or repeated execution): proceed.
+    AlreadyHeld,
+    HeldBy { owner: String },
+}
+
+/// One failover at a time.
+pub trait FailoverLock: Send + Sync {
+    fn acquire(&self, owner: &str) -> impl Future<Output = PortResult<LockOutcome>> + Send;
+    fn release(&self, owner: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Moves client traffic to the writer's region.
+pub trait TrafficRouter: Send + Sync {
+    fn route_to(&self, claim: &WriterClaim) -> impl Future<Output = PortResult<StepState>> + Send;
+    fn current_target(&self) -> impl Future<Output = PortResult<Region>> + Send;
+}
+
+/// One metric observation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Datapoint {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub dimensions: Vec<(String, String)>,
+}
+
+pub trait MetricsSink: Send + Sync {
+    fn publish(&self, datapoints: &[Datapoint]) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+pub trait Notifier: Send + Sync {
+    fn notify(&self, subject: &str, message: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// The reference semantics of [`WriterRegistry`], for domain tests. Adapters must behave the
+/// same way (their tests reuse the same cases).
+#[derive(Debug)]
+pub struct InMemoryWriterRegistry {
+    claim: Mutex<WriterClaim>,
+}
+
+impl InMemoryWriterRegistry {
+    pub fn new(claim: WriterClaim) -> Self {
+        InMemoryWriterRegistry { claim: Mutex::new(claim) }
+    }
+
+    fn lock(&self) -> PortResult<std::sync::MutexGuard<'_, WriterClaim>> {
+        self.claim.lock().map_err(|_| SwitchyardError::new(ErrorName::Internal, "writer registry lock poisoned"))
+    }
+}
+
+impl WriterRegistry for InMemoryWriterRegistry {
+    async fn current(&self) -> PortResult<WriterClaim> {
+        Ok(self.lock()?.clone())
+    }
+
+    async fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+        let mut claim = self.lock()?;
+        if claim.epoch != expected || next.epoch <= expected {
+            return Err(SwitchyardError::new(
+                ErrorName::StaleEpoch,
+                format!("stored epoch is {}, request expected {expected} and offered {}", claim.epoch, next.epoch),
+            ));
+        }
+        *claim = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(epoch: u64, writer: &str) -> WriterClaim {
+        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+    }
+
+    /// Drives a future that never waits (the in-memory port) without an async runtime.
+    fn now<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("in-memory port must not wait"),
+        }
+    }
+
+    #[test]
+    fn an_older_epoch_never_wins() {
+        let reg = InMemoryWriterRegistry::new(claim(1, "us-east-1"));
+        now(reg.replace(WriterEpoch(1), claim(2, "us-east-2"))).expect("first handover");
+        // A second handover from the same stale view loses, whatever it offers.
+        let table = [(1, claim(2, "us-east-1")), (1, claim(3, "us-east-1")), (2, claim(2, "us-east-1")), (0, claim(9, "us-east-1"))];
+        for (expected, next) in table {
+            let err = now(reg.replace(WriterEpoch(expected), next.clone())).expect_err("stale");
+            assert_eq!(err.name, ErrorName::StaleEpoch, "expected {expected}, offered {next:?}");
+        }
+        assert_eq!(now(reg.current()).expect("read"), claim(2, "us-east-2"));
+    }
+}
