@@ -1,1 +1,169 @@
+//! The typed model of one switchyard deployment.
+//!
+//! **Names are derived, never copied.** Every resource name, every environment variable a
+//! function receives and every initial value comes from a [`Deployment`]; the sandbox is
+//! provisioned from it today, and the CloudFormation stacks will be emitted from it, so the two
+//! cannot drift apart.
 
+use std::time::Duration;
+
+use serde::Serialize;
+use switchyard_core::{
+    Region, RegionPair, RpoBudget, WriterClaim,
+    config::{EnvironmentName, keys},
+};
+
+/// The five functions, by the one name used everywhere (crate, binary, `events/<name>/`).
+pub const FUNCTIONS: [&str; 5] = ["health-probe", "readiness-tester", "rds-promoter", "dns-switcher", "order-consumer"];
+
+/// How traffic is moved on failover (see ARCHITECTURE.md for the trade-off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsMode {
+    /// Flip the CloudWatch metric that the Route 53 health checks follow: data plane only,
+    /// works with us-east-1 down. The default.
+    HealthCheck,
+    /// UPSERT the records through the Route 53 control plane (lives in us-east-1).
+    Records,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployment {
+    pub environment: EnvironmentName,
+    pub regions: RegionPair,
+    pub rpo_budget: RpoBudget,
+    /// How often a health-probe invocation probes.
+    pub probe_interval: Duration,
+    pub dns_mode: DnsMode,
+    /// The hosted zone clients resolve, without trailing dot.
+    pub domain: String,
+    /// Orders per hour the platform expects; turns replication lag into "orders at risk".
+    pub orders_per_hour: u32,
+}
+
+/// A resource that exists once per region under the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionalNames {
+    pub orders_queue: String,
+    pub orders_dlq: String,
+    /// The regional API publishes acknowledged orders here; it fans out to both regions' queues.
+    pub orders_topic: String,
+    pub alerts_topic: String,
+    /// Writer claim (conditional writes), failover lock, cooldown, timelines.
+    pub control_table: String,
+    pub db_cluster: String,
+}
+
+impl Deployment {
+    /// The sandbox's deployment: us-east-1 primary, us-east-2 standby, the platform's budgets.
+    pub fn sandbox() -> Self {
+        Deployment {
+            environment: "sandbox".parse().unwrap_or_else(|_| unreachable!("valid literal")),
+            regions: RegionPair::new(region("us-east-1"), region("us-east-2"))
+                .unwrap_or_else(|_| unreachable!("distinct literals")),
+            rpo_budget: RpoBudget(Duration::from_secs(60)),
+            probe_interval: Duration::from_secs(10),
+            dns_mode: DnsMode::HealthCheck,
+            domain: "trading.example.com".to_owned(),
+            orders_per_hour: 10_000,
+        }
+    }
+
+    fn prefix(&self) -> String {
+        format!("switchyard-{}", self.environment)
+    }
+
+    pub fn regional_names(&self, region: &Region) -> RegionalNames {
+        let p = self.prefix();
+        RegionalNames {
+            orders_queue: format!("{p}-orders"),
+            orders_dlq: format!("{p}-orders-dlq"),
+            orders_topic: format!("{p}-orders"),
+            alerts_topic: format!("{p}-alerts"),
+            control_table: format!("{p}-control"),
+            db_cluster: format!("{p}-{region}"),
+        }
+    }
+
+    pub fn global_cluster(&self) -> String {
+        self.prefix()
+    }
+
+    /// SSM path under which the configuration both regions must agree on lives.
+    pub fn ssm_prefix(&self) -> String {
+        format!("/switchyard/{}/", self.environment)
+    }
+
+    /// Parameters that must be identical in both regions (readiness checks that they are).
+    pub fn shared_parameters(&self) -> Vec<(String, String)> {
+        let p = self.ssm_prefix();
+        let dns_mode = match self.dns_mode {
+            DnsMode::HealthCheck => "health-check",
+            DnsMode::Records => "records",
+        };
+        vec![
+            (format!("{p}rpo-budget-seconds"), self.rpo_budget.0.as_secs().to_string()),
+            (format!("{p}probe-interval-seconds"), self.probe_interval.as_secs().to_string()),
+            (format!("{p}dns-mode"), dns_mode.to_owned()),
+            (format!("{p}orders-per-hour"), self.orders_per_hour.to_string()),
+        ]
+    }
+
+    /// The claim a new deployment starts with: the primary region writes, epoch 1.
+    pub fn initial_writer_claim(&self) -> WriterClaim {
+        WriterClaim::initial(self.regions.primary.clone())
+    }
+
+    /// The public name clients resolve, and the regional names it fails over between.
+    pub fn api_record(&self) -> String {
+        format!("api.{}", self.domain)
+    }
+
+    pub fn regional_api_record(&self, region: &Region) -> String {
+        format!("api.{region}.{}", self.domain)
+    }
+
+    /// The environment every function in `region` receives (names from `core::config::keys`).
+    pub fn function_environment(&self, region: &Region) -> Vec<(&'static str, String)> {
+        vec![
+            (keys::ENVIRONMENT, self.environment.to_string()),
+            (keys::LOCAL_REGION, region.to_string()),
+            (keys::PRIMARY_REGION, self.regions.primary.to_string()),
+            (keys::STANDBY_REGION, self.regions.standby.to_string()),
+            (keys::RPO_BUDGET_SECONDS, self.rpo_budget.0.as_secs().to_string()),
+        ]
+    }
+}
+
+fn region(s: &str) -> Region {
+    s.parse().unwrap_or_else(|_| unreachable!("known region literal {s}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_core::DeploymentConfig;
+
+    use super::*;
+
+    #[test]
+    fn function_environment_is_what_the_functions_read() {
+        let d = Deployment::sandbox();
+        for r in d.regions.iter() {
+            let env = d.function_environment(r);
+            let config = DeploymentConfig::from_lookup(|k| env.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone()))
+                .expect("the model's environment satisfies the functions' config");
+            assert_eq!(&config.local_region, r);
+            assert_eq!(config.regions, d.regions);
+            assert_eq!(config.rpo_budget, d.rpo_budget);
+        }
+    }
+
+    #[test]
+    fn names_carry_the_environment() {
+        let d = Deployment::sandbox();
+        let n = d.regional_names(&d.regions.standby);
+        assert_eq!(n.orders_queue, "switchyard-sandbox-orders");
+        assert_eq!(n.db_cluster, "switchyard-sandbox-us-east-2");
+        assert!(d.shared_parameters().iter().all(|(k, _)| k.starts_with("/switchyard/sandbox/")));
+    }
+}

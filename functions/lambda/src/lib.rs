@@ -1,1 +1,128 @@
+//! Glue between the Lambda runtime and switchyard handlers.
+//!
+//! **Error names are API**: every error leaves a function with `errorType` set to its
+//! [`ErrorName`](switchyard_core::ErrorName) (never a Rust type name), because Step Functions
+//! matches `Retry` and `Catch` on it. Events are parsed here rather than by the runtime for
+//! the same reason: a malformed event must surface as `InvalidInput`.
 
+use std::future::Future;
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde::{Serialize, de::DeserializeOwned};
+use switchyard_core::{DeploymentConfig, ErrorName, SwitchyardError};
+
+/// A [`SwitchyardError`] on its way out of a function.
+#[derive(Debug)]
+pub struct FunctionError(pub SwitchyardError);
+
+impl From<SwitchyardError> for FunctionError {
+    fn from(e: SwitchyardError) -> Self {
+        FunctionError(e)
+    }
+}
+
+impl From<FunctionError> for Diagnostic {
+    fn from(FunctionError(e): FunctionError) -> Self {
+        Diagnostic { error_type: e.name.as_str().to_owned(), error_message: e.message }
+    }
+}
+
+/// Deserializes an event into the handler's input type, naming the failure `InvalidInput`.
+pub fn parse_event<T: DeserializeOwned>(event: serde_json::Value) -> Result<T, SwitchyardError> {
+    serde_json::from_value(event).map_err(|e| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed event: {e}")))
+}
+
+/// Reads the deployment configuration from the environment. Kept as a `Result` so that a
+/// misconfigured function answers each invocation with a named `MissingConfig` error listing
+/// every problem, instead of crashing at start-up with an opaque `Runtime.ExitError`.
+pub fn load_config() -> Result<DeploymentConfig, SwitchyardError> {
+    DeploymentConfig::from_env().map_err(SwitchyardError::from)
+}
+
+/// Serves `handler` on the Lambda Runtime API until the runtime stops the process.
+pub async fn serve<F, Fut, T>(function: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(serde_json::Value) -> Fut,
+    Fut: Future<Output = Result<T, SwitchyardError>>,
+    T: Serialize,
+{
+    lambda_runtime::tracing::init_default_subscriber();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let request_id = event.context.request_id.clone();
+        let outcome = handler(event.payload);
+        async move {
+            let result = outcome.await;
+            if let Err(e) = &result {
+                tracing::error!(function, request_id, error_type = e.name.as_str(), category = ?e.category(), "{}", e.message);
+            }
+            result.map_err(FunctionError)
+        }
+    }))
+    .await
+}
+
+/// The handler of a function whose behaviour has not been built yet: it checks its
+/// configuration (so deployment wiring is testable today) and then refuses honestly with
+/// `NotImplemented`, naming the work that will fill it in.
+pub async fn serve_pending(function: &'static str, arrives_with: &'static str) -> Result<(), lambda_runtime::Error> {
+    let config = load_config();
+    serve(function, move |_event| {
+        let answer = pending_answer(function, arrives_with, &config);
+        async move { answer }
+    })
+    .await
+}
+
+fn pending_answer(
+    function: &str,
+    arrives_with: &str,
+    config: &Result<DeploymentConfig, SwitchyardError>,
+) -> Result<serde_json::Value, SwitchyardError> {
+    config.as_ref().map_err(Clone::clone)?;
+    Err(SwitchyardError::new(ErrorName::NotImplemented, format!("{function} is not implemented yet ({arrives_with})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Input {
+        region: String,
+    }
+
+    #[test]
+    fn malformed_events_are_invalid_input() {
+        for event in [serde_json::json!({}), serde_json::json!({"region": 1}), serde_json::json!({"region": "x", "extra": 1}), serde_json::json!([])] {
+            let err = parse_event::<Input>(event.clone()).expect_err("malformed");
+            assert_eq!(err.name, ErrorName::InvalidInput, "{event}");
+        }
+        assert!(parse_event::<Input>(serde_json::json!({"region": "us-east-1"})).is_ok());
+    }
+
+    #[test]
+    fn diagnostics_carry_the_stable_name() {
+        let d: Diagnostic = FunctionError(SwitchyardError::new(ErrorName::LagAboveBudget, "lag 90 s")).into();
+        assert_eq!(d.error_type, "LagAboveBudget");
+        assert_eq!(d.error_message, "lag 90 s");
+    }
+
+    #[test]
+    fn pending_functions_report_config_problems_first() {
+        let missing = Err(SwitchyardError::new(ErrorName::MissingConfig, "SWITCHYARD_ENV is not set"));
+        assert_eq!(pending_answer("f", "later", &missing).map_err(|e| e.name), Err(ErrorName::MissingConfig));
+        let config = DeploymentConfig::from_lookup(|k| {
+            Some(match k {
+                "SWITCHYARD_ENV" => "t",
+                "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => "us-east-1",
+                "SWITCHYARD_STANDBY_REGION" => "us-east-2",
+                _ => return None,
+            }
+            .to_owned())
+        })
+        .map_err(SwitchyardError::from);
+        assert_eq!(pending_answer("f", "later", &config).map_err(|e| e.name), Err(ErrorName::NotImplemented));
+    }
+}

@@ -1,1 +1,247 @@
+//! PostgreSQL adapter: the regional database as switchyard sees it.
+//!
+//! In the sandbox this talks to two real PostgreSQL servers joined by streaming replication;
+//! in production it serves self-managed PostgreSQL and the data-plane side of Aurora
+//! PostgreSQL (an Aurora Global Database is promoted through `aws-sdk-rds`, not here).
+//!
+//! Every call is bounded by a timeout and every error is classified into a
+//! [`SwitchyardError`] name, so a caller can tell "retry later" from "fix something".
+//!
+//! Transport: plain TCP, which the sandbox uses on loopback only. TLS for Aurora arrives with
+//! the order consumer (it needs credentials from Secrets Manager too); until then this crate
+//! must not be pointed at a non-loopback host, and [`PgEndpoint::config`] refuses to.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::{
+    DatabaseRole, ErrorName, ReplicationLag, ReplicationStatus, SwitchyardError,
+    ports::{PortResult, ReplicationMonitor},
+};
+use tokio_postgres::{Client, NoTls, error::SqlState};
+
+/// Where a regional database listens. Credentials are not part of it: the sandbox trusts
+/// loopback connections, production reads them from Secrets Manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+}
+
+impl PgEndpoint {
+    /// A connection config tagged with `application_name` (it shows in `pg_stat_activity`
+    /// and, for a replica, in the primary's `pg_stat_replication`).
+    pub fn config(&self, application_name: &str, timeout: Duration) -> PortResult<tokio_postgres::Config> {
+        if !is_loopback(&self.host) {
+            return Err(SwitchyardError::new(
+                ErrorName::MissingConfig,
+                format!("{}: plain-text connections are allowed to loopback only until TLS support lands", self.host),
+            ));
+        }
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name(application_name)
+            .connect_timeout(timeout);
+        Ok(c)
+    }
+
+    /// `host=… port=… user=…` as libpq tools (`psql`, `pg_basebackup`) and `primary_conninfo`
+    /// expect it.
+    pub fn conninfo(&self, application_name: &str) -> String {
+        format!(
+            "host={} port={} user={} dbname={} application_name={}",
+            self.host, self.port, self.user, self.dbname, application_name
+        )
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One regional PostgreSQL server.
+#[derive(Debug, Clone)]
+pub struct PgNode {
+    pub endpoint: PgEndpoint,
+    /// Bounds connecting and every query: a hung database is an answer ("unavailable"), not a
+    /// hung probe.
+    pub timeout: Duration,
+    pub application_name: String,
+}
+
+impl PgNode {
+    pub fn new(endpoint: PgEndpoint, application_name: impl Into<String>) -> Self {
+        PgNode { endpoint, timeout: Duration::from_secs(5), application_name: application_name.into() }
+    }
+
+    /// Opens a connection whose driver task runs on the current runtime.
+    pub async fn connect(&self) -> PortResult<Client> {
+        let config = self.endpoint.config(&self.application_name, self.timeout)?;
+        let (client, connection) = bounded(self.timeout, "connect", config.connect(NoTls)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn query_one(&self, client: &Client, sql: &str) -> PortResult<tokio_postgres::Row> {
+        bounded(self.timeout, sql, client.query_one(sql, &[])).await
+    }
+}
+
+/// Runs a database future under a timeout and classifies its error.
+pub async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> PortResult<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(classify(&e)),
+        Err(_) => Err(SwitchyardError::new(
+            ErrorName::ServiceUnavailable,
+            format!("postgres did not answer within {timeout:?}: {what}"),
+        )),
+    }
+}
+
+/// Sorts a driver error into transient / precondition / fatal.
+pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
+    let Some(db) = e.as_db_error() else {
+        // No server answer: refused, reset, closed. The server may come back.
+        return SwitchyardError::new(ErrorName::ServiceUnavailable, format!("postgres unreachable: {e}"));
+    };
+    let code = db.code();
+    let class = &code.code()[..2];
+    let name = if *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::CRASH_SHUTDOWN
+        || class == "08"
+    {
+        ErrorName::ServiceUnavailable
+    } else if class == "53" || *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+        ErrorName::Throttled
+    } else if class == "28" || *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        ErrorName::AccessDenied
+    } else if *code == SqlState::INVALID_CATALOG_NAME || *code == SqlState::UNDEFINED_TABLE {
+        ErrorName::ResourceNotFound
+    } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        // A write reached a replica or a fenced writer: the caller's idea of the writer is wrong.
+        ErrorName::StaleEpoch
+    } else {
+        ErrorName::Internal
+    };
+    SwitchyardError::new(name, format!("postgres {}: {}", code.code(), db.message()))
+}
+
+impl ReplicationMonitor for PgNode {
+    /// A writer reports its most-behind streaming replica; a replica reports what it alone
+    /// can see: received-but-not-replayed WAL, and the age of its last replayed commit while
+    /// it is behind. Neither view sees WAL the replica never received; [`pair_lag`] does.
+    async fn replication_status(&self) -> PortResult<ReplicationStatus> {
+        let client = self.connect().await?;
+        let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
+        if !in_recovery {
+            let row = self
+                .query_one(
+                    &client,
+                    "SELECT pg_current_wal_lsn()::text,
+                            count(r.*)::int8,
+                            max(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn))::int8,
+                            COALESCE(EXTRACT(epoch FROM max(r.replay_lag))::float8, 0)
+                       FROM pg_stat_replication r WHERE r.state = 'streaming'",
+                )
+                .await?;
+            let peers: i64 = row.get(1);
+            let lag = row
+                .get::<_, Option<i64>>(2)
+                .map(|bytes| ReplicationLag { bytes: bytes.max(0) as u64, seconds: row.get(3) });
+            Ok(ReplicationStatus {
+                role: DatabaseRole::Writer,
+                log_position: row.get(0),
+                lag,
+                streaming_peers: peers as u32,
+            })
+        } else {
+            let row = self
+                .query_one(
+                    &client,
+                    "SELECT pg_last_wal_replay_lsn()::text,
+                            pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::int8,
+                            CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                                 ELSE COALESCE(EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0) END,
+                            (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8",
+                )
+                .await?;
+            let peers: i64 = row.get(3);
+            let lag = row
+                .get::<_, Option<i64>>(1)
+                .map(|bytes| ReplicationLag { bytes: bytes.max(0) as u64, seconds: row.get(2) });
+            Ok(ReplicationStatus {
+                role: DatabaseRole::Replica,
+                log_position: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                lag,
+                streaming_peers: peers as u32,
+            })
+        }
+    }
+}
+
+/// The lag of `replica` behind `writer`, measured across both: bytes between the writer's
+/// current WAL position and the replica's replay position; seconds from the writer's view of
+/// that replica (`replay_lag`), else the age of the replica's last replayed commit, and zero
+/// when no byte is outstanding.
+pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<ReplicationLag> {
+    let (w, r) = tokio::try_join!(writer.connect(), replica.connect())?;
+    let replica_row = replica
+        .query_one(
+            &r,
+            "SELECT pg_last_wal_replay_lsn()::text,
+                    EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+        )
+        .await?;
+    let Some(replay_lsn) = replica_row.get::<_, Option<String>>(0) else {
+        return Err(SwitchyardError::new(
+            ErrorName::NotReady,
+            format!("{} is not a replica (no replay position)", replica.application_name),
+        ));
+    };
+    let replay_age: Option<f64> = replica_row.get(1);
+    let sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8,
+                      (SELECT EXTRACT(epoch FROM replay_lag)::float8 FROM pg_stat_replication
+                        WHERE application_name = $2 ORDER BY backend_start DESC LIMIT 1)";
+    let row = bounded(writer.timeout, sql, w.query_one(sql, &[&replay_lsn, &replica.application_name])).await?;
+    let bytes = row.get::<_, i64>(0).max(0) as u64;
+    let writer_view: Option<f64> = row.get(1);
+    let seconds = if bytes == 0 { 0.0 } else { writer_view.or(replay_age).unwrap_or(0.0) };
+    Ok(ReplicationLag { bytes, seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_only_to_loopback() {
+        let ep = |host: &str| PgEndpoint { host: host.into(), port: 5432, user: "u".into(), dbname: "d".into() };
+        for (host, ok) in [("127.0.0.1", true), ("localhost", true), ("::1", true), ("db.example.com", false), ("10.0.0.5", false)] {
+            assert_eq!(ep(host).config("t", Duration::from_secs(1)).is_ok(), ok, "{host}");
+        }
+    }
+
+    #[test]
+    fn conninfo_names_the_application() {
+        let ep = PgEndpoint { host: "127.0.0.1".into(), port: 6543, user: "switchyard".into(), dbname: "trading".into() };
+        assert_eq!(
+            ep.conninfo("us-east-2"),
+            "host=127.0.0.1 port=6543 user=switchyard dbname=trading application_name=us-east-2"
+        );
+    }
+}
