@@ -1,0 +1,101 @@
+//! Processes the sandbox starts: detached from the terminal, tracked by PID, stopped by PID.
+//! Uses `/proc` and `kill(1)` rather than unsafe `libc` calls (the workspace forbids unsafe).
+
+use std::{
+    fs::File,
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// Asks the kernel for a free loopback port. Another process could take it before we bind
+/// it again; the sandbox then fails to start with a clear "address in use" in the log.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+pub fn port_is_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_millis(200)).is_ok()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration, what: &str, log: &Path) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if port_is_open(port) {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}; see {}", log.display())
+}
+
+/// Starts `cmd` in its own process group (so a Ctrl-C in the terminal that ran `sandbox up`
+/// does not reach it) with output appended to `log`. Returns its PID.
+pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<u32> {
+    let out = File::options().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    Ok(child.id())
+}
+
+/// True if `pid` is a live process (a zombie counts as gone: it has exited).
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself contain spaces.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    // Failure means the process is already gone, which is what we want.
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+}
+
+/// Stops `pid` with `sig`, escalating to SIGKILL after `grace`. Returns once it is gone.
+pub fn stop(pid: u32, sig: &str, grace: Duration) -> Result<()> {
+    if !is_alive(pid) {
+        return Ok(());
+    }
+    signal(pid, sig);
+    let start = Instant::now();
+    while is_alive(pid) {
+        if start.elapsed() > grace {
+            signal(pid, "KILL");
+            thread::sleep(Duration::from_millis(200));
+            if is_alive(pid) {
+                bail!("process {pid} survived SIGKILL");
+            }
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Runs a command to completion, failing with its output if it fails.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,264 @@
+//! Provisions the sandbox's AWS resources in moto, in both regions, from the deployment model
+//! (`switchyard-infra`), so the sandbox and the emitted stacks share every name.
+//!
+//! moto starts empty each time its process starts, so provisioning runs against a fresh
+//! server; it is not meant to converge an existing account.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
+};
+use aws_sdk_route53::types::{
+    AlarmIdentifier, Change, ChangeAction, ChangeBatch, CloudWatchRegion, HealthCheckConfig, HealthCheckType,
+    InsufficientDataHealthStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde::{Deserialize, Serialize};
+use switchyard_aws::{AwsTarget, sdk_config};
+use switchyard_core::Region;
+use switchyard_infra::Deployment;
+
+/// Tags on every resource the sandbox creates.
+fn tags(d: &Deployment) -> [(&'static str, String); 2] {
+    [("project", "switchyard".to_owned()), ("environment", d.environment.to_string())]
+}
+
+/// What one region holds after provisioning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionResources {
+    pub orders_queue_url: String,
+    pub orders_queue_arn: String,
+    pub orders_dlq_url: String,
+    pub orders_topic_arn: String,
+    pub alerts_topic_arn: String,
+    pub control_table: String,
+    pub db_cluster: String,
+}
+
+/// Global resources (Route 53 lives in us-east-1's API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalResources {
+    pub hosted_zone_id: String,
+    pub api_record: String,
+    /// Health check id per region.
+    pub health_checks: BTreeMap<String, String>,
+    pub global_cluster: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub regions: BTreeMap<String, RegionResources>,
+    pub global: GlobalResources,
+}
+
+pub async fn provision(target: &AwsTarget, d: &Deployment) -> Result<Resources> {
+    let mut regions = BTreeMap::new();
+    for region in d.regions.iter() {
+        regions.insert(region.to_string(), provision_region(target, d, region).await.with_context(|| format!("provisioning {region}"))?);
+    }
+    subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
+    let global = provision_global(target, d).await.context("provisioning global resources")?;
+    Ok(Resources { regions, global })
+}
+
+async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -> Result<RegionResources> {
+    let config = sdk_config(target, region).await;
+    let names = d.regional_names(region);
+    let tags = tags(d);
+
+    // Queues: the orders queue redrives poison messages to its DLQ after 5 receives.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let create_queue = |name: &str| {
+        let mut req = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
+        for (k, v) in &tags {
+            req = req.tags(*k, v);
+        }
+        req
+    };
+    let dlq_url = create_queue(&names.orders_dlq)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await?
+        .queue_url
+        .context("no DLQ url")?;
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#);
+    let queue_url = create_queue(&names.orders_queue)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .send()
+        .await?
+        .queue_url
+        .context("no queue url")?;
+    let queue_arn = queue_arn(&sqs, &queue_url).await?;
+
+    let sns = aws_sdk_sns::Client::new(&config);
+    let mut topic_arns = Vec::new();
+    for name in [&names.orders_topic, &names.alerts_topic] {
+        let mut req = sns.create_topic().name(name).attributes("KmsMasterKeyId", "alias/aws/sns");
+        for (k, v) in &tags {
+            req = req.tags(aws_sdk_sns::types::Tag::builder().key(*k).value(v).build()?);
+        }
+        topic_arns.push(req.send().await?.topic_arn.context("no topic arn")?);
+    }
+
+    // The control table: writer claim (conditional writes), lock, cooldown, timelines.
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let mut req = ddb
+        .create_table()
+        .table_name(&names.control_table)
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?)
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .sse_specification(SseSpecification::builder().enabled(true).build());
+    for (k, v) in &tags {
+        req = req.tags(aws_sdk_dynamodb::types::Tag::builder().key(*k).value(v).build()?);
+    }
+    req.send().await?;
+    let claim = d.initial_writer_claim();
+    ddb.put_item()
+        .table_name(&names.control_table)
+        .item("pk", AttributeValue::S("writer".into()))
+        .item("epoch", AttributeValue::N(claim.epoch.to_string()))
+        .item("writer", AttributeValue::S(claim.writer.to_string()))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await?;
+
+    // Configuration both regions must agree on.
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    for (name, value) in d.shared_parameters() {
+        let mut req = ssm.put_parameter().name(name).value(value).r#type(aws_sdk_ssm::types::ParameterType::String);
+        for (k, v) in &tags {
+            req = req.tags(aws_sdk_ssm::types::Tag::builder().key(*k).value(v).build()?);
+        }
+        req.send().await?;
+    }
+
+    // The regional Aurora cluster's metadata (the data plane is the sandbox's PostgreSQL).
+    let rds = aws_sdk_rds::Client::new(&config);
+    if *region == d.regions.primary {
+        rds.create_global_cluster()
+            .global_cluster_identifier(d.global_cluster())
+            .engine("aurora-postgresql")
+            .engine_version("15.4")
+            .storage_encrypted(true)
+            .send()
+            .await?;
+    }
+    let mut req = rds
+        .create_db_cluster()
+        .db_cluster_identifier(&names.db_cluster)
+        .engine("aurora-postgresql")
+        .engine_version("15.4")
+        .global_cluster_identifier(d.global_cluster())
+        .storage_encrypted(true);
+    if *region == d.regions.primary {
+        // Only the writer's cluster has a master user; its password is managed by RDS in
+        // Secrets Manager and appears nowhere here.
+        req = req.master_username("switchyard").manage_master_user_password(true);
+    }
+    for (k, v) in &tags {
+        req = req.tags(aws_sdk_rds::types::Tag::builder().key(*k).value(v).build());
+    }
+    req.send().await?;
+
+    let [orders_topic_arn, alerts_topic_arn]: [String; 2] = topic_arns.try_into().map_err(|_| anyhow::anyhow!("two topics"))?;
+    Ok(RegionResources {
+        orders_queue_url: queue_url,
+        orders_queue_arn: queue_arn,
+        orders_dlq_url: dlq_url,
+        orders_topic_arn,
+        alerts_topic_arn,
+        control_table: names.control_table,
+        db_cluster: names.db_cluster,
+    })
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    let attrs = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await?;
+    attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().context("no queue arn")
+}
+
+/// Each region's orders topic delivers every order to *both* regions' queues (the zero-loss
+/// design: the standby already holds what the active region acknowledged).
+async fn subscribe_fan_out(target: &AwsTarget, d: &Deployment, regions: &BTreeMap<String, RegionResources>) -> Result<()> {
+    for topic_region in d.regions.iter() {
+        let sns = aws_sdk_sns::Client::new(&sdk_config(target, topic_region).await);
+        let topic = &regions[topic_region.as_str()].orders_topic_arn;
+        for queue in regions.values() {
+            sns.subscribe()
+                .topic_arn(topic)
+                .protocol("sqs")
+                .endpoint(&queue.orders_queue_arn)
+                .attributes("RawMessageDelivery", "true")
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalResources> {
+    let route53 = aws_sdk_route53::Client::new(&sdk_config(target, &d.regions.primary).await);
+    let zone = route53
+        .create_hosted_zone()
+        .name(&d.domain)
+        .caller_reference(format!("switchyard-{}-zone", d.environment))
+        .send()
+        .await?;
+    let zone_id = zone.hosted_zone.map(|z| z.id).context("no hosted zone")?;
+    let zone_id = zone_id.trim_start_matches("/hostedzone/").to_owned();
+
+    let mut health_checks = BTreeMap::new();
+    let mut changes = Vec::new();
+    for region in d.regions.iter() {
+        // CLOUDWATCH_METRIC health checks follow an alarm in the region they describe: the
+        // data-plane failover path flips that alarm's metric (dns-switcher health-check mode).
+        let config = HealthCheckConfig::builder()
+            .r#type(HealthCheckType::CloudwatchMetric)
+            .alarm_identifier(
+                AlarmIdentifier::builder()
+                    .region(CloudWatchRegion::from(region.as_str()))
+                    .name(format!("switchyard-{}-{region}-serving", d.environment))
+                    .build()?,
+            )
+            .insufficient_data_health_status(InsufficientDataHealthStatus::LastKnownStatus)
+            .build()?;
+        let hc = route53
+            .create_health_check()
+            .caller_reference(format!("switchyard-{}-{region}", d.environment))
+            .health_check_config(config)
+            .send()
+            .await?;
+        let id = hc.health_check.map(|h| h.id).context("no health check id")?;
+        let failover =
+            if *region == d.regions.primary { ResourceRecordSetFailover::Primary } else { ResourceRecordSetFailover::Secondary };
+        changes.push(
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(d.api_record())
+                        .r#type(RrType::Cname)
+                        .set_identifier(region.as_str())
+                        .failover(failover)
+                        .ttl(15)
+                        .health_check_id(&id)
+                        .resource_records(ResourceRecord::builder().value(d.regional_api_record(region)).build()?)
+                        .build()?,
+                )
+                .build()?,
+        );
+        health_checks.insert(region.to_string(), id);
+    }
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build()?)
+        .send()
+        .await?;
+    Ok(GlobalResources { hosted_zone_id: zone_id, api_record: d.api_record(), health_checks, global_cluster: d.global_cluster() })
+}

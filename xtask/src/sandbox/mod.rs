@@ -1,0 +1,395 @@
+//! The two-region sandbox: lifecycle (`up`, `down`), its endpoints file, and its status.
+//!
+//! An instance lives in `target/sandbox/<instance>/`. Its `sandbox.json` is **the one file
+//! other tools read** for endpoints (AWS API URL, each region's PostgreSQL and resources);
+//! `sandbox.env` holds the same as shell variables for `cargo lambda` and friends.
+//! Several instances can run side by side (the tests start their own), each on free ports.
+
+pub mod aws;
+pub mod postgres;
+pub mod smoke;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use switchyard_aws::AwsTarget;
+use switchyard_core::{DatabaseRole, Region, ReplicationLag, ReplicationStatus, ports::ReplicationMonitor};
+use switchyard_infra::Deployment;
+use switchyard_postgres::{PgEndpoint, PgNode, pair_lag};
+
+use crate::{process, repo_root, tools};
+
+/// One region of the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionSandbox {
+    pub region: Region,
+    /// The role this region's database was created with (roles change after a failover;
+    /// ask the database, not this field, for the current one).
+    pub initial_role: DatabaseRole,
+    pub postgres: PgEndpoint,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The state of one sandbox instance, as written to `sandbox.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub instance: String,
+    pub dir: PathBuf,
+    pub environment: String,
+    pub aws_endpoint_url: String,
+    pub moto_pid: u32,
+    pub regions: Vec<RegionSandbox>,
+    /// `None` until provisioning finished.
+    pub resources: Option<aws::Resources>,
+}
+
+pub fn sandbox_root() -> PathBuf {
+    repo_root().join("target/sandbox")
+}
+
+fn instance_dir(instance: &str) -> PathBuf {
+    sandbox_root().join(instance)
+}
+
+fn moto_port(url: &str) -> Option<u16> {
+    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
+
+impl Sandbox {
+    /// Reads the state of an instance, if it was ever brought up.
+    pub fn load(instance: &str) -> Result<Option<Sandbox>> {
+        let path = instance_dir(instance).join("sandbox.json");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        std::fs::write(self.dir.join("sandbox.json"), serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::write(self.dir.join("sandbox.env"), self.shell_env())?;
+        Ok(())
+    }
+
+    /// `export` lines for a shell: the AWS endpoint, dummy credentials and each database.
+    pub fn shell_env(&self) -> String {
+        let mut s = format!(
+            "export SWITCHYARD_AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=sandbox\nexport AWS_SECRET_ACCESS_KEY=sandbox\n",
+            self.aws_endpoint_url
+        );
+        for r in &self.regions {
+            let var = r.region.as_str().to_uppercase().replace('-', "_");
+            s += &format!("export SWITCHYARD_PG_{var}='{}'\n", r.postgres.conninfo("shell"));
+        }
+        s
+    }
+
+    pub fn deployment(&self) -> Deployment {
+        Deployment::sandbox()
+    }
+
+    pub fn aws_target(&self) -> AwsTarget {
+        AwsTarget::Sandbox { endpoint_url: self.aws_endpoint_url.clone() }
+    }
+
+    pub fn region(&self, region: &str) -> Result<&RegionSandbox> {
+        self.regions.iter().find(|r| r.region.as_str() == region).with_context(|| format!("{region} is not a sandbox region"))
+    }
+
+    /// A connection factory for a region's database.
+    pub fn node(&self, region: &str) -> Result<PgNode> {
+        let r = self.region(region)?;
+        Ok(PgNode::new(r.postgres.clone(), r.region.as_str()))
+    }
+
+    fn initial(&self, role: DatabaseRole) -> Result<&RegionSandbox> {
+        self.regions.iter().find(|r| r.initial_role == role).context("sandbox has no such region")
+    }
+
+    /// Brings an instance up: installs missing tools, starts what is not running, initialises
+    /// what does not exist, provisions a fresh moto. Running it again changes nothing.
+    pub async fn up(instance: &str) -> Result<Sandbox> {
+        let deployment = Deployment::sandbox();
+        let dir = instance_dir(instance);
+        std::fs::create_dir_all(&dir)?;
+        let dir = std::fs::canonicalize(&dir)?;
+        tools::ensure_python_tools()?;
+        let pg = postgres::PgTools::find()?;
+
+        let previous = Sandbox::load(instance)?;
+        let data_root = match previous.as_ref().and_then(|p| p.regions.first()).and_then(|r| r.data_dir.parent()) {
+            Some(root) if root.exists() => root.to_path_buf(),
+            _ => pg.data_root(&dir, instance)?,
+        };
+
+        // The AWS API emulator.
+        let (aws_endpoint_url, moto_pid, mut resources) = match &previous {
+            Some(p) if process::is_alive(p.moto_pid) => (p.aws_endpoint_url.clone(), p.moto_pid, p.resources.clone()),
+            _ => {
+                let port = previous.as_ref().and_then(|p| moto_port(&p.aws_endpoint_url)).filter(|p| !process::port_is_open(*p));
+                let port = match port {
+                    Some(p) => p,
+                    None => process::free_port()?,
+                };
+                let log = dir.join("moto.log");
+                let pid = process::spawn_detached(
+                    Command::new(tools::moto_server()).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+                    &log,
+                )?;
+                process::wait_for_port(port, Duration::from_secs(30), "moto", &log)?;
+                // A new moto process is empty: whatever was provisioned before is gone.
+                (format!("http://127.0.0.1:{port}"), pid, None)
+            }
+        };
+
+        // The regional databases: primary first (the replica is a base backup of it).
+        let mut regions = Vec::new();
+        for (region, role) in [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)] {
+            let known = previous.as_ref().and_then(|p| p.regions.iter().find(|r| r.region == *region)).cloned();
+            let data_dir = data_root.join(region.as_str());
+            let log = data_root.join(format!("{region}.log"));
+            let port = match &known {
+                Some(k) if data_dir.join("PG_VERSION").exists() => k.postgres.port,
+                _ => process::free_port()?,
+            };
+            let endpoint = PgEndpoint { host: "127.0.0.1".into(), port, user: postgres::DB_USER.into(), dbname: postgres::DB_NAME.into() };
+            if !data_dir.join("PG_VERSION").exists() {
+                let _ = std::fs::remove_dir_all(&data_dir);
+                match role {
+                    DatabaseRole::Writer => pg.init_primary(&data_dir, port, region.as_str())?,
+                    DatabaseRole::Replica => {
+                        let primary: &RegionSandbox = regions.first().context("primary before replica")?;
+                        pg.init_replica(&data_dir, port, region.as_str(), &primary.postgres)?
+                    }
+                }
+            }
+            if postgres::postmaster_pid(&data_dir).is_none() {
+                pg.start(&data_dir, &log)?;
+            }
+            if role == DatabaseRole::Writer {
+                postgres::create_database(&endpoint).await?;
+            }
+            regions.push(RegionSandbox { region: region.clone(), initial_role: role, postgres: endpoint, data_dir, log });
+        }
+
+        let mut sandbox = Sandbox {
+            instance: instance.to_owned(),
+            dir,
+            environment: deployment.environment.to_string(),
+            aws_endpoint_url,
+            moto_pid,
+            regions,
+            resources: None,
+        };
+        sandbox.save()?;
+        if resources.is_none() {
+            resources = Some(aws::provision(&sandbox.aws_target(), &deployment).await.context("provisioning moto")?);
+        }
+        sandbox.resources = resources;
+        sandbox.save()?;
+        Ok(sandbox)
+    }
+
+    /// Stops every process of the instance by PID, checks that none of its ports still
+    /// listens, and removes its files.
+    pub fn down(&self) -> Result<()> {
+        let mut errors = Vec::new();
+        for r in self.regions.iter().rev() {
+            if let Err(e) = postgres::stop(&r.data_dir) {
+                errors.push(format!("postgres {}: {e:#}", r.region));
+            }
+        }
+        if let Err(e) = process::stop(self.moto_pid, "TERM", Duration::from_secs(10)) {
+            errors.push(format!("moto: {e:#}"));
+        }
+        let ports = self.ports();
+        std::thread::sleep(Duration::from_millis(100));
+        for port in &ports {
+            if process::port_is_open(*port) {
+                errors.push(format!("127.0.0.1:{port} still listens"));
+            }
+        }
+        if !errors.is_empty() {
+            bail!("sandbox {} did not stop cleanly: {}", self.instance, errors.join("; "));
+        }
+        let data_roots: Vec<&Path> = self.regions.iter().filter_map(|r| r.data_dir.parent()).collect();
+        for root in data_roots {
+            if !root.starts_with(&self.dir) {
+                let _ = std::fs::remove_dir_all(root);
+            }
+        }
+        std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+        Ok(())
+    }
+
+    /// Every loopback port the instance listens on.
+    pub fn ports(&self) -> Vec<u16> {
+        moto_port(&self.aws_endpoint_url).into_iter().chain(self.regions.iter().map(|r| r.postgres.port)).collect()
+    }
+
+    /// Every PID the instance started that is still alive.
+    pub fn live_pids(&self) -> Vec<u32> {
+        let pg = self.regions.iter().filter_map(|r| postgres::postmaster_pid(&r.data_dir));
+        std::iter::once(self.moto_pid).filter(|p| process::is_alive(*p)).chain(pg).collect()
+    }
+
+    /// Probes every component. Never fails: a broken component is reported, not raised.
+    pub async fn status(&self) -> SandboxStatus {
+        let aws = self.aws_status().await;
+        let mut databases = Vec::new();
+        for r in &self.regions {
+            let node = PgNode::new(r.postgres.clone(), format!("status-{}", r.region));
+            let status = node.replication_status().await;
+            databases.push(DatabaseStatus {
+                region: r.region.clone(),
+                port: r.postgres.port,
+                pid: postgres::postmaster_pid(&r.data_dir),
+                status: status.as_ref().ok().cloned(),
+                error: status.err().map(|e| e.to_string()),
+            });
+        }
+        let replication = self.replication_status().await;
+        let healthy = aws.error.is_none()
+            && databases.iter().all(|d| d.error.is_none())
+            && replication.as_ref().is_ok_and(|r| r.canary_error.is_none());
+        SandboxStatus {
+            instance: self.instance.clone(),
+            healthy,
+            aws,
+            databases,
+            replication: replication.unwrap_or_else(|e| ReplicationReport {
+                from: self.regions[0].region.clone(),
+                to: self.regions[1].region.clone(),
+                lag: None,
+                canary_ms: None,
+                canary_error: Some(format!("{e:#}")),
+            }),
+        }
+    }
+
+    async fn aws_status(&self) -> AwsStatus {
+        let mut queues = 0;
+        let result: Result<()> = async {
+            for r in &self.regions {
+                let config = switchyard_aws::sdk_config(&self.aws_target(), &r.region).await;
+                let listed = aws_sdk_sqs::Client::new(&config).list_queues().send().await.context("SQS ListQueues")?;
+                let n = listed.queue_urls().len();
+                if n < 2 {
+                    bail!("{}: {n} queue(s), expected the orders queue and its DLQ", r.region);
+                }
+                queues += n;
+            }
+            if self.resources.is_none() {
+                bail!("not provisioned");
+            }
+            Ok(())
+        }
+        .await;
+        AwsStatus {
+            endpoint_url: self.aws_endpoint_url.clone(),
+            pid: self.moto_pid,
+            alive: process::is_alive(self.moto_pid),
+            queues,
+            error: result.err().map(|e| format!("{e:#}")),
+        }
+    }
+
+    async fn replication_status(&self) -> Result<ReplicationReport> {
+        let writer = self.initial(DatabaseRole::Writer)?;
+        let replica = self.initial(DatabaseRole::Replica)?;
+        let (w, r) = (self.node(writer.region.as_str())?, self.node(replica.region.as_str())?);
+        let lag = pair_lag(&w, &r).await.map_err(anyhow::Error::msg)?;
+        let canary = postgres::canary(&w, &r, Duration::from_secs(10)).await;
+        Ok(ReplicationReport {
+            from: writer.region.clone(),
+            to: replica.region.clone(),
+            lag: Some(lag),
+            canary_ms: canary.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
+            canary_error: canary.err().map(|e| format!("{e:#}")),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxStatus {
+    pub instance: String,
+    pub healthy: bool,
+    pub aws: AwsStatus,
+    pub databases: Vec<DatabaseStatus>,
+    pub replication: ReplicationReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsStatus {
+    pub endpoint_url: String,
+    pub pid: u32,
+    pub alive: bool,
+    /// Queues found across both regions.
+    pub queues: usize,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseStatus {
+    pub region: Region,
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub status: Option<ReplicationStatus>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicationReport {
+    pub from: Region,
+    pub to: Region,
+    /// Writer's WAL position minus the replica's replay position, and its age in seconds.
+    pub lag: Option<ReplicationLag>,
+    /// How long a row written on the writer took to become readable on the replica.
+    pub canary_ms: Option<f64>,
+    pub canary_error: Option<String>,
+}
+
+impl std::fmt::Display for SandboxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+        writeln!(f, "sandbox {:?}: {}", self.instance, if self.healthy { "healthy" } else { "UNHEALTHY" })?;
+        let a = &self.aws;
+        write!(f, "  {} aws api (moto)  {}  pid {}  {} queues in 2 regions", mark(a.error.is_none()), a.endpoint_url, a.pid, a.queues)?;
+        match &a.error {
+            Some(e) => writeln!(f, "  error: {e}")?,
+            None => writeln!(f)?,
+        }
+        for d in &self.databases {
+            let pid = d.pid.map_or("-".into(), |p| p.to_string());
+            write!(f, "  {} postgres {}  127.0.0.1:{}  pid {pid}", mark(d.error.is_none()), d.region, d.port)?;
+            match (&d.status, &d.error) {
+                (Some(s), _) => writeln!(
+                    f,
+                    "  {:?}  wal {}  streaming peers {}",
+                    s.role,
+                    s.log_position,
+                    s.streaming_peers
+                )?,
+                (None, Some(e)) => writeln!(f, "  error: {e}")?,
+                (None, None) => writeln!(f)?,
+            }
+        }
+        let r = &self.replication;
+        write!(f, "  {} replication {} -> {}:", mark(r.canary_error.is_none()), r.from, r.to)?;
+        if let Some(l) = &r.lag {
+            write!(f, " lag {} bytes, {:.3} s;", l.bytes, l.seconds)?;
+        }
+        match (&r.canary_ms, &r.canary_error) {
+            (Some(ms), _) => writeln!(f, " row written on {} readable on {} after {ms:.1} ms", r.from, r.to),
+            (None, Some(e)) => writeln!(f, " error: {e}"),
+            (None, None) => writeln!(f),
+        }
+    }
+}
