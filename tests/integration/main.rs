@@ -1,1 +1,30 @@
-fn main() {}
+//! The integration test binary: contract, sandbox and function tests. It starts one sandbox
+//! for the run (on first use) and stops it at the end, pass or fail.
+//!
+//! Sandbox tests run one at a time by default: some pause the replica's replay, which would
+//! disturb a neighbour measuring replication. Pass `--test-threads N` to override.
+
+mod contract;
+mod functions;
+mod lifecycle;
+mod provisioning;
+mod replication;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = libtest_mimic::Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let trials: Vec<_> = [contract::trials(), replication::trials(), provisioning::trials(), functions::trials(), lifecycle::trials()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Err(e) = switchyard_tests::finish() {
+        eprintln!("error: stopping the test sandbox: {e}");
+        return ExitCode::FAILURE;
+    }
+    conclusion.exit_code()
+}

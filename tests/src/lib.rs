@@ -1,1 +1,76 @@
+//! Fixtures for the integration tests: one sandbox instance per test run, started on first
+//! use, stopped by [`finish`] whatever the tests did.
 
+use std::{future::Future, pin::Pin, sync::OnceLock};
+
+use libtest_mimic::{Failed, Trial};
+use tokio::runtime::Runtime;
+use xtask::sandbox::Sandbox;
+
+/// Prefix of the tests' sandbox instances; the suffix is the test process's PID.
+pub const INSTANCE_PREFIX: &str = "test-";
+
+pub type TestFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+    })
+}
+
+static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
+
+/// The run's sandbox, brought up by the first test that needs it.
+pub fn sandbox() -> Result<&'static Sandbox, Failed> {
+    let result = SANDBOX.get_or_init(|| {
+        if let Ok(reaped) = Sandbox::reap_orphans(INSTANCE_PREFIX) {
+            for name in reaped {
+                eprintln!("stopped sandbox {name} left behind by an earlier, killed test run");
+            }
+        }
+        let instance = format!("{INSTANCE_PREFIX}{}", std::process::id());
+        runtime().block_on(Sandbox::up(&instance)).map_err(|e| format!("sandbox up failed: {e:#}"))
+    });
+    result.as_ref().map_err(|e| Failed::from(e.as_str()))
+}
+
+/// Stops the run's sandbox if a test started it.
+pub fn finish() -> Result<(), String> {
+    match SANDBOX.get() {
+        Some(Ok(sb)) => sb.down().map_err(|e| format!("{e:#}")),
+        _ => Ok(()),
+    }
+}
+
+/// A test that needs the sandbox.
+pub fn sandbox_trial(name: &str, test: fn(&'static Sandbox) -> TestFuture) -> Trial {
+    Trial::test(name, move || {
+        let sb = sandbox()?;
+        runtime().block_on(test(sb)).map_err(|e| Failed::from(format!("{e:#}")))
+    })
+    .with_kind("sandbox")
+}
+
+/// A test that manages its own resources.
+pub fn trial(name: &str, test: fn() -> TestFuture) -> Trial {
+    Trial::test(name, move || runtime().block_on(test()).map_err(|e| Failed::from(format!("{e:#}"))))
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -60,9 +60,36 @@ pub fn is_alive(pid: u32) -> bool {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
+fn signal(target: &str, sig: &str) {
     // Failure means the process is already gone, which is what we want.
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg("--").arg(target).stderr(Stdio::null()).status();
+}
+
+fn group_is_alive(pgid: u32) -> bool {
+    Command::new("kill").args(["-0", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Stops the whole process group led by `pgid` (a process started by [`spawn_detached`] and
+/// everything it started, e.g. the function processes of `cargo lambda watch`).
+pub fn stop_group(pgid: u32, sig: &str, grace: Duration) -> Result<()> {
+    let group = format!("-{pgid}");
+    if !group_is_alive(pgid) {
+        return Ok(());
+    }
+    signal(&group, sig);
+    let start = Instant::now();
+    while group_is_alive(pgid) && start.elapsed() < grace {
+        thread::sleep(Duration::from_millis(50));
+    }
+    if group_is_alive(pgid) {
+        signal(&group, "KILL");
+        thread::sleep(Duration::from_millis(200));
+    }
+    // Members that already exited but are not yet reaped still count for `kill -0`.
+    if is_alive(pgid) {
+        bail!("process group {pgid} survived SIGKILL");
+    }
+    Ok(())
 }
 
 /// Stops `pid` with `sig`, escalating to SIGKILL after `grace`. Returns once it is gone.
@@ -70,11 +97,11 @@ pub fn stop(pid: u32, sig: &str, grace: Duration) -> Result<()> {
     if !is_alive(pid) {
         return Ok(());
     }
-    signal(pid, sig);
+    signal(&pid.to_string(), sig);
     let start = Instant::now();
     while is_alive(pid) {
         if start.elapsed() > grace {
-            signal(pid, "KILL");
+            signal(&pid.to_string(), "KILL");
             thread::sleep(Duration::from_millis(200));
             if is_alive(pid) {
                 bail!("process {pid} survived SIGKILL");

@@ -23,6 +23,11 @@ pub fn moto_server() -> PathBuf {
     venv_dir().join("bin/moto_server")
 }
 
+/// `cargo-lambda` from the venv (a cargo subcommand: invoked as `cargo-lambda lambda …`).
+pub fn cargo_lambda() -> PathBuf {
+    venv_dir().join("bin/cargo-lambda")
+}
+
 /// Creates or updates `.tools/venv` so that it holds exactly xtask/requirements.txt. A stamp
 /// file holding the requirements' content makes repeated calls free.
 pub fn ensure_python_tools() -> Result<()> {

@@ -195,9 +195,10 @@ impl ReplicationMonitor for PgNode {
 }
 
 /// The lag of `replica` behind `writer`, measured across both: bytes between the writer's
-/// current WAL position and the replica's replay position; seconds from the writer's view of
-/// that replica (`replay_lag`), else the age of the replica's last replayed commit, and zero
-/// when no byte is outstanding.
+/// current WAL position and the replica's replay position; seconds zero when no byte is
+/// outstanding, else the larger of the writer's view of that replica (`replay_lag`) and the
+/// age of the replica's last replayed commit. Taking the larger errs towards reporting more
+/// lag, which is the safe side for a lag gate (it may refuse; it must not silently lose).
 pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<ReplicationLag> {
     let (w, r) = tokio::try_join!(writer.connect(), replica.connect())?;
     let replica_row = replica
@@ -220,7 +221,7 @@ pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<Replicati
     let row = bounded(writer.timeout, sql, w.query_one(sql, &[&replay_lsn, &replica.application_name])).await?;
     let bytes = row.get::<_, i64>(0).max(0) as u64;
     let writer_view: Option<f64> = row.get(1);
-    let seconds = if bytes == 0 { 0.0 } else { writer_view.or(replay_age).unwrap_or(0.0) };
+    let seconds = if bytes == 0 { 0.0 } else { writer_view.unwrap_or(0.0).max(replay_age.unwrap_or(0.0)) };
     Ok(ReplicationLag { bytes, seconds })
 }
 

@@ -6,6 +6,7 @@
 //! Several instances can run side by side (the tests start their own), each on free ports.
 
 pub mod aws;
+pub mod lambda;
 pub mod postgres;
 pub mod smoke;
 
@@ -45,6 +46,8 @@ pub struct Sandbox {
     pub aws_endpoint_url: String,
     pub moto_pid: u32,
     pub regions: Vec<RegionSandbox>,
+    /// The functions, served per region by `cargo lambda watch`.
+    pub lambda: Vec<lambda::LambdaService>,
     /// `None` until provisioning finished.
     pub resources: Option<aws::Resources>,
 }
@@ -84,6 +87,10 @@ impl Sandbox {
             "export SWITCHYARD_AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=sandbox\nexport AWS_SECRET_ACCESS_KEY=sandbox\n",
             self.aws_endpoint_url
         );
+        for l in &self.lambda {
+            let var = l.region.as_str().to_uppercase().replace('-', "_");
+            s += &format!("export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n", l.port);
+        }
         for r in &self.regions {
             let var = r.region.as_str().to_uppercase().replace('-', "_");
             s += &format!("export SWITCHYARD_PG_{var}='{}'\n", r.postgres.conninfo("shell"));
@@ -107,6 +114,11 @@ impl Sandbox {
     pub fn node(&self, region: &str) -> Result<PgNode> {
         let r = self.region(region)?;
         Ok(PgNode::new(r.postgres.clone(), r.region.as_str()))
+    }
+
+    /// The Lambda service of a region.
+    pub fn lambda(&self, region: &str) -> Result<&lambda::LambdaService> {
+        self.lambda.iter().find(|l| l.region.as_str() == region).with_context(|| format!("no Lambda service in {region}"))
     }
 
     fn initial(&self, role: DatabaseRole) -> Result<&RegionSandbox> {
@@ -179,6 +191,24 @@ impl Sandbox {
             regions.push(RegionSandbox { region: region.clone(), initial_role: role, postgres: endpoint, data_dir, log });
         }
 
+        // The functions, one Lambda service per region.
+        let mut lambdas = Vec::new();
+        for region in deployment.regions.iter() {
+            let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
+            match known {
+                Some(l) if process::is_alive(l.pid) => lambdas.push(l.clone()),
+                _ => {
+                    let port = known.map(|l| l.port).filter(|p| !process::port_is_open(*p));
+                    let port = match port {
+                        Some(p) => p,
+                        None => process::free_port()?,
+                    };
+                    let log = dir.join(format!("lambda-{region}.log"));
+                    lambdas.push(lambda::start(&deployment, region, &aws_endpoint_url, port, &log)?);
+                }
+            }
+        }
+
         let mut sandbox = Sandbox {
             instance: instance.to_owned(),
             dir,
@@ -186,6 +216,7 @@ impl Sandbox {
             aws_endpoint_url,
             moto_pid,
             regions,
+            lambda: lambdas,
             resources: None,
         };
         sandbox.save()?;
@@ -197,6 +228,28 @@ impl Sandbox {
         Ok(sandbox)
     }
 
+    /// Brings down instances named `{prefix}{pid}[-…]` whose owning process has died (a test run
+    /// killed before it could clean up). Returns the instances it stopped.
+    pub fn reap_orphans(prefix: &str) -> Result<Vec<String>> {
+        let mut reaped = Vec::new();
+        let Ok(entries) = std::fs::read_dir(sandbox_root()) else { return Ok(reaped) };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `{prefix}{pid}` or `{prefix}{pid}-{what}`.
+            let pid = name.strip_prefix(prefix).map(|rest| rest.split('-').next().unwrap_or_default());
+            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if process::is_alive(pid) {
+                continue;
+            }
+            match Sandbox::load(&name)? {
+                Some(sb) => sb.down()?,
+                None => std::fs::remove_dir_all(entry.path())?,
+            }
+            reaped.push(name);
+        }
+        Ok(reaped)
+    }
+
     /// Stops every process of the instance by PID, checks that none of its ports still
     /// listens, and removes its files.
     pub fn down(&self) -> Result<()> {
@@ -206,7 +259,12 @@ impl Sandbox {
                 errors.push(format!("postgres {}: {e:#}", r.region));
             }
         }
-        if let Err(e) = process::stop(self.moto_pid, "TERM", Duration::from_secs(10)) {
+        for l in &self.lambda {
+            if let Err(e) = process::stop_group(l.pid, "TERM", Duration::from_secs(10)) {
+                errors.push(format!("cargo lambda watch {}: {e:#}", l.region));
+            }
+        }
+        if let Err(e) = process::stop_group(self.moto_pid, "TERM", Duration::from_secs(10)) {
             errors.push(format!("moto: {e:#}"));
         }
         let ports = self.ports();
@@ -231,13 +289,18 @@ impl Sandbox {
 
     /// Every loopback port the instance listens on.
     pub fn ports(&self) -> Vec<u16> {
-        moto_port(&self.aws_endpoint_url).into_iter().chain(self.regions.iter().map(|r| r.postgres.port)).collect()
+        moto_port(&self.aws_endpoint_url)
+            .into_iter()
+            .chain(self.regions.iter().map(|r| r.postgres.port))
+            .chain(self.lambda.iter().map(|l| l.port))
+            .collect()
     }
 
     /// Every PID the instance started that is still alive.
     pub fn live_pids(&self) -> Vec<u32> {
         let pg = self.regions.iter().filter_map(|r| postgres::postmaster_pid(&r.data_dir));
-        std::iter::once(self.moto_pid).filter(|p| process::is_alive(*p)).chain(pg).collect()
+        let lambda = self.lambda.iter().map(|l| l.pid);
+        std::iter::once(self.moto_pid).chain(lambda).filter(|p| process::is_alive(*p)).chain(pg).collect()
     }
 
     /// Probes every component. Never fails: a broken component is reported, not raised.
@@ -255,8 +318,19 @@ impl Sandbox {
                 error: status.err().map(|e| e.to_string()),
             });
         }
+        let lambda = self
+            .lambda
+            .iter()
+            .map(|l| LambdaStatus {
+                region: l.region.clone(),
+                url: format!("http://127.0.0.1:{}", l.port),
+                pid: l.pid,
+                listening: process::is_alive(l.pid) && process::port_is_open(l.port),
+            })
+            .collect::<Vec<_>>();
         let replication = self.replication_status().await;
         let healthy = aws.error.is_none()
+            && lambda.iter().all(|l| l.listening)
             && databases.iter().all(|d| d.error.is_none())
             && replication.as_ref().is_ok_and(|r| r.canary_error.is_none());
         SandboxStatus {
@@ -264,6 +338,7 @@ impl Sandbox {
             healthy,
             aws,
             databases,
+            lambda,
             replication: replication.unwrap_or_else(|e| ReplicationReport {
                 from: self.regions[0].region.clone(),
                 to: self.regions[1].region.clone(),
@@ -323,7 +398,17 @@ pub struct SandboxStatus {
     pub healthy: bool,
     pub aws: AwsStatus,
     pub databases: Vec<DatabaseStatus>,
+    pub lambda: Vec<LambdaStatus>,
     pub replication: ReplicationReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LambdaStatus {
+    pub region: Region,
+    /// Lambda Invoke API: POST {url}/2015-03-31/functions/NAME/invocations
+    pub url: String,
+    pub pid: u32,
+    pub listening: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -380,6 +465,9 @@ impl std::fmt::Display for SandboxStatus {
                 (None, Some(e)) => writeln!(f, "  error: {e}")?,
                 (None, None) => writeln!(f)?,
             }
+        }
+        for l in &self.lambda {
+            writeln!(f, "  {} lambda   {}  {}  pid {}  (cargo lambda watch; functions build on first invoke)", mark(l.listening), l.region, l.url, l.pid)?;
         }
         let r = &self.replication;
         write!(f, "  {} replication {} -> {}:", mark(r.canary_error.is_none()), r.from, r.to)?;
