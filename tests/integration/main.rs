@@ -17,10 +17,16 @@ fn main() -> ExitCode {
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
-    let trials: Vec<_> = [contract::trials(), replication::trials(), provisioning::trials(), functions::trials(), lifecycle::trials()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let trials: Vec<_> = [
+        contract::trials(),
+        replication::trials(),
+        provisioning::trials(),
+        functions::trials(),
+        lifecycle::trials(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Err(e) = switchyard_tests::finish() {
         eprintln!("error: stopping the test sandbox: {e}");

@@ -21,7 +21,11 @@ pub fn free_port() -> Result<u16> {
 }
 
 pub fn port_is_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_millis(200)).is_ok()
+    TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
 }
 
 /// Waits until something accepts connections on `port`.
@@ -33,13 +37,20 @@ pub fn wait_for_port(port: u16, timeout: Duration, what: &str, log: &Path) -> Re
         }
         thread::sleep(Duration::from_millis(50));
     }
-    bail!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}; see {}", log.display())
+    bail!(
+        "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; see {}",
+        log.display()
+    )
 }
 
 /// Starts `cmd` in its own process group (so a Ctrl-C in the terminal that ran `sandbox up`
 /// does not reach it) with output appended to `log`. Returns its PID.
 pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<u32> {
-    let out = File::options().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
     let child = cmd
         .stdin(Stdio::null())
@@ -55,18 +66,29 @@ pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<u32> {
 pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name, which may itself contain spaces.
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
         Err(_) => false,
     }
 }
 
 fn signal(target: &str, sig: &str) {
     // Failure means the process is already gone, which is what we want.
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg("--").arg(target).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg("--")
+        .arg(target)
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn group_is_alive(pgid: u32) -> bool {
-    Command::new("kill").args(["-0", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Stops the whole process group led by `pgid` (a process started by [`spawn_detached`] and
@@ -115,7 +137,10 @@ pub fn stop(pid: u32, sig: &str, grace: Duration) -> Result<()> {
 
 /// Runs a command to completion, failing with its output if it fails.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}):\n{}{}",

@@ -23,15 +23,21 @@ impl AwsTarget {
     /// `None` means real AWS. A sandbox URL must be loopback: the sandbox never sends
     /// traffic anywhere else, and its dummy credentials must never reach a real endpoint.
     pub fn from_endpoint(endpoint_url: Option<&str>) -> Result<Self, SwitchyardError> {
-        let Some(url) = endpoint_url else { return Ok(AwsTarget::Aws) };
+        let Some(url) = endpoint_url else {
+            return Ok(AwsTarget::Aws);
+        };
         let rest = url.strip_prefix("http://").unwrap_or("");
         let host = rest.split([':', '/']).next().unwrap_or("");
         if host == "127.0.0.1" || host == "localhost" {
-            Ok(AwsTarget::Sandbox { endpoint_url: url.trim_end_matches('/').to_owned() })
+            Ok(AwsTarget::Sandbox {
+                endpoint_url: url.trim_end_matches('/').to_owned(),
+            })
         } else {
             Err(SwitchyardError::new(
                 ErrorName::MissingConfig,
-                format!("sandbox endpoint {url:?} must be http://127.0.0.1:PORT or http://localhost:PORT"),
+                format!(
+                    "sandbox endpoint {url:?} must be http://127.0.0.1:PORT or http://localhost:PORT"
+                ),
             ))
         }
     }
@@ -61,8 +67,18 @@ mod tests {
     fn sandbox_endpoints_are_loopback_only() {
         let table = [
             (None, Some(AwsTarget::Aws)),
-            (Some("http://127.0.0.1:5000"), Some(AwsTarget::Sandbox { endpoint_url: "http://127.0.0.1:5000".into() })),
-            (Some("http://localhost:5000/"), Some(AwsTarget::Sandbox { endpoint_url: "http://localhost:5000".into() })),
+            (
+                Some("http://127.0.0.1:5000"),
+                Some(AwsTarget::Sandbox {
+                    endpoint_url: "http://127.0.0.1:5000".into(),
+                }),
+            ),
+            (
+                Some("http://localhost:5000/"),
+                Some(AwsTarget::Sandbox {
+                    endpoint_url: "http://localhost:5000".into(),
+                }),
+            ),
             (Some("https://sqs.us-east-1.amazonaws.com"), None),
             (Some("http://10.0.0.2:5000"), None),
             (Some("http://127.0.0.1.evil.example:5000"), None),

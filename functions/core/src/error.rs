@@ -102,7 +102,10 @@ pub struct SwitchyardError {
 
 impl SwitchyardError {
     pub fn new(name: ErrorName, message: impl Into<String>) -> Self {
-        SwitchyardError { name, message: message.into() }
+        SwitchyardError {
+            name,
+            message: message.into(),
+        }
     }
 
     pub fn category(&self) -> ErrorCategory {

@@ -40,7 +40,11 @@ pub trait DatabasePromoter: Send + Sync {
 pub trait WriterRegistry: Send + Sync {
     fn current(&self) -> impl Future<Output = PortResult<WriterClaim>> + Send;
     /// Replaces the claim only if the stored epoch is still `expected`; otherwise `StaleEpoch`.
-    fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+    fn replace(
+        &self,
+        expected: WriterEpoch,
+        next: WriterClaim,
+    ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// Outcome of trying to take the failover lock.
@@ -50,7 +54,9 @@ pub enum LockOutcome {
     Acquired,
     /// Already ours (a retried or repeated execution): proceed.
     AlreadyHeld,
-    HeldBy { owner: String },
+    HeldBy {
+        owner: String,
+    },
 }
 
 /// One failover at a time.
@@ -91,11 +97,15 @@ pub struct InMemoryWriterRegistry {
 
 impl InMemoryWriterRegistry {
     pub fn new(claim: WriterClaim) -> Self {
-        InMemoryWriterRegistry { claim: Mutex::new(claim) }
+        InMemoryWriterRegistry {
+            claim: Mutex::new(claim),
+        }
     }
 
     fn lock(&self) -> PortResult<std::sync::MutexGuard<'_, WriterClaim>> {
-        self.claim.lock().map_err(|_| SwitchyardError::new(ErrorName::Internal, "writer registry lock poisoned"))
+        self.claim
+            .lock()
+            .map_err(|_| SwitchyardError::new(ErrorName::Internal, "writer registry lock poisoned"))
     }
 }
 
@@ -109,7 +119,10 @@ impl WriterRegistry for InMemoryWriterRegistry {
         if claim.epoch != expected || next.epoch <= expected {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
-                format!("stored epoch is {}, request expected {expected} and offered {}", claim.epoch, next.epoch),
+                format!(
+                    "stored epoch is {}, request expected {expected} and offered {}",
+                    claim.epoch, next.epoch
+                ),
             ));
         }
         *claim = next;
@@ -122,7 +135,10 @@ mod tests {
     use super::*;
 
     fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+        WriterClaim {
+            epoch: WriterEpoch(epoch),
+            writer: writer.parse().expect("region"),
+        }
     }
 
     /// Drives a future that never waits (the in-memory port) without an async runtime.
@@ -140,10 +156,19 @@ mod tests {
         let reg = InMemoryWriterRegistry::new(claim(1, "us-east-1"));
         now(reg.replace(WriterEpoch(1), claim(2, "us-east-2"))).expect("first handover");
         // A second handover from the same stale view loses, whatever it offers.
-        let table = [(1, claim(2, "us-east-1")), (1, claim(3, "us-east-1")), (2, claim(2, "us-east-1")), (0, claim(9, "us-east-1"))];
+        let table = [
+            (1, claim(2, "us-east-1")),
+            (1, claim(3, "us-east-1")),
+            (2, claim(2, "us-east-1")),
+            (0, claim(9, "us-east-1")),
+        ];
         for (expected, next) in table {
             let err = now(reg.replace(WriterEpoch(expected), next.clone())).expect_err("stale");
-            assert_eq!(err.name, ErrorName::StaleEpoch, "expected {expected}, offered {next:?}");
+            assert_eq!(
+                err.name,
+                ErrorName::StaleEpoch,
+                "expected {expected}, offered {next:?}"
+            );
         }
         assert_eq!(now(reg.current()).expect("read"), claim(2, "us-east-2"));
     }

@@ -13,12 +13,40 @@ use crate::{ErrorName, SwitchyardError};
 /// AWS commercial and GovCloud region codes switchyard accepts. A typo in a region is a
 /// deployment bug that must fail loudly, not a request sent to a region that does not exist.
 const KNOWN_REGIONS: &[&str] = &[
-    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
-    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
-    "ap-southeast-4", "ap-southeast-5", "ap-southeast-7", "ca-central-1", "ca-west-1",
-    "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1",
-    "eu-west-2", "eu-west-3", "il-central-1", "me-central-1", "me-south-1", "mx-central-1",
-    "sa-east-1", "us-east-1", "us-east-2", "us-gov-east-1", "us-gov-west-1", "us-west-1",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
     "us-west-2",
 ];
 
@@ -40,7 +68,10 @@ impl FromStr for Region {
         if KNOWN_REGIONS.contains(&s) {
             Ok(Region(s.to_owned()))
         } else {
-            Err(SwitchyardError::new(ErrorName::UnknownRegion, format!("{s:?} is not a known AWS region")))
+            Err(SwitchyardError::new(
+                ErrorName::UnknownRegion,
+                format!("{s:?} is not a known AWS region"),
+            ))
         }
     }
 }
@@ -104,7 +135,10 @@ impl RegionPair {
         } else {
             Err(SwitchyardError::new(
                 ErrorName::UnknownRegion,
-                format!("{region} is not part of this deployment ({}, {})", self.primary, self.standby),
+                format!(
+                    "{region} is not part of this deployment ({}, {})",
+                    self.primary, self.standby
+                ),
             ))
         }
     }
@@ -112,14 +146,22 @@ impl RegionPair {
     /// The other region of the pair.
     pub fn peer_of(&self, region: &Region) -> Result<&Region, SwitchyardError> {
         self.check(region)?;
-        Ok(if *region == self.primary { &self.standby } else { &self.primary })
+        Ok(if *region == self.primary {
+            &self.standby
+        } else {
+            &self.primary
+        })
     }
 
     /// The role of `region` given the region that currently holds the writer claim.
     pub fn role_of(&self, region: &Region, writer: &Region) -> Result<Role, SwitchyardError> {
         self.check(region)?;
         self.check(writer)?;
-        Ok(if region == writer { Role::Active } else { Role::Standby })
+        Ok(if region == writer {
+            Role::Active
+        } else {
+            Role::Standby
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
@@ -157,7 +199,10 @@ mod tests {
 
     #[test]
     fn region_deserializes_with_validation() {
-        assert_eq!(serde_json::from_str::<Region>("\"us-east-2\"").ok(), Some(r("us-east-2")));
+        assert_eq!(
+            serde_json::from_str::<Region>("\"us-east-2\"").ok(),
+            Some(r("us-east-2"))
+        );
         assert!(serde_json::from_str::<Region>("\"mars-north-1\"").is_err());
     }
 
@@ -172,13 +217,21 @@ mod tests {
             ("us-east-2", "us-east-2", Role::Active),
         ];
         for (region, writer, role) in table {
-            assert_eq!(pair.role_of(&r(region), &r(writer)).ok(), Some(role), "{region} with writer {writer}");
+            assert_eq!(
+                pair.role_of(&r(region), &r(writer)).ok(),
+                Some(role),
+                "{region} with writer {writer}"
+            );
         }
         assert_eq!(pair.peer_of(&r("us-east-1")).ok(), Some(&r("us-east-2")));
         assert_eq!(pair.peer_of(&r("us-east-2")).ok(), Some(&r("us-east-1")));
         let outsider = pair.peer_of(&r("eu-west-1")).expect_err("not in pair");
         assert_eq!(outsider.name, ErrorName::UnknownRegion);
-        assert_eq!(pair.role_of(&r("us-east-1"), &r("eu-west-1")).map_err(|e| e.name), Err(ErrorName::UnknownRegion));
+        assert_eq!(
+            pair.role_of(&r("us-east-1"), &r("eu-west-1"))
+                .map_err(|e| e.name),
+            Err(ErrorName::UnknownRegion)
+        );
     }
 
     #[test]

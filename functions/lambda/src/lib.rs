@@ -23,13 +23,17 @@ impl From<SwitchyardError> for FunctionError {
 
 impl From<FunctionError> for Diagnostic {
     fn from(FunctionError(e): FunctionError) -> Self {
-        Diagnostic { error_type: e.name.as_str().to_owned(), error_message: e.message }
+        Diagnostic {
+            error_type: e.name.as_str().to_owned(),
+            error_message: e.message,
+        }
     }
 }
 
 /// Deserializes an event into the handler's input type, naming the failure `InvalidInput`.
 pub fn parse_event<T: DeserializeOwned>(event: serde_json::Value) -> Result<T, SwitchyardError> {
-    serde_json::from_value(event).map_err(|e| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed event: {e}")))
+    serde_json::from_value(event)
+        .map_err(|e| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed event: {e}")))
 }
 
 /// Reads the deployment configuration from the environment. Kept as a `Result` so that a
@@ -40,7 +44,10 @@ pub fn load_config() -> Result<DeploymentConfig, SwitchyardError> {
 }
 
 /// Serves `handler` on the Lambda Runtime API until the runtime stops the process.
-pub async fn serve<F, Fut, T>(function: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
+pub async fn serve<F, Fut, T>(
+    function: &'static str,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(serde_json::Value) -> Fut,
     Fut: Future<Output = Result<T, SwitchyardError>>,
@@ -64,7 +71,10 @@ where
 /// The handler of a function whose behaviour has not been built yet: it checks its
 /// configuration (so deployment wiring is testable today) and then refuses honestly with
 /// `NotImplemented`, naming the work that will fill it in.
-pub async fn serve_pending(function: &'static str, arrives_with: &'static str) -> Result<(), lambda_runtime::Error> {
+pub async fn serve_pending(
+    function: &'static str,
+    arrives_with: &'static str,
+) -> Result<(), lambda_runtime::Error> {
     let config = load_config();
     serve(function, move |_event| {
         let answer = pending_answer(function, arrives_with, &config);
@@ -79,7 +89,10 @@ fn pending_answer(
     config: &Result<DeploymentConfig, SwitchyardError>,
 ) -> Result<serde_json::Value, SwitchyardError> {
     config.as_ref().map_err(Clone::clone)?;
-    Err(SwitchyardError::new(ErrorName::NotImplemented, format!("{function} is not implemented yet ({arrives_with})")))
+    Err(SwitchyardError::new(
+        ErrorName::NotImplemented,
+        format!("{function} is not implemented yet ({arrives_with})"),
+    ))
 }
 
 #[cfg(test)]
@@ -95,7 +108,12 @@ mod tests {
 
     #[test]
     fn malformed_events_are_invalid_input() {
-        for event in [serde_json::json!({}), serde_json::json!({"region": 1}), serde_json::json!({"region": "x", "extra": 1}), serde_json::json!([])] {
+        for event in [
+            serde_json::json!({}),
+            serde_json::json!({"region": 1}),
+            serde_json::json!({"region": "x", "extra": 1}),
+            serde_json::json!([]),
+        ] {
             let err = parse_event::<Input>(event.clone()).expect_err("malformed");
             assert_eq!(err.name, ErrorName::InvalidInput, "{event}");
         }
@@ -104,25 +122,37 @@ mod tests {
 
     #[test]
     fn diagnostics_carry_the_stable_name() {
-        let d: Diagnostic = FunctionError(SwitchyardError::new(ErrorName::LagAboveBudget, "lag 90 s")).into();
+        let d: Diagnostic =
+            FunctionError(SwitchyardError::new(ErrorName::LagAboveBudget, "lag 90 s")).into();
         assert_eq!(d.error_type, "LagAboveBudget");
         assert_eq!(d.error_message, "lag 90 s");
     }
 
     #[test]
     fn pending_functions_report_config_problems_first() {
-        let missing = Err(SwitchyardError::new(ErrorName::MissingConfig, "SWITCHYARD_ENV is not set"));
-        assert_eq!(pending_answer("f", "later", &missing).map_err(|e| e.name), Err(ErrorName::MissingConfig));
+        let missing = Err(SwitchyardError::new(
+            ErrorName::MissingConfig,
+            "SWITCHYARD_ENV is not set",
+        ));
+        assert_eq!(
+            pending_answer("f", "later", &missing).map_err(|e| e.name),
+            Err(ErrorName::MissingConfig)
+        );
         let config = DeploymentConfig::from_lookup(|k| {
-            Some(match k {
-                "SWITCHYARD_ENV" => "t",
-                "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => "us-east-1",
-                "SWITCHYARD_STANDBY_REGION" => "us-east-2",
-                _ => return None,
-            }
-            .to_owned())
+            Some(
+                match k {
+                    "SWITCHYARD_ENV" => "t",
+                    "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => "us-east-1",
+                    "SWITCHYARD_STANDBY_REGION" => "us-east-2",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
         })
         .map_err(SwitchyardError::from);
-        assert_eq!(pending_answer("f", "later", &config).map_err(|e| e.name), Err(ErrorName::NotImplemented));
+        assert_eq!(
+            pending_answer("f", "later", &config).map_err(|e| e.name),
+            Err(ErrorName::NotImplemented)
+        );
     }
 }

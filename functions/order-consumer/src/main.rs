@@ -3,5 +3,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_pending("order-consumer", "issue #5: idempotent apply, shadow mode, partial batch failures").await
+    switchyard_lambda::serve_pending(
+        "order-consumer",
+        "issue #5: idempotent apply, shadow mode, partial batch failures",
+    )
+    .await
 }

@@ -3,5 +3,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_pending("rds-promoter", "issue #4: lag gate, promotion, fencing, epoch bump").await
+    switchyard_lambda::serve_pending(
+        "rds-promoter",
+        "issue #4: lag gate, promotion, fencing, epoch bump",
+    )
+    .await
 }

@@ -22,10 +22,23 @@ pub struct LambdaService {
     pub log: std::path::PathBuf,
 }
 
-pub fn start(d: &Deployment, region: &Region, aws_endpoint_url: &str, port: u16, log: &Path) -> Result<LambdaService> {
+pub fn start(
+    d: &Deployment,
+    region: &Region,
+    aws_endpoint_url: &str,
+    port: u16,
+    log: &Path,
+) -> Result<LambdaService> {
     let mut cmd = Command::new(tools::cargo_lambda());
-    cmd.current_dir(repo_root())
-        .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string(), "--ignore-changes"]);
+    cmd.current_dir(repo_root()).args([
+        "lambda",
+        "watch",
+        "--invoke-address",
+        "127.0.0.1",
+        "--invoke-port",
+        &port.to_string(),
+        "--ignore-changes",
+    ]);
     let mut env = d.function_environment(region);
     env.push((keys::AWS_ENDPOINT_URL, aws_endpoint_url.to_owned()));
     env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
@@ -35,14 +48,22 @@ pub fn start(d: &Deployment, region: &Region, aws_endpoint_url: &str, port: u16,
     }
     let pid = process::spawn_detached(&mut cmd, log)?;
     process::wait_for_port(port, Duration::from_secs(120), "cargo lambda watch", log)?;
-    Ok(LambdaService { region: region.clone(), port, pid, log: log.to_path_buf() })
+    Ok(LambdaService {
+        region: region.clone(),
+        port,
+        pid,
+        log: log.to_path_buf(),
+    })
 }
 
 /// What an invocation returned: the payload, or the function's error.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
     Ok(serde_json::Value),
-    FunctionError { error_type: String, error_message: String },
+    FunctionError {
+        error_type: String,
+        error_message: String,
+    },
 }
 
 impl LambdaService {
@@ -66,16 +87,42 @@ impl LambdaService {
         };
         let response = tokio::time::timeout(Duration::from_secs(300), exchange)
             .await
-            .with_context(|| format!("invoking {function}: no answer within 300 s; see {}", self.log.display()))??;
+            .with_context(|| {
+                format!(
+                    "invoking {function}: no answer within 300 s; see {}",
+                    self.log.display()
+                )
+            })??;
         let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
-        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
-        let function_error = head.lines().any(|l| l.to_ascii_lowercase().starts_with("x-amz-function-error"));
-        let value: serde_json::Value = if body.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(body)? };
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .context("malformed HTTP response")?;
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status")?;
+        let function_error = head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("x-amz-function-error"));
+        let value: serde_json::Value = if body.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(body)?
+        };
         // cargo lambda answers function errors with HTTP 500; AWS with 200 and a header.
         if status == 500 || function_error {
-            let field = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-            return Ok(Invocation::FunctionError { error_type: field("errorType"), error_message: field("errorMessage") });
+            let field = |k: &str| {
+                value
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            return Ok(Invocation::FunctionError {
+                error_type: field("errorType"),
+                error_message: field("errorMessage"),
+            });
         }
         if status != 200 {
             bail!("invoking {function}: HTTP {status}: {body}");

@@ -19,7 +19,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use switchyard_aws::AwsTarget;
-use switchyard_core::{DatabaseRole, Region, ReplicationLag, ReplicationStatus, ports::ReplicationMonitor};
+use switchyard_core::{
+    DatabaseRole, Region, ReplicationLag, ReplicationStatus, ports::ReplicationMonitor,
+};
 use switchyard_infra::Deployment;
 use switchyard_postgres::{PgEndpoint, PgNode, pair_lag};
 
@@ -69,14 +71,20 @@ impl Sandbox {
     pub fn load(instance: &str) -> Result<Option<Sandbox>> {
         let path = instance_dir(instance).join("sandbox.json");
         match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?)),
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
 
     fn save(&self) -> Result<()> {
-        std::fs::write(self.dir.join("sandbox.json"), serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::write(
+            self.dir.join("sandbox.json"),
+            serde_json::to_string_pretty(self)? + "\n",
+        )?;
         std::fs::write(self.dir.join("sandbox.env"), self.shell_env())?;
         Ok(())
     }
@@ -89,11 +97,17 @@ impl Sandbox {
         );
         for l in &self.lambda {
             let var = l.region.as_str().to_uppercase().replace('-', "_");
-            s += &format!("export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n", l.port);
+            s += &format!(
+                "export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n",
+                l.port
+            );
         }
         for r in &self.regions {
             let var = r.region.as_str().to_uppercase().replace('-', "_");
-            s += &format!("export SWITCHYARD_PG_{var}='{}'\n", r.postgres.conninfo("shell"));
+            s += &format!(
+                "export SWITCHYARD_PG_{var}='{}'\n",
+                r.postgres.conninfo("shell")
+            );
         }
         s
     }
@@ -103,11 +117,16 @@ impl Sandbox {
     }
 
     pub fn aws_target(&self) -> AwsTarget {
-        AwsTarget::Sandbox { endpoint_url: self.aws_endpoint_url.clone() }
+        AwsTarget::Sandbox {
+            endpoint_url: self.aws_endpoint_url.clone(),
+        }
     }
 
     pub fn region(&self, region: &str) -> Result<&RegionSandbox> {
-        self.regions.iter().find(|r| r.region.as_str() == region).with_context(|| format!("{region} is not a sandbox region"))
+        self.regions
+            .iter()
+            .find(|r| r.region.as_str() == region)
+            .with_context(|| format!("{region} is not a sandbox region"))
     }
 
     /// A connection factory for a region's database.
@@ -118,11 +137,17 @@ impl Sandbox {
 
     /// The Lambda service of a region.
     pub fn lambda(&self, region: &str) -> Result<&lambda::LambdaService> {
-        self.lambda.iter().find(|l| l.region.as_str() == region).with_context(|| format!("no Lambda service in {region}"))
+        self.lambda
+            .iter()
+            .find(|l| l.region.as_str() == region)
+            .with_context(|| format!("no Lambda service in {region}"))
     }
 
     fn initial(&self, role: DatabaseRole) -> Result<&RegionSandbox> {
-        self.regions.iter().find(|r| r.initial_role == role).context("sandbox has no such region")
+        self.regions
+            .iter()
+            .find(|r| r.initial_role == role)
+            .context("sandbox has no such region")
     }
 
     /// Brings an instance up: installs missing tools, starts what is not running, initialises
@@ -136,23 +161,37 @@ impl Sandbox {
         let pg = postgres::PgTools::find()?;
 
         let previous = Sandbox::load(instance)?;
-        let data_root = match previous.as_ref().and_then(|p| p.regions.first()).and_then(|r| r.data_dir.parent()) {
+        let data_root = match previous
+            .as_ref()
+            .and_then(|p| p.regions.first())
+            .and_then(|r| r.data_dir.parent())
+        {
             Some(root) if root.exists() => root.to_path_buf(),
             _ => pg.data_root(&dir, instance)?,
         };
 
         // The AWS API emulator.
         let (aws_endpoint_url, moto_pid, mut resources) = match &previous {
-            Some(p) if process::is_alive(p.moto_pid) => (p.aws_endpoint_url.clone(), p.moto_pid, p.resources.clone()),
+            Some(p) if process::is_alive(p.moto_pid) => {
+                (p.aws_endpoint_url.clone(), p.moto_pid, p.resources.clone())
+            }
             _ => {
-                let port = previous.as_ref().and_then(|p| moto_port(&p.aws_endpoint_url)).filter(|p| !process::port_is_open(*p));
+                let port = previous
+                    .as_ref()
+                    .and_then(|p| moto_port(&p.aws_endpoint_url))
+                    .filter(|p| !process::port_is_open(*p));
                 let port = match port {
                     Some(p) => p,
                     None => process::free_port()?,
                 };
                 let log = dir.join("moto.log");
                 let pid = process::spawn_detached(
-                    Command::new(tools::moto_server()).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+                    Command::new(tools::moto_server()).args([
+                        "-H",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                    ]),
                     &log,
                 )?;
                 process::wait_for_port(port, Duration::from_secs(30), "moto", &log)?;
@@ -163,21 +202,33 @@ impl Sandbox {
 
         // The regional databases: primary first (the replica is a base backup of it).
         let mut regions = Vec::new();
-        for (region, role) in [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)] {
-            let known = previous.as_ref().and_then(|p| p.regions.iter().find(|r| r.region == *region)).cloned();
+        for (region, role) in [
+            (&deployment.regions.primary, DatabaseRole::Writer),
+            (&deployment.regions.standby, DatabaseRole::Replica),
+        ] {
+            let known = previous
+                .as_ref()
+                .and_then(|p| p.regions.iter().find(|r| r.region == *region))
+                .cloned();
             let data_dir = data_root.join(region.as_str());
             let log = data_root.join(format!("{region}.log"));
             let port = match &known {
                 Some(k) if data_dir.join("PG_VERSION").exists() => k.postgres.port,
                 _ => process::free_port()?,
             };
-            let endpoint = PgEndpoint { host: "127.0.0.1".into(), port, user: postgres::DB_USER.into(), dbname: postgres::DB_NAME.into() };
+            let endpoint = PgEndpoint {
+                host: "127.0.0.1".into(),
+                port,
+                user: postgres::DB_USER.into(),
+                dbname: postgres::DB_NAME.into(),
+            };
             if !data_dir.join("PG_VERSION").exists() {
                 let _ = std::fs::remove_dir_all(&data_dir);
                 match role {
                     DatabaseRole::Writer => pg.init_primary(&data_dir, port, region.as_str())?,
                     DatabaseRole::Replica => {
-                        let primary: &RegionSandbox = regions.first().context("primary before replica")?;
+                        let primary: &RegionSandbox =
+                            regions.first().context("primary before replica")?;
                         pg.init_replica(&data_dir, port, region.as_str(), &primary.postgres)?
                     }
                 }
@@ -188,13 +239,21 @@ impl Sandbox {
             if role == DatabaseRole::Writer {
                 postgres::create_database(&endpoint).await?;
             }
-            regions.push(RegionSandbox { region: region.clone(), initial_role: role, postgres: endpoint, data_dir, log });
+            regions.push(RegionSandbox {
+                region: region.clone(),
+                initial_role: role,
+                postgres: endpoint,
+                data_dir,
+                log,
+            });
         }
 
         // The functions, one Lambda service per region.
         let mut lambdas = Vec::new();
         for region in deployment.regions.iter() {
-            let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
+            let known = previous
+                .as_ref()
+                .and_then(|p| p.lambda.iter().find(|l| l.region == *region));
             match known {
                 Some(l) if process::is_alive(l.pid) => lambdas.push(l.clone()),
                 _ => {
@@ -204,7 +263,13 @@ impl Sandbox {
                         None => process::free_port()?,
                     };
                     let log = dir.join(format!("lambda-{region}.log"));
-                    lambdas.push(lambda::start(&deployment, region, &aws_endpoint_url, port, &log)?);
+                    lambdas.push(lambda::start(
+                        &deployment,
+                        region,
+                        &aws_endpoint_url,
+                        port,
+                        &log,
+                    )?);
                 }
             }
         }
@@ -221,7 +286,11 @@ impl Sandbox {
         };
         sandbox.save()?;
         if resources.is_none() {
-            resources = Some(aws::provision(&sandbox.aws_target(), &deployment).await.context("provisioning moto")?);
+            resources = Some(
+                aws::provision(&sandbox.aws_target(), &deployment)
+                    .await
+                    .context("provisioning moto")?,
+            );
         }
         sandbox.resources = resources;
         sandbox.save()?;
@@ -232,12 +301,18 @@ impl Sandbox {
     /// killed before it could clean up). Returns the instances it stopped.
     pub fn reap_orphans(prefix: &str) -> Result<Vec<String>> {
         let mut reaped = Vec::new();
-        let Ok(entries) = std::fs::read_dir(sandbox_root()) else { return Ok(reaped) };
+        let Ok(entries) = std::fs::read_dir(sandbox_root()) else {
+            return Ok(reaped);
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             // `{prefix}{pid}` or `{prefix}{pid}-{what}`.
-            let pid = name.strip_prefix(prefix).map(|rest| rest.split('-').next().unwrap_or_default());
-            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let pid = name
+                .strip_prefix(prefix)
+                .map(|rest| rest.split('-').next().unwrap_or_default());
+            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
             if process::is_alive(pid) {
                 continue;
             }
@@ -275,15 +350,24 @@ impl Sandbox {
             }
         }
         if !errors.is_empty() {
-            bail!("sandbox {} did not stop cleanly: {}", self.instance, errors.join("; "));
+            bail!(
+                "sandbox {} did not stop cleanly: {}",
+                self.instance,
+                errors.join("; ")
+            );
         }
-        let data_roots: Vec<&Path> = self.regions.iter().filter_map(|r| r.data_dir.parent()).collect();
+        let data_roots: Vec<&Path> = self
+            .regions
+            .iter()
+            .filter_map(|r| r.data_dir.parent())
+            .collect();
         for root in data_roots {
             if !root.starts_with(&self.dir) {
                 let _ = std::fs::remove_dir_all(root);
             }
         }
-        std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("removing {}", self.dir.display()))?;
         Ok(())
     }
 
@@ -298,9 +382,16 @@ impl Sandbox {
 
     /// Every PID the instance started that is still alive.
     pub fn live_pids(&self) -> Vec<u32> {
-        let pg = self.regions.iter().filter_map(|r| postgres::postmaster_pid(&r.data_dir));
+        let pg = self
+            .regions
+            .iter()
+            .filter_map(|r| postgres::postmaster_pid(&r.data_dir));
         let lambda = self.lambda.iter().map(|l| l.pid);
-        std::iter::once(self.moto_pid).chain(lambda).filter(|p| process::is_alive(*p)).chain(pg).collect()
+        std::iter::once(self.moto_pid)
+            .chain(lambda)
+            .filter(|p| process::is_alive(*p))
+            .chain(pg)
+            .collect()
     }
 
     /// Probes every component. Never fails: a broken component is reported, not raised.
@@ -354,10 +445,17 @@ impl Sandbox {
         let result: Result<()> = async {
             for r in &self.regions {
                 let config = switchyard_aws::sdk_config(&self.aws_target(), &r.region).await;
-                let listed = aws_sdk_sqs::Client::new(&config).list_queues().send().await.context("SQS ListQueues")?;
+                let listed = aws_sdk_sqs::Client::new(&config)
+                    .list_queues()
+                    .send()
+                    .await
+                    .context("SQS ListQueues")?;
                 let n = listed.queue_urls().len();
                 if n < 2 {
-                    bail!("{}: {n} queue(s), expected the orders queue and its DLQ", r.region);
+                    bail!(
+                        "{}: {n} queue(s), expected the orders queue and its DLQ",
+                        r.region
+                    );
                 }
                 queues += n;
             }
@@ -379,7 +477,10 @@ impl Sandbox {
     async fn replication_status(&self) -> Result<ReplicationReport> {
         let writer = self.initial(DatabaseRole::Writer)?;
         let replica = self.initial(DatabaseRole::Replica)?;
-        let (w, r) = (self.node(writer.region.as_str())?, self.node(replica.region.as_str())?);
+        let (w, r) = (
+            self.node(writer.region.as_str())?,
+            self.node(replica.region.as_str())?,
+        );
         let lag = pair_lag(&w, &r).await.map_err(anyhow::Error::msg)?;
         let canary = postgres::canary(&w, &r, Duration::from_secs(10)).await;
         Ok(ReplicationReport {
@@ -444,38 +545,71 @@ pub struct ReplicationReport {
 impl std::fmt::Display for SandboxStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
-        writeln!(f, "sandbox {:?}: {}", self.instance, if self.healthy { "healthy" } else { "UNHEALTHY" })?;
+        writeln!(
+            f,
+            "sandbox {:?}: {}",
+            self.instance,
+            if self.healthy { "healthy" } else { "UNHEALTHY" }
+        )?;
         let a = &self.aws;
-        write!(f, "  {} aws api (moto)  {}  pid {}  {} queues in 2 regions", mark(a.error.is_none()), a.endpoint_url, a.pid, a.queues)?;
+        write!(
+            f,
+            "  {} aws api (moto)  {}  pid {}  {} queues in 2 regions",
+            mark(a.error.is_none()),
+            a.endpoint_url,
+            a.pid,
+            a.queues
+        )?;
         match &a.error {
             Some(e) => writeln!(f, "  error: {e}")?,
             None => writeln!(f)?,
         }
         for d in &self.databases {
             let pid = d.pid.map_or("-".into(), |p| p.to_string());
-            write!(f, "  {} postgres {}  127.0.0.1:{}  pid {pid}", mark(d.error.is_none()), d.region, d.port)?;
+            write!(
+                f,
+                "  {} postgres {}  127.0.0.1:{}  pid {pid}",
+                mark(d.error.is_none()),
+                d.region,
+                d.port
+            )?;
             match (&d.status, &d.error) {
                 (Some(s), _) => writeln!(
                     f,
                     "  {:?}  wal {}  streaming peers {}",
-                    s.role,
-                    s.log_position,
-                    s.streaming_peers
+                    s.role, s.log_position, s.streaming_peers
                 )?,
                 (None, Some(e)) => writeln!(f, "  error: {e}")?,
                 (None, None) => writeln!(f)?,
             }
         }
         for l in &self.lambda {
-            writeln!(f, "  {} lambda   {}  {}  pid {}  (cargo lambda watch; functions build on first invoke)", mark(l.listening), l.region, l.url, l.pid)?;
+            writeln!(
+                f,
+                "  {} lambda   {}  {}  pid {}  (cargo lambda watch; functions build on first invoke)",
+                mark(l.listening),
+                l.region,
+                l.url,
+                l.pid
+            )?;
         }
         let r = &self.replication;
-        write!(f, "  {} replication {} -> {}:", mark(r.canary_error.is_none()), r.from, r.to)?;
+        write!(
+            f,
+            "  {} replication {} -> {}:",
+            mark(r.canary_error.is_none()),
+            r.from,
+            r.to
+        )?;
         if let Some(l) = &r.lag {
             write!(f, " lag {} bytes, {:.3} s;", l.bytes, l.seconds)?;
         }
         match (&r.canary_ms, &r.canary_error) {
-            (Some(ms), _) => writeln!(f, " row written on {} readable on {} after {ms:.1} ms", r.from, r.to),
+            (Some(ms), _) => writeln!(
+                f,
+                " row written on {} readable on {} after {ms:.1} ms",
+                r.from, r.to
+            ),
             (None, Some(e)) => writeln!(f, " error: {e}"),
             (None, None) => writeln!(f),
         }
