@@ -126,6 +126,12 @@ async fn replica_rejects_writes(sb: &Sandbox) -> anyhow::Result<()> {
 /// Pausing replay on the replica makes lag real: bytes pile up and the replayed data ages.
 async fn lag_is_measured(sb: &Sandbox) -> anyhow::Result<()> {
     let (writer, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    // A writer is not a replica: no lag is invented against it.
+    let reversed = pair_lag(&replica, &writer).await.map_err(|e| e.name);
+    ensure!(
+        reversed == Err(ErrorName::NotReady),
+        "lag of the writer behind the replica: {reversed:?}"
+    );
     let r = replica.connect().await?;
     r.batch_execute("SELECT pg_wal_replay_pause()").await?;
     let outcome = async {

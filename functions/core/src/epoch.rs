@@ -124,13 +124,7 @@ impl EpochCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim {
-            epoch: WriterEpoch(epoch),
-            writer: writer.parse().expect("region"),
-        }
-    }
+    use crate::testing::claim;
 
     #[test]
     fn consumer_stops_on_any_other_claim() {

@@ -17,3 +17,17 @@ pub use epoch::{EpochCheck, WriterClaim, WriterEpoch};
 pub use error::{ErrorCategory, ErrorName, SwitchyardError};
 pub use region::{Region, RegionPair, Role};
 pub use replication::{DatabaseRole, LagVerdict, ReplicationLag, ReplicationStatus, RpoBudget};
+
+/// Helpers shared by this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::{WriterClaim, WriterEpoch};
+
+    /// `claim(2, "us-east-2")`: region `us-east-2` writes at epoch 2.
+    pub fn claim(epoch: u64, writer: &str) -> WriterClaim {
+        WriterClaim {
+            epoch: WriterEpoch(epoch),
+            writer: writer.parse().expect("region"),
+        }
+    }
+}

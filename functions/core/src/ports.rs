@@ -133,13 +133,7 @@ impl WriterRegistry for InMemoryWriterRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim {
-            epoch: WriterEpoch(epoch),
-            writer: writer.parse().expect("region"),
-        }
-    }
+    use crate::testing::claim;
 
     /// Drives a future that never waits (the in-memory port) without an async runtime.
     fn now<F: Future>(f: F) -> F::Output {

@@ -171,51 +171,37 @@ impl ReplicationMonitor for PgNode {
             .query_one(&client, "SELECT pg_is_in_recovery()")
             .await?
             .get(0);
-        if !in_recovery {
-            let row = self
-                .query_one(
-                    &client,
-                    "SELECT pg_current_wal_lsn()::text,
-                            count(r.*)::int8,
-                            max(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn))::int8,
-                            COALESCE(EXTRACT(epoch FROM max(r.replay_lag))::float8, 0)
-                       FROM pg_stat_replication r WHERE r.state = 'streaming'",
-                )
-                .await?;
-            let peers: i64 = row.get(1);
-            let lag = row.get::<_, Option<i64>>(2).map(|bytes| ReplicationLag {
-                bytes: bytes.max(0) as u64,
-                seconds: row.get(3),
-            });
-            Ok(ReplicationStatus {
-                role: DatabaseRole::Writer,
-                log_position: row.get(0),
-                lag,
-                streaming_peers: peers as u32,
-            })
+        // Both queries answer (log position, lag bytes, lag seconds, streaming peers).
+        let (role, sql) = if in_recovery {
+            (
+                DatabaseRole::Replica,
+                "SELECT pg_last_wal_replay_lsn()::text,
+                        pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::int8,
+                        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                             ELSE COALESCE(EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0) END,
+                        (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8",
+            )
         } else {
-            let row = self
-                .query_one(
-                    &client,
-                    "SELECT pg_last_wal_replay_lsn()::text,
-                            pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::int8,
-                            CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-                                 ELSE COALESCE(EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0) END,
-                            (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8",
-                )
-                .await?;
-            let peers: i64 = row.get(3);
-            let lag = row.get::<_, Option<i64>>(1).map(|bytes| ReplicationLag {
-                bytes: bytes.max(0) as u64,
-                seconds: row.get(2),
-            });
-            Ok(ReplicationStatus {
-                role: DatabaseRole::Replica,
-                log_position: row.get::<_, Option<String>>(0).unwrap_or_default(),
-                lag,
-                streaming_peers: peers as u32,
-            })
-        }
+            (
+                DatabaseRole::Writer,
+                "SELECT pg_current_wal_lsn()::text,
+                        max(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn))::int8,
+                        COALESCE(EXTRACT(epoch FROM max(r.replay_lag))::float8, 0),
+                        count(r.*)::int8
+                   FROM pg_stat_replication r WHERE r.state = 'streaming'",
+            )
+        };
+        let row = self.query_one(&client, sql).await?;
+        let lag = row.get::<_, Option<i64>>(1).map(|bytes| ReplicationLag {
+            bytes: bytes.max(0) as u64,
+            seconds: row.get(2),
+        });
+        Ok(ReplicationStatus {
+            role,
+            log_position: row.get::<_, Option<String>>(0).unwrap_or_default(),
+            lag,
+            streaming_peers: row.get::<_, i64>(3) as u32,
+        })
     }
 }
 
@@ -224,25 +210,34 @@ impl ReplicationMonitor for PgNode {
 /// outstanding, else the larger of the writer's view of that replica (`replay_lag`) and the
 /// age of the replica's last replayed commit. Taking the larger errs towards reporting more
 /// lag, which is the safe side for a lag gate (it may refuse; it must not silently lose).
+/// One corner stays blind: a replica that has replayed no transaction since it started, behind
+/// a writer with no `replay_lag` sample, reports 0 s; `bytes` is then the only signal.
+/// Fails with `NotReady` if `replica` is not in recovery.
 pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<ReplicationLag> {
     let (w, r) = tokio::try_join!(writer.connect(), replica.connect())?;
     let replica_row = replica
         .query_one(
             &r,
-            "SELECT pg_last_wal_replay_lsn()::text,
+            "SELECT pg_is_in_recovery(),
+                    pg_last_wal_replay_lsn()::text,
                     EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
         )
         .await?;
-    let Some(replay_lsn) = replica_row.get::<_, Option<String>>(0) else {
+    // A server promoted, or started without standby.signal, still reports the position its
+    // recovery replayed to; measuring against that would invent a lag.
+    let (true, Some(replay_lsn)) = (
+        replica_row.get::<_, bool>(0),
+        replica_row.get::<_, Option<String>>(1),
+    ) else {
         return Err(SwitchyardError::new(
             ErrorName::NotReady,
             format!(
-                "{} is not a replica (no replay position)",
+                "{} is not a replica (not in recovery)",
                 replica.application_name
             ),
         ));
     };
-    let replay_age: Option<f64> = replica_row.get(1);
+    let replay_age: Option<f64> = replica_row.get(2);
     let sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8,
                       (SELECT EXTRACT(epoch FROM replay_lag)::float8 FROM pg_stat_replication
                         WHERE application_name = $2 ORDER BY backend_start DESC LIMIT 1)";

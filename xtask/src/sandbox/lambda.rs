@@ -47,7 +47,12 @@ pub fn start(
         cmd.arg("--env-var").arg(format!("{k}={v}"));
     }
     let pid = process::spawn_detached(&mut cmd, log)?;
-    process::wait_for_port(port, Duration::from_secs(120), "cargo lambda watch", log)?;
+    if let Err(e) =
+        process::wait_for_port(port, Duration::from_secs(120), "cargo lambda watch", log)
+    {
+        let _ = process::stop_group(pid, "TERM", Duration::from_secs(10));
+        return Err(e);
+    }
     Ok(LambdaService {
         region: region.clone(),
         port,

@@ -153,6 +153,16 @@ impl Sandbox {
     /// Brings an instance up: installs missing tools, starts what is not running, initialises
     /// what does not exist, provisions a fresh moto. Running it again changes nothing.
     pub async fn up(instance: &str) -> Result<Sandbox> {
+        let mut started = Started::default();
+        let result = Self::up_tracking(instance, &mut started).await;
+        if result.is_err() {
+            // Nothing records these processes yet: stop them here or they outlive us.
+            started.stop();
+        }
+        result
+    }
+
+    async fn up_tracking(instance: &str, started: &mut Started) -> Result<Sandbox> {
         let deployment = Deployment::sandbox();
         let dir = instance_dir(instance);
         std::fs::create_dir_all(&dir)?;
@@ -194,6 +204,7 @@ impl Sandbox {
                     ]),
                     &log,
                 )?;
+                started.groups.push(pid);
                 process::wait_for_port(port, Duration::from_secs(30), "moto", &log)?;
                 // A new moto process is empty: whatever was provisioned before is gone.
                 (format!("http://127.0.0.1:{port}"), pid, None)
@@ -234,6 +245,7 @@ impl Sandbox {
                 }
             }
             if postgres::postmaster_pid(&data_dir).is_none() {
+                started.databases.push(data_dir.clone());
                 pg.start(&data_dir, &log)?;
             }
             if role == DatabaseRole::Writer {
@@ -263,13 +275,10 @@ impl Sandbox {
                         None => process::free_port()?,
                     };
                     let log = dir.join(format!("lambda-{region}.log"));
-                    lambdas.push(lambda::start(
-                        &deployment,
-                        region,
-                        &aws_endpoint_url,
-                        port,
-                        &log,
-                    )?);
+                    let service =
+                        lambda::start(&deployment, region, &aws_endpoint_url, port, &log)?;
+                    started.groups.push(service.pid);
+                    lambdas.push(service);
                 }
             }
         }
@@ -490,6 +499,24 @@ impl Sandbox {
             canary_ms: canary.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
             canary_error: canary.err().map(|e| format!("{e:#}")),
         })
+    }
+}
+
+/// What one `up` call started, to be stopped if the call fails before recording it.
+#[derive(Debug, Default)]
+struct Started {
+    groups: Vec<u32>,
+    databases: Vec<PathBuf>,
+}
+
+impl Started {
+    fn stop(&self) {
+        for dir in &self.databases {
+            let _ = postgres::stop(dir);
+        }
+        for pid in &self.groups {
+            let _ = process::stop_group(*pid, "TERM", Duration::from_secs(10));
+        }
     }
 }
 
