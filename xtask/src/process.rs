@@ -64,13 +64,7 @@ pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<u32> {
 
 /// True if `pid` is a live process (a zombie counts as gone: it has exited).
 pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name, which may itself contain spaces.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
+    stat(&pid.to_string()).is_some_and(|(state, _)| state != 'Z' && state != 'X')
 }
 
 fn signal(target: &str, sig: &str) {
@@ -83,12 +77,30 @@ fn signal(target: &str, sig: &str) {
         .status();
 }
 
+/// State and process group of a process, from `/proc/<pid>/stat`.
+fn stat(pid: &str) -> Option<(char, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the parenthesised command name (which may contain spaces):
+    // state, ppid, pgrp, …
+    let (_, rest) = text.rsplit_once(") ")?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// True while any process of group `pgid` is running. Zombies do not count: they have exited,
+/// and waiting for whoever must reap them (possibly us, possibly init) would only add delay.
 fn group_is_alive(pgid: u32) -> bool {
-    Command::new("kill")
-        .args(["-0", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.bytes().all(|b| b.is_ascii_digit())
+            && stat(&name).is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z' && state != 'X')
+    })
 }
 
 /// Stops the whole process group led by `pgid` (a process started by [`spawn_detached`] and
