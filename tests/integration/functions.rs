@@ -1,16 +1,27 @@
 //! The five function binaries, served over the real Lambda Runtime API by the sandbox.
 
+use std::time::Duration;
+
 use anyhow::ensure;
 use libtest_mimic::Trial;
 use switchyard_infra::FUNCTIONS;
 use switchyard_tests::sandbox_trial;
-use xtask::sandbox::{Sandbox, lambda::Invocation};
+use xtask::{
+    process,
+    sandbox::{Sandbox, lambda, lambda::Invocation},
+};
 
 pub fn trials() -> Vec<Trial> {
-    vec![sandbox_trial(
-        "functions::every_function_answers_in_both_regions_with_a_named_error",
-        |sb| Box::pin(named_errors(sb)),
-    )]
+    vec![
+        sandbox_trial(
+            "functions::every_function_answers_in_both_regions_with_a_named_error",
+            |sb| Box::pin(named_errors(sb)),
+        ),
+        sandbox_trial(
+            "functions::a_misconfigured_function_names_every_problem",
+            |sb| Box::pin(misconfigured(sb)),
+        ),
+    ]
 }
 
 /// None of the functions is built yet: each must load the configuration the model gives its
@@ -39,6 +50,46 @@ async fn named_errors(sb: &Sandbox) -> anyhow::Result<()> {
                 "{function} in {region}: message {error_message:?}"
             );
         }
+    }
+    Ok(())
+}
+
+/// Served with no `SWITCHYARD_ENV` and a region outside the deployment, a function must say
+/// both, by name, in one `MissingConfig` answer: a broken stack is fixed in one deploy.
+async fn misconfigured(sb: &Sandbox) -> anyhow::Result<()> {
+    let region = "eu-west-1".parse()?;
+    let env = [
+        ("AWS_REGION", "eu-west-1".to_owned()),
+        ("SWITCHYARD_PRIMARY_REGION", "us-east-1".to_owned()),
+        ("SWITCHYARD_STANDBY_REGION", "us-east-2".to_owned()),
+    ];
+    let service = lambda::start_with_env(
+        &region,
+        &env,
+        process::free_port()?,
+        &sb.dir.join("lambda-misconfigured.log"),
+    )?;
+    let answer = service.invoke("health-probe", &serde_json::json!({})).await;
+    process::stop_group(service.pid, "TERM", Duration::from_secs(10))?;
+    let Invocation::FunctionError {
+        error_type,
+        error_message,
+    } = answer?
+    else {
+        anyhow::bail!("a misconfigured function claimed success");
+    };
+    ensure!(
+        error_type == "MissingConfig",
+        "{error_type}: {error_message}"
+    );
+    for needle in [
+        "SWITCHYARD_ENV is not set",
+        "AWS_REGION=\"eu-west-1\" is invalid",
+    ] {
+        ensure!(
+            error_message.contains(needle),
+            "{needle:?} missing from {error_message:?}"
+        );
     }
     Ok(())
 }

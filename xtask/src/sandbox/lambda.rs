@@ -22,10 +22,26 @@ pub struct LambdaService {
     pub log: std::path::PathBuf,
 }
 
+/// Serves the functions as deployed in `region`: the model's environment for that region.
 pub fn start(
     d: &Deployment,
     region: &Region,
     aws_endpoint_url: &str,
+    port: u16,
+    log: &Path,
+) -> Result<LambdaService> {
+    let mut env = d.function_environment(region);
+    env.push((keys::AWS_ENDPOINT_URL, aws_endpoint_url.to_owned()));
+    env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
+    env.push(("AWS_SECRET_ACCESS_KEY", "sandbox".to_owned()));
+    start_with_env(region, &env, port, log)
+}
+
+/// Serves the functions with exactly `env` (tests use it to serve a broken configuration).
+/// The caller stops the returned service's process group.
+pub fn start_with_env(
+    region: &Region,
+    env: &[(&str, String)],
     port: u16,
     log: &Path,
 ) -> Result<LambdaService> {
@@ -39,10 +55,6 @@ pub fn start(
         &port.to_string(),
         "--ignore-changes",
     ]);
-    let mut env = d.function_environment(region);
-    env.push((keys::AWS_ENDPOINT_URL, aws_endpoint_url.to_owned()));
-    env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
-    env.push(("AWS_SECRET_ACCESS_KEY", "sandbox".to_owned()));
     for (k, v) in env {
         cmd.arg("--env-var").arg(format!("{k}={v}"));
     }

@@ -91,7 +91,12 @@ impl Sandbox {
 
     /// `export` lines for a shell: the AWS endpoint, dummy credentials and each database.
     pub fn shell_env(&self) -> String {
+        // `cargo lambda` (for `cargo lambda invoke`) lives in the repository's venv.
         let mut s = format!(
+            "export PATH=\"{}:$PATH\"\n",
+            tools::venv_dir().join("bin").display()
+        );
+        s += &format!(
             "export SWITCHYARD_AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=sandbox\nexport AWS_SECRET_ACCESS_KEY=sandbox\n",
             self.aws_endpoint_url
         );
@@ -101,6 +106,7 @@ impl Sandbox {
                 "export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n",
                 l.port
             );
+            s += &format!("export SWITCHYARD_LAMBDA_{var}_PORT={}\n", l.port);
         }
         for r in &self.regions {
             let var = r.region.as_str().to_uppercase().replace('-', "_");
