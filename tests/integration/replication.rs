@@ -22,6 +22,9 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("replication::lag_is_measured_in_bytes_and_seconds", |sb| {
             Box::pin(lag_is_measured(sb))
         }),
+        sandbox_trial("replication::status_names_a_stopped_database", |sb| {
+            Box::pin(status_names_stopped_database(sb))
+        }),
         sandbox_trial("replication::status_reports_roles_lag_and_canary", |sb| {
             Box::pin(status_reports(sb))
         }),
@@ -191,4 +194,37 @@ async fn status_reports(sb: &Sandbox) -> anyhow::Result<()> {
         "{status}"
     );
     Ok(())
+}
+
+/// A stopped database is reported, by region, as unreachable; starting it again heals status.
+async fn status_names_stopped_database(sb: &Sandbox) -> anyhow::Result<()> {
+    sb.stop_database("us-east-2")?;
+    let status = sb.status().await;
+    sb.start_database("us-east-2")?;
+    ensure!(!status.healthy, "healthy with us-east-2 stopped:\n{status}");
+    let east2 = status
+        .databases
+        .iter()
+        .find(|d| d.region.as_str() == "us-east-2")
+        .context("no us-east-2")?;
+    ensure!(
+        east2.pid.is_none()
+            && east2
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("ServiceUnavailable")),
+        "us-east-2: {east2:?}"
+    );
+    let east1 = status
+        .databases
+        .iter()
+        .find(|d| d.region.as_str() == "us-east-1")
+        .context("no us-east-1")?;
+    ensure!(east1.error.is_none(), "us-east-1 suffered: {east1:?}");
+    eventually(
+        Duration::from_secs(20),
+        "healthy again after restart",
+        || async { Ok(sb.status().await.healthy.then_some(())) },
+    )
+    .await
 }

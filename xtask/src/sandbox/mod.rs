@@ -386,6 +386,20 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Stops one region's database (fast shutdown), as a regional outage would.
+    pub fn stop_database(&self, region: &str) -> Result<()> {
+        postgres::stop(&self.region(region)?.data_dir)
+    }
+
+    /// Starts one region's database again with its existing data and role.
+    pub fn start_database(&self, region: &str) -> Result<()> {
+        let r = self.region(region)?;
+        if postgres::postmaster_pid(&r.data_dir).is_none() {
+            postgres::PgTools::find()?.start(&r.data_dir, &r.log)?;
+        }
+        Ok(())
+    }
+
     /// Every loopback port the instance listens on.
     pub fn ports(&self) -> Vec<u16> {
         moto_port(&self.aws_endpoint_url)
