@@ -5,6 +5,7 @@
 //! disturb a neighbour measuring replication. Pass `--test-threads N` to override.
 
 mod contract;
+mod failover;
 mod functions;
 mod lifecycle;
 mod provisioning;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let trials: Vec<_> = [
         contract::trials(),
         replication::trials(),
+        failover::trials(),
         provisioning::trials(),
         functions::trials(),
         lifecycle::trials(),

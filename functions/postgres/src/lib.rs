@@ -11,8 +11,11 @@
 //! the order consumer (it needs credentials from Secrets Manager too); until then this crate
 //! must not be pointed at a non-loopback host, and [`PgEndpoint::config`] refuses to.
 
+mod promotion;
+
 use std::time::Duration;
 
+pub use promotion::{Fence, catch_up};
 use serde::{Deserialize, Serialize};
 use switchyard_core::{
     DatabaseRole, ErrorName, ReplicationLag, ReplicationStatus, SwitchyardError,
@@ -105,7 +108,11 @@ impl PgNode {
         Ok(client)
     }
 
-    async fn query_one(&self, client: &Client, sql: &str) -> PortResult<tokio_postgres::Row> {
+    pub(crate) async fn query_one(
+        &self,
+        client: &Client,
+        sql: &str,
+    ) -> PortResult<tokio_postgres::Row> {
         bounded(self.timeout, sql, client.query_one(sql, &[])).await
     }
 }

@@ -391,6 +391,12 @@ impl Sandbox {
         postgres::stop(&self.region(region)?.data_dir)
     }
 
+    /// Crashes one region's database (immediate shutdown: no checkpoint, no final WAL sent to
+    /// replicas), as a sudden regional failure would.
+    pub fn crash_database(&self, region: &str) -> Result<()> {
+        postgres::crash(&self.region(region)?.data_dir)
+    }
+
     /// Starts one region's database again with its existing data and role.
     pub fn start_database(&self, region: &str) -> Result<()> {
         let r = self.region(region)?;

@@ -205,6 +205,15 @@ pub fn stop(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Stops the postmaster in `data_dir` with an immediate shutdown (SIGQUIT): every process
+/// exits at once, WAL not yet streamed stays behind, crash recovery runs at the next start.
+pub fn crash(data_dir: &Path) -> Result<()> {
+    if let Some(pid) = postmaster_pid(data_dir) {
+        process::stop(pid, "QUIT", Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
 /// Creates the trading database on the writer (before the replica's base backup, so the
 /// replica has it too).
 pub async fn create_database(admin: &PgEndpoint) -> Result<()> {
