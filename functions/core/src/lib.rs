@@ -9,12 +9,14 @@ pub mod config;
 pub mod epoch;
 pub mod error;
 pub mod ports;
+pub mod promotion;
 pub mod region;
 pub mod replication;
 
 pub use config::{ConfigError, ConfigProblem, ConfigReader, DeploymentConfig};
-pub use epoch::{EpochCheck, WriterClaim, WriterEpoch};
+pub use epoch::{EpochCheck, Handover, WriterClaim, WriterEpoch};
 pub use error::{ErrorCategory, ErrorName, SwitchyardError};
+pub use promotion::{FailoverMode, GateDecision, LagGate};
 pub use region::{Region, RegionPair, Role};
 pub use replication::{DatabaseRole, LagVerdict, ReplicationLag, ReplicationStatus, RpoBudget};
 
