@@ -5,6 +5,7 @@
 //! disturb a neighbour measuring replication. Pass `--test-threads N` to override.
 
 mod contract;
+mod control;
 mod failover;
 mod functions;
 mod lifecycle;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         contract::trials(),
         replication::trials(),
         failover::trials(),
+        control::trials(),
         provisioning::trials(),
         functions::trials(),
         lifecycle::trials(),

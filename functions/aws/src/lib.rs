@@ -1,10 +1,14 @@
 //! AWS adapter. **Only this crate (and the sandbox tooling) configures the AWS SDK.**
 //!
-//! Today it holds the one place where SDK configuration is built: real AWS (default
-//! credential chain, the function's own region) or the sandbox (a loopback endpoint with fixed
-//! dummy credentials). Adapters for the ports over `aws-sdk-*` land here with the functions
-//! that need them, each behind the crate feature of its SDK so a function links only the
-//! clients its IAM role may call.
+//! It holds the one place where SDK configuration is built: real AWS (default credential
+//! chain, the function's own region) or the sandbox (a loopback endpoint with fixed dummy
+//! credentials); the classification of SDK errors into error names ([`errors`]); and the
+//! adapters of the ports over `aws-sdk-*`, each behind the crate feature of its SDK so a
+//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]).
+
+#[cfg(feature = "dynamodb")]
+pub mod control_table;
+pub mod errors;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;

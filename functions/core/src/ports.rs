@@ -130,6 +130,86 @@ impl WriterRegistry for InMemoryWriterRegistry {
     }
 }
 
+/// Behaviour every [`WriterRegistry`] must show, checked against the in-memory reference in
+/// this crate's tests and against each adapter in its own. `registry` must hold `initial`.
+pub mod contract {
+    use super::WriterRegistry;
+    use crate::{ErrorName, Region, WriterClaim, WriterEpoch};
+
+    pub async fn writer_registry(
+        registry: &impl WriterRegistry,
+        initial: &WriterClaim,
+        other: &Region,
+    ) -> Result<(), String> {
+        let current = registry
+            .current()
+            .await
+            .map_err(|e| format!("reading the initial claim: {e}"))?;
+        if current != *initial {
+            return Err(format!("holds {current:?}, expected {initial:?}"));
+        }
+        let next = WriterClaim {
+            epoch: initial.epoch.next(),
+            writer: other.clone(),
+        };
+        registry
+            .replace(initial.epoch, next.clone())
+            .await
+            .map_err(|e| format!("first handover: {e}"))?;
+        // Every later attempt from a stale view loses, whatever it offers.
+        let stale = [
+            (
+                initial.epoch,
+                WriterClaim {
+                    epoch: next.epoch,
+                    writer: initial.writer.clone(),
+                },
+            ),
+            (
+                initial.epoch,
+                WriterClaim {
+                    epoch: next.epoch.next(),
+                    writer: initial.writer.clone(),
+                },
+            ),
+            (
+                next.epoch,
+                WriterClaim {
+                    epoch: next.epoch,
+                    writer: initial.writer.clone(),
+                },
+            ),
+            (
+                WriterEpoch(0),
+                WriterClaim {
+                    epoch: WriterEpoch(99),
+                    writer: initial.writer.clone(),
+                },
+            ),
+        ];
+        for (expected, offered) in stale {
+            match registry.replace(expected, offered.clone()).await {
+                Err(e) if e.name == ErrorName::StaleEpoch => {}
+                other => {
+                    return Err(format!(
+                        "expected {expected}, offered {offered:?}: got {other:?}, not StaleEpoch"
+                    ));
+                }
+            }
+        }
+        let last = registry
+            .current()
+            .await
+            .map_err(|e| format!("reading the final claim: {e}"))?;
+        if last != next {
+            return Err(format!(
+                "holds {last:?} after the handover, expected {next:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,22 +228,12 @@ mod tests {
     #[test]
     fn an_older_epoch_never_wins() {
         let reg = InMemoryWriterRegistry::new(claim(1, "us-east-1"));
-        now(reg.replace(WriterEpoch(1), claim(2, "us-east-2"))).expect("first handover");
-        // A second handover from the same stale view loses, whatever it offers.
-        let table = [
-            (1, claim(2, "us-east-1")),
-            (1, claim(3, "us-east-1")),
-            (2, claim(2, "us-east-1")),
-            (0, claim(9, "us-east-1")),
-        ];
-        for (expected, next) in table {
-            let err = now(reg.replace(WriterEpoch(expected), next.clone())).expect_err("stale");
-            assert_eq!(
-                err.name,
-                ErrorName::StaleEpoch,
-                "expected {expected}, offered {next:?}"
-            );
-        }
-        assert_eq!(now(reg.current()).expect("read"), claim(2, "us-east-2"));
+        let other = "us-east-2".parse().expect("region");
+        now(contract::writer_registry(
+            &reg,
+            &claim(1, "us-east-1"),
+            &other,
+        ))
+        .expect("contract holds");
     }
 }

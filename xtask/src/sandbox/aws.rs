@@ -19,11 +19,11 @@ use aws_sdk_route53::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use switchyard_aws::{AwsTarget, sdk_config};
-use switchyard_core::Region;
+use switchyard_core::{Region, WriterClaim};
 use switchyard_infra::Deployment;
 
 /// Tags on every resource the sandbox creates.
-fn tags(d: &Deployment) -> [(&'static str, String); 2] {
+pub fn tags(d: &Deployment) -> [(&'static str, String); 2] {
     [
         ("project", "switchyard".to_owned()),
         ("environment", d.environment.to_string()),
@@ -135,41 +135,7 @@ async fn provision_region(
 
     // The control table: writer claim (conditional writes), lock, cooldown, timelines.
     let ddb = aws_sdk_dynamodb::Client::new(&config);
-    let mut req = ddb
-        .create_table()
-        .table_name(&names.control_table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .sse_specification(SseSpecification::builder().enabled(true).build());
-    for (k, v) in &tags {
-        req = req.tags(
-            aws_sdk_dynamodb::types::Tag::builder()
-                .key(*k)
-                .value(v)
-                .build()?,
-        );
-    }
-    req.send().await?;
-    let claim = d.initial_writer_claim();
-    ddb.put_item()
-        .table_name(&names.control_table)
-        .item("pk", AttributeValue::S("writer".into()))
-        .item("epoch", AttributeValue::N(claim.epoch.to_string()))
-        .item("writer", AttributeValue::S(claim.writer.to_string()))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await?;
+    create_control_table(&ddb, &names.control_table, &tags, &d.initial_writer_claim()).await?;
 
     // Configuration both regions must agree on.
     let ssm = aws_sdk_ssm::Client::new(&config);
@@ -232,6 +198,50 @@ async fn provision_region(
         control_table: names.control_table,
         db_cluster: names.db_cluster,
     })
+}
+
+/// Creates a control table holding `claim` (also used by tests for scratch tables).
+pub async fn create_control_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    tags: &[(&'static str, String)],
+    claim: &WriterClaim,
+) -> Result<()> {
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .sse_specification(SseSpecification::builder().enabled(true).build());
+    for (k, v) in tags {
+        req = req.tags(
+            aws_sdk_dynamodb::types::Tag::builder()
+                .key(*k)
+                .value(v)
+                .build()?,
+        );
+    }
+    req.send().await?;
+    ddb.put_item()
+        .table_name(name)
+        .item("pk", AttributeValue::S("writer".into()))
+        .item("epoch", AttributeValue::N(claim.epoch.to_string()))
+        .item("writer", AttributeValue::S(claim.writer.to_string()))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await?;
+    Ok(())
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {

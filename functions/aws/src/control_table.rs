@@ -1,0 +1,208 @@
+//! The control table (DynamoDB, one per region): the writer claim, with conditional writes so
+//! that **an older epoch never wins**.
+//!
+//! Item `pk = "writer"`: `epoch` (N), `writer` (S).
+
+use aws_sdk_dynamodb::{Client, types::AttributeValue};
+use switchyard_core::{
+    ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
+    ports::{PortResult, WriterRegistry},
+};
+
+use crate::errors::classify;
+
+const WRITER_KEY: &str = "writer";
+
+#[derive(Debug, Clone)]
+pub struct ControlTable {
+    client: Client,
+    table: String,
+}
+
+impl ControlTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        ControlTable {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key() -> AttributeValue {
+        AttributeValue::S(WRITER_KEY.to_owned())
+    }
+}
+
+fn parse_claim(
+    item: &std::collections::HashMap<String, AttributeValue>,
+) -> PortResult<WriterClaim> {
+    let bad = |what: &str| {
+        SwitchyardError::new(
+            ErrorName::Internal,
+            format!("malformed writer claim item: {what}"),
+        )
+    };
+    let epoch = match item.get("epoch") {
+        Some(AttributeValue::N(n)) => n
+            .parse::<u64>()
+            .map_err(|_| bad("epoch is not a whole number"))?,
+        _ => return Err(bad("no numeric epoch")),
+    };
+    let writer = match item.get("writer") {
+        Some(AttributeValue::S(s)) => s.parse().map_err(|_| bad("writer is not a known region"))?,
+        _ => return Err(bad("no writer region")),
+    };
+    Ok(WriterClaim {
+        epoch: WriterEpoch(epoch),
+        writer,
+    })
+}
+
+impl WriterRegistry for ControlTable {
+    async fn current(&self) -> PortResult<WriterClaim> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", Self::key())
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        let item = out.item.ok_or_else(|| {
+            SwitchyardError::new(
+                ErrorName::ResourceNotFound,
+                format!("{} holds no writer claim", self.table),
+            )
+        })?;
+        parse_claim(&item)
+    }
+
+    async fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+        if next.epoch <= expected {
+            return Err(SwitchyardError::new(
+                ErrorName::StaleEpoch,
+                format!(
+                    "offered epoch {} is not newer than the expected {expected}",
+                    next.epoch
+                ),
+            ));
+        }
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", Self::key())
+            .item("epoch", AttributeValue::N(next.epoch.to_string()))
+            .item("writer", AttributeValue::S(next.writer.to_string()))
+            .condition_expression("epoch = :expected")
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(SwitchyardError::new(
+                    ErrorName::StaleEpoch,
+                    format!("the stored epoch is no longer {expected}: another handover won"),
+                ))
+            }
+            Err(e) => Err(classify("PutItem", &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::{
+        error::ErrorMetadata,
+        operation::{
+            get_item::{GetItemError, GetItemOutput},
+            put_item::PutItemError,
+        },
+        types::error::{ConditionalCheckFailedException, ProvisionedThroughputExceededException},
+    };
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    use super::*;
+
+    fn claim(epoch: u64, writer: &str) -> WriterClaim {
+        WriterClaim {
+            epoch: WriterEpoch(epoch),
+            writer: writer.parse().expect("region"),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_the_claim_and_names_its_absence() {
+        let found = mock!(Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .item("pk", AttributeValue::S("writer".into()))
+                .item("epoch", AttributeValue::N("7".into()))
+                .item("writer", AttributeValue::S("us-east-2".into()))
+                .build()
+        });
+        let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&found]), "t");
+        assert_eq!(table.current().await, Ok(claim(7, "us-east-2")));
+
+        let missing = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+        let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&missing]), "t");
+        assert_eq!(
+            table.current().await.map_err(|e| e.name),
+            Err(ErrorName::ResourceNotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_condition_is_a_stale_epoch() {
+        let lost = mock!(Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        });
+        let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&lost]), "t");
+        let got = table
+            .replace(WriterEpoch(1), claim(2, "us-east-2"))
+            .await
+            .map_err(|e| e.name);
+        assert_eq!(got, Err(ErrorName::StaleEpoch));
+    }
+
+    #[tokio::test]
+    async fn throttling_and_denial_are_classified() {
+        let throttled = mock!(Client::get_item).then_error(|| {
+            GetItemError::ProvisionedThroughputExceededException(
+                // As the SDK parses it from a response: the code travels in the metadata.
+                ProvisionedThroughputExceededException::builder()
+                    .message("slow down")
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("ProvisionedThroughputExceededException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let denied = mock!(Client::put_item).then_error(|| {
+            PutItemError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("not allowed")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled, &denied]);
+        let table = ControlTable::new(client, "t");
+        assert_eq!(
+            table.current().await.map_err(|e| e.name),
+            Err(ErrorName::Throttled)
+        );
+        let got = table
+            .replace(WriterEpoch(1), claim(2, "us-east-2"))
+            .await
+            .map_err(|e| e.name);
+        assert_eq!(got, Err(ErrorName::AccessDenied));
+    }
+}

@@ -1,0 +1,33 @@
+//! The control table adapter keeps the writer-claim contract on DynamoDB (moto).
+
+use anyhow::Context;
+use libtest_mimic::Trial;
+use switchyard_aws::{control_table::ControlTable, sdk_config};
+use switchyard_core::ports::contract;
+use switchyard_tests::sandbox_trial;
+use xtask::sandbox::{Sandbox, aws};
+
+pub fn trials() -> Vec<Trial> {
+    vec![sandbox_trial(
+        "control_table::an_older_epoch_never_wins_in_dynamodb",
+        |sb| Box::pin(older_epoch_never_wins(sb)),
+    )]
+}
+
+/// On a scratch table (the sandbox's own claim stays untouched for the other tests).
+async fn older_epoch_never_wins(sb: &Sandbox) -> anyhow::Result<()> {
+    let d = sb.deployment();
+    let region = &d.regions.standby;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), region).await);
+    let table = format!("switchyard-contract-{}", std::process::id());
+    let initial = d.initial_writer_claim();
+    aws::create_control_table(&ddb, &table, &aws::tags(&d), &initial).await?;
+    let outcome =
+        contract::writer_registry(&ControlTable::new(ddb.clone(), &table), &initial, region).await;
+    ddb.delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .context("deleting the scratch table")?;
+    outcome.map_err(anyhow::Error::msg)
+}
