@@ -14,13 +14,7 @@ use switchyard_core::{
 };
 
 /// The five functions, by the one name used everywhere (crate, binary, `events/<name>/`).
-pub const FUNCTIONS: [&str; 5] = [
-    "health-probe",
-    "readiness-tester",
-    "rds-promoter",
-    "dns-switcher",
-    "order-consumer",
-];
+pub const FUNCTIONS: [&str; 5] = ["health-probe", "readiness-tester", "rds-promoter", "dns-switcher", "order-consumer"];
 
 /// How traffic is moved on failover (see ARCHITECTURE.md for the trade-off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,9 +58,7 @@ impl Deployment {
     /// The sandbox's deployment: us-east-1 primary, us-east-2 standby, the platform's budgets.
     pub fn sandbox() -> Self {
         Deployment {
-            environment: "sandbox"
-                .parse()
-                .unwrap_or_else(|_| unreachable!("valid literal")),
+            environment: "sandbox".parse().unwrap_or_else(|_| unreachable!("valid literal")),
             regions: RegionPair::new(region("us-east-1"), region("us-east-2"))
                 .unwrap_or_else(|_| unreachable!("distinct literals")),
             rpo_budget: RpoBudget(Duration::from_secs(60)),
@@ -110,19 +102,10 @@ impl Deployment {
             DnsMode::Records => "records",
         };
         vec![
-            (
-                format!("{p}rpo-budget-seconds"),
-                self.rpo_budget.0.as_secs().to_string(),
-            ),
-            (
-                format!("{p}probe-interval-seconds"),
-                self.probe_interval.as_secs().to_string(),
-            ),
+            (format!("{p}rpo-budget-seconds"), self.rpo_budget.0.as_secs().to_string()),
+            (format!("{p}probe-interval-seconds"), self.probe_interval.as_secs().to_string()),
             (format!("{p}dns-mode"), dns_mode.to_owned()),
-            (
-                format!("{p}orders-per-hour"),
-                self.orders_per_hour.to_string(),
-            ),
+            (format!("{p}orders-per-hour"), self.orders_per_hour.to_string()),
         ]
     }
 
@@ -147,17 +130,15 @@ impl Deployment {
             (keys::LOCAL_REGION, region.to_string()),
             (keys::PRIMARY_REGION, self.regions.primary.to_string()),
             (keys::STANDBY_REGION, self.regions.standby.to_string()),
-            (
-                keys::RPO_BUDGET_SECONDS,
-                self.rpo_budget.0.as_secs().to_string(),
-            ),
+            (keys::RPO_BUDGET_SECONDS, self.rpo_budget.0.as_secs().to_string()),
+            (keys::CONTROL_TABLE, self.regional_names(region).control_table),
+            (keys::ORDERS_PER_HOUR, self.orders_per_hour.to_string()),
         ]
     }
 }
 
 fn region(s: &str) -> Region {
-    s.parse()
-        .unwrap_or_else(|_| unreachable!("known region literal {s}"))
+    s.parse().unwrap_or_else(|_| unreachable!("known region literal {s}"))
 }
 
 #[cfg(test)]
@@ -171,12 +152,9 @@ mod tests {
         let d = Deployment::sandbox();
         for r in d.regions.iter() {
             let env = d.function_environment(r);
-            let config = DeploymentConfig::from_lookup(|k| {
-                env.iter()
-                    .find(|(key, _)| *key == k)
-                    .map(|(_, v)| v.clone())
-            })
-            .expect("the model's environment satisfies the functions' config");
+            let config =
+                DeploymentConfig::from_lookup(|k| env.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone()))
+                    .expect("the model's environment satisfies the functions' config");
             assert_eq!(&config.local_region, r);
             assert_eq!(config.regions, d.regions);
             assert_eq!(config.rpo_budget, d.rpo_budget);
@@ -189,10 +167,6 @@ mod tests {
         let n = d.regional_names(&d.regions.standby);
         assert_eq!(n.orders_queue, "switchyard-sandbox-orders");
         assert_eq!(n.db_cluster, "switchyard-sandbox-us-east-2");
-        assert!(
-            d.shared_parameters()
-                .iter()
-                .all(|(k, _)| k.starts_with("/switchyard/sandbox/"))
-        );
+        assert!(d.shared_parameters().iter().all(|(k, _)| k.starts_with("/switchyard/sandbox/")));
     }
 }

@@ -8,10 +8,9 @@ use switchyard_tests::sandbox_trial;
 use xtask::sandbox::{Sandbox, aws};
 
 pub fn trials() -> Vec<Trial> {
-    vec![sandbox_trial(
-        "control_table::an_older_epoch_never_wins_in_dynamodb",
-        |sb| Box::pin(older_epoch_never_wins(sb)),
-    )]
+    vec![sandbox_trial("control_table::an_older_epoch_never_wins_in_dynamodb", |sb| {
+        Box::pin(older_epoch_never_wins(sb))
+    })]
 }
 
 /// On a scratch table (the sandbox's own claim stays untouched for the other tests).
@@ -22,12 +21,7 @@ async fn older_epoch_never_wins(sb: &Sandbox) -> anyhow::Result<()> {
     let table = format!("switchyard-contract-{}", std::process::id());
     let initial = d.initial_writer_claim();
     aws::create_control_table(&ddb, &table, &aws::tags(&d), &initial).await?;
-    let outcome =
-        contract::writer_registry(&ControlTable::new(ddb.clone(), &table), &initial, region).await;
-    ddb.delete_table()
-        .table_name(&table)
-        .send()
-        .await
-        .context("deleting the scratch table")?;
+    let outcome = contract::writer_registry(&ControlTable::new(ddb.clone(), &table), &initial, region).await;
+    ddb.delete_table().table_name(&table).send().await.context("deleting the scratch table")?;
     outcome.map_err(anyhow::Error::msg)
 }

@@ -6,12 +6,7 @@ use switchyard_tests::{INSTANCE_PREFIX, trial};
 use xtask::{process, sandbox::Sandbox};
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial("sandbox::down_leaves_no_process_and_no_port", || {
-            Box::pin(down_leaves_nothing())
-        })
-        .with_kind("sandbox"),
-    ]
+    vec![trial("sandbox::down_leaves_no_process_and_no_port", || Box::pin(down_leaves_nothing())).with_kind("sandbox")]
 }
 
 async fn down_leaves_nothing() -> anyhow::Result<()> {
@@ -21,10 +16,7 @@ async fn down_leaves_nothing() -> anyhow::Result<()> {
     let checked = async {
         // moto, two postgres, two cargo lambda watch.
         ensure!(pids.len() == 5, "expected 5 processes, found {pids:?}");
-        ensure!(
-            ports.iter().all(|p| process::port_is_open(*p)),
-            "not every port listens: {ports:?}"
-        );
+        ensure!(ports.iter().all(|p| process::port_is_open(*p)), "not every port listens: {ports:?}");
         anyhow::Ok(())
     }
     .await;
@@ -33,10 +25,7 @@ async fn down_leaves_nothing() -> anyhow::Result<()> {
     stopped?;
     let alive: Vec<_> = pids.iter().filter(|p| process::is_alive(**p)).collect();
     ensure!(alive.is_empty(), "still running after down: {alive:?}");
-    let open: Vec<_> = ports
-        .iter()
-        .filter(|p| process::port_is_open(**p))
-        .collect();
+    let open: Vec<_> = ports.iter().filter(|p| process::port_is_open(**p)).collect();
     ensure!(open.is_empty(), "still listening after down: {open:?}");
     ensure!(!sb.dir.exists(), "{} still exists", sb.dir.display());
     ensure!(Sandbox::load(&instance)?.is_none(), "state file survived");

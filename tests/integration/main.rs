@@ -9,6 +9,7 @@ mod control;
 mod failover;
 mod functions;
 mod lifecycle;
+mod promoter;
 mod provisioning;
 mod replication;
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         replication::trials(),
         failover::trials(),
         control::trials(),
+        promoter::trials(),
         provisioning::trials(),
         functions::trials(),
         lifecycle::trials(),

@@ -10,24 +10,13 @@ use xtask::sandbox::{Sandbox, smoke};
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        sandbox_trial(
-            "provisioning::each_region_has_queues_table_and_parameters",
-            |sb| Box::pin(regional_resources(sb)),
-        ),
-        sandbox_trial(
-            "provisioning::orders_fan_out_to_both_regions_queues",
-            |sb| Box::pin(fan_out(sb)),
-        ),
-        sandbox_trial("provisioning::dns_fails_over_between_the_regions", |sb| {
-            Box::pin(dns_records(sb))
+        sandbox_trial("provisioning::each_region_has_queues_table_and_parameters", |sb| {
+            Box::pin(regional_resources(sb))
         }),
-        sandbox_trial(
-            "provisioning::global_cluster_has_its_writer_in_the_primary",
-            |sb| Box::pin(global_cluster(sb)),
-        ),
-        sandbox_trial("sandbox::up_again_changes_nothing", |sb| {
-            Box::pin(up_is_idempotent(sb))
-        }),
+        sandbox_trial("provisioning::orders_fan_out_to_both_regions_queues", |sb| Box::pin(fan_out(sb))),
+        sandbox_trial("provisioning::dns_fails_over_between_the_regions", |sb| Box::pin(dns_records(sb))),
+        sandbox_trial("provisioning::global_cluster_has_its_writer_in_the_primary", |sb| Box::pin(global_cluster(sb))),
+        sandbox_trial("sandbox::up_again_changes_nothing", |sb| Box::pin(up_is_idempotent(sb))),
     ]
 }
 
@@ -46,21 +35,14 @@ async fn regional_resources(sb: &Sandbox) -> anyhow::Result<()> {
             .attribute_names(QueueAttributeName::All)
             .send()
             .await?;
-        let redrive = attrs
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
-            .context("no redrive policy")?;
+        let redrive =
+            attrs.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)).context("no redrive policy")?;
         let redrive: serde_json::Value = serde_json::from_str(redrive)?;
         ensure!(
-            redrive["deadLetterTargetArn"]
-                .as_str()
-                .is_some_and(|a| a.ends_with(&d.regional_names(region).orders_dlq)),
+            redrive["deadLetterTargetArn"].as_str().is_some_and(|a| a.ends_with(&d.regional_names(region).orders_dlq)),
             "{region}: {redrive}"
         );
-        ensure!(
-            redrive["maxReceiveCount"].to_string().trim_matches('"') == "5",
-            "{region}: {redrive}"
-        );
+        ensure!(redrive["maxReceiveCount"].to_string().trim_matches('"') == "5", "{region}: {redrive}");
 
         let ddb = aws_sdk_dynamodb::Client::new(&config);
         let item = ddb
@@ -73,46 +55,22 @@ async fn regional_resources(sb: &Sandbox) -> anyhow::Result<()> {
             .item
             .context("no writer claim")?;
         let claim = d.initial_writer_claim();
-        ensure!(
-            item.get("epoch") == Some(&AttributeValue::N(claim.epoch.to_string())),
-            "{region}: {item:?}"
-        );
-        ensure!(
-            item.get("writer") == Some(&AttributeValue::S(claim.writer.to_string())),
-            "{region}: {item:?}"
-        );
+        ensure!(item.get("epoch") == Some(&AttributeValue::N(claim.epoch.to_string())), "{region}: {item:?}");
+        ensure!(item.get("writer") == Some(&AttributeValue::S(claim.writer.to_string())), "{region}: {item:?}");
 
         let ssm = aws_sdk_ssm::Client::new(&config);
-        let params = ssm
-            .get_parameters_by_path()
-            .path(d.ssm_prefix())
-            .recursive(true)
-            .send()
-            .await?;
+        let params = ssm.get_parameters_by_path().path(d.ssm_prefix()).recursive(true).send().await?;
         let mut found: Vec<(String, String)> = params
             .parameters()
             .iter()
-            .map(|p| {
-                (
-                    p.name().unwrap_or_default().to_owned(),
-                    p.value().unwrap_or_default().to_owned(),
-                )
-            })
+            .map(|p| (p.name().unwrap_or_default().to_owned(), p.value().unwrap_or_default().to_owned()))
             .collect();
         found.sort();
         parameters_by_region.push(found);
 
         let rds = aws_sdk_rds::Client::new(&config);
-        let clusters = rds
-            .describe_db_clusters()
-            .db_cluster_identifier(&mine.db_cluster)
-            .send()
-            .await?;
-        ensure!(
-            clusters.db_clusters().len() == 1,
-            "{region}: cluster {} missing",
-            mine.db_cluster
-        );
+        let clusters = rds.describe_db_clusters().db_cluster_identifier(&mine.db_cluster).send().await?;
+        ensure!(clusters.db_clusters().len() == 1, "{region}: cluster {} missing", mine.db_cluster);
     }
     let mut expected = d.shared_parameters();
     expected.sort();
@@ -128,10 +86,7 @@ async fn fan_out(sb: &Sandbox) -> anyhow::Result<()> {
         let body = format!(r#"{{"test":"fan-out from {from}"}}"#);
         let deliveries = smoke::fan_out(sb, from, &body).await?;
         let regions: Vec<&str> = deliveries.iter().map(|(r, _)| r.as_str()).collect();
-        ensure!(
-            regions == ["us-east-1", "us-east-2"],
-            "published in {from}, delivered to {regions:?}"
-        );
+        ensure!(regions == ["us-east-1", "us-east-2"], "published in {from}, delivered to {regions:?}");
     }
     Ok(())
 }
@@ -139,13 +94,8 @@ async fn fan_out(sb: &Sandbox) -> anyhow::Result<()> {
 async fn dns_records(sb: &Sandbox) -> anyhow::Result<()> {
     let d = sb.deployment();
     let global = &sb.resources.as_ref().context("not provisioned")?.global;
-    let route53 =
-        aws_sdk_route53::Client::new(&sdk_config(&sb.aws_target(), &d.regions.primary).await);
-    let listed = route53
-        .list_resource_record_sets()
-        .hosted_zone_id(&global.hosted_zone_id)
-        .send()
-        .await?;
+    let route53 = aws_sdk_route53::Client::new(&sdk_config(&sb.aws_target(), &d.regions.primary).await);
+    let listed = route53.list_resource_record_sets().hosted_zone_id(&global.hosted_zone_id).send().await?;
     let mut records: Vec<(String, String, String, String)> = listed
         .resource_record_sets()
         .iter()
@@ -153,14 +103,9 @@ async fn dns_records(sb: &Sandbox) -> anyhow::Result<()> {
         .map(|r| {
             (
                 r.set_identifier().unwrap_or_default().to_owned(),
-                r.failover()
-                    .map(|f| f.as_str().to_owned())
-                    .unwrap_or_default(),
+                r.failover().map(|f| f.as_str().to_owned()).unwrap_or_default(),
                 r.health_check_id().unwrap_or_default().to_owned(),
-                r.resource_records()
-                    .first()
-                    .map(|v| v.value().to_owned())
-                    .unwrap_or_default(),
+                r.resource_records().first().map(|v| v.value().to_owned()).unwrap_or_default(),
             )
         })
         .collect();
@@ -177,10 +122,7 @@ async fn dns_records(sb: &Sandbox) -> anyhow::Result<()> {
             )
         })
         .collect();
-    ensure!(
-        records == expected,
-        "records {records:?}\nexpected {expected:?}"
-    );
+    ensure!(records == expected, "records {records:?}\nexpected {expected:?}");
     Ok(())
 }
 
@@ -192,11 +134,7 @@ async fn global_cluster(sb: &Sandbox) -> anyhow::Result<()> {
     let d = sb.deployment();
     let rds = aws_sdk_rds::Client::new(&sdk_config(&sb.aws_target(), &d.regions.primary).await);
     // moto ignores the identifier filter (TOOLING.md), so select by id ourselves.
-    let all = rds
-        .describe_global_clusters()
-        .global_cluster_identifier(d.global_cluster())
-        .send()
-        .await?;
+    let all = rds.describe_global_clusters().global_cluster_identifier(d.global_cluster()).send().await?;
     let ours = all
         .global_clusters()
         .iter()
@@ -219,21 +157,8 @@ async fn global_cluster(sb: &Sandbox) -> anyhow::Result<()> {
 
 async fn up_is_idempotent(sb: &Sandbox) -> anyhow::Result<()> {
     let again = Sandbox::up(&sb.instance).await?;
-    ensure!(
-        again.ports() == sb.ports(),
-        "ports changed: {:?} -> {:?}",
-        sb.ports(),
-        again.ports()
-    );
-    ensure!(
-        again.live_pids() == sb.live_pids(),
-        "processes changed: {:?} -> {:?}",
-        sb.live_pids(),
-        again.live_pids()
-    );
-    ensure!(
-        again.resources == sb.resources,
-        "resources were provisioned again"
-    );
+    ensure!(again.ports() == sb.ports(), "ports changed: {:?} -> {:?}", sb.ports(), again.ports());
+    ensure!(again.live_pids() == sb.live_pids(), "processes changed: {:?} -> {:?}", sb.live_pids(), again.live_pids());
+    ensure!(again.resources == sb.resources, "resources were provisioned again");
     Ok(())
 }

@@ -8,26 +8,17 @@ use switchyard_core::{DatabaseRole, ErrorName, ports::ReplicationMonitor};
 use switchyard_postgres::{classify, pair_lag};
 use switchyard_tests::{eventually, sandbox_trial};
 use tokio_postgres::error::SqlState;
-use xtask::sandbox::Sandbox;
+use xtask::sandbox::{Sandbox, postgres};
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        sandbox_trial(
-            "replication::a_row_written_on_the_primary_is_read_on_the_replica",
-            |sb| Box::pin(row_replicates(sb)),
-        ),
-        sandbox_trial("replication::the_replica_rejects_writes", |sb| {
-            Box::pin(replica_rejects_writes(sb))
+        sandbox_trial("replication::a_row_written_on_the_primary_is_read_on_the_replica", |sb| {
+            Box::pin(row_replicates(sb))
         }),
-        sandbox_trial("replication::lag_is_measured_in_bytes_and_seconds", |sb| {
-            Box::pin(lag_is_measured(sb))
-        }),
-        sandbox_trial("replication::status_names_a_stopped_database", |sb| {
-            Box::pin(status_names_stopped_database(sb))
-        }),
-        sandbox_trial("replication::status_reports_roles_lag_and_canary", |sb| {
-            Box::pin(status_reports(sb))
-        }),
+        sandbox_trial("replication::the_replica_rejects_writes", |sb| Box::pin(replica_rejects_writes(sb))),
+        sandbox_trial("replication::lag_is_measured_in_bytes_and_seconds", |sb| Box::pin(lag_is_measured(sb))),
+        sandbox_trial("replication::status_names_a_stopped_database", |sb| Box::pin(status_names_stopped_database(sb))),
+        sandbox_trial("replication::status_reports_roles_lag_and_canary", |sb| Box::pin(status_reports(sb))),
     ]
 }
 
@@ -37,44 +28,28 @@ async fn row_replicates(sb: &Sandbox) -> anyhow::Result<()> {
 
     // Two distinct servers, in their expected roles.
     let info = "SELECT pg_is_in_recovery(), inet_server_port(), system_identifier::text FROM pg_control_system()";
-    let (p, r) = (
-        primary.query_one(info, &[]).await?,
-        replica.query_one(info, &[]).await?,
-    );
-    ensure!(
-        !p.get::<_, bool>(0) && r.get::<_, bool>(0),
-        "expected a writer and a replica"
-    );
-    ensure!(
-        p.get::<_, i32>(1) != r.get::<_, i32>(1),
-        "both connections reached the same server"
-    );
+    let (p, r) = (primary.query_one(info, &[]).await?, replica.query_one(info, &[]).await?);
+    ensure!(!p.get::<_, bool>(0) && r.get::<_, bool>(0), "expected a writer and a replica");
+    ensure!(p.get::<_, i32>(1) != r.get::<_, i32>(1), "both connections reached the same server");
     // A physical replica shares its primary's system identifier: it is a copy, not a twin.
-    ensure!(
-        p.get::<_, String>(2) == r.get::<_, String>(2),
-        "the replica is not a copy of the primary"
-    );
+    ensure!(p.get::<_, String>(2) == r.get::<_, String>(2), "the replica is not a copy of the primary");
 
-    primary.batch_execute("CREATE TABLE IF NOT EXISTS replication_probe (token text PRIMARY KEY, payload text NOT NULL)").await?;
+    primary
+        .batch_execute("CREATE TABLE IF NOT EXISTS replication_probe (token text PRIMARY KEY, payload text NOT NULL)")
+        .await?;
     let token = format!("row-{}", std::process::id());
     let payload = "written in us-east-1".to_owned();
     primary
-        .execute("INSERT INTO replication_probe VALUES ($1, $2) ON CONFLICT (token) DO UPDATE SET payload = $2", &[&token, &payload])
+        .execute(
+            "INSERT INTO replication_probe VALUES ($1, $2) ON CONFLICT (token) DO UPDATE SET payload = $2",
+            &[&token, &payload],
+        )
         .await?;
-    let seen: String = eventually(
-        Duration::from_secs(10),
-        "row visible on the replica",
-        || async {
-            let row = replica
-                .query_opt(
-                    "SELECT payload FROM replication_probe WHERE token = $1",
-                    &[&token],
-                )
-                .await;
-            // Until the CREATE TABLE replays, the table does not exist on the replica.
-            Ok(row.ok().flatten().map(|r| r.get(0)))
-        },
-    )
+    let seen: String = eventually(Duration::from_secs(10), "row visible on the replica", || async {
+        let row = replica.query_opt("SELECT payload FROM replication_probe WHERE token = $1", &[&token]).await;
+        // Until the CREATE TABLE replays, the table does not exist on the replica.
+        Ok(row.ok().flatten().map(|r| r.get(0)))
+    })
     .await?;
     ensure!(seen == payload, "replica returned {seen:?}");
     Ok(())
@@ -86,42 +61,23 @@ async fn replica_rejects_writes(sb: &Sandbox) -> anyhow::Result<()> {
     // A table that exists on both sides, so the insert below fails for being on a replica
     // and not for a missing table. The primary, by contrast, takes writes.
     primary
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS write_probe (id int); INSERT INTO write_probe VALUES (1)",
-        )
+        .batch_execute("CREATE TABLE IF NOT EXISTS write_probe (id int); INSERT INTO write_probe VALUES (1)")
         .await?;
-    eventually(
-        Duration::from_secs(10),
-        "write_probe replicated",
-        || async {
-            let row = replica
-                .query_one("SELECT to_regclass('write_probe') IS NOT NULL", &[])
-                .await?;
-            Ok(row.get::<_, bool>(0).then_some(()))
-        },
-    )
+    eventually(Duration::from_secs(10), "write_probe replicated", || async {
+        let row = replica.query_one("SELECT to_regclass('write_probe') IS NOT NULL", &[]).await?;
+        Ok(row.get::<_, bool>(0).then_some(()))
+    })
     .await?;
-    let attempts = [
-        "CREATE TABLE written_on_replica (id int)",
-        "INSERT INTO write_probe VALUES (2)",
-        "DELETE FROM write_probe",
-    ];
+    let attempts =
+        ["CREATE TABLE written_on_replica (id int)", "INSERT INTO write_probe VALUES (2)", "DELETE FROM write_probe"];
     for sql in attempts {
-        let err = replica
-            .batch_execute(sql)
-            .await
-            .err()
-            .with_context(|| format!("the replica accepted {sql:?}"))?;
+        let err = replica.batch_execute(sql).await.err().with_context(|| format!("the replica accepted {sql:?}"))?;
         ensure!(
             err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
             "{sql:?} failed with {err:?} instead of read-only"
         );
         // The adapter names it: whoever sent a write here has a stale idea of the writer.
-        ensure!(
-            classify(&err).name == ErrorName::StaleEpoch,
-            "classified as {}",
-            classify(&err)
-        );
+        ensure!(classify(&err).name == ErrorName::StaleEpoch, "classified as {}", classify(&err));
     }
     Ok(())
 }
@@ -131,10 +87,9 @@ async fn lag_is_measured(sb: &Sandbox) -> anyhow::Result<()> {
     let (writer, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
     // A writer is not a replica: no lag is invented against it.
     let reversed = pair_lag(&replica, &writer).await.map_err(|e| e.name);
-    ensure!(
-        reversed == Err(ErrorName::NotReady),
-        "lag of the writer behind the replica: {reversed:?}"
-    );
+    ensure!(reversed == Err(ErrorName::NotReady), "lag of the writer behind the replica: {reversed:?}");
+    // A replayed commit first, so the replica can tell how old its data is.
+    postgres::canary(&writer, &replica, Duration::from_secs(10)).await?;
     let r = replica.connect().await?;
     r.batch_execute("SELECT pg_wal_replay_pause()").await?;
     let outcome = async {
@@ -150,49 +105,31 @@ async fn lag_is_measured(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(lag.seconds >= 1.0, "expected at least 1 s of lag while replay is paused, got {} s", lag.seconds);
         // The replica alone sees WAL it received but has not replayed.
         let own = replica.replication_status().await?;
-        ensure!(own.role == DatabaseRole::Replica && own.lag.is_some_and(|l| l.bytes > 0), "replica's own view: {own:?}");
+        ensure!(
+            own.role == DatabaseRole::Replica && own.lag.is_some_and(|l| l.bytes > 0),
+            "replica's own view: {own:?}"
+        );
         anyhow::Ok(())
     }
     .await;
     r.batch_execute("SELECT pg_wal_replay_resume()").await?;
     outcome?;
-    let caught_up = eventually(
-        Duration::from_secs(15),
-        "replica catches up after resume",
-        || async {
-            let lag = pair_lag(&writer, &replica).await?;
-            Ok((lag.bytes == 0).then_some(lag))
-        },
-    )
+    let caught_up = eventually(Duration::from_secs(15), "replica catches up after resume", || async {
+        let lag = pair_lag(&writer, &replica).await?;
+        Ok((lag.bytes == 0).then_some(lag))
+    })
     .await?;
-    ensure!(
-        caught_up.seconds == 0.0,
-        "caught up but {} s of lag reported",
-        caught_up.seconds
-    );
+    ensure!(caught_up.seconds == 0.0, "caught up but {} s of lag reported", caught_up.seconds);
     Ok(())
 }
 
 async fn status_reports(sb: &Sandbox) -> anyhow::Result<()> {
     let status = sb.status().await;
     ensure!(status.healthy, "sandbox unhealthy:\n{status}");
-    let roles: Vec<_> = status
-        .databases
-        .iter()
-        .map(|d| d.status.as_ref().map(|s| (s.role, s.streaming_peers)))
-        .collect();
-    ensure!(
-        roles
-            == [
-                Some((DatabaseRole::Writer, 1)),
-                Some((DatabaseRole::Replica, 1))
-            ],
-        "roles: {roles:?}"
-    );
-    ensure!(
-        status.replication.lag.is_some() && status.replication.canary_ms.is_some(),
-        "{status}"
-    );
+    let roles: Vec<_> =
+        status.databases.iter().map(|d| d.status.as_ref().map(|s| (s.role, s.streaming_peers))).collect();
+    ensure!(roles == [Some((DatabaseRole::Writer, 1)), Some((DatabaseRole::Replica, 1))], "roles: {roles:?}");
+    ensure!(status.replication.lag.is_some() && status.replication.canary_ms.is_some(), "{status}");
     Ok(())
 }
 
@@ -202,29 +139,15 @@ async fn status_names_stopped_database(sb: &Sandbox) -> anyhow::Result<()> {
     let status = sb.status().await;
     sb.start_database("us-east-2")?;
     ensure!(!status.healthy, "healthy with us-east-2 stopped:\n{status}");
-    let east2 = status
-        .databases
-        .iter()
-        .find(|d| d.region.as_str() == "us-east-2")
-        .context("no us-east-2")?;
+    let east2 = status.databases.iter().find(|d| d.region.as_str() == "us-east-2").context("no us-east-2")?;
     ensure!(
-        east2.pid.is_none()
-            && east2
-                .error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("ServiceUnavailable")),
+        east2.pid.is_none() && east2.error.as_deref().is_some_and(|e| e.starts_with("ServiceUnavailable")),
         "us-east-2: {east2:?}"
     );
-    let east1 = status
-        .databases
-        .iter()
-        .find(|d| d.region.as_str() == "us-east-1")
-        .context("no us-east-1")?;
+    let east1 = status.databases.iter().find(|d| d.region.as_str() == "us-east-1").context("no us-east-1")?;
     ensure!(east1.error.is_none(), "us-east-1 suffered: {east1:?}");
-    eventually(
-        Duration::from_secs(20),
-        "healthy again after restart",
-        || async { Ok(sb.status().await.healthy.then_some(())) },
-    )
+    eventually(Duration::from_secs(20), "healthy again after restart", || async {
+        Ok(sb.status().await.healthy.then_some(()))
+    })
     .await
 }

@@ -33,9 +33,7 @@ pub fn sandbox() -> Result<&'static Sandbox, Failed> {
             }
         }
         let instance = format!("{INSTANCE_PREFIX}{}", std::process::id());
-        runtime()
-            .block_on(Sandbox::up(&instance))
-            .map_err(|e| format!("sandbox up failed: {e:#}"))
+        runtime().block_on(Sandbox::up(&instance)).map_err(|e| format!("sandbox up failed: {e:#}"))
     });
     result.as_ref().map_err(|e| Failed::from(e.as_str()))
 }
@@ -52,28 +50,18 @@ pub fn finish() -> Result<(), String> {
 pub fn sandbox_trial(name: &str, test: fn(&'static Sandbox) -> TestFuture) -> Trial {
     Trial::test(name, move || {
         let sb = sandbox()?;
-        runtime()
-            .block_on(test(sb))
-            .map_err(|e| Failed::from(format!("{e:#}")))
+        runtime().block_on(test(sb)).map_err(|e| Failed::from(format!("{e:#}")))
     })
     .with_kind("sandbox")
 }
 
 /// A test that manages its own resources.
 pub fn trial(name: &str, test: fn() -> TestFuture) -> Trial {
-    Trial::test(name, move || {
-        runtime()
-            .block_on(test())
-            .map_err(|e| Failed::from(format!("{e:#}")))
-    })
+    Trial::test(name, move || runtime().block_on(test()).map_err(|e| Failed::from(format!("{e:#}"))))
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.
-pub async fn eventually<T, F, Fut>(
-    timeout: std::time::Duration,
-    what: &str,
-    mut check: F,
-) -> anyhow::Result<T>
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,

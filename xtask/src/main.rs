@@ -20,10 +20,7 @@ usage: cargo xtask <command>
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -42,11 +39,7 @@ fn main() -> ExitCode {
 fn flag_value(args: &[String], flag: &str) -> Result<Option<String>> {
     match args.iter().position(|a| a == flag) {
         None => Ok(None),
-        Some(i) => args
-            .get(i + 1)
-            .cloned()
-            .map(Some)
-            .with_context(|| format!("{flag} needs a value")),
+        Some(i) => args.get(i + 1).cloned().map(Some).with_context(|| format!("{flag} needs a value")),
     }
 }
 
@@ -78,11 +71,7 @@ async fn sandbox(sub: &str, instance: &str, json: bool) -> Result<ExitCode> {
             let status = sb.status().await;
             print!("{status}");
             println!("endpoints: {}", sb.dir.join("sandbox.json").display());
-            Ok(if status.healthy {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if status.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         "status" => {
             let Some(sb) = Sandbox::load(instance)? else {
@@ -95,11 +84,7 @@ async fn sandbox(sub: &str, instance: &str, json: bool) -> Result<ExitCode> {
             } else {
                 print!("{status}");
             }
-            Ok(if status.healthy {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if status.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         "down" => {
             match Sandbox::load(instance)? {
@@ -107,13 +92,15 @@ async fn sandbox(sub: &str, instance: &str, json: bool) -> Result<ExitCode> {
                     sb.down()?;
                     println!("sandbox {instance:?} stopped; no process or port left");
                 }
+                None if xtask::sandbox::stop_interrupted(instance)? => {
+                    println!("sandbox {instance:?}: stopped what an interrupted `up` had started")
+                }
                 None => println!("sandbox {instance:?} is not up"),
             }
             Ok(ExitCode::SUCCESS)
         }
         "env" => {
-            let sb = Sandbox::load(instance)?
-                .with_context(|| format!("sandbox {instance:?} is not up"))?;
+            let sb = Sandbox::load(instance)?.with_context(|| format!("sandbox {instance:?} is not up"))?;
             print!("{}", sb.shell_env());
             Ok(ExitCode::SUCCESS)
         }
@@ -133,19 +120,13 @@ fn test(extra: &[&str]) -> Result<ExitCode> {
         .args(extra)
         .status()
         .context("running cargo test")?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The main job. Until the failover state machine lands it honestly runs the sandbox smoke
 /// check: both regions up, replication proven with a row, orders fanned out to both queues.
 async fn drill() -> Result<ExitCode> {
-    println!(
-        "switchyard drill — sandbox smoke check (the failover drill itself is not built yet)\n"
-    );
+    println!("switchyard drill — sandbox smoke check (the failover drill itself is not built yet)\n");
     let sb = Sandbox::up("drill").await?;
     let outcome = async {
         let status = sb.status().await;

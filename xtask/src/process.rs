@@ -21,36 +21,37 @@ pub fn free_port() -> Result<u16> {
 }
 
 pub fn port_is_open(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
+    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_millis(200)).is_ok()
 }
 
-/// Waits until something accepts connections on `port`.
-pub fn wait_for_port(port: u16, timeout: Duration, what: &str, log: &Path) -> Result<()> {
+/// Waits until something accepts connections on `port`; fails at once if `pid` (the process
+/// that should listen) exits first, quoting the end of its log.
+pub fn wait_for_port(port: u16, timeout: Duration, what: &str, log: &Path, pid: Option<u32>) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if port_is_open(port) {
             return Ok(());
         }
+        if pid.is_some_and(|p| !is_alive(p)) {
+            bail!("{what} exited before listening on 127.0.0.1:{port}:\n{}", log_tail(log, 15));
+        }
         thread::sleep(Duration::from_millis(50));
     }
-    bail!(
-        "{what} did not listen on 127.0.0.1:{port} within {timeout:?}; see {}",
-        log.display()
-    )
+    bail!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}; see {}", log.display())
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Starts `cmd` in its own process group (so a Ctrl-C in the terminal that ran `sandbox up`
 /// does not reach it) with output appended to `log`. Returns its PID.
 pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<u32> {
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
+    let out =
+        File::options().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
     let child = cmd
         .stdin(Stdio::null())
@@ -69,12 +70,7 @@ pub fn is_alive(pid: u32) -> bool {
 
 fn signal(target: &str, sig: &str) {
     // Failure means the process is already gone, which is what we want.
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg("--")
-        .arg(target)
-        .stderr(Stdio::null())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg("--").arg(target).stderr(Stdio::null()).status();
 }
 
 /// State and process group of a process, from `/proc/<pid>/stat`.
@@ -149,10 +145,7 @@ pub fn stop(pid: u32, sig: &str, grace: Duration) -> Result<()> {
 
 /// Runs a command to completion, failing with its output if it fails.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}):\n{}{}",

@@ -32,36 +32,24 @@ pub fn cargo_lambda() -> PathBuf {
 /// file holding the requirements' content makes repeated calls free.
 pub fn ensure_python_tools() -> Result<()> {
     let requirements = repo_root().join("xtask/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements)
-        .with_context(|| format!("reading {}", requirements.display()))?;
+    let wanted =
+        std::fs::read_to_string(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
     let stamp = venv_dir().join(".switchyard-requirements");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
-        && moto_server().exists()
-    {
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && moto_server().exists() {
         return Ok(());
     }
-    eprintln!(
-        "installing the sandbox's Python tools into {} (moto, cargo-lambda)…",
-        venv_dir().display()
-    );
+    eprintln!("installing the sandbox's Python tools into {} (moto, cargo-lambda)…", venv_dir().display());
     std::fs::create_dir_all(tools_dir())?;
     let python = ["python3", "python"]
         .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
         .context("no python3 on PATH: the sandbox needs Python 3.9+ for moto")?;
     if !venv_dir().join("bin/pip").exists() {
         run(Command::new(python).args(["-m", "venv"]).arg(venv_dir()))?;
     }
     let pip = venv_dir().join("bin/pip");
-    run(Command::new(&pip)
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(&requirements))
-    .context("installing xtask/requirements.txt from PyPI")?;
+    run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements))
+        .context("installing xtask/requirements.txt from PyPI")?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
 }
@@ -75,13 +63,7 @@ pub fn postgres_bindir() -> Result<PathBuf> {
         eprintln!("PostgreSQL server binaries not found; installing Debian's postgresql-15…");
         run(Command::new("apt-get").arg("update").arg("-qq"))?;
         run(Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "postgresql-15",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends", "postgresql-15"])
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         if let Some(dir) = find_postgres_bindir() {
             return Ok(dir);
@@ -95,25 +77,14 @@ pub fn postgres_bindir() -> Result<PathBuf> {
 fn find_postgres_bindir() -> Option<PathBuf> {
     let candidates = [PathBuf::from("/usr/lib/postgresql/15/bin")];
     let from_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .filter(|d| d.join("initdb").exists())
-                .collect::<Vec<_>>()
-        })
+        .map(|p| std::env::split_paths(&p).filter(|d| d.join("initdb").exists()).collect::<Vec<_>>())
         .unwrap_or_default();
     candidates
         .into_iter()
         .chain(from_path)
-        .find(|d| {
-            d.join("initdb").exists()
-                && d.join("pg_ctl").exists()
-                && d.join("pg_basebackup").exists()
-        })
+        .find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists() && d.join("pg_basebackup").exists())
         .map(|d| {
-            std::fs::canonicalize(d.join("initdb"))
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-                .unwrap_or(d)
+            std::fs::canonicalize(d.join("initdb")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(d)
         })
 }
 
@@ -123,10 +94,6 @@ pub const POSTGRES_USER: &str = "postgres";
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }

@@ -21,10 +21,7 @@ pub struct ControlTable {
 
 impl ControlTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        ControlTable {
-            client,
-            table: table.into(),
-        }
+        ControlTable { client, table: table.into() }
     }
 
     fn key() -> AttributeValue {
@@ -32,29 +29,17 @@ impl ControlTable {
     }
 }
 
-fn parse_claim(
-    item: &std::collections::HashMap<String, AttributeValue>,
-) -> PortResult<WriterClaim> {
-    let bad = |what: &str| {
-        SwitchyardError::new(
-            ErrorName::Internal,
-            format!("malformed writer claim item: {what}"),
-        )
-    };
+fn parse_claim(item: &std::collections::HashMap<String, AttributeValue>) -> PortResult<WriterClaim> {
+    let bad = |what: &str| SwitchyardError::new(ErrorName::Internal, format!("malformed writer claim item: {what}"));
     let epoch = match item.get("epoch") {
-        Some(AttributeValue::N(n)) => n
-            .parse::<u64>()
-            .map_err(|_| bad("epoch is not a whole number"))?,
+        Some(AttributeValue::N(n)) => n.parse::<u64>().map_err(|_| bad("epoch is not a whole number"))?,
         _ => return Err(bad("no numeric epoch")),
     };
     let writer = match item.get("writer") {
         Some(AttributeValue::S(s)) => s.parse().map_err(|_| bad("writer is not a known region"))?,
         _ => return Err(bad("no writer region")),
     };
-    Ok(WriterClaim {
-        epoch: WriterEpoch(epoch),
-        writer,
-    })
+    Ok(WriterClaim { epoch: WriterEpoch(epoch), writer })
 }
 
 impl WriterRegistry for ControlTable {
@@ -69,10 +54,7 @@ impl WriterRegistry for ControlTable {
             .await
             .map_err(|e| classify("GetItem", &e))?;
         let item = out.item.ok_or_else(|| {
-            SwitchyardError::new(
-                ErrorName::ResourceNotFound,
-                format!("{} holds no writer claim", self.table),
-            )
+            SwitchyardError::new(ErrorName::ResourceNotFound, format!("{} holds no writer claim", self.table))
         })?;
         parse_claim(&item)
     }
@@ -81,10 +63,7 @@ impl WriterRegistry for ControlTable {
         if next.epoch <= expected {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
-                format!(
-                    "offered epoch {} is not newer than the expected {expected}",
-                    next.epoch
-                ),
+                format!("offered epoch {} is not newer than the expected {expected}", next.epoch),
             ));
         }
         let put = self
@@ -100,10 +79,7 @@ impl WriterRegistry for ControlTable {
             .await;
         match put {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
                 Err(SwitchyardError::new(
                     ErrorName::StaleEpoch,
                     format!("the stored epoch is no longer {expected}: another handover won"),
@@ -129,10 +105,7 @@ mod tests {
     use super::*;
 
     fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim {
-            epoch: WriterEpoch(epoch),
-            writer: writer.parse().expect("region"),
-        }
+        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
     }
 
     #[tokio::test]
@@ -149,24 +122,16 @@ mod tests {
 
         let missing = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
         let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&missing]), "t");
-        assert_eq!(
-            table.current().await.map_err(|e| e.name),
-            Err(ErrorName::ResourceNotFound)
-        );
+        assert_eq!(table.current().await.map_err(|e| e.name), Err(ErrorName::ResourceNotFound));
     }
 
     #[tokio::test]
     async fn a_lost_condition_is_a_stale_epoch() {
         let lost = mock!(Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder().build(),
-            )
+            PutItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
         });
         let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&lost]), "t");
-        let got = table
-            .replace(WriterEpoch(1), claim(2, "us-east-2"))
-            .await
-            .map_err(|e| e.name);
+        let got = table.replace(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::StaleEpoch));
     }
 
@@ -177,32 +142,17 @@ mod tests {
                 // As the SDK parses it from a response: the code travels in the metadata.
                 ProvisionedThroughputExceededException::builder()
                     .message("slow down")
-                    .meta(
-                        ErrorMetadata::builder()
-                            .code("ProvisionedThroughputExceededException")
-                            .build(),
-                    )
+                    .meta(ErrorMetadata::builder().code("ProvisionedThroughputExceededException").build())
                     .build(),
             )
         });
         let denied = mock!(Client::put_item).then_error(|| {
-            PutItemError::generic(
-                ErrorMetadata::builder()
-                    .code("AccessDeniedException")
-                    .message("not allowed")
-                    .build(),
-            )
+            PutItemError::generic(ErrorMetadata::builder().code("AccessDeniedException").message("not allowed").build())
         });
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled, &denied]);
         let table = ControlTable::new(client, "t");
-        assert_eq!(
-            table.current().await.map_err(|e| e.name),
-            Err(ErrorName::Throttled)
-        );
-        let got = table
-            .replace(WriterEpoch(1), claim(2, "us-east-2"))
-            .await
-            .map_err(|e| e.name);
+        assert_eq!(table.current().await.map_err(|e| e.name), Err(ErrorName::Throttled));
+        let got = table.replace(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::AccessDenied));
     }
 }

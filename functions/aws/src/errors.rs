@@ -28,18 +28,10 @@ pub fn name_for_code(code: &str) -> ErrorName {
         "ServiceUnavailable",
         "ServiceUnavailableException",
     ];
-    const DENIED: &[&str] = &[
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "UnrecognizedClientException",
-    ];
+    const DENIED: &[&str] =
+        &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"];
     // Aurora: the global cluster is busy with another operation (a failover in progress).
-    const BUSY: &[&str] = &[
-        "InvalidGlobalClusterStateFault",
-        "InvalidDBClusterStateFault",
-        "ResourceInUseException",
-    ];
+    const BUSY: &[&str] = &["InvalidGlobalClusterStateFault", "InvalidDBClusterStateFault", "ResourceInUseException"];
     if THROTTLING.contains(&code) {
         ErrorName::Throttled
     } else if UNAVAILABLE.contains(&code) {
@@ -73,10 +65,7 @@ where
             let code = e.code().unwrap_or("Unknown");
             SwitchyardError::new(
                 name_for_code(code),
-                format!(
-                    "{operation}: {code}: {}",
-                    e.message().unwrap_or("no message")
-                ),
+                format!("{operation}: {code}: {}", e.message().unwrap_or("no message")),
             )
         }
         // No answer from the service (connection, timeout, unparsable response).
@@ -95,16 +84,10 @@ mod tests {
     fn codes() {
         let table = [
             ("ThrottlingException", ErrorName::Throttled),
-            (
-                "ProvisionedThroughputExceededException",
-                ErrorName::Throttled,
-            ),
+            ("ProvisionedThroughputExceededException", ErrorName::Throttled),
             ("Throttling", ErrorName::Throttled),
             ("AccessDeniedException", ErrorName::AccessDenied),
-            (
-                "InvalidGlobalClusterStateFault",
-                ErrorName::OperationInProgress,
-            ),
+            ("InvalidGlobalClusterStateFault", ErrorName::OperationInProgress),
             ("GlobalClusterNotFoundFault", ErrorName::ResourceNotFound),
             ("ResourceNotFoundException", ErrorName::ResourceNotFound),
             ("NoSuchHostedZone", ErrorName::ResourceNotFound),

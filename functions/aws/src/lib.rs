@@ -33,15 +33,11 @@ impl AwsTarget {
         let rest = url.strip_prefix("http://").unwrap_or("");
         let host = rest.split([':', '/']).next().unwrap_or("");
         if host == "127.0.0.1" || host == "localhost" {
-            Ok(AwsTarget::Sandbox {
-                endpoint_url: url.trim_end_matches('/').to_owned(),
-            })
+            Ok(AwsTarget::Sandbox { endpoint_url: url.trim_end_matches('/').to_owned() })
         } else {
             Err(SwitchyardError::new(
                 ErrorName::MissingConfig,
-                format!(
-                    "sandbox endpoint {url:?} must be http://127.0.0.1:PORT or http://localhost:PORT"
-                ),
+                format!("sandbox endpoint {url:?} must be http://127.0.0.1:PORT or http://localhost:PORT"),
             ))
         }
     }
@@ -49,8 +45,8 @@ impl AwsTarget {
 
 /// SDK configuration for calls to `region`.
 pub async fn sdk_config(target: &AwsTarget, region: &Region) -> SdkConfig {
-    let loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.as_str().to_owned()));
+    let loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(region.as_str().to_owned()));
     match target {
         AwsTarget::Aws => loader.load().await,
         AwsTarget::Sandbox { endpoint_url } => {
@@ -71,18 +67,8 @@ mod tests {
     fn sandbox_endpoints_are_loopback_only() {
         let table = [
             (None, Some(AwsTarget::Aws)),
-            (
-                Some("http://127.0.0.1:5000"),
-                Some(AwsTarget::Sandbox {
-                    endpoint_url: "http://127.0.0.1:5000".into(),
-                }),
-            ),
-            (
-                Some("http://localhost:5000/"),
-                Some(AwsTarget::Sandbox {
-                    endpoint_url: "http://localhost:5000".into(),
-                }),
-            ),
+            (Some("http://127.0.0.1:5000"), Some(AwsTarget::Sandbox { endpoint_url: "http://127.0.0.1:5000".into() })),
+            (Some("http://localhost:5000/"), Some(AwsTarget::Sandbox { endpoint_url: "http://localhost:5000".into() })),
             (Some("https://sqs.us-east-1.amazonaws.com"), None),
             (Some("http://10.0.0.2:5000"), None),
             (Some("http://127.0.0.1.evil.example:5000"), None),

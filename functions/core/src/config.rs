@@ -23,6 +23,13 @@ pub mod keys {
     pub const RPO_BUDGET_SECONDS: &str = "SWITCHYARD_RPO_BUDGET_SECONDS";
     /// Only in the sandbox: the loopback URL of the AWS API emulator. Absent in AWS.
     pub const AWS_ENDPOINT_URL: &str = "SWITCHYARD_AWS_ENDPOINT_URL";
+    /// The region's control table (writer claim, lock, timelines).
+    pub const CONTROL_TABLE: &str = "SWITCHYARD_CONTROL_TABLE";
+    /// Orders per hour the platform expects; turns lag into orders at risk. Default 10,000.
+    pub const ORDERS_PER_HOUR: &str = "SWITCHYARD_ORDERS_PER_HOUR";
+    /// JSON map region → PostgreSQL endpoint (`{"host","port","user","dbname"}`) of each
+    /// region's database, for functions that act on databases directly.
+    pub const DB_ENDPOINTS: &str = "SWITCHYARD_DB_ENDPOINTS";
 }
 
 pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;
@@ -30,14 +37,8 @@ pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigProblem {
-    Missing {
-        key: &'static str,
-    },
-    Invalid {
-        key: &'static str,
-        value: String,
-        reason: String,
-    },
+    Missing { key: &'static str },
+    Invalid { key: &'static str, value: String, reason: String },
 }
 
 impl fmt::Display for ConfigProblem {
@@ -85,18 +86,13 @@ pub struct ConfigReader<F> {
 
 impl<F> fmt::Debug for ConfigReader<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConfigReader")
-            .field("problems", &self.problems)
-            .finish_non_exhaustive()
+        f.debug_struct("ConfigReader").field("problems", &self.problems).finish_non_exhaustive()
     }
 }
 
 impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
     pub fn new(lookup: F) -> Self {
-        ConfigReader {
-            lookup,
-            problems: Vec::new(),
-        }
+        ConfigReader { lookup, problems: Vec::new() }
     }
 
     fn raw(&self, key: &str) -> Option<String> {
@@ -111,11 +107,7 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
         match value.parse::<T>() {
             Ok(v) => Some(v),
             Err(e) => {
-                self.problems.push(ConfigProblem::Invalid {
-                    key,
-                    value,
-                    reason: e.to_string(),
-                });
+                self.problems.push(ConfigProblem::Invalid { key, value, reason: e.to_string() });
                 None
             }
         }
@@ -147,27 +139,12 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
     }
 
     /// Records a problem found by a check across several values.
-    pub fn invalid(
-        &mut self,
-        key: &'static str,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) {
-        self.problems.push(ConfigProblem::Invalid {
-            key,
-            value: value.into(),
-            reason: reason.into(),
-        });
+    pub fn invalid(&mut self, key: &'static str, value: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(ConfigProblem::Invalid { key, value: value.into(), reason: reason.into() });
     }
 
     pub fn finish(self) -> Result<(), ConfigError> {
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError {
-                problems: self.problems,
-            })
-        }
+        if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
     }
 }
 
@@ -185,9 +162,7 @@ impl EnvironmentName {
 impl FromStr for EnvironmentName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let ok_chars = s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if (1..=20).contains(&s.len()) && ok_chars && !s.starts_with('-') && !s.ends_with('-') {
             Ok(EnvironmentName(s.to_owned()))
         } else {
@@ -235,9 +210,7 @@ impl DeploymentConfig {
         let local_region = r.required::<Region>(keys::LOCAL_REGION);
         let primary = r.required::<Region>(keys::PRIMARY_REGION);
         let standby = r.required::<Region>(keys::STANDBY_REGION);
-        let rpo_seconds = r
-            .optional::<u64>(keys::RPO_BUDGET_SECONDS)
-            .unwrap_or(DEFAULT_RPO_BUDGET_SECONDS);
+        let rpo_seconds = r.optional::<u64>(keys::RPO_BUDGET_SECONDS).unwrap_or(DEFAULT_RPO_BUDGET_SECONDS);
         let aws_endpoint_url = r.optional::<String>(keys::AWS_ENDPOINT_URL);
 
         let mut regions = None;
@@ -247,17 +220,13 @@ impl DeploymentConfig {
                 Err(e) => r.invalid(keys::STANDBY_REGION, "", e.message),
             }
         }
-        if let (Some(pair), Some(local)) = (&regions, &local_region) {
-            if let Err(e) = pair.check(local) {
-                r.invalid(keys::LOCAL_REGION, local.as_str(), e.message);
-            }
+        if let (Some(pair), Some(local)) = (&regions, &local_region)
+            && let Err(e) = pair.check(local)
+        {
+            r.invalid(keys::LOCAL_REGION, local.as_str(), e.message);
         }
         if rpo_seconds == 0 {
-            r.invalid(
-                keys::RPO_BUDGET_SECONDS,
-                "0",
-                "the RPO budget must be at least one second",
-            );
+            r.invalid(keys::RPO_BUDGET_SECONDS, "0", "the RPO budget must be at least one second");
         }
         r.finish()?;
         match (environment, regions, local_region) {
@@ -269,9 +238,7 @@ impl DeploymentConfig {
                 aws_endpoint_url,
             }),
             // finish() returned Ok, so every required value was recorded.
-            _ => Err(ConfigError {
-                problems: Vec::new(),
-            }),
+            _ => Err(ConfigError { problems: Vec::new() }),
         }
     }
 
@@ -287,10 +254,7 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -302,11 +266,7 @@ mod tests {
     ];
 
     fn with(overrides: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-        let mut v: Vec<_> = GOOD
-            .iter()
-            .copied()
-            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
-            .collect();
+        let mut v: Vec<_> = GOOD.iter().copied().filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k)).collect();
         v.extend(overrides.iter().copied().filter(|(_, val)| !val.is_empty()));
         v
     }
@@ -332,15 +292,7 @@ mod tests {
                 other => panic!("unexpected {other}"),
             })
             .collect();
-        assert_eq!(
-            missing,
-            [
-                keys::ENVIRONMENT,
-                keys::LOCAL_REGION,
-                keys::PRIMARY_REGION,
-                keys::STANDBY_REGION
-            ]
-        );
+        assert_eq!(missing, [keys::ENVIRONMENT, keys::LOCAL_REGION, keys::PRIMARY_REGION, keys::STANDBY_REGION]);
         assert_eq!(SwitchyardError::from(e).name, ErrorName::MissingConfig);
     }
 
@@ -354,10 +306,7 @@ mod tests {
             (&[(keys::ENVIRONMENT, "Prod")], keys::ENVIRONMENT),
             (&[(keys::ENVIRONMENT, "-x")], keys::ENVIRONMENT),
             (&[(keys::RPO_BUDGET_SECONDS, "0")], keys::RPO_BUDGET_SECONDS),
-            (
-                &[(keys::RPO_BUDGET_SECONDS, "a minute")],
-                keys::RPO_BUDGET_SECONDS,
-            ),
+            (&[(keys::RPO_BUDGET_SECONDS, "a minute")], keys::RPO_BUDGET_SECONDS),
             (&[(keys::PRIMARY_REGION, "   ")], keys::PRIMARY_REGION),
         ];
         for (overrides, key) in table {
@@ -375,17 +324,10 @@ mod tests {
 
     #[test]
     fn error_message_names_each_problem() {
-        let e = DeploymentConfig::from_lookup(lookup(&[
-            (keys::ENVIRONMENT, "prod"),
-            (keys::LOCAL_REGION, "mars-1"),
-        ]))
-        .expect_err("invalid");
+        let e = DeploymentConfig::from_lookup(lookup(&[(keys::ENVIRONMENT, "prod"), (keys::LOCAL_REGION, "mars-1")]))
+            .expect_err("invalid");
         let text = e.to_string();
-        for needle in [
-            "3 configuration problem(s)",
-            "AWS_REGION=\"mars-1\"",
-            "SWITCHYARD_PRIMARY_REGION is not set",
-        ] {
+        for needle in ["3 configuration problem(s)", "AWS_REGION=\"mars-1\"", "SWITCHYARD_PRIMARY_REGION is not set"] {
             assert!(text.contains(needle), "{text}");
         }
     }

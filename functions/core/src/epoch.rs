@@ -47,10 +47,7 @@ pub enum Handover {
 
 impl WriterClaim {
     pub fn initial(writer: Region) -> Self {
-        WriterClaim {
-            epoch: WriterEpoch::INITIAL,
-            writer,
-        }
+        WriterClaim { epoch: WriterEpoch::INITIAL, writer }
     }
 
     /// Plans moving the writer role to `target`, for a request made when the caller saw
@@ -58,24 +55,15 @@ impl WriterClaim {
     ///
     /// Idempotent: if the claim already is `expected + 1` held by `target`, the request is
     /// the one that produced it, so it is reported done. Any other mismatch is `StaleEpoch`.
-    pub fn plan_handover(
-        &self,
-        expected: WriterEpoch,
-        target: &Region,
-    ) -> Result<Handover, SwitchyardError> {
+    pub fn plan_handover(&self, expected: WriterEpoch, target: &Region) -> Result<Handover, SwitchyardError> {
         if self.epoch == expected {
             if self.writer == *target {
                 return Err(SwitchyardError::new(
                     ErrorName::InvalidInput,
-                    format!(
-                        "{target} already holds the writer role at epoch {expected}; nothing to hand over"
-                    ),
+                    format!("{target} already holds the writer role at epoch {expected}; nothing to hand over"),
                 ));
             }
-            return Ok(Handover::Bump(WriterClaim {
-                epoch: expected.next(),
-                writer: target.clone(),
-            }));
+            return Ok(Handover::Bump(WriterClaim { epoch: expected.next(), writer: target.clone() }));
         }
         if self.epoch == expected.next() && self.writer == *target {
             return Ok(Handover::AlreadyDone(self.clone()));
@@ -105,13 +93,9 @@ pub enum EpochCheck {
 impl EpochCheck {
     pub fn evaluate(mine: &WriterClaim, observed: &WriterClaim) -> EpochCheck {
         match observed.epoch.cmp(&mine.epoch) {
-            std::cmp::Ordering::Greater => EpochCheck::Superseded {
-                by: observed.clone(),
-            },
+            std::cmp::Ordering::Greater => EpochCheck::Superseded { by: observed.clone() },
             std::cmp::Ordering::Equal if observed.writer == mine.writer => EpochCheck::Current,
-            _ => EpochCheck::Inconsistent {
-                observed: observed.clone(),
-            },
+            _ => EpochCheck::Inconsistent { observed: observed.clone() },
         }
     }
 
@@ -132,33 +116,15 @@ mod tests {
         let table = [
             (claim(3, "us-east-1"), true, "same claim"),
             (claim(4, "us-east-2"), false, "newer epoch elsewhere"),
-            (
-                claim(4, "us-east-1"),
-                false,
-                "newer epoch even for my own region",
-            ),
+            (claim(4, "us-east-1"), false, "newer epoch even for my own region"),
             (claim(2, "us-east-1"), false, "older epoch: store regressed"),
-            (
-                claim(3, "us-east-2"),
-                false,
-                "same epoch, other writer: split brain",
-            ),
+            (claim(3, "us-east-2"), false, "same epoch, other writer: split brain"),
         ];
         for (observed, may_apply, why) in table {
-            assert_eq!(
-                EpochCheck::evaluate(&mine, &observed).may_apply(),
-                may_apply,
-                "{why}"
-            );
+            assert_eq!(EpochCheck::evaluate(&mine, &observed).may_apply(), may_apply, "{why}");
         }
-        assert!(matches!(
-            EpochCheck::evaluate(&mine, &claim(4, "us-east-2")),
-            EpochCheck::Superseded { .. }
-        ));
-        assert!(matches!(
-            EpochCheck::evaluate(&mine, &claim(2, "us-east-1")),
-            EpochCheck::Inconsistent { .. }
-        ));
+        assert!(matches!(EpochCheck::evaluate(&mine, &claim(4, "us-east-2")), EpochCheck::Superseded { .. }));
+        assert!(matches!(EpochCheck::evaluate(&mine, &claim(2, "us-east-1")), EpochCheck::Inconsistent { .. }));
     }
 
     #[test]
@@ -170,10 +136,7 @@ mod tests {
         };
         assert_eq!(next, claim(2, "us-east-2"));
         // Re-running the same request after it succeeded is a no-op.
-        assert_eq!(
-            next.plan_handover(WriterEpoch(1), &east2),
-            Ok(Handover::AlreadyDone(next.clone()))
-        );
+        assert_eq!(next.plan_handover(WriterEpoch(1), &east2), Ok(Handover::AlreadyDone(next.clone())));
     }
 
     #[test]
@@ -188,14 +151,8 @@ mod tests {
             (claim(3, "us-east-2"), 3, &east2, ErrorName::InvalidInput),
         ];
         for (current, expected, target, error) in table {
-            let got = current
-                .plan_handover(WriterEpoch(expected), target)
-                .map_err(|e| e.name);
-            assert_eq!(
-                got,
-                Err(error),
-                "current {current:?} expected {expected} target {target}"
-            );
+            let got = current.plan_handover(WriterEpoch(expected), target).map_err(|e| e.name);
+            assert_eq!(got, Err(error), "current {current:?} expected {expected} target {target}");
         }
     }
 }

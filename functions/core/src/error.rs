@@ -102,10 +102,7 @@ pub struct SwitchyardError {
 
 impl SwitchyardError {
     pub fn new(name: ErrorName, message: impl Into<String>) -> Self {
-        SwitchyardError {
-            name,
-            message: message.into(),
-        }
+        SwitchyardError { name, message: message.into() }
     }
 
     pub fn category(&self) -> ErrorCategory {

@@ -27,9 +27,6 @@ pub(crate) mod testing {
 
     /// `claim(2, "us-east-2")`: region `us-east-2` writes at epoch 2.
     pub fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim {
-            epoch: WriterEpoch(epoch),
-            writer: writer.parse().expect("region"),
-        }
+        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
     }
 }

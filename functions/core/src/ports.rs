@@ -40,11 +40,7 @@ pub trait DatabasePromoter: Send + Sync {
 pub trait WriterRegistry: Send + Sync {
     fn current(&self) -> impl Future<Output = PortResult<WriterClaim>> + Send;
     /// Replaces the claim only if the stored epoch is still `expected`; otherwise `StaleEpoch`.
-    fn replace(
-        &self,
-        expected: WriterEpoch,
-        next: WriterClaim,
-    ) -> impl Future<Output = PortResult<()>> + Send;
+    fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// Outcome of trying to take the failover lock.
@@ -97,15 +93,11 @@ pub struct InMemoryWriterRegistry {
 
 impl InMemoryWriterRegistry {
     pub fn new(claim: WriterClaim) -> Self {
-        InMemoryWriterRegistry {
-            claim: Mutex::new(claim),
-        }
+        InMemoryWriterRegistry { claim: Mutex::new(claim) }
     }
 
     fn lock(&self) -> PortResult<std::sync::MutexGuard<'_, WriterClaim>> {
-        self.claim
-            .lock()
-            .map_err(|_| SwitchyardError::new(ErrorName::Internal, "writer registry lock poisoned"))
+        self.claim.lock().map_err(|_| SwitchyardError::new(ErrorName::Internal, "writer registry lock poisoned"))
     }
 }
 
@@ -119,10 +111,7 @@ impl WriterRegistry for InMemoryWriterRegistry {
         if claim.epoch != expected || next.epoch <= expected {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
-                format!(
-                    "stored epoch is {}, request expected {expected} and offered {}",
-                    claim.epoch, next.epoch
-                ),
+                format!("stored epoch is {}, request expected {expected} and offered {}", claim.epoch, next.epoch),
             ));
         }
         *claim = next;
@@ -141,70 +130,30 @@ pub mod contract {
         initial: &WriterClaim,
         other: &Region,
     ) -> Result<(), String> {
-        let current = registry
-            .current()
-            .await
-            .map_err(|e| format!("reading the initial claim: {e}"))?;
+        let current = registry.current().await.map_err(|e| format!("reading the initial claim: {e}"))?;
         if current != *initial {
             return Err(format!("holds {current:?}, expected {initial:?}"));
         }
-        let next = WriterClaim {
-            epoch: initial.epoch.next(),
-            writer: other.clone(),
-        };
-        registry
-            .replace(initial.epoch, next.clone())
-            .await
-            .map_err(|e| format!("first handover: {e}"))?;
+        let next = WriterClaim { epoch: initial.epoch.next(), writer: other.clone() };
+        registry.replace(initial.epoch, next.clone()).await.map_err(|e| format!("first handover: {e}"))?;
         // Every later attempt from a stale view loses, whatever it offers.
         let stale = [
-            (
-                initial.epoch,
-                WriterClaim {
-                    epoch: next.epoch,
-                    writer: initial.writer.clone(),
-                },
-            ),
-            (
-                initial.epoch,
-                WriterClaim {
-                    epoch: next.epoch.next(),
-                    writer: initial.writer.clone(),
-                },
-            ),
-            (
-                next.epoch,
-                WriterClaim {
-                    epoch: next.epoch,
-                    writer: initial.writer.clone(),
-                },
-            ),
-            (
-                WriterEpoch(0),
-                WriterClaim {
-                    epoch: WriterEpoch(99),
-                    writer: initial.writer.clone(),
-                },
-            ),
+            (initial.epoch, WriterClaim { epoch: next.epoch, writer: initial.writer.clone() }),
+            (initial.epoch, WriterClaim { epoch: next.epoch.next(), writer: initial.writer.clone() }),
+            (next.epoch, WriterClaim { epoch: next.epoch, writer: initial.writer.clone() }),
+            (WriterEpoch(0), WriterClaim { epoch: WriterEpoch(99), writer: initial.writer.clone() }),
         ];
         for (expected, offered) in stale {
             match registry.replace(expected, offered.clone()).await {
                 Err(e) if e.name == ErrorName::StaleEpoch => {}
                 other => {
-                    return Err(format!(
-                        "expected {expected}, offered {offered:?}: got {other:?}, not StaleEpoch"
-                    ));
+                    return Err(format!("expected {expected}, offered {offered:?}: got {other:?}, not StaleEpoch"));
                 }
             }
         }
-        let last = registry
-            .current()
-            .await
-            .map_err(|e| format!("reading the final claim: {e}"))?;
+        let last = registry.current().await.map_err(|e| format!("reading the final claim: {e}"))?;
         if last != next {
-            return Err(format!(
-                "holds {last:?} after the handover, expected {next:?}"
-            ));
+            return Err(format!("holds {last:?} after the handover, expected {next:?}"));
         }
         Ok(())
     }
@@ -229,11 +178,6 @@ mod tests {
     fn an_older_epoch_never_wins() {
         let reg = InMemoryWriterRegistry::new(claim(1, "us-east-1"));
         let other = "us-east-2".parse().expect("region");
-        now(contract::writer_registry(
-            &reg,
-            &claim(1, "us-east-1"),
-            &other,
-        ))
-        .expect("contract holds");
+        now(contract::writer_registry(&reg, &claim(1, "us-east-1"), &other)).expect("contract holds");
     }
 }

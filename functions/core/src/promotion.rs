@@ -58,22 +58,14 @@ impl LagGate {
                     "replication lag {:.1} s ({} bytes) exceeds the RPO budget of {budget} s; about {n} orders at risk",
                     l.seconds, l.bytes
                 ),
-                _ => format!(
-                    "replication lag is unknown, so the RPO budget of {budget} s cannot be shown to hold"
-                ),
+                _ => format!("replication lag is unknown, so the RPO budget of {budget} s cannot be shown to hold"),
             };
             return Err(SwitchyardError::new(
                 ErrorName::LagAboveBudget,
                 format!("{what}; set allowDataLoss to fail over anyway"),
             ));
         }
-        Ok(GateDecision {
-            mode,
-            verdict,
-            lag,
-            orders_at_risk,
-            data_loss_accepted: risky,
-        })
+        Ok(GateDecision { mode, verdict, lag, orders_at_risk, data_loss_accepted: risky })
     }
 }
 
@@ -83,16 +75,10 @@ mod tests {
 
     use super::*;
 
-    const GATE: LagGate = LagGate {
-        budget: RpoBudget(Duration::from_secs(60)),
-        orders_per_hour: 10_000,
-    };
+    const GATE: LagGate = LagGate { budget: RpoBudget(Duration::from_secs(60)), orders_per_hour: 10_000 };
 
     fn lag(seconds: f64) -> Option<ReplicationLag> {
-        Some(ReplicationLag {
-            bytes: 4096,
-            seconds,
-        })
+        Some(ReplicationLag { bytes: 4096, seconds })
     }
 
     #[test]
@@ -113,10 +99,7 @@ mod tests {
             match GATE.check(mode, l, allow) {
                 Ok(d) => {
                     assert!(passes, "{mode:?} {l:?} allow={allow} passed");
-                    assert_eq!(
-                        d.data_loss_accepted, accepted,
-                        "{mode:?} {l:?} allow={allow}"
-                    );
+                    assert_eq!(d.data_loss_accepted, accepted, "{mode:?} {l:?} allow={allow}");
                 }
                 Err(e) => {
                     assert!(!passes, "{mode:?} {l:?} allow={allow} refused: {e}");
@@ -129,29 +112,11 @@ mod tests {
     #[test]
     fn refusal_states_lag_and_orders_at_risk() {
         // 10,000 orders an hour for 90 s is 250 orders.
-        let e = GATE
-            .check(FailoverMode::Unplanned, lag(90.0), false)
-            .expect_err("above budget");
-        for needle in [
-            "90.0 s",
-            "4096 bytes",
-            "60 s",
-            "about 250 orders at risk",
-            "allowDataLoss",
-        ] {
-            assert!(
-                e.message.contains(needle),
-                "{needle:?} not in {:?}",
-                e.message
-            );
+        let e = GATE.check(FailoverMode::Unplanned, lag(90.0), false).expect_err("above budget");
+        for needle in ["90.0 s", "4096 bytes", "60 s", "about 250 orders at risk", "allowDataLoss"] {
+            assert!(e.message.contains(needle), "{needle:?} not in {:?}", e.message);
         }
-        assert_eq!(
-            GATE.orders_at_risk(&ReplicationLag {
-                bytes: 1,
-                seconds: 0.1
-            }),
-            1
-        );
+        assert_eq!(GATE.orders_at_risk(&ReplicationLag { bytes: 1, seconds: 0.1 }), 1);
         assert_eq!(GATE.orders_at_risk(&ReplicationLag::NONE), 0);
     }
 }

@@ -68,10 +68,7 @@ impl FromStr for Region {
         if KNOWN_REGIONS.contains(&s) {
             Ok(Region(s.to_owned()))
         } else {
-            Err(SwitchyardError::new(
-                ErrorName::UnknownRegion,
-                format!("{s:?} is not a known AWS region"),
-            ))
+            Err(SwitchyardError::new(ErrorName::UnknownRegion, format!("{s:?} is not a known AWS region")))
         }
     }
 }
@@ -135,10 +132,7 @@ impl RegionPair {
         } else {
             Err(SwitchyardError::new(
                 ErrorName::UnknownRegion,
-                format!(
-                    "{region} is not part of this deployment ({}, {})",
-                    self.primary, self.standby
-                ),
+                format!("{region} is not part of this deployment ({}, {})", self.primary, self.standby),
             ))
         }
     }
@@ -146,22 +140,14 @@ impl RegionPair {
     /// The other region of the pair.
     pub fn peer_of(&self, region: &Region) -> Result<&Region, SwitchyardError> {
         self.check(region)?;
-        Ok(if *region == self.primary {
-            &self.standby
-        } else {
-            &self.primary
-        })
+        Ok(if *region == self.primary { &self.standby } else { &self.primary })
     }
 
     /// The role of `region` given the region that currently holds the writer claim.
     pub fn role_of(&self, region: &Region, writer: &Region) -> Result<Role, SwitchyardError> {
         self.check(region)?;
         self.check(writer)?;
-        Ok(if region == writer {
-            Role::Active
-        } else {
-            Role::Standby
-        })
+        Ok(if region == writer { Role::Active } else { Role::Standby })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
@@ -199,10 +185,7 @@ mod tests {
 
     #[test]
     fn region_deserializes_with_validation() {
-        assert_eq!(
-            serde_json::from_str::<Region>("\"us-east-2\"").ok(),
-            Some(r("us-east-2"))
-        );
+        assert_eq!(serde_json::from_str::<Region>("\"us-east-2\"").ok(), Some(r("us-east-2")));
         assert!(serde_json::from_str::<Region>("\"mars-north-1\"").is_err());
     }
 
@@ -217,21 +200,13 @@ mod tests {
             ("us-east-2", "us-east-2", Role::Active),
         ];
         for (region, writer, role) in table {
-            assert_eq!(
-                pair.role_of(&r(region), &r(writer)).ok(),
-                Some(role),
-                "{region} with writer {writer}"
-            );
+            assert_eq!(pair.role_of(&r(region), &r(writer)).ok(), Some(role), "{region} with writer {writer}");
         }
         assert_eq!(pair.peer_of(&r("us-east-1")).ok(), Some(&r("us-east-2")));
         assert_eq!(pair.peer_of(&r("us-east-2")).ok(), Some(&r("us-east-1")));
         let outsider = pair.peer_of(&r("eu-west-1")).expect_err("not in pair");
         assert_eq!(outsider.name, ErrorName::UnknownRegion);
-        assert_eq!(
-            pair.role_of(&r("us-east-1"), &r("eu-west-1"))
-                .map_err(|e| e.name),
-            Err(ErrorName::UnknownRegion)
-        );
+        assert_eq!(pair.role_of(&r("us-east-1"), &r("eu-west-1")).map_err(|e| e.name), Err(ErrorName::UnknownRegion));
     }
 
     #[test]

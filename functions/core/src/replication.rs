@@ -25,10 +25,7 @@ pub struct ReplicationLag {
 }
 
 impl ReplicationLag {
-    pub const NONE: ReplicationLag = ReplicationLag {
-        bytes: 0,
-        seconds: 0.0,
-    };
+    pub const NONE: ReplicationLag = ReplicationLag { bytes: 0, seconds: 0.0 };
 }
 
 /// What one database node reports about itself.

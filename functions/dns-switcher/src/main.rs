@@ -3,6 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_pending("dns-switcher", "issue #4: records and health-check modes")
-        .await
+    switchyard_lambda::serve_pending("dns-switcher", "issue #4: records and health-check modes").await
 }

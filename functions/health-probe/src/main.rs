@@ -3,9 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_pending(
-        "health-probe",
-        "issue #3: probes of endpoint, database and queue",
-    )
-    .await
+    switchyard_lambda::serve_pending("health-probe", "issue #3: probes of endpoint, database and queue").await
 }

@@ -23,10 +23,7 @@ impl From<SwitchyardError> for FunctionError {
 
 impl From<FunctionError> for Diagnostic {
     fn from(FunctionError(e): FunctionError) -> Self {
-        Diagnostic {
-            error_type: e.name.as_str().to_owned(),
-            error_message: e.message,
-        }
+        Diagnostic { error_type: e.name.as_str().to_owned(), error_message: e.message }
     }
 }
 
@@ -44,10 +41,7 @@ pub fn load_config() -> Result<DeploymentConfig, SwitchyardError> {
 }
 
 /// Serves `handler` on the Lambda Runtime API until the runtime stops the process.
-pub async fn serve<F, Fut, T>(
-    function: &'static str,
-    handler: F,
-) -> Result<(), lambda_runtime::Error>
+pub async fn serve<F, Fut, T>(function: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(serde_json::Value) -> Fut,
     Fut: Future<Output = Result<T, SwitchyardError>>,
@@ -71,10 +65,7 @@ where
 /// The handler of a function whose behaviour has not been built yet: it checks its
 /// configuration (so deployment wiring is testable today) and then refuses honestly with
 /// `NotImplemented`, naming the work that will fill it in.
-pub async fn serve_pending(
-    function: &'static str,
-    arrives_with: &'static str,
-) -> Result<(), lambda_runtime::Error> {
+pub async fn serve_pending(function: &'static str, arrives_with: &'static str) -> Result<(), lambda_runtime::Error> {
     let config = load_config();
     serve(function, move |_event| {
         let answer = pending_answer(function, arrives_with, &config);
@@ -89,10 +80,7 @@ fn pending_answer(
     config: &Result<DeploymentConfig, SwitchyardError>,
 ) -> Result<serde_json::Value, SwitchyardError> {
     config.as_ref().map_err(Clone::clone)?;
-    Err(SwitchyardError::new(
-        ErrorName::NotImplemented,
-        format!("{function} is not implemented yet ({arrives_with})"),
-    ))
+    Err(SwitchyardError::new(ErrorName::NotImplemented, format!("{function} is not implemented yet ({arrives_with})")))
 }
 
 #[cfg(test)]
@@ -122,22 +110,15 @@ mod tests {
 
     #[test]
     fn diagnostics_carry_the_stable_name() {
-        let d: Diagnostic =
-            FunctionError(SwitchyardError::new(ErrorName::LagAboveBudget, "lag 90 s")).into();
+        let d: Diagnostic = FunctionError(SwitchyardError::new(ErrorName::LagAboveBudget, "lag 90 s")).into();
         assert_eq!(d.error_type, "LagAboveBudget");
         assert_eq!(d.error_message, "lag 90 s");
     }
 
     #[test]
     fn pending_functions_report_config_problems_first() {
-        let missing = Err(SwitchyardError::new(
-            ErrorName::MissingConfig,
-            "SWITCHYARD_ENV is not set",
-        ));
-        assert_eq!(
-            pending_answer("f", "later", &missing).map_err(|e| e.name),
-            Err(ErrorName::MissingConfig)
-        );
+        let missing = Err(SwitchyardError::new(ErrorName::MissingConfig, "SWITCHYARD_ENV is not set"));
+        assert_eq!(pending_answer("f", "later", &missing).map_err(|e| e.name), Err(ErrorName::MissingConfig));
         let config = DeploymentConfig::from_lookup(|k| {
             Some(
                 match k {
@@ -150,9 +131,6 @@ mod tests {
             )
         })
         .map_err(SwitchyardError::from);
-        assert_eq!(
-            pending_answer("f", "later", &config).map_err(|e| e.name),
-            Err(ErrorName::NotImplemented)
-        );
+        assert_eq!(pending_answer("f", "later", &config).map_err(|e| e.name), Err(ErrorName::NotImplemented));
     }
 }

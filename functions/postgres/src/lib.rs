@@ -36,18 +36,11 @@ pub struct PgEndpoint {
 impl PgEndpoint {
     /// A connection config tagged with `application_name` (it shows in `pg_stat_activity`
     /// and, for a replica, in the primary's `pg_stat_replication`).
-    pub fn config(
-        &self,
-        application_name: &str,
-        timeout: Duration,
-    ) -> PortResult<tokio_postgres::Config> {
+    pub fn config(&self, application_name: &str, timeout: Duration) -> PortResult<tokio_postgres::Config> {
         if !is_loopback(&self.host) {
             return Err(SwitchyardError::new(
                 ErrorName::MissingConfig,
-                format!(
-                    "{}: plain-text connections are allowed to loopback only until TLS support lands",
-                    self.host
-                ),
+                format!("{}: plain-text connections are allowed to loopback only until TLS support lands", self.host),
             ));
         }
         let mut c = tokio_postgres::Config::new();
@@ -71,10 +64,7 @@ impl PgEndpoint {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One regional PostgreSQL server.
@@ -89,11 +79,7 @@ pub struct PgNode {
 
 impl PgNode {
     pub fn new(endpoint: PgEndpoint, application_name: impl Into<String>) -> Self {
-        PgNode {
-            endpoint,
-            timeout: Duration::from_secs(5),
-            application_name: application_name.into(),
-        }
+        PgNode { endpoint, timeout: Duration::from_secs(5), application_name: application_name.into() }
     }
 
     /// Opens a connection whose driver task runs on the current runtime.
@@ -108,11 +94,7 @@ impl PgNode {
         Ok(client)
     }
 
-    pub(crate) async fn query_one(
-        &self,
-        client: &Client,
-        sql: &str,
-    ) -> PortResult<tokio_postgres::Row> {
+    pub(crate) async fn query_one(&self, client: &Client, sql: &str) -> PortResult<tokio_postgres::Row> {
         bounded(self.timeout, sql, client.query_one(sql, &[])).await
     }
 }
@@ -137,10 +119,7 @@ pub async fn bounded<T>(
 pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
     let Some(db) = e.as_db_error() else {
         // No server answer: refused, reset, closed. The server may come back.
-        return SwitchyardError::new(
-            ErrorName::ServiceUnavailable,
-            format!("postgres unreachable: {e}"),
-        );
+        return SwitchyardError::new(ErrorName::ServiceUnavailable, format!("postgres unreachable: {e}"));
     };
     let code = db.code();
     let class = &code.code()[..2];
@@ -150,9 +129,7 @@ pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
         || class == "08"
     {
         ErrorName::ServiceUnavailable
-    } else if class == "53"
-        || *code == SqlState::T_R_SERIALIZATION_FAILURE
-        || *code == SqlState::T_R_DEADLOCK_DETECTED
+    } else if class == "53" || *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
     {
         ErrorName::Throttled
     } else if class == "28" || *code == SqlState::INSUFFICIENT_PRIVILEGE {
@@ -174,10 +151,7 @@ impl ReplicationMonitor for PgNode {
     /// it is behind. Neither view sees WAL the replica never received; [`pair_lag`] does.
     async fn replication_status(&self) -> PortResult<ReplicationStatus> {
         let client = self.connect().await?;
-        let in_recovery: bool = self
-            .query_one(&client, "SELECT pg_is_in_recovery()")
-            .await?
-            .get(0);
+        let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
         // Both queries answer (log position, lag bytes, lag seconds, streaming peers).
         let (role, sql) = if in_recovery {
             (
@@ -199,10 +173,9 @@ impl ReplicationMonitor for PgNode {
             )
         };
         let row = self.query_one(&client, sql).await?;
-        let lag = row.get::<_, Option<i64>>(1).map(|bytes| ReplicationLag {
-            bytes: bytes.max(0) as u64,
-            seconds: row.get(2),
-        });
+        let lag = row
+            .get::<_, Option<i64>>(1)
+            .map(|bytes| ReplicationLag { bytes: bytes.max(0) as u64, seconds: row.get(2) });
         Ok(ReplicationStatus {
             role,
             log_position: row.get::<_, Option<String>>(0).unwrap_or_default(),
@@ -217,9 +190,9 @@ impl ReplicationMonitor for PgNode {
 /// outstanding, else the larger of the writer's view of that replica (`replay_lag`) and the
 /// age of the replica's last replayed commit. Taking the larger errs towards reporting more
 /// lag, which is the safe side for a lag gate (it may refuse; it must not silently lose).
-/// One corner stays blind: a replica that has replayed no transaction since it started, behind
-/// a writer with no `replay_lag` sample, reports 0 s; `bytes` is then the only signal.
-/// Fails with `NotReady` if `replica` is not in recovery.
+/// Fails with `NotReady` if `replica` is not in recovery, and when bytes are outstanding but
+/// nothing tells their age (the replica has replayed no transaction since it started and the
+/// writer has no `replay_lag` sample): an unknown lag must never pass for zero seconds.
 pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<ReplicationLag> {
     let (w, r) = tokio::try_join!(writer.connect(), replica.connect())?;
     let replica_row = replica
@@ -232,34 +205,28 @@ pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<Replicati
         .await?;
     // A server promoted, or started without standby.signal, still reports the position its
     // recovery replayed to; measuring against that would invent a lag.
-    let (true, Some(replay_lsn)) = (
-        replica_row.get::<_, bool>(0),
-        replica_row.get::<_, Option<String>>(1),
-    ) else {
+    let (true, Some(replay_lsn)) = (replica_row.get::<_, bool>(0), replica_row.get::<_, Option<String>>(1)) else {
         return Err(SwitchyardError::new(
             ErrorName::NotReady,
-            format!(
-                "{} is not a replica (not in recovery)",
-                replica.application_name
-            ),
+            format!("{} is not a replica (not in recovery)", replica.application_name),
         ));
     };
     let replay_age: Option<f64> = replica_row.get(2);
     let sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8,
                       (SELECT EXTRACT(epoch FROM replay_lag)::float8 FROM pg_stat_replication
                         WHERE application_name = $2 ORDER BY backend_start DESC LIMIT 1)";
-    let row = bounded(
-        writer.timeout,
-        sql,
-        w.query_one(sql, &[&replay_lsn, &replica.application_name]),
-    )
-    .await?;
+    let row = bounded(writer.timeout, sql, w.query_one(sql, &[&replay_lsn, &replica.application_name])).await?;
     let bytes = row.get::<_, i64>(0).max(0) as u64;
     let writer_view: Option<f64> = row.get(1);
-    let seconds = if bytes == 0 {
-        0.0
-    } else {
-        writer_view.unwrap_or(0.0).max(replay_age.unwrap_or(0.0))
+    let seconds = match (bytes, writer_view, replay_age) {
+        (0, _, _) => 0.0,
+        (_, None, None) => {
+            return Err(SwitchyardError::new(
+                ErrorName::NotReady,
+                format!("{} is {bytes} bytes behind and the age of that data is unknown", replica.application_name),
+            ));
+        }
+        (_, w, r) => w.unwrap_or(0.0).max(r.unwrap_or(0.0)),
     };
     Ok(ReplicationLag { bytes, seconds })
 }
@@ -270,38 +237,33 @@ mod tests {
 
     #[test]
     fn plain_text_only_to_loopback() {
-        let ep = |host: &str| PgEndpoint {
-            host: host.into(),
-            port: 5432,
-            user: "u".into(),
-            dbname: "d".into(),
-        };
-        for (host, ok) in [
-            ("127.0.0.1", true),
-            ("localhost", true),
-            ("::1", true),
-            ("db.example.com", false),
-            ("10.0.0.5", false),
-        ] {
-            assert_eq!(
-                ep(host).config("t", Duration::from_secs(1)).is_ok(),
-                ok,
-                "{host}"
-            );
+        let ep = |host: &str| PgEndpoint { host: host.into(), port: 5432, user: "u".into(), dbname: "d".into() };
+        for (host, ok) in
+            [("127.0.0.1", true), ("localhost", true), ("::1", true), ("db.example.com", false), ("10.0.0.5", false)]
+        {
+            assert_eq!(ep(host).config("t", Duration::from_secs(1)).is_ok(), ok, "{host}");
         }
     }
 
     #[test]
     fn conninfo_names_the_application() {
-        let ep = PgEndpoint {
-            host: "127.0.0.1".into(),
-            port: 6543,
-            user: "switchyard".into(),
-            dbname: "trading".into(),
-        };
+        let ep =
+            PgEndpoint { host: "127.0.0.1".into(), port: 6543, user: "switchyard".into(), dbname: "trading".into() };
         assert_eq!(
             ep.conninfo("us-east-2"),
             "host=127.0.0.1 port=6543 user=switchyard dbname=trading application_name=us-east-2"
         );
+    }
+}
+
+/// Where each region's database listens: the `SWITCHYARD_DB_ENDPOINTS` JSON map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DbEndpoints(pub std::collections::BTreeMap<switchyard_core::Region, PgEndpoint>);
+
+impl std::str::FromStr for DbEndpoints {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| format!("expected a JSON map of region to endpoint: {e}"))
     }
 }

@@ -32,10 +32,7 @@ impl DatabasePromoter for PgNode {
     /// Promotes a replica and lifts any fence it inherited, so it accepts writes.
     async fn promote(&self) -> PortResult<StepState> {
         let client = self.connect().await?;
-        let in_recovery: bool = self
-            .query_one(&client, "SELECT pg_is_in_recovery()")
-            .await?
-            .get(0);
+        let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
         if in_recovery {
             // Waits up to 60 s for the promotion to finish; `false` means not finished yet.
             let promoted: bool = bounded(
@@ -51,36 +48,21 @@ impl DatabasePromoter for PgNode {
             tracing::info!(node = %self.application_name, "promoted to writer");
         }
         // A replica copies its writer's configuration, fence included: lift it. Idempotent.
-        let fenced: bool = self
-            .query_one(
-                &client,
-                "SELECT current_setting('default_transaction_read_only')::bool",
-            )
-            .await?
-            .get(0);
+        let fenced: bool =
+            self.query_one(&client, "SELECT current_setting('default_transaction_read_only')::bool").await?.get(0);
         if fenced {
-            let statements = [
-                "ALTER SYSTEM RESET default_transaction_read_only",
-                "SELECT pg_reload_conf()",
-            ];
+            let statements = ["ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()"];
             self.run_each(&client, "unfence", &statements).await?;
         }
         let writable = self.accepts_writes().await?;
-        Ok(if writable {
-            StepState::Done
-        } else {
-            StepState::InProgress
-        })
+        Ok(if writable { StepState::Done } else { StepState::InProgress })
     }
 
     /// Makes a writer refuse writes and ends its sessions. On a replica it does nothing (a
     /// replica refuses writes already).
     async fn fence(&self) -> PortResult<StepState> {
         let client = self.connect().await?;
-        let in_recovery: bool = self
-            .query_one(&client, "SELECT pg_is_in_recovery()")
-            .await?
-            .get(0);
+        let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
         if in_recovery {
             return Ok(StepState::Done);
         }
@@ -97,23 +79,14 @@ impl DatabasePromoter for PgNode {
         .await?;
         tracing::info!(node = %self.application_name, "fenced: read-only, sessions ended");
         let writable = self.accepts_writes().await?;
-        Ok(if writable {
-            StepState::InProgress
-        } else {
-            StepState::Done
-        })
+        Ok(if writable { StepState::InProgress } else { StepState::Done })
     }
 }
 
 impl PgNode {
     /// Runs statements one by one: `ALTER SYSTEM` refuses the implicit transaction that a
     /// multi-statement batch runs in.
-    async fn run_each(
-        &self,
-        client: &tokio_postgres::Client,
-        what: &str,
-        statements: &[&str],
-    ) -> PortResult<()> {
+    async fn run_each(&self, client: &tokio_postgres::Client, what: &str, statements: &[&str]) -> PortResult<()> {
         for sql in statements {
             bounded(self.timeout, what, client.batch_execute(sql)).await?;
         }
@@ -140,16 +113,9 @@ pub async fn catch_up(writer: &PgNode, replica: &PgNode) -> PortResult<StepState
     if writer.accepts_writes().await? {
         return Err(SwitchyardError::new(
             ErrorName::NotReady,
-            format!(
-                "{} still accepts writes: fence it before waiting for catch-up",
-                writer.application_name
-            ),
+            format!("{} still accepts writes: fence it before waiting for catch-up", writer.application_name),
         ));
     }
     let lag = crate::pair_lag(writer, replica).await?;
-    Ok(if lag.bytes == 0 {
-        StepState::Done
-    } else {
-        StepState::InProgress
-    })
+    Ok(if lag.bytes == 0 { StepState::Done } else { StepState::InProgress })
 }

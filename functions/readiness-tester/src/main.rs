@@ -3,6 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_pending("readiness-tester", "issue #3: readiness rules and report")
-        .await
+    switchyard_lambda::serve_pending("readiness-tester", "issue #3: readiness rules and report").await
 }

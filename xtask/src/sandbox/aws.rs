@@ -8,13 +8,11 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, SseSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
 };
 use aws_sdk_route53::types::{
-    AlarmIdentifier, Change, ChangeAction, ChangeBatch, CloudWatchRegion, HealthCheckConfig,
-    HealthCheckType, InsufficientDataHealthStatus, ResourceRecord, ResourceRecordSet,
-    ResourceRecordSetFailover, RrType,
+    AlarmIdentifier, Change, ChangeAction, ChangeBatch, CloudWatchRegion, HealthCheckConfig, HealthCheckType,
+    InsufficientDataHealthStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
@@ -24,10 +22,7 @@ use switchyard_infra::Deployment;
 
 /// Tags on every resource the sandbox creates.
 pub fn tags(d: &Deployment) -> [(&'static str, String); 2] {
-    [
-        ("project", "switchyard".to_owned()),
-        ("environment", d.environment.to_string()),
-    ]
+    [("project", "switchyard".to_owned()), ("environment", d.environment.to_string())]
 }
 
 /// What one region holds after provisioning.
@@ -63,25 +58,15 @@ pub async fn provision(target: &AwsTarget, d: &Deployment) -> Result<Resources> 
     for region in d.regions.iter() {
         regions.insert(
             region.to_string(),
-            provision_region(target, d, region)
-                .await
-                .with_context(|| format!("provisioning {region}"))?,
+            provision_region(target, d, region).await.with_context(|| format!("provisioning {region}"))?,
         );
     }
-    subscribe_fan_out(target, d, &regions)
-        .await
-        .context("cross-region SNS → SQS fan-out")?;
-    let global = provision_global(target, d)
-        .await
-        .context("provisioning global resources")?;
+    subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
+    let global = provision_global(target, d).await.context("provisioning global resources")?;
     Ok(Resources { regions, global })
 }
 
-async fn provision_region(
-    target: &AwsTarget,
-    d: &Deployment,
-    region: &Region,
-) -> Result<RegionResources> {
+async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -> Result<RegionResources> {
     let config = sdk_config(target, region).await;
     let names = d.regional_names(region);
     let tags = tags(d);
@@ -89,10 +74,7 @@ async fn provision_region(
     // Queues: the orders queue redrives poison messages to its DLQ after 5 receives.
     let sqs = aws_sdk_sqs::Client::new(&config);
     let create_queue = |name: &str| {
-        let mut req = sqs
-            .create_queue()
-            .queue_name(name)
-            .attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
+        let mut req = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
         for (k, v) in &tags {
             req = req.tags(*k, v);
         }
@@ -118,17 +100,9 @@ async fn provision_region(
     let sns = aws_sdk_sns::Client::new(&config);
     let mut topic_arns = Vec::new();
     for name in [&names.orders_topic, &names.alerts_topic] {
-        let mut req = sns
-            .create_topic()
-            .name(name)
-            .attributes("KmsMasterKeyId", "alias/aws/sns");
+        let mut req = sns.create_topic().name(name).attributes("KmsMasterKeyId", "alias/aws/sns");
         for (k, v) in &tags {
-            req = req.tags(
-                aws_sdk_sns::types::Tag::builder()
-                    .key(*k)
-                    .value(v)
-                    .build()?,
-            );
+            req = req.tags(aws_sdk_sns::types::Tag::builder().key(*k).value(v).build()?);
         }
         topic_arns.push(req.send().await?.topic_arn.context("no topic arn")?);
     }
@@ -140,18 +114,9 @@ async fn provision_region(
     // Configuration both regions must agree on.
     let ssm = aws_sdk_ssm::Client::new(&config);
     for (name, value) in d.shared_parameters() {
-        let mut req = ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::String);
+        let mut req = ssm.put_parameter().name(name).value(value).r#type(aws_sdk_ssm::types::ParameterType::String);
         for (k, v) in &tags {
-            req = req.tags(
-                aws_sdk_ssm::types::Tag::builder()
-                    .key(*k)
-                    .value(v)
-                    .build()?,
-            );
+            req = req.tags(aws_sdk_ssm::types::Tag::builder().key(*k).value(v).build()?);
         }
         req.send().await?;
     }
@@ -177,18 +142,15 @@ async fn provision_region(
     if *region == d.regions.primary {
         // Only the writer's cluster has a master user; its password is managed by RDS in
         // Secrets Manager and appears nowhere here.
-        req = req
-            .master_username("switchyard")
-            .manage_master_user_password(true);
+        req = req.master_username("switchyard").manage_master_user_password(true);
     }
     for (k, v) in &tags {
         req = req.tags(aws_sdk_rds::types::Tag::builder().key(*k).value(v).build());
     }
     req.send().await?;
 
-    let [orders_topic_arn, alerts_topic_arn]: [String; 2] = topic_arns
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("two topics"))?;
+    let [orders_topic_arn, alerts_topic_arn]: [String; 2] =
+        topic_arns.try_into().map_err(|_| anyhow::anyhow!("two topics"))?;
     Ok(RegionResources {
         orders_queue_url: queue_url,
         orders_queue_arn: queue_arn,
@@ -211,26 +173,13 @@ pub async fn create_control_table(
         .create_table()
         .table_name(name)
         .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?,
         )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
         .billing_mode(BillingMode::PayPerRequest)
         .sse_specification(SseSpecification::builder().enabled(true).build());
     for (k, v) in tags {
-        req = req.tags(
-            aws_sdk_dynamodb::types::Tag::builder()
-                .key(*k)
-                .value(v)
-                .build()?,
-        );
+        req = req.tags(aws_sdk_dynamodb::types::Tag::builder().key(*k).value(v).build()?);
     }
     req.send().await?;
     ddb.put_item()
@@ -245,17 +194,8 @@ pub async fn create_control_table(
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?;
-    attrs
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .context("no queue arn")
+    let attrs = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await?;
+    attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().context("no queue arn")
 }
 
 /// Each region's orders topic delivers every order to *both* regions' queues (the zero-loss
@@ -313,10 +253,7 @@ async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalRe
             .health_check_config(config)
             .send()
             .await?;
-        let id = hc
-            .health_check
-            .map(|h| h.id)
-            .context("no health check id")?;
+        let id = hc.health_check.map(|h| h.id).context("no health check id")?;
         let failover = if *region == d.regions.primary {
             ResourceRecordSetFailover::Primary
         } else {
@@ -333,11 +270,7 @@ async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalRe
                         .failover(failover)
                         .ttl(15)
                         .health_check_id(&id)
-                        .resource_records(
-                            ResourceRecord::builder()
-                                .value(d.regional_api_record(region))
-                                .build()?,
-                        )
+                        .resource_records(ResourceRecord::builder().value(d.regional_api_record(region)).build()?)
                         .build()?,
                 )
                 .build()?,

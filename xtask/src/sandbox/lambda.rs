@@ -7,8 +7,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use switchyard_core::{Region, config::keys};
-use switchyard_infra::Deployment;
+use switchyard_core::Region;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{process, repo_root, tools};
@@ -22,29 +21,9 @@ pub struct LambdaService {
     pub log: std::path::PathBuf,
 }
 
-/// Serves the functions as deployed in `region`: the model's environment for that region.
-pub fn start(
-    d: &Deployment,
-    region: &Region,
-    aws_endpoint_url: &str,
-    port: u16,
-    log: &Path,
-) -> Result<LambdaService> {
-    let mut env = d.function_environment(region);
-    env.push((keys::AWS_ENDPOINT_URL, aws_endpoint_url.to_owned()));
-    env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
-    env.push(("AWS_SECRET_ACCESS_KEY", "sandbox".to_owned()));
-    start_with_env(region, &env, port, log)
-}
-
-/// Serves the functions with exactly `env` (tests use it to serve a broken configuration).
-/// The caller stops the returned service's process group.
-pub fn start_with_env(
-    region: &Region,
-    env: &[(&str, String)],
-    port: u16,
-    log: &Path,
-) -> Result<LambdaService> {
+/// Serves the functions of `region` with exactly `env` (see `Sandbox::function_environment`;
+/// tests change it to serve other configurations). The caller stops the process group.
+pub fn start(region: &Region, env: &[(&str, String)], port: u16, log: &Path) -> Result<LambdaService> {
     let mut cmd = Command::new(tools::cargo_lambda());
     cmd.current_dir(repo_root()).args([
         "lambda",
@@ -55,32 +34,31 @@ pub fn start_with_env(
         &port.to_string(),
         "--ignore-changes",
     ]);
+    // An env file, not `--env-var`: cargo lambda splits `--env-var` values at commas, and the
+    // database endpoints are a JSON map.
+    let env_file = log.with_extension("env");
+    let mut lines = String::new();
     for (k, v) in env {
-        cmd.arg("--env-var").arg(format!("{k}={v}"));
+        if v.contains('\'') || v.contains('\n') {
+            anyhow::bail!("{k}: value cannot go into an env file: {v:?}");
+        }
+        lines += &format!("{k}='{v}'\n");
     }
+    std::fs::write(&env_file, lines)?;
+    cmd.arg("--env-file").arg(&env_file);
     let pid = process::spawn_detached(&mut cmd, log)?;
-    if let Err(e) =
-        process::wait_for_port(port, Duration::from_secs(120), "cargo lambda watch", log)
-    {
+    if let Err(e) = process::wait_for_port(port, Duration::from_secs(120), "cargo lambda watch", log, Some(pid)) {
         let _ = process::stop_group(pid, "TERM", Duration::from_secs(10));
         return Err(e);
     }
-    Ok(LambdaService {
-        region: region.clone(),
-        port,
-        pid,
-        log: log.to_path_buf(),
-    })
+    Ok(LambdaService { region: region.clone(), port, pid, log: log.to_path_buf() })
 }
 
 /// What an invocation returned: the payload, or the function's error.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
     Ok(serde_json::Value),
-    FunctionError {
-        error_type: String,
-        error_message: String,
-    },
+    FunctionError { error_type: String, error_message: String },
 }
 
 impl LambdaService {
@@ -104,38 +82,16 @@ impl LambdaService {
         };
         let response = tokio::time::timeout(Duration::from_secs(300), exchange)
             .await
-            .with_context(|| {
-                format!(
-                    "invoking {function}: no answer within 300 s; see {}",
-                    self.log.display()
-                )
-            })??;
+            .with_context(|| format!("invoking {function}: no answer within 300 s; see {}", self.log.display()))??;
         let text = String::from_utf8_lossy(&response);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .context("malformed HTTP response")?;
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("no HTTP status")?;
-        let function_error = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("x-amz-function-error"));
-        let value: serde_json::Value = if body.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(body)?
-        };
+        let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+        let function_error = head.lines().any(|l| l.to_ascii_lowercase().starts_with("x-amz-function-error"));
+        let value: serde_json::Value =
+            if body.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(body)? };
         // cargo lambda answers function errors with HTTP 500; AWS with 200 and a header.
         if status == 500 || function_error {
-            let field = |k: &str| {
-                value
-                    .get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let field = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
             return Ok(Invocation::FunctionError {
                 error_type: field("errorType"),
                 error_message: field("errorMessage"),

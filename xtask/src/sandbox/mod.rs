@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use switchyard_aws::AwsTarget;
 use switchyard_core::{
-    DatabaseRole, Region, ReplicationLag, ReplicationStatus, ports::ReplicationMonitor,
+    DatabaseRole, Region, ReplicationLag, ReplicationStatus, config::keys, ports::ReplicationMonitor,
 };
 use switchyard_infra::Deployment;
 use switchyard_postgres::{PgEndpoint, PgNode, pair_lag};
@@ -71,20 +71,14 @@ impl Sandbox {
     pub fn load(instance: &str) -> Result<Option<Sandbox>> {
         let path = instance_dir(instance).join("sandbox.json");
         match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?,
-            )),
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
 
     fn save(&self) -> Result<()> {
-        std::fs::write(
-            self.dir.join("sandbox.json"),
-            serde_json::to_string_pretty(self)? + "\n",
-        )?;
+        std::fs::write(self.dir.join("sandbox.json"), serde_json::to_string_pretty(self)? + "\n")?;
         std::fs::write(self.dir.join("sandbox.env"), self.shell_env())?;
         Ok(())
     }
@@ -92,28 +86,19 @@ impl Sandbox {
     /// `export` lines for a shell: the AWS endpoint, dummy credentials and each database.
     pub fn shell_env(&self) -> String {
         // `cargo lambda` (for `cargo lambda invoke`) lives in the repository's venv.
-        let mut s = format!(
-            "export PATH=\"{}:$PATH\"\n",
-            tools::venv_dir().join("bin").display()
-        );
+        let mut s = format!("export PATH=\"{}:$PATH\"\n", tools::venv_dir().join("bin").display());
         s += &format!(
             "export SWITCHYARD_AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=sandbox\nexport AWS_SECRET_ACCESS_KEY=sandbox\n",
             self.aws_endpoint_url
         );
         for l in &self.lambda {
             let var = l.region.as_str().to_uppercase().replace('-', "_");
-            s += &format!(
-                "export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n",
-                l.port
-            );
+            s += &format!("export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n", l.port);
             s += &format!("export SWITCHYARD_LAMBDA_{var}_PORT={}\n", l.port);
         }
         for r in &self.regions {
             let var = r.region.as_str().to_uppercase().replace('-', "_");
-            s += &format!(
-                "export SWITCHYARD_PG_{var}='{}'\n",
-                r.postgres.conninfo("shell")
-            );
+            s += &format!("export SWITCHYARD_PG_{var}='{}'\n", r.postgres.conninfo("shell"));
         }
         s
     }
@@ -123,9 +108,7 @@ impl Sandbox {
     }
 
     pub fn aws_target(&self) -> AwsTarget {
-        AwsTarget::Sandbox {
-            endpoint_url: self.aws_endpoint_url.clone(),
-        }
+        AwsTarget::Sandbox { endpoint_url: self.aws_endpoint_url.clone() }
     }
 
     pub fn region(&self, region: &str) -> Result<&RegionSandbox> {
@@ -150,16 +133,16 @@ impl Sandbox {
     }
 
     fn initial(&self, role: DatabaseRole) -> Result<&RegionSandbox> {
-        self.regions
-            .iter()
-            .find(|r| r.initial_role == role)
-            .context("sandbox has no such region")
+        self.regions.iter().find(|r| r.initial_role == role).context("sandbox has no such region")
     }
 
     /// Brings an instance up: installs missing tools, starts what is not running, initialises
     /// what does not exist, provisions a fresh moto. Running it again changes nothing.
     pub async fn up(instance: &str) -> Result<Sandbox> {
-        let mut started = Started::default();
+        let dir = instance_dir(instance);
+        std::fs::create_dir_all(&dir)?;
+        let mut started = Started::load(&dir).unwrap_or_default();
+        started.journal = dir.join("started.json");
         let result = Self::up_tracking(instance, &mut started).await;
         if result.is_err() {
             // Nothing records these processes yet: stop them here or they outlive us.
@@ -177,20 +160,14 @@ impl Sandbox {
         let pg = postgres::PgTools::find()?;
 
         let previous = Sandbox::load(instance)?;
-        let data_root = match previous
-            .as_ref()
-            .and_then(|p| p.regions.first())
-            .and_then(|r| r.data_dir.parent())
-        {
+        let data_root = match previous.as_ref().and_then(|p| p.regions.first()).and_then(|r| r.data_dir.parent()) {
             Some(root) if root.exists() => root.to_path_buf(),
             _ => pg.data_root(&dir, instance)?,
         };
 
         // The AWS API emulator.
         let (aws_endpoint_url, moto_pid, mut resources) = match &previous {
-            Some(p) if process::is_alive(p.moto_pid) => {
-                (p.aws_endpoint_url.clone(), p.moto_pid, p.resources.clone())
-            }
+            Some(p) if process::is_alive(p.moto_pid) => (p.aws_endpoint_url.clone(), p.moto_pid, p.resources.clone()),
             _ => {
                 let port = previous
                     .as_ref()
@@ -202,16 +179,11 @@ impl Sandbox {
                 };
                 let log = dir.join("moto.log");
                 let pid = process::spawn_detached(
-                    Command::new(tools::moto_server()).args([
-                        "-H",
-                        "127.0.0.1",
-                        "-p",
-                        &port.to_string(),
-                    ]),
+                    Command::new(tools::moto_server()).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
                     &log,
                 )?;
-                started.groups.push(pid);
-                process::wait_for_port(port, Duration::from_secs(30), "moto", &log)?;
+                started.group(pid);
+                process::wait_for_port(port, Duration::from_secs(30), "moto", &log, Some(pid))?;
                 // A new moto process is empty: whatever was provisioned before is gone.
                 (format!("http://127.0.0.1:{port}"), pid, None)
             }
@@ -219,14 +191,10 @@ impl Sandbox {
 
         // The regional databases: primary first (the replica is a base backup of it).
         let mut regions = Vec::new();
-        for (region, role) in [
-            (&deployment.regions.primary, DatabaseRole::Writer),
-            (&deployment.regions.standby, DatabaseRole::Replica),
-        ] {
-            let known = previous
-                .as_ref()
-                .and_then(|p| p.regions.iter().find(|r| r.region == *region))
-                .cloned();
+        for (region, role) in
+            [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)]
+        {
+            let known = previous.as_ref().and_then(|p| p.regions.iter().find(|r| r.region == *region)).cloned();
             let data_dir = data_root.join(region.as_str());
             let log = data_root.join(format!("{region}.log"));
             let port = match &known {
@@ -244,14 +212,13 @@ impl Sandbox {
                 match role {
                     DatabaseRole::Writer => pg.init_primary(&data_dir, port, region.as_str())?,
                     DatabaseRole::Replica => {
-                        let primary: &RegionSandbox =
-                            regions.first().context("primary before replica")?;
+                        let primary: &RegionSandbox = regions.first().context("primary before replica")?;
                         pg.init_replica(&data_dir, port, region.as_str(), &primary.postgres)?
                     }
                 }
             }
             if postgres::postmaster_pid(&data_dir).is_none() {
-                started.databases.push(data_dir.clone());
+                started.database(data_dir.clone());
                 pg.start(&data_dir, &log)?;
             }
             if role == DatabaseRole::Writer {
@@ -269,9 +236,7 @@ impl Sandbox {
         // The functions, one Lambda service per region.
         let mut lambdas = Vec::new();
         for region in deployment.regions.iter() {
-            let known = previous
-                .as_ref()
-                .and_then(|p| p.lambda.iter().find(|l| l.region == *region));
+            let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
             match known {
                 Some(l) if process::is_alive(l.pid) => lambdas.push(l.clone()),
                 _ => {
@@ -281,9 +246,9 @@ impl Sandbox {
                         None => process::free_port()?,
                     };
                     let log = dir.join(format!("lambda-{region}.log"));
-                    let service =
-                        lambda::start(&deployment, region, &aws_endpoint_url, port, &log)?;
-                    started.groups.push(service.pid);
+                    let env = function_environment(&deployment, region, &aws_endpoint_url, &regions);
+                    let service = lambda::start(region, &env, port, &log)?;
+                    started.group(service.pid);
                     lambdas.push(service);
                 }
             }
@@ -301,11 +266,7 @@ impl Sandbox {
         };
         sandbox.save()?;
         if resources.is_none() {
-            resources = Some(
-                aws::provision(&sandbox.aws_target(), &deployment)
-                    .await
-                    .context("provisioning moto")?,
-            );
+            resources = Some(aws::provision(&sandbox.aws_target(), &deployment).await.context("provisioning moto")?);
         }
         sandbox.resources = resources;
         sandbox.save()?;
@@ -322,9 +283,7 @@ impl Sandbox {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             // `{prefix}{pid}` or `{prefix}{pid}-{what}`.
-            let pid = name
-                .strip_prefix(prefix)
-                .map(|rest| rest.split('-').next().unwrap_or_default());
+            let pid = name.strip_prefix(prefix).map(|rest| rest.split('-').next().unwrap_or_default());
             let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
             };
@@ -333,7 +292,9 @@ impl Sandbox {
             }
             match Sandbox::load(&name)? {
                 Some(sb) => sb.down()?,
-                None => std::fs::remove_dir_all(entry.path())?,
+                None => {
+                    stop_interrupted(&name)?;
+                }
             }
             reaped.push(name);
         }
@@ -365,25 +326,21 @@ impl Sandbox {
             }
         }
         if !errors.is_empty() {
-            bail!(
-                "sandbox {} did not stop cleanly: {}",
-                self.instance,
-                errors.join("; ")
-            );
+            bail!("sandbox {} did not stop cleanly: {}", self.instance, errors.join("; "));
         }
-        let data_roots: Vec<&Path> = self
-            .regions
-            .iter()
-            .filter_map(|r| r.data_dir.parent())
-            .collect();
+        let data_roots: Vec<&Path> = self.regions.iter().filter_map(|r| r.data_dir.parent()).collect();
         for root in data_roots {
             if !root.starts_with(&self.dir) {
                 let _ = std::fs::remove_dir_all(root);
             }
         }
-        std::fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("removing {}", self.dir.display()))?;
+        std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
         Ok(())
+    }
+
+    /// The environment the functions of `region` get in this sandbox.
+    pub fn function_environment(&self, region: &Region) -> Vec<(&'static str, String)> {
+        function_environment(&self.deployment(), region, &self.aws_endpoint_url, &self.regions)
     }
 
     /// Stops one region's database (fast shutdown), as a regional outage would.
@@ -417,16 +374,9 @@ impl Sandbox {
 
     /// Every PID the instance started that is still alive.
     pub fn live_pids(&self) -> Vec<u32> {
-        let pg = self
-            .regions
-            .iter()
-            .filter_map(|r| postgres::postmaster_pid(&r.data_dir));
+        let pg = self.regions.iter().filter_map(|r| postgres::postmaster_pid(&r.data_dir));
         let lambda = self.lambda.iter().map(|l| l.pid);
-        std::iter::once(self.moto_pid)
-            .chain(lambda)
-            .filter(|p| process::is_alive(*p))
-            .chain(pg)
-            .collect()
+        std::iter::once(self.moto_pid).chain(lambda).filter(|p| process::is_alive(*p)).chain(pg).collect()
     }
 
     /// Probes every component. Never fails: a broken component is reported, not raised.
@@ -480,17 +430,10 @@ impl Sandbox {
         let result: Result<()> = async {
             for r in &self.regions {
                 let config = switchyard_aws::sdk_config(&self.aws_target(), &r.region).await;
-                let listed = aws_sdk_sqs::Client::new(&config)
-                    .list_queues()
-                    .send()
-                    .await
-                    .context("SQS ListQueues")?;
+                let listed = aws_sdk_sqs::Client::new(&config).list_queues().send().await.context("SQS ListQueues")?;
                 let n = listed.queue_urls().len();
                 if n < 2 {
-                    bail!(
-                        "{}: {n} queue(s), expected the orders queue and its DLQ",
-                        r.region
-                    );
+                    bail!("{}: {n} queue(s), expected the orders queue and its DLQ", r.region);
                 }
                 queues += n;
             }
@@ -512,12 +455,10 @@ impl Sandbox {
     async fn replication_status(&self) -> Result<ReplicationReport> {
         let writer = self.initial(DatabaseRole::Writer)?;
         let replica = self.initial(DatabaseRole::Replica)?;
-        let (w, r) = (
-            self.node(writer.region.as_str())?,
-            self.node(replica.region.as_str())?,
-        );
-        let lag = pair_lag(&w, &r).await.map_err(anyhow::Error::msg)?;
+        let (w, r) = (self.node(writer.region.as_str())?, self.node(replica.region.as_str())?);
+        // Canary first: it gives the replica a replayed commit, so the lag's age is measurable.
         let canary = postgres::canary(&w, &r, Duration::from_secs(10)).await;
+        let lag = pair_lag(&w, &r).await.map_err(anyhow::Error::msg)?;
         Ok(ReplicationReport {
             from: writer.region.clone(),
             to: replica.region.clone(),
@@ -528,14 +469,56 @@ impl Sandbox {
     }
 }
 
-/// What one `up` call started, to be stopped if the call fails before recording it.
-#[derive(Debug, Default)]
+/// What a deployed function would get, plus what only the sandbox knows: the AWS endpoint,
+/// dummy credentials, and where each region's database listens.
+fn function_environment(
+    d: &Deployment,
+    region: &Region,
+    aws_endpoint_url: &str,
+    databases: &[RegionSandbox],
+) -> Vec<(&'static str, String)> {
+    let endpoints: std::collections::BTreeMap<&str, &PgEndpoint> =
+        databases.iter().map(|r| (r.region.as_str(), &r.postgres)).collect();
+    let mut env = d.function_environment(region);
+    env.push((keys::AWS_ENDPOINT_URL, aws_endpoint_url.to_owned()));
+    env.push((keys::DB_ENDPOINTS, serde_json::to_string(&endpoints).unwrap_or_default()));
+    env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
+    env.push(("AWS_SECRET_ACCESS_KEY", "sandbox".to_owned()));
+    env
+}
+
+/// What `up` started, journalled to `started.json` as it goes, so that a run killed in the
+/// middle of `up` (before `sandbox.json` exists) can still be stopped by `down` or the reaper.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Started {
     groups: Vec<u32>,
     databases: Vec<PathBuf>,
+    #[serde(skip)]
+    journal: PathBuf,
 }
 
 impl Started {
+    fn load(dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(dir.join("started.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn group(&mut self, pid: u32) {
+        self.groups.push(pid);
+        self.save();
+    }
+
+    fn database(&mut self, dir: PathBuf) {
+        self.databases.push(dir);
+        self.save();
+    }
+
+    fn save(&self) {
+        if let Ok(text) = serde_json::to_string(self) {
+            let _ = std::fs::write(&self.journal, text);
+        }
+    }
+
     fn stop(&self) {
         for dir in &self.databases {
             let _ = postgres::stop(dir);
@@ -544,6 +527,25 @@ impl Started {
             let _ = process::stop_group(*pid, "TERM", Duration::from_secs(10));
         }
     }
+}
+
+/// Stops what an interrupted `up` of `instance` started and removes its directory. For
+/// instances without a `sandbox.json`; returns false if there was nothing to do.
+pub fn stop_interrupted(instance: &str) -> Result<bool> {
+    let dir = instance_dir(instance);
+    if !dir.exists() {
+        return Ok(false);
+    }
+    if let Some(started) = Started::load(&dir) {
+        started.stop();
+        for db in &started.databases {
+            if let Some(root) = db.parent().filter(|r| !r.starts_with(&dir)) {
+                let _ = std::fs::remove_dir_all(root);
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(true)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -598,12 +600,7 @@ pub struct ReplicationReport {
 impl std::fmt::Display for SandboxStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
-        writeln!(
-            f,
-            "sandbox {:?}: {}",
-            self.instance,
-            if self.healthy { "healthy" } else { "UNHEALTHY" }
-        )?;
+        writeln!(f, "sandbox {:?}: {}", self.instance, if self.healthy { "healthy" } else { "UNHEALTHY" })?;
         let a = &self.aws;
         write!(
             f,
@@ -619,19 +616,11 @@ impl std::fmt::Display for SandboxStatus {
         }
         for d in &self.databases {
             let pid = d.pid.map_or("-".into(), |p| p.to_string());
-            write!(
-                f,
-                "  {} postgres {}  127.0.0.1:{}  pid {pid}",
-                mark(d.error.is_none()),
-                d.region,
-                d.port
-            )?;
+            write!(f, "  {} postgres {}  127.0.0.1:{}  pid {pid}", mark(d.error.is_none()), d.region, d.port)?;
             match (&d.status, &d.error) {
-                (Some(s), _) => writeln!(
-                    f,
-                    "  {:?}  wal {}  streaming peers {}",
-                    s.role, s.log_position, s.streaming_peers
-                )?,
+                (Some(s), _) => {
+                    writeln!(f, "  {:?}  wal {}  streaming peers {}", s.role, s.log_position, s.streaming_peers)?
+                }
                 (None, Some(e)) => writeln!(f, "  error: {e}")?,
                 (None, None) => writeln!(f)?,
             }
@@ -647,22 +636,12 @@ impl std::fmt::Display for SandboxStatus {
             )?;
         }
         let r = &self.replication;
-        write!(
-            f,
-            "  {} replication {} -> {}:",
-            mark(r.canary_error.is_none()),
-            r.from,
-            r.to
-        )?;
+        write!(f, "  {} replication {} -> {}:", mark(r.canary_error.is_none()), r.from, r.to)?;
         if let Some(l) = &r.lag {
             write!(f, " lag {} bytes, {:.3} s;", l.bytes, l.seconds)?;
         }
         match (&r.canary_ms, &r.canary_error) {
-            (Some(ms), _) => writeln!(
-                f,
-                " row written on {} readable on {} after {ms:.1} ms",
-                r.from, r.to
-            ),
+            (Some(ms), _) => writeln!(f, " row written on {} readable on {} after {ms:.1} ms", r.from, r.to),
             (None, Some(e)) => writeln!(f, " error: {e}"),
             (None, None) => writeln!(f),
         }

@@ -30,10 +30,7 @@ pub struct PgTools {
 
 impl PgTools {
     pub fn find() -> Result<Self> {
-        Ok(PgTools {
-            bindir: tools::postgres_bindir()?,
-            as_postgres: tools::is_root(),
-        })
+        Ok(PgTools { bindir: tools::postgres_bindir()?, as_postgres: tools::is_root() })
     }
 
     fn cmd(&self, tool: &str) -> Command {
@@ -50,10 +47,7 @@ impl PgTools {
     /// Makes `dir` (and everything below it) belong to the server's user.
     fn own(&self, dir: &Path) -> Result<()> {
         if self.as_postgres {
-            run(Command::new("chown")
-                .arg("-R")
-                .arg(format!("{POSTGRES_USER}:"))
-                .arg(dir))?;
+            run(Command::new("chown").arg("-R").arg(format!("{POSTGRES_USER}:")).arg(dir))?;
         }
         Ok(())
     }
@@ -77,10 +71,8 @@ impl PgTools {
             return Ok(preferred);
         }
         std::fs::remove_dir_all(&preferred)?;
-        let fallback = std::env::temp_dir().join(format!(
-            "switchyard-pg-{instance}-{:x}",
-            fnv1a(instance_dir.to_string_lossy().as_bytes())
-        ));
+        let fallback = std::env::temp_dir()
+            .join(format!("switchyard-pg-{instance}-{:x}", fnv1a(instance_dir.to_string_lossy().as_bytes())));
         std::fs::create_dir_all(&fallback)?;
         run(Command::new("chmod").arg("700").arg(&fallback))?;
         self.own(&fallback)?;
@@ -89,9 +81,7 @@ impl PgTools {
 
     fn append_conf(&self, data_dir: &Path, lines: &str) -> Result<()> {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data_dir.join("postgresql.conf"))?;
+        let mut f = std::fs::OpenOptions::new().append(true).open(data_dir.join("postgresql.conf"))?;
         f.write_all(lines.as_bytes())?;
         Ok(())
     }
@@ -112,13 +102,7 @@ impl PgTools {
     }
 
     /// A base backup of the primary, started as its asynchronous streaming replica.
-    pub fn init_replica(
-        &self,
-        data_dir: &Path,
-        port: u16,
-        name: &str,
-        primary: &PgEndpoint,
-    ) -> Result<()> {
+    pub fn init_replica(&self, data_dir: &Path, port: u16, name: &str, primary: &PgEndpoint) -> Result<()> {
         run(self
             .cmd("pg_basebackup")
             .args([
@@ -136,35 +120,15 @@ impl PgTools {
             ])
             .arg(data_dir))
         .context("pg_basebackup from the primary")?;
-        let conninfo = primary
-            .conninfo(name)
-            .replace(&format!(" dbname={}", primary.dbname), "");
-        self.append_conf(
-            data_dir,
-            &format!(
-                "{}primary_conninfo = '{conninfo}'\n",
-                server_conf(port, name)
-            ),
-        )?;
+        let conninfo = primary.conninfo(name).replace(&format!(" dbname={}", primary.dbname), "");
+        self.append_conf(data_dir, &format!("{}primary_conninfo = '{conninfo}'\n", server_conf(port, name)))?;
         std::fs::write(data_dir.join("standby.signal"), "")?;
         self.own(data_dir)
     }
 
     pub fn start(&self, data_dir: &Path, log: &Path) -> Result<u32> {
-        run(self
-            .cmd("pg_ctl")
-            .arg("-D")
-            .arg(data_dir)
-            .arg("-l")
-            .arg(log)
-            .args(["-w", "-t", "60", "start"]))
-        .with_context(|| {
-            format!(
-                "starting postgres in {}; see {}",
-                data_dir.display(),
-                log.display()
-            )
-        })?;
+        run(self.cmd("pg_ctl").arg("-D").arg(data_dir).arg("-l").arg(log).args(["-w", "-t", "60", "start"]))
+            .with_context(|| format!("starting postgres in {}; see {}", data_dir.display(), log.display()))?;
         postmaster_pid(data_dir).context("postgres started but wrote no postmaster.pid")
     }
 }
@@ -217,22 +181,11 @@ pub fn crash(data_dir: &Path) -> Result<()> {
 /// Creates the trading database on the writer (before the replica's base backup, so the
 /// replica has it too).
 pub async fn create_database(admin: &PgEndpoint) -> Result<()> {
-    let node = PgNode::new(
-        PgEndpoint {
-            dbname: "postgres".into(),
-            ..admin.clone()
-        },
-        "switchyard-sandbox",
-    );
+    let node = PgNode::new(PgEndpoint { dbname: "postgres".into(), ..admin.clone() }, "switchyard-sandbox");
     let client = node.connect().await.map_err(anyhow::Error::msg)?;
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME])
-        .await?
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DB_NAME]).await?.is_some();
     if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE {DB_NAME}"))
-            .await?;
+        client.batch_execute(&format!("CREATE DATABASE {DB_NAME}")).await?;
     }
     Ok(())
 }
@@ -249,27 +202,14 @@ pub async fn canary(writer: &PgNode, replica: &PgNode, timeout: Duration) -> Res
     let token = format!(
         "{}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos()
     );
     let start = std::time::Instant::now();
-    w.execute(
-        "INSERT INTO switchyard_canary (token) VALUES ($1)",
-        &[&token],
-    )
-    .await?;
+    w.execute("INSERT INTO switchyard_canary (token) VALUES ($1)", &[&token]).await?;
     let r = replica.connect().await.map_err(anyhow::Error::msg)?;
     loop {
         // The table itself may not have reached the replica yet on the very first canary.
-        let seen = r
-            .query_opt(
-                "SELECT 1 FROM switchyard_canary WHERE token = $1",
-                &[&token],
-            )
-            .await
-            .ok()
-            .flatten();
+        let seen = r.query_opt("SELECT 1 FROM switchyard_canary WHERE token = $1", &[&token]).await.ok().flatten();
         if seen.is_some() {
             return Ok(start.elapsed());
         }
@@ -285,7 +225,5 @@ pub async fn canary(writer: &PgNode, replica: &PgNode, timeout: Duration) -> Res
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -1,0 +1,191 @@
+//! The rds-promoter function, driven over the Lambda runtime API as a state machine would.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+use switchyard_aws::{control_table::ControlTable, sdk_config};
+use switchyard_core::{WriterClaim, WriterEpoch, config::keys, ports::WriterRegistry};
+use switchyard_tests::{INSTANCE_PREFIX, sandbox_trial, trial};
+use xtask::{
+    process,
+    sandbox::{
+        Sandbox,
+        lambda::{self, Invocation, LambdaService},
+        postgres,
+    },
+};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        trial("promoter::planned_switchover_through_the_function", || Box::pin(planned_switchover()))
+            .with_kind("sandbox"),
+        trial("promoter::unplanned_failover_after_a_crash_through_the_function", || Box::pin(unplanned_failover()))
+            .with_kind("sandbox"),
+        sandbox_trial("promoter::lag_gate_refuses_unplanned_failover_unless_data_loss_is_allowed", |sb| {
+            Box::pin(lag_gate(sb))
+        }),
+    ]
+}
+
+fn request(action: &str, mode: &str, expected_epoch: u64) -> Value {
+    json!({ "action": action, "targetRegion": "us-east-2", "mode": mode, "expectedEpoch": expected_epoch })
+}
+
+async fn ok(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
+    match service.invoke("rds-promoter", &payload).await? {
+        Invocation::Ok(v) => Ok(v["result"].clone()),
+        Invocation::FunctionError { error_type, error_message } => bail!("{payload}: {error_type}: {error_message}"),
+    }
+}
+
+async fn refused(service: &LambdaService, payload: Value) -> anyhow::Result<(String, String)> {
+    match service.invoke("rds-promoter", &payload).await? {
+        Invocation::FunctionError { error_type, error_message } => Ok((error_type, error_message)),
+        Invocation::Ok(v) => bail!("{payload} was accepted: {v}"),
+    }
+}
+
+/// Invokes an action until it reports `done`, as a state machine's poll loop would.
+async fn until_done(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
+    for _ in 0..100 {
+        let result = ok(service, payload.clone()).await?;
+        if result["state"] == "done" {
+            return Ok(result);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{payload} never reported done")
+}
+
+async fn planned_switchover() -> anyhow::Result<()> {
+    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-promoter", std::process::id())).await?;
+    let outcome = planned(&sb).await;
+    let stopped = sb.down();
+    outcome?;
+    stopped
+}
+
+async fn unplanned_failover() -> anyhow::Result<()> {
+    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-promoter-unplanned", std::process::id())).await?;
+    let outcome = unplanned(&sb).await;
+    let stopped = sb.down();
+    outcome?;
+    stopped
+}
+
+/// The writer's region is gone: its lag cannot be measured, so the gate wants an explicit
+/// `allowDataLoss`; fencing reports the old writer unreachable; promotion and the epoch bump
+/// need only us-east-2.
+async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
+    let east2 = sb.lambda("us-east-2")?;
+    sb.crash_database("us-east-1")?;
+
+    let (kind, message) = refused(east2, request("check", "unplanned", 1)).await?;
+    ensure!(kind == "LagAboveBudget" && message.contains("unknown"), "{kind}: {message}");
+    let mut allowed = request("check", "unplanned", 1);
+    allowed["allowDataLoss"] = json!(true);
+    let check = ok(east2, allowed).await?;
+    ensure!(check["gate"]["verdict"] == "unknown" && check["gate"]["dataLossAccepted"] == true, "{check}");
+
+    let fence = ok(east2, request("fence", "unplanned", 1)).await?;
+    ensure!(fence["state"] == "unreachable", "fence: {fence}");
+    let (kind, _) = refused(east2, request("catchUp", "unplanned", 1)).await?;
+    ensure!(kind == "InvalidInput", "catchUp in an unplanned failover: {kind}");
+    until_done(east2, request("promote", "unplanned", 1)).await?;
+    let record = ok(east2, request("record", "unplanned", 1)).await?;
+    ensure!(record["changed"] == true && record["claim"]["writer"] == "us-east-2", "record: {record}");
+    ensure!(sb.node("us-east-2")?.accepts_writes().await?, "us-east-2 does not write");
+
+    // The old writer returns: the same fence step, re-run, now fences it.
+    sb.start_database("us-east-1")?;
+    let fence = until_done(east2, request("fence", "unplanned", 1)).await?;
+    ensure!(fence["fenced"] == "us-east-1", "fence: {fence}");
+    ensure!(!sb.node("us-east-1")?.accepts_writes().await?, "the returning writer still writes");
+    Ok(())
+}
+
+async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
+    let east2 = sb.lambda("us-east-2")?;
+    let (old, new) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    let writes = old.connect().await?;
+    writes.batch_execute("CREATE TABLE promoter_probe (id int PRIMARY KEY); INSERT INTO promoter_probe SELECT generate_series(1, 500)").await?;
+
+    // A promoter only promotes its own region.
+    let (kind, _) = refused(sb.lambda("us-east-1")?, request("promote", "planned", 1)).await?;
+    ensure!(kind == "InvalidInput", "the us-east-1 promoter promoted us-east-2: {kind}");
+
+    let check = ok(east2, request("check", "planned", 1)).await?;
+    ensure!(check["handover"] == "bump" && check["gate"]["mode"] == "planned", "check: {check}");
+    until_done(east2, request("fence", "planned", 1)).await?;
+    until_done(east2, request("catchUp", "planned", 1)).await?;
+    until_done(east2, request("promote", "planned", 1)).await?;
+    let record = ok(east2, request("record", "planned", 1)).await?;
+    let expected_claim = WriterClaim { epoch: WriterEpoch(2), writer: "us-east-2".parse()? };
+    ensure!(record["changed"] == true && record["claim"] == serde_json::to_value(&expected_claim)?, "record: {record}");
+
+    // The claim is in us-east-2's control table, and the data made it.
+    let d = sb.deployment();
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), &d.regions.standby).await);
+    let table = ControlTable::new(ddb, d.regional_names(&d.regions.standby).control_table);
+    ensure!(table.current().await? == expected_claim, "control table disagrees");
+    let count: i64 = new.connect().await?.query_one("SELECT count(*) FROM promoter_probe", &[]).await?.get(0);
+    ensure!(count == 500, "{count} of 500 rows on the new writer");
+    ensure!(new.accepts_writes().await? && !old.accepts_writes().await?, "roles not swapped");
+
+    // The same execution run again changes nothing; an older view is refused.
+    let again = ok(east2, request("check", "planned", 1)).await?;
+    ensure!(again["handover"] == "alreadyDone", "check again: {again}");
+    for action in ["fence", "catchUp", "promote"] {
+        until_done(east2, request(action, "planned", 1)).await?;
+    }
+    let again = ok(east2, request("record", "planned", 1)).await?;
+    ensure!(again["changed"] == false, "record again: {again}");
+    ensure!(table.current().await? == expected_claim, "re-running moved the claim");
+    let (kind, message) = refused(east2, request("record", "planned", 0)).await?;
+    ensure!(kind == "StaleEpoch", "an epoch-0 request: {kind}: {message}");
+    Ok(())
+}
+
+/// With replay paused the replica falls behind a 1-second budget: the gate refuses an
+/// unplanned failover, naming the orders at risk, and lets it through with `allowDataLoss`.
+async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
+    let region = sb.deployment().regions.standby;
+    let mut env = sb.function_environment(&region);
+    env.retain(|(k, _)| *k != keys::RPO_BUDGET_SECONDS);
+    env.push((keys::RPO_BUDGET_SECONDS, "1".to_owned()));
+    let service = lambda::start(&region, &env, process::free_port()?, &sb.dir.join("lambda-lag-gate.log"))?;
+    let (writer, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    // A replayed commit first, so the replica knows how old its data is.
+    postgres::canary(&writer, &replica, Duration::from_secs(10)).await?;
+    let replica = replica.connect().await?;
+    replica.batch_execute("SELECT pg_wal_replay_pause()").await?;
+    let outcome = async {
+        let writer = writer.connect().await?;
+        writer
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS gate_probe (id serial PRIMARY KEY, at timestamptz DEFAULT now());
+                 INSERT INTO gate_probe DEFAULT VALUES;",
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        writer.batch_execute("INSERT INTO gate_probe DEFAULT VALUES").await?;
+
+        let (kind, message) = refused(&service, request("check", "unplanned", 1)).await?;
+        ensure!(kind == "LagAboveBudget", "{kind}: {message}");
+        ensure!(message.contains("orders at risk") && message.contains("allowDataLoss"), "{message}");
+
+        let mut allowed = request("check", "unplanned", 1);
+        allowed["allowDataLoss"] = json!(true);
+        let check = ok(&service, allowed).await?;
+        let gate = &check["gate"];
+        ensure!(gate["dataLossAccepted"] == true && gate["verdict"] == "above_budget", "{check}");
+        ensure!(gate["ordersAtRisk"].as_u64().context("orders at risk")? >= 1, "{check}");
+        anyhow::Ok(())
+    }
+    .await;
+    replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
+    process::stop_group(service.pid, "TERM", Duration::from_secs(10))?;
+    outcome
+}
