@@ -4,11 +4,13 @@
 //! chain, the function's own region) or the sandbox (a loopback endpoint with fixed dummy
 //! credentials); the classification of SDK errors into error names ([`errors`]); and the
 //! adapters of the ports over `aws-sdk-*`, each behind the crate feature of its SDK so a
-//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]).
+//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`]).
 
 #[cfg(feature = "dynamodb")]
 pub mod control_table;
 pub mod errors;
+#[cfg(feature = "rds")]
+pub mod global_cluster;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
