@@ -54,6 +54,26 @@ pub struct RegionalNames {
     pub db_cluster: String,
 }
 
+impl DnsMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DnsMode::HealthCheck => "health-check",
+            DnsMode::Records => "records",
+        }
+    }
+}
+
+impl std::str::FromStr for DnsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "health-check" => Ok(DnsMode::HealthCheck),
+            "records" => Ok(DnsMode::Records),
+            _ => Err("expected health-check or records".to_owned()),
+        }
+    }
+}
+
 impl Deployment {
     /// The sandbox's deployment: us-east-1 primary, us-east-2 standby, the platform's budgets.
     pub fn sandbox() -> Self {
@@ -97,10 +117,7 @@ impl Deployment {
     /// Parameters that must be identical in both regions (readiness checks that they are).
     pub fn shared_parameters(&self) -> Vec<(String, String)> {
         let p = self.ssm_prefix();
-        let dns_mode = match self.dns_mode {
-            DnsMode::HealthCheck => "health-check",
-            DnsMode::Records => "records",
-        };
+        let dns_mode = self.dns_mode.as_str();
         vec![
             (format!("{p}rpo-budget-seconds"), self.rpo_budget.0.as_secs().to_string()),
             (format!("{p}probe-interval-seconds"), self.probe_interval.as_secs().to_string()),
@@ -133,6 +150,8 @@ impl Deployment {
             (keys::RPO_BUDGET_SECONDS, self.rpo_budget.0.as_secs().to_string()),
             (keys::CONTROL_TABLE, self.regional_names(region).control_table),
             (keys::ORDERS_PER_HOUR, self.orders_per_hour.to_string()),
+            (keys::API_RECORD, self.api_record()),
+            (keys::DNS_MODE, self.dns_mode.as_str().to_owned()),
         ]
     }
 }

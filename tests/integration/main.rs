@@ -12,6 +12,7 @@ mod lifecycle;
 mod promoter;
 mod provisioning;
 mod replication;
+mod switcher;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         failover::trials(),
         control::trials(),
         promoter::trials(),
+        switcher::trials(),
         provisioning::trials(),
         functions::trials(),
         lifecycle::trials(),

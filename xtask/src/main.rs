@@ -116,7 +116,8 @@ fn test(extra: &[&str]) -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(repo_root())
-        .args(["test", "--workspace"])
+        // All features: every SDK adapter of switchyard-aws is tested, linked by a function or not.
+        .args(["test", "--workspace", "--all-features"])
         .args(extra)
         .status()
         .context("running cargo test")?;

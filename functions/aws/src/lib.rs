@@ -4,13 +4,15 @@
 //! chain, the function's own region) or the sandbox (a loopback endpoint with fixed dummy
 //! credentials); the classification of SDK errors into error names ([`errors`]); and the
 //! adapters of the ports over `aws-sdk-*`, each behind the crate feature of its SDK so a
-//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`]).
+//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`]; `route53`: [`route53_records`]).
 
 #[cfg(feature = "dynamodb")]
 pub mod control_table;
 pub mod errors;
 #[cfg(feature = "rds")]
 pub mod global_cluster;
+#[cfg(feature = "route53")]
+pub mod route53_records;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;

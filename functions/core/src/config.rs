@@ -30,6 +30,12 @@ pub mod keys {
     /// JSON map region → PostgreSQL endpoint (`{"host","port","user","dbname"}`) of each
     /// region's database, for functions that act on databases directly.
     pub const DB_ENDPOINTS: &str = "SWITCHYARD_DB_ENDPOINTS";
+    /// The Route 53 hosted zone of the API record (an id AWS assigns: a stack output).
+    pub const HOSTED_ZONE_ID: &str = "SWITCHYARD_HOSTED_ZONE_ID";
+    /// The name clients resolve, e.g. `api.trading.example.com`.
+    pub const API_RECORD: &str = "SWITCHYARD_API_RECORD";
+    /// How dns-switcher moves traffic: `health-check` (default) or `records`.
+    pub const DNS_MODE: &str = "SWITCHYARD_DNS_MODE";
 }
 
 pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;

@@ -33,6 +33,26 @@ pub fn parse_event<T: DeserializeOwned>(event: serde_json::Value) -> Result<T, S
         .map_err(|e| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed event: {e}")))
 }
 
+/// Checks a function's sample events (`events/<function>/*.json`): every file must parse as
+/// `T`, except `malformed-*` files, which must fail as `InvalidInput`. Returns how many it read.
+pub fn check_sample_events<T: DeserializeOwned>(dir: &std::path::Path) -> Result<usize, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut seen = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;
+        match (name.starts_with("malformed-"), parse_event::<T>(value)) {
+            (false, Err(e)) => return Err(format!("{name} was refused: {e}")),
+            (true, Ok(_)) => return Err(format!("{name} was accepted")),
+            (true, Err(e)) if e.name != ErrorName::InvalidInput => return Err(format!("{name}: {e}")),
+            _ => seen += 1,
+        }
+    }
+    Ok(seen)
+}
+
 /// Reads the deployment configuration from the environment. Kept as a `Result` so that a
 /// misconfigured function answers each invocation with a named `MissingConfig` error listing
 /// every problem, instead of crashing at start-up with an opaque `Runtime.ExitError`.

@@ -240,25 +240,10 @@ mod tests {
         assert!(e.to_string().contains("no endpoint for us-east-1"), "{e}");
     }
 
-    /// Every file in `events/rds-promoter/` is an event this function takes, except the
-    /// `malformed-*` ones, which it must refuse.
     #[test]
     fn sample_events() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/rds-promoter");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).expect("events/rds-promoter exists") {
-            let path = entry.expect("entry").path();
-            let text = std::fs::read_to_string(&path).expect("readable");
-            let value: Value = serde_json::from_str(&text).expect("JSON");
-            let parsed = switchyard_lambda::parse_event::<PromoteRequest>(value);
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name.starts_with("malformed-") {
-                assert_eq!(parsed.map_err(|e| e.name), Err(ErrorName::InvalidInput), "{name}");
-            } else {
-                assert!(parsed.is_ok(), "{name}: {parsed:?}");
-            }
-            seen += 1;
-        }
+        let seen = switchyard_lambda::check_sample_events::<PromoteRequest>(&dir).expect("sample events");
         assert!(seen >= 8, "only {seen} sample events");
     }
 

@@ -233,27 +233,6 @@ impl Sandbox {
             });
         }
 
-        // The functions, one Lambda service per region.
-        let mut lambdas = Vec::new();
-        for region in deployment.regions.iter() {
-            let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
-            match known {
-                Some(l) if process::is_alive(l.pid) => lambdas.push(l.clone()),
-                _ => {
-                    let port = known.map(|l| l.port).filter(|p| !process::port_is_open(*p));
-                    let port = match port {
-                        Some(p) => p,
-                        None => process::free_port()?,
-                    };
-                    let log = dir.join(format!("lambda-{region}.log"));
-                    let env = function_environment(&deployment, region, &aws_endpoint_url, &regions);
-                    let service = lambda::start(region, &env, port, &log)?;
-                    started.group(service.pid);
-                    lambdas.push(service);
-                }
-            }
-        }
-
         let mut sandbox = Sandbox {
             instance: instance.to_owned(),
             dir,
@@ -261,7 +240,7 @@ impl Sandbox {
             aws_endpoint_url,
             moto_pid,
             regions,
-            lambda: lambdas,
+            lambda: Vec::new(),
             resources: None,
         };
         sandbox.save()?;
@@ -269,6 +248,27 @@ impl Sandbox {
             resources = Some(aws::provision(&sandbox.aws_target(), &deployment).await.context("provisioning moto")?);
         }
         sandbox.resources = resources;
+        sandbox.save()?;
+        // The functions, one Lambda service per region.
+        for region in deployment.regions.iter() {
+            let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
+            match known {
+                Some(l) if process::is_alive(l.pid) => sandbox.lambda.push(l.clone()),
+                _ => {
+                    let port = known.map(|l| l.port).filter(|p| !process::port_is_open(*p));
+                    let port = match port {
+                        Some(p) => p,
+                        None => process::free_port()?,
+                    };
+                    let log = sandbox.dir.join(format!("lambda-{region}.log"));
+                    let env = sandbox.function_environment(region);
+                    let service = lambda::start(region, &env, port, &log)?;
+                    started.group(service.pid);
+                    sandbox.lambda.push(service);
+                }
+            }
+        }
+
         sandbox.save()?;
         Ok(sandbox)
     }
@@ -340,7 +340,11 @@ impl Sandbox {
 
     /// The environment the functions of `region` get in this sandbox.
     pub fn function_environment(&self, region: &Region) -> Vec<(&'static str, String)> {
-        function_environment(&self.deployment(), region, &self.aws_endpoint_url, &self.regions)
+        let mut env = function_environment(&self.deployment(), region, &self.aws_endpoint_url, &self.regions);
+        if let Some(r) = &self.resources {
+            env.push((keys::HOSTED_ZONE_ID, r.global.hosted_zone_id.clone()));
+        }
+        env
     }
 
     /// Stops one region's database (fast shutdown), as a regional outage would.
