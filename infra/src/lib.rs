@@ -140,6 +140,14 @@ impl Deployment {
         format!("api.{region}.{}", self.domain)
     }
 
+    /// Where the alarm that `record_region`'s health check follows lives, and its name. It
+    /// lives in the *peer* region, so that the region taking over can mark the failed one as
+    /// not serving with a call to its own CloudWatch (see dns-switcher's health-check mode).
+    pub fn serving_alarm(&self, record_region: &Region) -> (Region, String) {
+        let home = self.regions.peer_of(record_region).cloned().unwrap_or_else(|_| record_region.clone());
+        (home, format!("switchyard-{}-{record_region}-serving", self.environment))
+    }
+
     /// The environment every function in `region` receives (names from `core::config::keys`).
     pub fn function_environment(&self, region: &Region) -> Vec<(&'static str, String)> {
         vec![

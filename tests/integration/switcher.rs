@@ -17,7 +17,7 @@ use xtask::sandbox::{
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("switcher::records_mode_moves_traffic_only_to_the_recorded_writer", || Box::pin(records_mode()))
+        trial("switcher::both_modes_move_traffic_only_to_the_recorded_writer", || Box::pin(both_modes()))
             .with_kind("sandbox"),
     ]
 }
@@ -29,7 +29,7 @@ async fn invoke(service: &LambdaService, payload: Value) -> anyhow::Result<Resul
     })
 }
 
-async fn records_mode() -> anyhow::Result<()> {
+async fn both_modes() -> anyhow::Result<()> {
     let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-switcher", std::process::id())).await?;
     let outcome = switch(&sb).await;
     let stopped = sb.down();
@@ -84,5 +84,35 @@ async fn switch(sb: &Sandbox) -> anyhow::Result<()> {
         "traffic sent to a region that is not the writer"
     );
     ensure!(records.current_target().await?.as_str() == "us-east-2", "traffic left the writer");
+
+    // The default mode, health-check: us-east-2 marks us-east-1 not serving in its own
+    // CloudWatch, and itself serving in us-east-1's.
+    let Ok(signal) = invoke(east2, json!({ "targetRegion": "us-east-2", "epoch": 2 })).await? else {
+        bail!("health-check mode refused")
+    };
+    ensure!(signal["mode"] == "health-check" && signal["state"] == "done" && signal["changed"] == true, "{signal}");
+    ensure!(serving(&sb, "us-east-2", "us-east-1").await? == Some(0.0), "us-east-1 not marked down in us-east-2");
+    ensure!(serving(&sb, "us-east-1", "us-east-2").await? == Some(1.0), "us-east-2 not marked up in us-east-1");
+    let Ok(again) = invoke(east2, json!({ "targetRegion": "us-east-2", "epoch": 2 })).await? else { bail!("repeat") };
+    ensure!(again["changed"] == false, "{again}");
     Ok(())
+}
+
+/// The latest `switchyard/RegionServing{Region=about}` in `region`'s CloudWatch (moto).
+async fn serving(sb: &Sandbox, region: &str, about: &str) -> anyhow::Result<Option<f64>> {
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), &region.parse()?).await);
+    let now = std::time::SystemTime::now();
+    let out = cw
+        .get_metric_statistics()
+        .namespace("switchyard")
+        .metric_name("RegionServing")
+        .dimensions(Dimension::builder().name("Region").value(about).build())
+        .start_time((now - std::time::Duration::from_secs(600)).into())
+        .end_time((now + std::time::Duration::from_secs(60)).into())
+        .period(60)
+        .statistics(Statistic::Minimum)
+        .send()
+        .await?;
+    Ok(out.datapoints().iter().max_by_key(|p| p.timestamp().map(|t| t.secs())).and_then(|p| p.minimum()))
 }

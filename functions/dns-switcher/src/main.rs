@@ -3,7 +3,9 @@
 
 mod switcher;
 
-use switchyard_aws::{AwsTarget, control_table::ControlTable, route53_records::FailoverRecords, sdk_config};
+use switchyard_aws::{
+    AwsTarget, control_table::ControlTable, route53_records::FailoverRecords, sdk_config, serving_signal::ServingSignal,
+};
 use switchyard_core::SwitchyardError;
 
 #[tokio::main]
@@ -18,7 +20,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     &config.hosted_zone_id,
                     &config.api_record,
                 );
-                Ok(switcher::Switcher::new(config, table, records))
+                let local = config.deployment.local_region.clone();
+                let peer = config.deployment.regions.peer_of(&local)?.clone();
+                let peer_sdk = sdk_config(&target, &peer).await;
+                let signal = ServingSignal::new(
+                    local,
+                    aws_sdk_cloudwatch::Client::new(&sdk),
+                    peer,
+                    aws_sdk_cloudwatch::Client::new(&peer_sdk),
+                );
+                Ok(switcher::Switcher::new(config, table, records, signal))
             }
             Err(e) => Err(e),
         },

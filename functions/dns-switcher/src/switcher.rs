@@ -6,8 +6,9 @@
 //!   fails traffic back on its own: only a recorded handover moves traffic.
 //! - **Idempotent.** Traffic already at the writer is `done` without a change.
 //! - **Two modes.** `records` updates the failover records through the Route 53 control plane
-//!   (us-east-1). `health-check` flips the metric the records' health checks follow in the
-//!   surviving region (data plane only); it is the default, and not built yet.
+//!   (us-east-1). `health-check`, the default, flips the signal the records' health checks
+//!   follow with a `PutMetricData` in the surviving region (data plane only; see
+//!   `switchyard_aws::serving_signal`), so it works with us-east-1 down.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,15 +70,18 @@ fn mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DnsMode>, D::Er
 }
 
 #[derive(Debug, Clone)]
-pub struct Switcher<W, T> {
+pub struct Switcher<W, R, H> {
     config: SwitcherConfig,
     registry: W,
-    records: T,
+    /// `records` mode.
+    records: R,
+    /// `health-check` mode.
+    signal: H,
 }
 
-impl<W: WriterRegistry, T: TrafficRouter> Switcher<W, T> {
-    pub fn new(config: SwitcherConfig, registry: W, records: T) -> Self {
-        Switcher { config, registry, records }
+impl<W: WriterRegistry, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
+    pub fn new(config: SwitcherConfig, registry: W, records: R, signal: H) -> Self {
+        Switcher { config, registry, records, signal }
     }
 
     pub async fn handle(&self, req: SwitchRequest) -> Result<Value, SwitchyardError> {
@@ -108,23 +112,17 @@ impl<W: WriterRegistry, T: TrafficRouter> Switcher<W, T> {
             ));
         }
         let mode = req.mode.unwrap_or(self.config.dns_mode);
-        match mode {
-            DnsMode::Records => {
-                let before = self.records.current_target().await?;
-                let state = self.records.route_to(&claim).await?;
-                Ok(json!({
-                    "state": if state == StepState::Done { "done" } else { "inProgress" },
-                    "mode": mode.as_str(),
-                    "claim": claim,
-                    "previousTarget": before,
-                    "changed": before != claim.writer,
-                }))
-            }
-            DnsMode::HealthCheck => Err(SwitchyardError::new(
-                ErrorName::NotImplemented,
-                "the health-check mode is not built yet; pass \"mode\": \"records\"",
-            )),
-        }
+        let (before, state) = match mode {
+            DnsMode::Records => (self.records.current_target().await?, self.records.route_to(&claim).await?),
+            DnsMode::HealthCheck => (self.signal.current_target().await?, self.signal.route_to(&claim).await?),
+        };
+        Ok(json!({
+            "state": if state == StepState::Done { "done" } else { "inProgress" },
+            "mode": mode.as_str(),
+            "claim": claim,
+            "previousTarget": before,
+            "changed": before != claim.writer,
+        }))
     }
 }
 
@@ -154,7 +152,7 @@ mod tests {
         s.parse().expect("region")
     }
 
-    fn switcher(claim_epoch: u64, writer: &str) -> Switcher<InMemoryWriterRegistry, Traffic> {
+    fn switcher(claim_epoch: u64, writer: &str) -> Switcher<InMemoryWriterRegistry, Traffic, Traffic> {
         let config = SwitcherConfig::from_lookup(|k| {
             Some(
                 match k {
@@ -172,11 +170,12 @@ mod tests {
         })
         .expect("config");
         let claim = WriterClaim { epoch: WriterEpoch(claim_epoch), writer: region(writer) };
-        Switcher::new(config, InMemoryWriterRegistry::new(claim), Traffic(Mutex::new(region("us-east-1"))))
+        let traffic = || Traffic(Mutex::new(region("us-east-1")));
+        Switcher::new(config, InMemoryWriterRegistry::new(claim), traffic(), traffic())
     }
 
     fn request(target: &str, epoch: u64) -> SwitchRequest {
-        SwitchRequest { target_region: region(target), epoch: WriterEpoch(epoch), mode: None }
+        SwitchRequest { target_region: region(target), epoch: WriterEpoch(epoch), mode: Some(DnsMode::Records) }
     }
 
     #[tokio::test]
@@ -197,6 +196,19 @@ mod tests {
             let expected = if outcome.is_ok() { target } else { "us-east-1" };
             assert_eq!(routed, region(expected), "traffic after claim {epoch}/{writer}, request {req_epoch}/{target}");
         }
+    }
+
+    #[tokio::test]
+    async fn each_mode_uses_its_own_router() {
+        let s = switcher(2, "us-east-2");
+        let mut req = request("us-east-2", 2);
+        req.mode = None; // the configured mode: records
+        s.handle(req.clone()).await.expect("records");
+        assert_eq!(s.records.current_target().await.ok(), Some(region("us-east-2")));
+        assert_eq!(s.signal.current_target().await.ok(), Some(region("us-east-1")));
+        req.mode = Some(DnsMode::HealthCheck);
+        s.handle(req).await.expect("health-check");
+        assert_eq!(s.signal.current_target().await.ok(), Some(region("us-east-2")));
     }
 
     #[tokio::test]

@@ -235,14 +235,15 @@ async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalRe
     let mut health_checks = BTreeMap::new();
     let mut changes = Vec::new();
     for region in d.regions.iter() {
-        // CLOUDWATCH_METRIC health checks follow an alarm in the region they describe: the
-        // data-plane failover path flips that alarm's metric (dns-switcher health-check mode).
+        // CLOUDWATCH_METRIC health checks follow an alarm in the *peer* region, whose metric the
+        // region taking over flips in its own CloudWatch (dns-switcher health-check mode).
+        let (alarm_region, alarm_name) = d.serving_alarm(region);
         let config = HealthCheckConfig::builder()
             .r#type(HealthCheckType::CloudwatchMetric)
             .alarm_identifier(
                 AlarmIdentifier::builder()
-                    .region(CloudWatchRegion::from(region.as_str()))
-                    .name(format!("switchyard-{}-{region}-serving", d.environment))
+                    .region(CloudWatchRegion::from(alarm_region.as_str()))
+                    .name(alarm_name)
                     .build()?,
             )
             .insufficient_data_health_status(InsufficientDataHealthStatus::LastKnownStatus)
