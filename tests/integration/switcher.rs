@@ -91,8 +91,8 @@ async fn switch(sb: &Sandbox) -> anyhow::Result<()> {
         bail!("health-check mode refused")
     };
     ensure!(signal["mode"] == "health-check" && signal["state"] == "done" && signal["changed"] == true, "{signal}");
-    ensure!(serving(&sb, "us-east-2", "us-east-1").await? == Some(0.0), "us-east-1 not marked down in us-east-2");
-    ensure!(serving(&sb, "us-east-1", "us-east-2").await? == Some(1.0), "us-east-2 not marked up in us-east-1");
+    ensure!(serving(sb, "us-east-2", "us-east-1").await? == Some(0.0), "us-east-1 not marked down in us-east-2");
+    ensure!(serving(sb, "us-east-1", "us-east-2").await? == Some(1.0), "us-east-2 not marked up in us-east-1");
     let Ok(again) = invoke(east2, json!({ "targetRegion": "us-east-2", "epoch": 2 })).await? else { bail!("repeat") };
     ensure!(again["changed"] == false, "{again}");
     Ok(())
