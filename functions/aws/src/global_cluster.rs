@@ -86,6 +86,13 @@ fn assess(global: &GlobalCluster, target: &str) -> PortResult<Option<StepState>>
     Ok(None)
 }
 
+impl AuroraGlobalCluster {
+    /// Whether the target cluster is the global cluster's writer, with no operation under way.
+    pub async fn target_is_writer(&self) -> PortResult<bool> {
+        Ok(assess(&self.describe().await?, &self.target_cluster_arn)? == Some(StepState::Done))
+    }
+}
+
 impl DatabasePromoter for AuroraGlobalCluster {
     async fn promote(&self) -> PortResult<StepState> {
         if let Some(state) = assess(&self.describe().await?, &self.target_cluster_arn)? {

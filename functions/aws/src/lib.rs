@@ -6,6 +6,8 @@
 //! adapters of the ports over `aws-sdk-*`, each behind the crate feature of its SDK so a
 //! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`]; `route53`: [`route53_records`]; `cloudwatch`: [`serving_signal`]).
 
+#[cfg(feature = "cloudwatch")]
+pub mod aurora_lag;
 #[cfg(feature = "dynamodb")]
 pub mod control_table;
 pub mod errors;

@@ -30,6 +30,12 @@ pub mod keys {
     /// JSON map region → PostgreSQL endpoint (`{"host","port","user","dbname"}`) of each
     /// region's database, for functions that act on databases directly.
     pub const DB_ENDPOINTS: &str = "SWITCHYARD_DB_ENDPOINTS";
+    /// rds-promoter's engine: `postgres` (default) or `aurora`.
+    pub const DB_ENGINE: &str = "SWITCHYARD_DB_ENGINE";
+    /// Aurora: the global cluster identifier.
+    pub const GLOBAL_CLUSTER: &str = "SWITCHYARD_GLOBAL_CLUSTER";
+    /// Aurora: JSON map region → regional cluster ARN.
+    pub const DB_CLUSTER_ARNS: &str = "SWITCHYARD_DB_CLUSTER_ARNS";
     /// The Route 53 hosted zone of the API record (an id AWS assigns: a stack output).
     pub const HOSTED_ZONE_ID: &str = "SWITCHYARD_HOSTED_ZONE_ID";
     /// The name clients resolve, e.g. `api.trading.example.com`.

@@ -2,9 +2,11 @@
 //! idempotent action per invocation (see `promoter.rs`), for a state machine to sequence,
 //! retry and poll.
 //!
-//! Database engine: PostgreSQL (the sandbox, self-managed PostgreSQL). The Aurora Global
-//! Database adapter (`SwitchoverGlobalCluster` / `FailoverGlobalCluster`) is not built yet.
+//! Database engine (`SWITCHYARD_DB_ENGINE`): `postgres` (the sandbox, self-managed
+//! PostgreSQL) or `aurora` (an Aurora Global Database, through the RDS and CloudWatch APIs of
+//! the region the function runs in). See `engine.rs`.
 
+mod engine;
 mod promoter;
 
 use switchyard_aws::{AwsTarget, control_table::ControlTable, sdk_config};
@@ -17,7 +19,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             Ok(target) => {
                 let sdk = sdk_config(&target, &config.deployment.local_region).await;
                 let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
-                Ok(promoter::Promoter::new(config, table))
+                let engine = match &config.engine {
+                    promoter::EngineConfig::Postgres(dbs) => engine::Engine::Postgres(dbs.clone()),
+                    promoter::EngineConfig::Aurora { global_cluster, cluster_arns } => {
+                        engine::Engine::Aurora(engine::Aurora {
+                            global_cluster: global_cluster.clone(),
+                            cluster_arns: cluster_arns.clone(),
+                            rds: aws_sdk_rds::Client::new(&sdk),
+                            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+                        })
+                    }
+                };
+                Ok(promoter::Promoter::new(config, table, engine))
             }
             Err(e) => Err(e),
         },

@@ -12,22 +12,48 @@
 //! The promoter runs in the region it promotes (static stability: a failover never depends
 //! on the failed region). The writer claim is read on every invocation, never cached.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchyard_core::{
     ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterEpoch,
     config::{ConfigError, keys},
-    ports::{DatabasePromoter, StepState, WriterRegistry},
+    ports::{StepState, WriterRegistry},
 };
-use switchyard_postgres::{DbEndpoints, PgNode, catch_up, pair_lag};
+use switchyard_postgres::DbEndpoints;
+
+use crate::engine::Engine;
+
+/// Which database engine the promoter acts on, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineConfig {
+    /// `SWITCHYARD_DB_ENGINE=postgres` (default): `SWITCHYARD_DB_ENDPOINTS`.
+    Postgres(DbEndpoints),
+    /// `SWITCHYARD_DB_ENGINE=aurora`: `SWITCHYARD_GLOBAL_CLUSTER` and `SWITCHYARD_DB_CLUSTER_ARNS`.
+    Aurora { global_cluster: String, cluster_arns: BTreeMap<Region, String> },
+}
+
+/// A JSON map region → regional cluster ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+struct ClusterArns(BTreeMap<Region, String>);
+
+impl std::str::FromStr for ClusterArns {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| format!("expected a JSON map of region to cluster ARN: {e}"))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PromoterConfig {
     pub deployment: DeploymentConfig,
     pub control_table: String,
-    pub databases: DbEndpoints,
+    pub engine: EngineConfig,
     pub orders_per_hour: u32,
 }
 
@@ -36,12 +62,31 @@ impl PromoterConfig {
         let deployment = DeploymentConfig::from_lookup(lookup.clone());
         let mut r = ConfigReader::new(lookup);
         let control_table = r.required::<String>(keys::CONTROL_TABLE);
-        let databases = r.required::<DbEndpoints>(keys::DB_ENDPOINTS);
         let orders_per_hour = r.optional::<u32>(keys::ORDERS_PER_HOUR).unwrap_or(10_000);
-        if let (Ok(d), Some(dbs)) = (&deployment, &databases) {
+        let engine = match r.optional::<String>(keys::DB_ENGINE).as_deref().unwrap_or("postgres") {
+            "postgres" => r.required::<DbEndpoints>(keys::DB_ENDPOINTS).map(EngineConfig::Postgres),
+            "aurora" => {
+                let global_cluster = r.required::<String>(keys::GLOBAL_CLUSTER);
+                let arns = r.required::<ClusterArns>(keys::DB_CLUSTER_ARNS);
+                global_cluster
+                    .zip(arns)
+                    .map(|(global_cluster, arns)| EngineConfig::Aurora { global_cluster, cluster_arns: arns.0 })
+            }
+            other => {
+                r.invalid(keys::DB_ENGINE, other, "expected postgres or aurora");
+                None
+            }
+        };
+        if let (Ok(d), Some(engine)) = (&deployment, &engine) {
             for region in d.regions.iter() {
-                if !dbs.0.contains_key(region) {
-                    r.invalid(keys::DB_ENDPOINTS, "", format!("no endpoint for {region}"));
+                let (known, key) = match engine {
+                    EngineConfig::Postgres(dbs) => (dbs.0.contains_key(region), keys::DB_ENDPOINTS),
+                    EngineConfig::Aurora { cluster_arns, .. } => {
+                        (cluster_arns.contains_key(region), keys::DB_CLUSTER_ARNS)
+                    }
+                };
+                if !known {
+                    r.invalid(key, "", format!("no endpoint for {region}"));
                 }
             }
         }
@@ -50,9 +95,9 @@ impl PromoterConfig {
         if let Err(e) = r.finish() {
             problems.extend(e.problems);
         }
-        match (deployment, control_table, databases) {
-            (Ok(deployment), Some(control_table), Some(databases)) if problems.is_empty() => {
-                Ok(PromoterConfig { deployment, control_table, databases, orders_per_hour })
+        match (deployment, control_table, engine) {
+            (Ok(deployment), Some(control_table), Some(engine)) if problems.is_empty() => {
+                Ok(PromoterConfig { deployment, control_table, engine, orders_per_hour })
             }
             _ => Err(ConfigError { problems }),
         }
@@ -91,6 +136,7 @@ pub struct PromoteRequest {
 pub struct Promoter<R> {
     config: PromoterConfig,
     registry: R,
+    engine: Engine,
 }
 
 fn now_ms() -> u128 {
@@ -105,17 +151,8 @@ fn state_str(s: StepState) -> &'static str {
 }
 
 impl<R: WriterRegistry> Promoter<R> {
-    pub fn new(config: PromoterConfig, registry: R) -> Self {
-        Promoter { config, registry }
-    }
-
-    fn node(&self, region: &Region) -> Result<PgNode, SwitchyardError> {
-        let endpoint = self.config.databases.0.get(region).ok_or_else(|| {
-            SwitchyardError::new(ErrorName::MissingConfig, format!("no database endpoint for {region}"))
-        })?;
-        let mut node = PgNode::new(endpoint.clone(), format!("rds-promoter-{region}"));
-        node.timeout = Duration::from_secs(5);
-        Ok(node)
+    pub fn new(config: PromoterConfig, registry: R, engine: Engine) -> Self {
+        Promoter { config, registry, engine }
     }
 
     pub async fn handle(&self, req: PromoteRequest) -> Result<Value, SwitchyardError> {
@@ -131,10 +168,10 @@ impl<R: WriterRegistry> Promoter<R> {
             ));
         }
         let old_writer = d.regions.peer_of(&req.target_region)?.clone();
-        let (target, old) = (self.node(&req.target_region)?, self.node(&old_writer)?);
+        let (target, old) = (&req.target_region, &old_writer);
         let detail = match req.action {
-            Action::Check => self.check(&req, &old, &target).await?,
-            Action::Fence => match (old.fence().await, req.mode) {
+            Action::Check => self.check(&req, old, target).await?,
+            Action::Fence => match (self.engine.fence(old).await, req.mode) {
                 (Ok(s), _) => json!({ "state": state_str(s), "fenced": old_writer }),
                 // Unplanned: the old writer is usually unreachable. Fence it when it returns.
                 (Err(e), FailoverMode::Unplanned) if e.name == ErrorName::ServiceUnavailable => {
@@ -154,11 +191,11 @@ impl<R: WriterRegistry> Promoter<R> {
                 if let Handover::AlreadyDone(_) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
                     json!({ "state": "done", "handover": "alreadyDone" })
                 } else {
-                    json!({ "state": state_str(catch_up(&old, &target).await?) })
+                    json!({ "state": state_str(self.engine.catch_up(old, target).await?) })
                 }
             }
-            Action::Promote => json!({ "state": state_str(target.promote().await?) }),
-            Action::Record => self.record(&req, &target).await?,
+            Action::Promote => json!({ "state": state_str(self.engine.promote(target, req.mode).await?) }),
+            Action::Record => self.record(&req, target).await?,
         };
         tracing::info!(action = ?req.action, target = %req.target_region, mode = ?req.mode, %detail, "rds-promoter");
         Ok(
@@ -166,13 +203,13 @@ impl<R: WriterRegistry> Promoter<R> {
         )
     }
 
-    async fn check(&self, req: &PromoteRequest, old: &PgNode, target: &PgNode) -> Result<Value, SwitchyardError> {
+    async fn check(&self, req: &PromoteRequest, old: &Region, target: &Region) -> Result<Value, SwitchyardError> {
         let claim = self.registry.current().await?;
         if let Handover::AlreadyDone(claim) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
             return Ok(json!({ "handover": "alreadyDone", "claim": claim }));
         }
-        let lag = match pair_lag(old, target).await {
-            Ok(lag) => Some(lag),
+        let lag = match self.engine.lag(old, target).await {
+            Ok(lag) => lag,
             // Planned switchover needs the current writer. Otherwise an unreachable writer or an
             // unmeasurable lag is an unknown lag, which the gate treats as above budget.
             Err(e) if req.mode == FailoverMode::Planned && e.name == ErrorName::ServiceUnavailable => return Err(e),
@@ -187,13 +224,13 @@ impl<R: WriterRegistry> Promoter<R> {
         Ok(json!({ "handover": "bump", "claim": claim, "gate": decision }))
     }
 
-    async fn record(&self, req: &PromoteRequest, target: &PgNode) -> Result<Value, SwitchyardError> {
+    async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<Value, SwitchyardError> {
         let claim = self.registry.current().await?;
         match claim.plan_handover(req.expected_epoch, &req.target_region)? {
             Handover::AlreadyDone(claim) => Ok(json!({ "state": "done", "claim": claim, "changed": false })),
             Handover::Bump(next) => {
                 // Never name a writer that cannot write.
-                if !target.accepts_writes().await? {
+                if !self.engine.accepts_writes(target).await? {
                     return Err(SwitchyardError::new(
                         ErrorName::NotReady,
                         format!("{} does not accept writes yet: promote before recording", req.target_region),
@@ -261,6 +298,135 @@ mod tests {
         ];
         for event in bad {
             assert!(serde_json::from_value::<PromoteRequest>(event.clone()).is_err(), "{event}");
+        }
+    }
+
+    mod aurora {
+        use aws_sdk_cloudwatch::{operation::get_metric_data::GetMetricDataOutput, types::MetricDataResult};
+        use aws_sdk_rds::{
+            operation::{
+                describe_global_clusters::DescribeGlobalClustersOutput,
+                failover_global_cluster::FailoverGlobalClusterOutput,
+            },
+            types::{GlobalCluster, GlobalClusterMember},
+        };
+        use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+        use switchyard_core::{WriterClaim, ports::InMemoryWriterRegistry};
+
+        use super::*;
+        use crate::engine::{Aurora, Engine};
+
+        const EAST1: &str = "arn:aws:rds:us-east-1:123456789012:cluster:switchyard-prod-us-east-1";
+        const EAST2: &str = "arn:aws:rds:us-east-2:123456789012:cluster:switchyard-prod-us-east-2";
+
+        fn config() -> PromoterConfig {
+            let arns = format!(r#"{{"us-east-1":"{EAST1}","us-east-2":"{EAST2}"}}"#);
+            PromoterConfig::from_lookup(env(&[
+                (keys::ENVIRONMENT, "prod"),
+                (keys::LOCAL_REGION, "us-east-2"),
+                (keys::PRIMARY_REGION, "us-east-1"),
+                (keys::STANDBY_REGION, "us-east-2"),
+                (keys::CONTROL_TABLE, "switchyard-prod-control"),
+                (keys::DB_ENGINE, "aurora"),
+                (keys::GLOBAL_CLUSTER, "switchyard-prod"),
+                (keys::DB_CLUSTER_ARNS, arns.as_str()),
+            ]))
+            .expect("aurora config")
+        }
+
+        fn lag_ms(values: &'static [f64]) -> Rule {
+            mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(move || {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(
+                        MetricDataResult::builder().id("lag").set_values(Some(values.to_vec())).build(),
+                    )
+                    .build()
+            })
+        }
+
+        fn writer_is(arn: &'static str) -> Rule {
+            mock!(aws_sdk_rds::Client::describe_global_clusters).then_output(move || {
+                let member = |a: &str| GlobalClusterMember::builder().db_cluster_arn(a).is_writer(a == arn).build();
+                DescribeGlobalClustersOutput::builder()
+                    .global_clusters(
+                        GlobalCluster::builder()
+                            .global_cluster_identifier("switchyard-prod")
+                            .status("available")
+                            .global_cluster_members(member(EAST1))
+                            .global_cluster_members(member(EAST2))
+                            .build(),
+                    )
+                    .build()
+            })
+        }
+
+        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryWriterRegistry> {
+            let config = config();
+            let EngineConfig::Aurora { global_cluster, cluster_arns } = config.engine.clone() else { panic!("aurora") };
+            let engine = Engine::Aurora(Aurora {
+                global_cluster,
+                cluster_arns,
+                rds: mock_client!(aws_sdk_rds, RuleMode::MatchAny, rds),
+                cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
+            });
+            let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
+            Promoter::new(config, InMemoryWriterRegistry::new(claim), engine)
+        }
+
+        fn request(action: Action, allow_data_loss: bool) -> PromoteRequest {
+            PromoteRequest {
+                action,
+                target_region: "us-east-2".parse().expect("region"),
+                mode: FailoverMode::Unplanned,
+                expected_epoch: WriterEpoch(1),
+                allow_data_loss,
+            }
+        }
+
+        #[tokio::test]
+        async fn the_lag_gate_reads_aurora_lag_from_cloudwatch() {
+            // 90 s of lag against a 60 s budget: refused, then allowed with allowDataLoss.
+            let p = promoter(&[], &[&lag_ms(&[90_000.0])]);
+            let err = p.handle(request(Action::Check, false)).await.expect_err("above budget");
+            assert_eq!(err.name, ErrorName::LagAboveBudget, "{err}");
+            assert!(err.message.contains("250 orders at risk"), "{err}");
+            let ok = p.handle(request(Action::Check, true)).await.expect("allowed");
+            assert_eq!(ok["result"]["gate"]["dataLossAccepted"], json!(true));
+            // No datapoint: unknown lag, refused.
+            let p = promoter(&[], &[&lag_ms(&[])]);
+            let err = p.handle(request(Action::Check, false)).await.expect_err("unknown");
+            assert!(err.name == ErrorName::LagAboveBudget && err.message.contains("unknown"), "{err}");
+            // Within budget: passes.
+            let p = promoter(&[], &[&lag_ms(&[800.0])]);
+            assert!(p.handle(request(Action::Check, false)).await.is_ok());
+        }
+
+        #[tokio::test]
+        async fn promote_fails_over_once_and_record_waits_for_the_writer() {
+            let failover = mock!(aws_sdk_rds::Client::failover_global_cluster)
+                .then_output(|| FailoverGlobalClusterOutput::builder().build());
+            let before = writer_is(EAST1);
+            let p = promoter(&[&before, &failover], &[]);
+            for action in [Action::Fence] {
+                assert_eq!(p.handle(request(action, false)).await.expect("done")["result"]["state"], json!("done"));
+            }
+            let promoted = p.handle(request(Action::Promote, false)).await.expect("promote");
+            assert_eq!(promoted["result"]["state"], json!("inProgress"));
+            assert_eq!(failover.num_calls(), 1);
+            // The target is not the writer yet: recording must wait.
+            let err = p.handle(request(Action::Record, false)).await.expect_err("not yet");
+            assert_eq!(err.name, ErrorName::NotReady);
+
+            let after = writer_is(EAST2);
+            let p = promoter(&[&after, &failover], &[]);
+            assert_eq!(
+                p.handle(request(Action::Promote, false)).await.expect("done")["result"]["state"],
+                json!("done")
+            );
+            assert_eq!(failover.num_calls(), 1, "a finished failover was started again");
+            let recorded = p.handle(request(Action::Record, false)).await.expect("record");
+            assert_eq!(recorded["result"]["changed"], json!(true));
+            assert_eq!(recorded["result"]["claim"]["writer"], json!("us-east-2"));
         }
     }
 }
