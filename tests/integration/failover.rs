@@ -14,7 +14,7 @@ use anyhow::ensure;
 use libtest_mimic::Trial;
 use switchyard_core::ports::{DatabasePromoter, ReplicationMonitor, StepState};
 use switchyard_postgres::{PgNode, catch_up, pair_lag};
-use switchyard_tests::{INSTANCE_PREFIX, eventually, trial};
+use switchyard_tests::{eventually, finish_own, own_sandbox, trial};
 use tokio_postgres::error::SqlState;
 use xtask::sandbox::Sandbox;
 
@@ -31,19 +31,15 @@ pub fn trials() -> Vec<Trial> {
 }
 
 async fn planned_switchover() -> anyhow::Result<()> {
-    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-switchover", std::process::id())).await?;
+    let sb = own_sandbox("switchover").await?;
     let outcome = planned(&sb).await;
-    let stopped = sb.down();
-    outcome?;
-    stopped
+    finish_own(sb, outcome)
 }
 
 async fn unplanned_failover() -> anyhow::Result<()> {
-    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-failover", std::process::id())).await?;
+    let sb = own_sandbox("failover").await?;
     let outcome = unplanned(&sb).await;
-    let stopped = sb.down();
-    outcome?;
-    stopped
+    finish_own(sb, outcome)
 }
 
 /// Polls an idempotent step until it reports `Done`.

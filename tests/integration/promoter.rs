@@ -7,7 +7,7 @@ use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, sdk_config};
 use switchyard_core::{WriterClaim, WriterEpoch, config::keys, ports::WriterRegistry};
-use switchyard_tests::{INSTANCE_PREFIX, sandbox_trial, trial};
+use switchyard_tests::{finish_own, own_sandbox, sandbox_trial, trial};
 use xtask::{
     process,
     sandbox::{
@@ -60,19 +60,15 @@ async fn until_done(service: &LambdaService, payload: Value) -> anyhow::Result<V
 }
 
 async fn planned_switchover() -> anyhow::Result<()> {
-    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-promoter", std::process::id())).await?;
+    let sb = own_sandbox("promoter").await?;
     let outcome = planned(&sb).await;
-    let stopped = sb.down();
-    outcome?;
-    stopped
+    finish_own(sb, outcome)
 }
 
 async fn unplanned_failover() -> anyhow::Result<()> {
-    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-promoter-unplanned", std::process::id())).await?;
+    let sb = own_sandbox("promoter-unplanned").await?;
     let outcome = unplanned(&sb).await;
-    let stopped = sb.down();
-    outcome?;
-    stopped
+    finish_own(sb, outcome)
 }
 
 /// The writer's region is gone: its lag cannot be measured, so the gate wants an explicit

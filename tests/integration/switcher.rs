@@ -9,7 +9,7 @@ use switchyard_core::{
     WriterClaim, WriterEpoch,
     ports::{TrafficRouter, WriterRegistry},
 };
-use switchyard_tests::{INSTANCE_PREFIX, trial};
+use switchyard_tests::{finish_own, own_sandbox, trial};
 use xtask::sandbox::{
     Sandbox,
     lambda::{Invocation, LambdaService},
@@ -30,11 +30,9 @@ async fn invoke(service: &LambdaService, payload: Value) -> anyhow::Result<Resul
 }
 
 async fn both_modes() -> anyhow::Result<()> {
-    let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-switcher", std::process::id())).await?;
+    let sb = own_sandbox("switcher").await?;
     let outcome = switch(&sb).await;
-    let stopped = sb.down();
-    outcome?;
-    stopped
+    finish_own(sb, outcome)
 }
 
 async fn switch(sb: &Sandbox) -> anyhow::Result<()> {

@@ -46,6 +46,19 @@ pub fn finish() -> Result<(), String> {
     }
 }
 
+/// A sandbox instance of the test's own, for tests that change roles (promote, crash, fence)
+/// and so cannot share the run's sandbox. Stop it with [`finish_own`].
+pub async fn own_sandbox(name: &str) -> anyhow::Result<Sandbox> {
+    Sandbox::up(&format!("{INSTANCE_PREFIX}{}-{name}", std::process::id())).await
+}
+
+/// Stops an own sandbox whatever the test's outcome; the test's error is reported first.
+pub fn finish_own(sb: Sandbox, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
+    let stopped = sb.down();
+    outcome?;
+    stopped
+}
+
 /// A test that needs the sandbox.
 pub fn sandbox_trial(name: &str, test: fn(&'static Sandbox) -> TestFuture) -> Trial {
     Trial::test(name, move || {

@@ -51,6 +51,16 @@ impl AwsTarget {
     }
 }
 
+/// SDK configuration for calls to `region` in `deployment`'s target (AWS, or the sandbox when
+/// it names an endpoint).
+pub async fn deployment_sdk_config(
+    deployment: &switchyard_core::DeploymentConfig,
+    region: &Region,
+) -> Result<SdkConfig, SwitchyardError> {
+    let target = AwsTarget::from_endpoint(deployment.aws_endpoint_url.as_deref())?;
+    Ok(sdk_config(&target, region).await)
+}
+
 /// SDK configuration for calls to `region`.
 pub async fn sdk_config(target: &AwsTarget, region: &Region) -> SdkConfig {
     let loader =

@@ -155,6 +155,15 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
         self.problems.push(ConfigProblem::Invalid { key, value: value.into(), reason: reason.into() });
     }
 
+    /// Like [`finish`](Self::finish), reporting an earlier reader's problems first (a
+    /// function's own settings read after the shared [`DeploymentConfig`]).
+    pub fn finish_after(mut self, earlier: Option<&ConfigError>) -> Result<(), ConfigError> {
+        if let Some(e) = earlier {
+            self.problems.splice(0..0, e.problems.iter().cloned());
+        }
+        self.finish()
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() { Ok(()) } else { Err(ConfigError { problems: self.problems }) }
     }

@@ -4,43 +4,36 @@
 mod switcher;
 
 use switchyard_aws::{
-    AwsTarget, control_table::ControlTable, route53_records::FailoverRecords, sdk_config, serving_signal::ServingSignal,
+    control_table::ControlTable, deployment_sdk_config, route53_records::FailoverRecords, serving_signal::ServingSignal,
 };
 use switchyard_core::SwitchyardError;
 
+use crate::switcher::{Switcher, SwitcherConfig};
+
+/// Built once per cold start; configuration problems are answered per invocation, by name.
+async fn switcher() -> Result<Switcher<ControlTable, FailoverRecords, ServingSignal>, SwitchyardError> {
+    let config = SwitcherConfig::from_env()?;
+    let local = config.deployment.local_region.clone();
+    let peer = config.deployment.regions.peer_of(&local)?.clone();
+    let sdk = deployment_sdk_config(&config.deployment, &local).await?;
+    let peer_sdk = deployment_sdk_config(&config.deployment, &peer).await?;
+    let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
+    let records = FailoverRecords::new(aws_sdk_route53::Client::new(&sdk), &config.hosted_zone_id, &config.api_record);
+    let signal = ServingSignal::new(
+        local,
+        aws_sdk_cloudwatch::Client::new(&sdk),
+        peer,
+        aws_sdk_cloudwatch::Client::new(&peer_sdk),
+    );
+    Ok(Switcher::new(config, table, records, signal))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let switcher = match switcher::SwitcherConfig::from_env() {
-        Ok(config) => match AwsTarget::from_endpoint(config.deployment.aws_endpoint_url.as_deref()) {
-            Ok(target) => {
-                let sdk = sdk_config(&target, &config.deployment.local_region).await;
-                let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
-                let records = FailoverRecords::new(
-                    aws_sdk_route53::Client::new(&sdk),
-                    &config.hosted_zone_id,
-                    &config.api_record,
-                );
-                let local = config.deployment.local_region.clone();
-                let peer = config.deployment.regions.peer_of(&local)?.clone();
-                let peer_sdk = sdk_config(&target, &peer).await;
-                let signal = ServingSignal::new(
-                    local,
-                    aws_sdk_cloudwatch::Client::new(&sdk),
-                    peer,
-                    aws_sdk_cloudwatch::Client::new(&peer_sdk),
-                );
-                Ok(switcher::Switcher::new(config, table, records, signal))
-            }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(SwitchyardError::from(e)),
-    };
+    let switcher = switcher().await;
     switchyard_lambda::serve("dns-switcher", move |event| {
         let switcher = switcher.clone();
-        async move {
-            let request = switchyard_lambda::parse_event(event)?;
-            switcher?.handle(request).await
-        }
+        async move { switcher?.handle(switchyard_lambda::parse_event(event)?).await }
     })
     .await
 }

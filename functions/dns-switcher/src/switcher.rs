@@ -36,15 +36,13 @@ impl SwitcherConfig {
         let hosted_zone_id = r.required::<String>(keys::HOSTED_ZONE_ID);
         let api_record = r.required::<String>(keys::API_RECORD);
         let dns_mode = r.optional::<DnsMode>(keys::DNS_MODE).unwrap_or(DnsMode::HealthCheck);
-        let mut problems = deployment.as_ref().err().map(|e| e.problems.clone()).unwrap_or_default();
-        if let Err(e) = r.finish() {
-            problems.extend(e.problems);
-        }
+        r.finish_after(deployment.as_ref().err())?;
         match (deployment, control_table, hosted_zone_id, api_record) {
-            (Ok(deployment), Some(control_table), Some(hosted_zone_id), Some(api_record)) if problems.is_empty() => {
+            (Ok(deployment), Some(control_table), Some(hosted_zone_id), Some(api_record)) => {
                 Ok(SwitcherConfig { deployment, control_table, hosted_zone_id, api_record, dns_mode })
             }
-            _ => Err(ConfigError { problems }),
+            // finish_after returned Ok, so every required value was read.
+            _ => Err(ConfigError { problems: Vec::new() }),
         }
     }
 

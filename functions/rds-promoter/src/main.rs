@@ -9,39 +9,37 @@
 mod engine;
 mod promoter;
 
-use switchyard_aws::{AwsTarget, control_table::ControlTable, sdk_config};
+use switchyard_aws::{control_table::ControlTable, deployment_sdk_config};
 use switchyard_core::SwitchyardError;
+
+use crate::{
+    engine::{Aurora, Engine},
+    promoter::{EngineConfig, Promoter, PromoterConfig},
+};
+
+/// Built once per cold start; configuration problems are answered per invocation, by name.
+async fn promoter() -> Result<Promoter<ControlTable>, SwitchyardError> {
+    let config = PromoterConfig::from_env()?;
+    let sdk = deployment_sdk_config(&config.deployment, &config.deployment.local_region).await?;
+    let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
+    let engine = match &config.engine {
+        EngineConfig::Postgres(dbs) => Engine::Postgres(dbs.clone()),
+        EngineConfig::Aurora { global_cluster, cluster_arns } => Engine::Aurora(Aurora {
+            global_cluster: global_cluster.clone(),
+            cluster_arns: cluster_arns.clone(),
+            rds: aws_sdk_rds::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        }),
+    };
+    Ok(Promoter::new(config, table, engine))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let promoter = match promoter::PromoterConfig::from_env() {
-        Ok(config) => match AwsTarget::from_endpoint(config.deployment.aws_endpoint_url.as_deref()) {
-            Ok(target) => {
-                let sdk = sdk_config(&target, &config.deployment.local_region).await;
-                let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
-                let engine = match &config.engine {
-                    promoter::EngineConfig::Postgres(dbs) => engine::Engine::Postgres(dbs.clone()),
-                    promoter::EngineConfig::Aurora { global_cluster, cluster_arns } => {
-                        engine::Engine::Aurora(engine::Aurora {
-                            global_cluster: global_cluster.clone(),
-                            cluster_arns: cluster_arns.clone(),
-                            rds: aws_sdk_rds::Client::new(&sdk),
-                            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-                        })
-                    }
-                };
-                Ok(promoter::Promoter::new(config, table, engine))
-            }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(SwitchyardError::from(e)),
-    };
+    let promoter = promoter().await;
     switchyard_lambda::serve("rds-promoter", move |event| {
         let promoter = promoter.clone();
-        async move {
-            let request = switchyard_lambda::parse_event(event)?;
-            promoter?.handle(request).await
-        }
+        async move { promoter?.handle(switchyard_lambda::parse_event(event)?).await }
     })
     .await
 }

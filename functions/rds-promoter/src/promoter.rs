@@ -90,16 +90,13 @@ impl PromoterConfig {
                 }
             }
         }
-        // Report the deployment's problems and ours together.
-        let mut problems = deployment.as_ref().err().map(|e| e.problems.clone()).unwrap_or_default();
-        if let Err(e) = r.finish() {
-            problems.extend(e.problems);
-        }
+        r.finish_after(deployment.as_ref().err())?;
         match (deployment, control_table, engine) {
-            (Ok(deployment), Some(control_table), Some(engine)) if problems.is_empty() => {
+            (Ok(deployment), Some(control_table), Some(engine)) => {
                 Ok(PromoterConfig { deployment, control_table, engine, orders_per_hour })
             }
-            _ => Err(ConfigError { problems }),
+            // finish_after returned Ok, so every required value was read.
+            _ => Err(ConfigError { problems: Vec::new() }),
         }
     }
 
