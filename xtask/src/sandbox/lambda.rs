@@ -22,8 +22,16 @@ pub struct LambdaService {
 }
 
 /// Serves the functions of `region` with exactly `env` (see `Sandbox::function_environment`;
-/// tests change it to serve other configurations). The caller stops the process group.
+/// tests change it to serve other configurations), once it listens. The caller stops the
+/// process group.
 pub fn start(region: &Region, env: &[(&str, String)], port: u16, log: &Path) -> Result<LambdaService> {
+    let service = spawn(region, env, port, log)?;
+    service.wait_ready()?;
+    Ok(service)
+}
+
+/// Starts `cargo lambda watch` without waiting for it, so the caller can record its PID first.
+pub fn spawn(region: &Region, env: &[(&str, String)], port: u16, log: &Path) -> Result<LambdaService> {
     let mut cmd = Command::new(tools::cargo_lambda());
     cmd.current_dir(repo_root()).args([
         "lambda",
@@ -47,10 +55,6 @@ pub fn start(region: &Region, env: &[(&str, String)], port: u16, log: &Path) -> 
     std::fs::write(&env_file, lines)?;
     cmd.arg("--env-file").arg(&env_file);
     let pid = process::spawn_detached(&mut cmd, log)?;
-    if let Err(e) = process::wait_for_port(port, Duration::from_secs(120), "cargo lambda watch", log, Some(pid)) {
-        let _ = process::stop_group(pid, "TERM", Duration::from_secs(10));
-        return Err(e);
-    }
     Ok(LambdaService { region: region.clone(), port, pid, log: log.to_path_buf() })
 }
 
@@ -62,6 +66,21 @@ pub enum Invocation {
 }
 
 impl LambdaService {
+    /// Waits until the service listens; stops it if it never does.
+    pub fn wait_ready(&self) -> Result<()> {
+        let ready = process::wait_for_port(
+            self.port,
+            Duration::from_secs(120),
+            "cargo lambda watch",
+            &self.log,
+            Some(self.pid),
+        );
+        if ready.is_err() {
+            let _ = process::stop_group(self.pid, "TERM", Duration::from_secs(10));
+        }
+        ready
+    }
+
     /// `POST /2015-03-31/functions/{name}/invocations`, as Step Functions and the AWS SDK send
     /// it. The function is compiled on its first invocation, so allow for a build.
     pub async fn invoke(&self, function: &str, payload: &serde_json::Value) -> Result<Invocation> {

@@ -244,7 +244,8 @@ impl Sandbox {
             resources: None,
         };
         sandbox.save()?;
-        if resources.is_none() {
+        let provisioned_now = resources.is_none();
+        if provisioned_now {
             resources = Some(aws::provision(&sandbox.aws_target(), &deployment).await.context("provisioning moto")?);
         }
         sandbox.resources = resources;
@@ -253,8 +254,12 @@ impl Sandbox {
         for region in deployment.regions.iter() {
             let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
             match known {
-                Some(l) if process::is_alive(l.pid) => sandbox.lambda.push(l.clone()),
+                // Freshly provisioned resources (a new hosted zone id) need a fresh environment.
+                Some(l) if process::is_alive(l.pid) && !provisioned_now => sandbox.lambda.push(l.clone()),
                 _ => {
+                    if let Some(l) = known {
+                        process::stop_group(l.pid, "TERM", Duration::from_secs(10))?;
+                    }
                     let port = known.map(|l| l.port).filter(|p| !process::port_is_open(*p));
                     let port = match port {
                         Some(p) => p,
@@ -262,8 +267,9 @@ impl Sandbox {
                     };
                     let log = sandbox.dir.join(format!("lambda-{region}.log"));
                     let env = sandbox.function_environment(region);
-                    let service = lambda::start(region, &env, port, &log)?;
+                    let service = lambda::spawn(region, &env, port, &log)?;
                     started.group(service.pid);
+                    service.wait_ready()?;
                     sandbox.lambda.push(service);
                 }
             }
@@ -317,6 +323,10 @@ impl Sandbox {
         }
         if let Err(e) = process::stop_group(self.moto_pid, "TERM", Duration::from_secs(10)) {
             errors.push(format!("moto: {e:#}"));
+        }
+        // Anything an interrupted `up` started after its last save is only in the journal.
+        if let Some(journal) = Started::load(&self.dir) {
+            journal.stop();
         }
         let ports = self.ports();
         std::thread::sleep(Duration::from_millis(100));
