@@ -6,7 +6,11 @@ use anyhow::{Context, bail, ensure};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, sdk_config};
-use switchyard_core::{WriterClaim, WriterEpoch, config::keys, ports::WriterRegistry};
+use switchyard_core::{
+    WriterClaim, WriterEpoch,
+    config::keys,
+    ports::{ReplicationMonitor, WriterRegistry},
+};
 use switchyard_tests::{finish_own, own_sandbox, sandbox_trial, trial};
 use xtask::{
     process,
@@ -129,6 +133,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     let count: i64 = new.connect().await?.query_one("SELECT count(*) FROM promoter_probe", &[]).await?.get(0);
     ensure!(count == 500, "{count} of 500 rows on the new writer");
     ensure!(new.accepts_writes().await? && !old.accepts_writes().await?, "roles not swapped");
+    ensure!(old.replication_status().await?.fenced, "the old writer does not report itself fenced");
 
     // The same execution run again changes nothing; an older view is refused.
     let again = ok(east2, request("check", "planned", 1)).await?;

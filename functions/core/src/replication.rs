@@ -40,6 +40,10 @@ pub struct ReplicationStatus {
     /// For a writer: how many replicas stream from it. For a replica: 1 if its WAL receiver
     /// is streaming, 0 otherwise.
     pub streaming_peers: u32,
+    /// A writer that refuses writes: fenced (always false for a replica, which refuses them by
+    /// nature).
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// The recovery point objective: how much time of acknowledged writes a failover may lose.

@@ -152,7 +152,7 @@ impl ReplicationMonitor for PgNode {
     async fn replication_status(&self) -> PortResult<ReplicationStatus> {
         let client = self.connect().await?;
         let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
-        // Both queries answer (log position, lag bytes, lag seconds, streaming peers).
+        // Both queries answer (log position, lag bytes, lag seconds, streaming peers, fenced).
         let (role, sql) = if in_recovery {
             (
                 DatabaseRole::Replica,
@@ -160,7 +160,8 @@ impl ReplicationMonitor for PgNode {
                         pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::int8,
                         CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
                              ELSE COALESCE(EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, 0) END,
-                        (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8",
+                        (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8,
+                        false",
             )
         } else {
             (
@@ -168,7 +169,8 @@ impl ReplicationMonitor for PgNode {
                 "SELECT pg_current_wal_lsn()::text,
                         max(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn))::int8,
                         COALESCE(EXTRACT(epoch FROM max(r.replay_lag))::float8, 0),
-                        count(r.*)::int8
+                        count(r.*)::int8,
+                        current_setting('default_transaction_read_only')::bool
                    FROM pg_stat_replication r WHERE r.state = 'streaming'",
             )
         };
@@ -181,6 +183,7 @@ impl ReplicationMonitor for PgNode {
             log_position: row.get::<_, Option<String>>(0).unwrap_or_default(),
             lag,
             streaming_peers: row.get::<_, i64>(3) as u32,
+            fenced: row.get(4),
         })
     }
 }

@@ -632,9 +632,14 @@ impl std::fmt::Display for SandboxStatus {
             let pid = d.pid.map_or("-".into(), |p| p.to_string());
             write!(f, "  {} postgres {}  127.0.0.1:{}  pid {pid}", mark(d.error.is_none()), d.region, d.port)?;
             match (&d.status, &d.error) {
-                (Some(s), _) => {
-                    writeln!(f, "  {:?}  wal {}  streaming peers {}", s.role, s.log_position, s.streaming_peers)?
-                }
+                (Some(s), _) => writeln!(
+                    f,
+                    "  {:?}{}  wal {}  streaming peers {}",
+                    s.role,
+                    if s.fenced { " (fenced: refuses writes)" } else { "" },
+                    s.log_position,
+                    s.streaming_peers
+                )?,
                 (None, Some(e)) => writeln!(f, "  error: {e}")?,
                 (None, None) => writeln!(f)?,
             }
