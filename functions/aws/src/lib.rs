@@ -13,6 +13,8 @@ pub mod control_table;
 pub mod errors;
 #[cfg(feature = "rds")]
 pub mod global_cluster;
+#[cfg(feature = "cloudwatch")]
+pub mod metrics;
 #[cfg(feature = "route53")]
 pub mod route53_records;
 #[cfg(feature = "cloudwatch")]

@@ -9,19 +9,18 @@
 //! needed. W's own record is marked serving in O's CloudWatch when O answers (best effort:
 //! when O is down its alarm has no data and keeps its last state, healthy).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_cloudwatch::{
     Client,
-    primitives::DateTime,
-    types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, ScanBy, StandardUnit},
+    types::{Dimension, Metric, MetricDatum, StandardUnit},
 };
 use switchyard_core::{
     ErrorName, Region, SwitchyardError, WriterClaim,
     ports::{PortResult, StepState, TrafficRouter},
 };
 
-use crate::errors::classify;
+use crate::{errors::classify, metrics::newest_value};
 
 pub const NAMESPACE: &str = "switchyard";
 pub const METRIC: &str = "RegionServing";
@@ -65,21 +64,7 @@ impl ServingSignal {
     /// The lowest value of the signal about `about` in the latest minute with data.
     async fn latest(client: &Client, about: &Region) -> PortResult<Option<f64>> {
         let metric = Metric::builder().namespace(NAMESPACE).metric_name(METRIC).dimensions(dimension(about)).build();
-        let query = MetricDataQuery::builder()
-            .id("serving")
-            .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Minimum").build())
-            .build();
-        let now = SystemTime::now();
-        let out = client
-            .get_metric_data()
-            .metric_data_queries(query)
-            .start_time(DateTime::from(now - Duration::from_secs(900)))
-            .end_time(DateTime::from(now + Duration::from_secs(60)))
-            .scan_by(ScanBy::TimestampDescending)
-            .send()
-            .await
-            .map_err(|e| classify("GetMetricData", &e))?;
-        Ok(out.metric_data_results().first().and_then(|r| r.values().first().copied()))
+        newest_value(client, metric, "Minimum", Duration::from_secs(900)).await
     }
 }
 
