@@ -42,6 +42,11 @@ pub mod keys {
     pub const API_RECORD: &str = "SWITCHYARD_API_RECORD";
     /// How dns-switcher moves traffic: `health-check` (default) or `records`.
     pub const DNS_MODE: &str = "SWITCHYARD_DNS_MODE";
+    /// The region's orders queue URL (order-consumer re-enqueues there; see its docs).
+    pub const ORDERS_QUEUE_URL: &str = "SWITCHYARD_ORDERS_QUEUE_URL";
+    /// The orders queue's `maxReceiveCount` (its redrive policy); the consumer re-enqueues a
+    /// valid order before its last receive, so an outage never moves one into the DLQ.
+    pub const ORDERS_MAX_RECEIVES: &str = "SWITCHYARD_ORDERS_MAX_RECEIVES";
 }
 
 pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;

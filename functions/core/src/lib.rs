@@ -8,6 +8,7 @@
 pub mod config;
 pub mod epoch;
 pub mod error;
+pub mod order;
 pub mod ports;
 pub mod promotion;
 pub mod region;
@@ -16,6 +17,7 @@ pub mod replication;
 pub use config::{ConfigError, ConfigProblem, ConfigReader, DeploymentConfig};
 pub use epoch::{EpochCheck, Handover, WriterClaim, WriterEpoch};
 pub use error::{ErrorCategory, ErrorName, SwitchyardError};
+pub use order::{Order, RejectReason, Rejection};
 pub use promotion::{FailoverMode, GateDecision, LagGate};
 pub use region::{Region, RegionPair, Role};
 pub use replication::{DatabaseRole, LagVerdict, ReplicationLag, ReplicationStatus, RpoBudget};

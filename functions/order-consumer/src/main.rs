@@ -1,11 +1,39 @@
-//! The order-consumer Lambda function. Not built yet: it validates its configuration and answers every
-//! invocation with the named error `NotImplemented` (issue #5: idempotent apply, shadow mode, partial batch failures).
+//! The order-consumer Lambda function (SQS event source, both regions): applies each
+//! acknowledged trade order exactly once to the writer region's database, and in the standby
+//! region deletes only what replication already delivered (see `consumer.rs`, `mode.rs`).
+//!
+//! The event source mapping must enable `ReportBatchItemFailures`: the answer lists the
+//! messages that stay on the queue, never fails the whole batch for one bad order.
+
+mod consumer;
+mod mode;
+
+use std::sync::Arc;
+
+use switchyard_aws::{control_table::ControlTable, deployment_sdk_config, order_queue::OrderQueue};
+use switchyard_core::SwitchyardError;
+
+use crate::consumer::{Consumer, ConsumerConfig};
+
+/// Built once per cold start: SDK clients and the database connection are reused across
+/// invocations. Configuration problems are answered per invocation, by name.
+async fn consumer() -> Result<Arc<Consumer>, SwitchyardError> {
+    let config = ConsumerConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let d = &config.deployment;
+    let local = deployment_sdk_config(d, &d.local_region).await?;
+    let peer = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;
+    let local_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&local), &config.control_table);
+    let peer_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer), &config.control_table);
+    let queue = OrderQueue::new(aws_sdk_sqs::Client::new(&local), &config.queue_url);
+    Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue)))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_pending(
-        "order-consumer",
-        "issue #5: idempotent apply, shadow mode, partial batch failures",
-    )
+    let consumer = consumer().await;
+    switchyard_lambda::serve("order-consumer", move |event| {
+        let consumer = consumer.clone();
+        async move { consumer?.handle(switchyard_lambda::parse_event(event)?).await }
+    })
     .await
 }

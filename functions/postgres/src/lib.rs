@@ -11,10 +11,13 @@
 //! the order consumer (it needs credentials from Secrets Manager too); until then this crate
 //! must not be pointed at a non-loopback host, and [`PgEndpoint::config`] refuses to.
 
+mod migrate;
+pub mod orders;
 mod promotion;
 
 use std::time::Duration;
 
+pub use migrate::{MIGRATIONS, Migration, required_version};
 pub use promotion::{Fence, catch_up};
 use serde::{Deserialize, Serialize};
 use switchyard_core::{

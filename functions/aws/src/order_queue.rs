@@ -1,0 +1,74 @@
+//! The region's orders queue, as the order consumer writes to it: re-enqueueing a copy of a
+//! valid order that could not be applied yet, before the queue's redrive policy would move
+//! the original into the DLQ (see order-consumer's docs). Receiving and deleting belong to
+//! the Lambda event source mapping, not to us.
+
+use aws_sdk_sqs::{
+    Client,
+    types::{MessageAttributeValue, SendMessageBatchRequestEntry},
+};
+use switchyard_core::{ErrorName, SwitchyardError, ports::PortResult};
+
+use crate::errors::classify;
+
+/// The message attribute a copy carries: the id of the message it replaces.
+pub const REQUEUED_FROM: &str = "switchyard-requeued-from";
+
+#[derive(Debug, Clone)]
+pub struct OrderQueue {
+    client: Client,
+    url: String,
+}
+
+/// A message to copy back onto the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Requeue<'a> {
+    pub message_id: &'a str,
+    pub body: &'a str,
+}
+
+impl OrderQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        OrderQueue { client, url: url.into() }
+    }
+
+    /// Sends a copy of each message (at most 10: one SQS batch). Returns the ids of the
+    /// messages whose copy the queue accepted; the caller deletes only those originals.
+    pub async fn requeue(&self, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut entries = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let from = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(m.message_id)
+                .build()
+                .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))?;
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .message_body(m.body)
+                .message_attributes(REQUEUED_FROM, from)
+                .build()
+                .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))?;
+            entries.push(entry);
+        }
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify("SendMessageBatch", &e))?;
+        for failed in out.failed() {
+            tracing::error!(entry = failed.id(), code = failed.code(), message = ?failed.message(), "requeue refused");
+        }
+        Ok(out
+            .successful()
+            .iter()
+            .filter_map(|ok| ok.id().strip_prefix('m')?.parse::<usize>().ok())
+            .filter_map(|i| messages.get(i).map(|m| m.message_id.to_owned()))
+            .collect())
+    }
+}

@@ -1,0 +1,520 @@
+//! One SQS batch, start to finish: parse every message, decide the mode from the writer
+//! claim, apply (active) or reconcile against the local replica (shadow), and answer which
+//! messages must stay on the queue (`batchItemFailures`).
+//!
+//! What happens to each message:
+//!
+//! | verdict        | when                                                 | on the queue            |
+//! |----------------|------------------------------------------------------|-------------------------|
+//! | applied        | active, inserted now                                 | deleted                 |
+//! | already applied| active, the order id holds this very order           | deleted                 |
+//! | replicated     | shadow, the local replica holds this very order      | deleted                 |
+//! | poison         | not an order, or an order id reused for other content| kept → DLQ after max receives |
+//! | kept           | valid but not applied yet (shadow and not replicated yet, database or claim unavailable, claim changed mid-batch) | kept, re-enqueued before its last receive |
+//!
+//! **The DLQ only ever receives poison.** A valid order that keeps failing because of an
+//! outage is copied back onto the queue before its last receive (the copy starts with a
+//! fresh receive count) and the original deleted, so an outage longer than the redrive
+//! window cannot move acknowledged orders into the DLQ.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use switchyard_aws::{
+    control_table::ControlTable,
+    order_queue::{OrderQueue, Requeue},
+};
+use switchyard_core::{
+    ConfigReader, DeploymentConfig, ErrorName, Order, Rejection, SwitchyardError, WriterClaim,
+    config::{ConfigError, keys},
+    order::parse_body,
+    ports::PortResult,
+};
+use switchyard_postgres::{
+    DbEndpoints, PgEndpoint, PgNode, bounded,
+    orders::{self, Applied, Delivery, Presence},
+};
+use tokio_postgres::Client;
+
+use crate::mode::{Mode, decide, newest_claim};
+
+/// How long the peer region's claim may take to read before it is skipped.
+const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the peer claim could not be read, how long to stop asking (a dead peer region must
+/// not slow every batch by [`PEER_TIMEOUT`]).
+const PEER_QUIET: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub deployment: DeploymentConfig,
+    pub control_table: String,
+    /// This region's database.
+    pub database: PgEndpoint,
+    pub queue_url: String,
+    pub max_receives: u32,
+}
+
+impl ConsumerConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
+        let deployment = DeploymentConfig::from_lookup(lookup.clone());
+        let mut r = ConfigReader::new(lookup);
+        let control_table = r.required::<String>(keys::CONTROL_TABLE);
+        let endpoints = r.required::<DbEndpoints>(keys::DB_ENDPOINTS);
+        let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
+        let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
+        if max_receives < 2 {
+            r.invalid(keys::ORDERS_MAX_RECEIVES, max_receives.to_string(), "at least 2: one delivery, one re-enqueue");
+        }
+        let database = match (&deployment, endpoints) {
+            (Ok(d), Some(dbs)) => {
+                let local = dbs.0.get(&d.local_region).cloned();
+                if local.is_none() {
+                    r.invalid(keys::DB_ENDPOINTS, "", format!("no endpoint for {}", d.local_region));
+                }
+                local
+            }
+            _ => None,
+        };
+        r.finish_after(deployment.as_ref().err())?;
+        match (deployment, control_table, database, queue_url) {
+            (Ok(deployment), Some(control_table), Some(database), Some(queue_url)) => {
+                Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives })
+            }
+            _ => Err(ConfigError { problems: Vec::new() }),
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Applied,
+    AlreadyApplied,
+    Replicated,
+    Poison(String),
+    Kept(String),
+    /// Kept, but copied back onto the queue before its last receive.
+    Requeued,
+}
+
+impl Verdict {
+    /// Whether the message stays on the queue (a `batchItemFailures` entry).
+    pub fn stays(&self) -> bool {
+        matches!(self, Verdict::Poison(_) | Verdict::Kept(_))
+    }
+}
+
+/// An SQS record as the consumer needs it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+impl Message {
+    pub fn from_event(event: SqsEvent) -> PortResult<Vec<Message>> {
+        event
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let id = r.message_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                    SwitchyardError::new(ErrorName::InvalidInput, format!("record {i} has no messageId"))
+                })?;
+                let receive_count =
+                    r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+                Ok(Message { id, body: r.body.unwrap_or_default(), receive_count })
+            })
+            .collect()
+    }
+}
+
+/// The batch, sorted: rejected messages, first deliveries of each order id, and later
+/// copies of an order id within the same batch (which follow their first's verdict).
+#[derive(Debug, Default)]
+pub struct Sorted {
+    pub rejected: Vec<(usize, Rejection)>,
+    pub firsts: Vec<(usize, Order)>,
+    /// (index, index of the first delivery of the same order)
+    pub copies: Vec<(usize, usize)>,
+    /// (index, why): an order id repeated in the batch with other content.
+    pub conflicts: Vec<(usize, String)>,
+}
+
+pub fn sort(messages: &[Message]) -> Sorted {
+    let mut s = Sorted::default();
+    let mut first_of: HashMap<String, usize> = HashMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        match parse_body(&m.body) {
+            Err(r) => s.rejected.push((i, r)),
+            Ok(order) => match first_of.get(&order.order_id) {
+                None => {
+                    first_of.insert(order.order_id.clone(), s.firsts.len());
+                    s.firsts.push((i, order));
+                }
+                Some(&k) => {
+                    let (first, first_order) = &s.firsts[k];
+                    if first_order.fingerprint() == order.fingerprint() {
+                        s.copies.push((i, *first));
+                    } else {
+                        s.conflicts.push((i, format!("order id {} repeated in the batch with other content", order.order_id)));
+                    }
+                }
+            },
+        }
+    }
+    s
+}
+
+/// Messages to re-enqueue: kept ones at their last or second-to-last receive (the receive
+/// count is approximate; one spare receive costs one extra copy at most).
+pub fn due_for_requeue(messages: &[Message], verdicts: &[Verdict], max_receives: u32) -> Vec<usize> {
+    (0..messages.len())
+        .filter(|&i| matches!(verdicts[i], Verdict::Kept(_)) && messages[i].receive_count + 1 >= max_receives)
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The claim the last batch ran under.
+    previous: Option<WriterClaim>,
+    migrated: bool,
+    peer_quiet_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    config: ConsumerConfig,
+    local_claims: ControlTable,
+    peer_claims: ControlTable,
+    queue: OrderQueue,
+    db: PgNode,
+    /// Reused across invocations; replaced when it breaks.
+    connection: tokio::sync::Mutex<Option<Client>>,
+    state: std::sync::Mutex<State>,
+}
+
+impl Consumer {
+    pub fn new(config: ConsumerConfig, local_claims: ControlTable, peer_claims: ControlTable, queue: OrderQueue) -> Self {
+        let mut db = PgNode::new(config.database.clone(), format!("order-consumer-{}", config.deployment.local_region));
+        db.timeout = Duration::from_secs(5);
+        Consumer {
+            config,
+            local_claims,
+            peer_claims,
+            queue,
+            db,
+            connection: tokio::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> PortResult<SqsBatchResponse> {
+        let messages = Message::from_event(event)?;
+        let sorted = sort(&messages);
+        let mut verdicts: Vec<Verdict> = vec![Verdict::Kept("undecided".into()); messages.len()];
+        for (i, r) in &sorted.rejected {
+            verdicts[*i] = Verdict::Poison(r.to_string());
+        }
+        for (i, why) in &sorted.conflicts {
+            verdicts[*i] = Verdict::Poison(why.clone());
+        }
+
+        let mode = self.mode().await;
+        let epoch = match &mode {
+            Ok(Mode::Active(c) | Mode::Shadow(c)) => Some(c.epoch.0),
+            _ => None,
+        };
+        let outcome = match &mode {
+            Ok(Mode::Active(claim)) => self.apply(&messages, &sorted.firsts, claim).await,
+            Ok(Mode::Shadow(_)) => self.reconcile(&sorted.firsts).await,
+            Ok(Mode::Halted(why)) => Err(SwitchyardError::new(ErrorName::Internal, why.clone())),
+            Err(e) => Err(e.clone()),
+        };
+        match outcome {
+            Ok(firsts) => {
+                for ((i, _), v) in sorted.firsts.iter().zip(firsts) {
+                    verdicts[*i] = v;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error_type = e.name.as_str(), "{}; keeping every valid order", e.message);
+                for (i, _) in &sorted.firsts {
+                    verdicts[*i] = Verdict::Kept(e.to_string());
+                }
+            }
+        }
+        for (i, first) in &sorted.copies {
+            verdicts[*i] = verdicts[*first].clone();
+        }
+        self.requeue(&messages, &mut verdicts).await;
+        self.report(&messages, &verdicts, mode.as_ref().map(Mode::name).unwrap_or("unknown"), epoch);
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = messages
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| v.stays())
+            .map(|(m, _)| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = m.id.clone();
+                f
+            })
+            .collect();
+        Ok(response)
+    }
+
+    /// The newest writer claim; the peer's table is skipped for a while after it failed.
+    async fn claim(&self) -> PortResult<WriterClaim> {
+        let skip_peer = self.state().peer_quiet_until.is_some_and(|t| Instant::now() < t);
+        let peer = (!skip_peer).then_some(&self.peer_claims);
+        let (claim, peer_problem) = newest_claim(&self.local_claims, peer, PEER_TIMEOUT).await?;
+        if let Some(problem) = peer_problem {
+            tracing::warn!(quiet_seconds = PEER_QUIET.as_secs(), "{problem}; using the local claim");
+            self.state().peer_quiet_until = Some(Instant::now() + PEER_QUIET);
+        }
+        Ok(claim)
+    }
+
+    async fn mode(&self) -> PortResult<Mode> {
+        let observed = self.claim().await?;
+        let local = &self.config.deployment.local_region;
+        let mut state = self.state();
+        let mode = decide(local, state.previous.as_ref(), &observed);
+        match (&state.previous, &mode) {
+            (Some(before), Mode::Shadow(now)) if before.writer == *local => tracing::warn!(
+                region = %local, from_epoch = before.epoch.0, epoch = now.epoch.0, writer = %now.writer,
+                "a newer epoch names another writer: stopped applying, now shadow"
+            ),
+            (Some(before), Mode::Active(now)) if before != now => tracing::warn!(
+                region = %local, from_epoch = before.epoch.0, epoch = now.epoch.0, "this region is the writer now: applying"
+            ),
+            _ => {}
+        }
+        if !matches!(mode, Mode::Halted(_)) {
+            state.previous = Some(observed);
+        }
+        Ok(mode)
+    }
+
+    /// The reused connection, opened (again) if there is none or it broke.
+    async fn connection<'a>(
+        &self,
+        slot: &'a mut tokio::sync::MutexGuard<'_, Option<Client>>,
+    ) -> PortResult<&'a mut Client> {
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            **slot = Some(self.db.connect().await?);
+        }
+        slot.as_mut().ok_or_else(|| SwitchyardError::new(ErrorName::Internal, "no connection"))
+    }
+
+    /// Active: insert every new order in one transaction, under `claim`, and commit only if
+    /// the claim is still `claim` just before the commit.
+    async fn apply(&self, messages: &[Message], firsts: &[(usize, Order)], claim: &WriterClaim) -> PortResult<Vec<Verdict>> {
+        if firsts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.db.timeout;
+        let mut slot = self.connection.lock().await;
+        let result = async {
+            let client = self.connection(&mut slot).await?;
+            if !self.state().migrated {
+                self.db.migrate(client).await?;
+                self.state().migrated = true;
+            }
+            let deliveries: Vec<Delivery<'_>> =
+                firsts.iter().map(|(i, o)| Delivery { message_id: &messages[*i].id, order: o }).collect();
+            let tx = bounded(t, "begin", client.transaction()).await?;
+            let applied = orders::apply(&tx, t, &deliveries, &claim.writer, claim.epoch).await?;
+            let now = self.claim().await?;
+            if now != *claim {
+                // Dropping the transaction rolls it back: nothing was applied.
+                return Err(SwitchyardError::new(
+                    ErrorName::StaleEpoch,
+                    format!("the claim moved to epoch {} ({}) during the batch: not applied", now.epoch, now.writer),
+                ));
+            }
+            bounded(t, "commit", tx.commit()).await?;
+            Ok(applied)
+        }
+        .await;
+        if result.as_ref().is_err_and(|e| e.name == ErrorName::ServiceUnavailable) {
+            *slot = None;
+        }
+        Ok(result?
+            .into_iter()
+            .zip(firsts)
+            .map(|(a, (_, o))| match a {
+                Applied::Inserted => Verdict::Applied,
+                Applied::AlreadyPresent => Verdict::AlreadyApplied,
+                Applied::Conflict => {
+                    Verdict::Poison(format!("order id {} already holds an order with other content", o.order_id))
+                }
+            })
+            .collect())
+    }
+
+    /// Shadow: delete what the local replica already holds, keep the rest.
+    async fn reconcile(&self, firsts: &[(usize, Order)]) -> PortResult<Vec<Verdict>> {
+        if firsts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut slot = self.connection.lock().await;
+        let result = async {
+            let client = self.connection(&mut slot).await?;
+            let orders: Vec<&Order> = firsts.iter().map(|(_, o)| o).collect();
+            orders::presence(&*client, self.db.timeout, &orders).await
+        }
+        .await;
+        if result.as_ref().is_err_and(|e| e.name == ErrorName::ServiceUnavailable) {
+            *slot = None;
+        }
+        Ok(result?
+            .into_iter()
+            .zip(firsts)
+            .map(|(p, (_, o))| match p {
+                Presence::Same => Verdict::Replicated,
+                Presence::Different => {
+                    Verdict::Poison(format!("order id {} already holds an order with other content", o.order_id))
+                }
+                Presence::Absent => Verdict::Kept("not in the local replica yet".into()),
+            })
+            .collect())
+    }
+
+    /// Copies kept messages that are near their last receive back onto the queue.
+    async fn requeue(&self, messages: &[Message], verdicts: &mut [Verdict]) {
+        let due = due_for_requeue(messages, verdicts, self.config.max_receives);
+        if due.is_empty() {
+            return;
+        }
+        let batch: Vec<Requeue<'_>> =
+            due.iter().map(|&i| Requeue { message_id: &messages[i].id, body: &messages[i].body }).collect();
+        match self.queue.requeue(&batch).await {
+            Ok(copied) => {
+                for &i in &due {
+                    if copied.contains(&messages[i].id) {
+                        verdicts[i] = Verdict::Requeued;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(
+                error_type = e.name.as_str(),
+                "re-enqueue failed: {}; these orders may reach the DLQ: {:?}",
+                e.message,
+                due.iter().map(|&i| &messages[i].id).collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    /// One line per poison message (its reason, and whether the DLQ takes it now), one
+    /// summary line per batch.
+    fn report(&self, messages: &[Message], verdicts: &[Verdict], mode: &str, epoch: Option<u64>) {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (m, v) in messages.iter().zip(verdicts) {
+            let name = match v {
+                Verdict::Applied => "applied",
+                Verdict::AlreadyApplied => "already_applied",
+                Verdict::Replicated => "replicated",
+                Verdict::Poison(reason) => {
+                    let to_dlq = m.receive_count >= self.config.max_receives;
+                    tracing::warn!(message_id = %m.id, receive_count = m.receive_count, to_dlq, "poison message: {reason}");
+                    "poison"
+                }
+                Verdict::Kept(_) => "kept",
+                Verdict::Requeued => "requeued",
+            };
+            *counts.entry(name).or_default() += 1;
+        }
+        let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+        tracing::info!(
+            region = %self.config.deployment.local_region,
+            mode,
+            epoch,
+            messages = messages.len(),
+            applied = n("applied"),
+            already_applied = n("already_applied"),
+            replicated = n("replicated"),
+            kept = n("kept"),
+            requeued = n("requeued"),
+            poison = n("poison"),
+            "batch done"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn order(id: &str, quantity: u64) -> String {
+        json!({
+            "orderId": id, "account": "A1", "instrument": "AAPL", "side": "buy", "quantity": quantity,
+            "price": "1.5", "submittedAt": "2026-11-22T09:30:00Z", "acknowledgedAt": "2026-11-22T09:30:00Z"
+        })
+        .to_string()
+    }
+
+    fn message(id: &str, body: String, receive_count: u32) -> Message {
+        Message { id: id.into(), body, receive_count }
+    }
+
+    #[test]
+    fn a_batch_sorts_into_rejects_firsts_copies_and_conflicts() {
+        let batch = [
+            message("m0", order("o1", 1), 1),
+            message("m1", "{".into(), 1),
+            message("m2", order("o1", 1), 1),
+            message("m3", order("o2", 1), 1),
+            message("m4", order("o1", 2), 1),
+        ];
+        let s = sort(&batch);
+        assert_eq!(s.rejected.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        assert_eq!(s.firsts.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(s.copies, [(2, 0)]);
+        assert_eq!(s.conflicts.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn only_kept_orders_near_their_last_receive_are_requeued() {
+        let messages: Vec<Message> = (1..=5).map(|c| message(&format!("m{c}"), String::new(), c)).collect();
+        let kept = vec![Verdict::Kept("x".into()); 5];
+        assert_eq!(due_for_requeue(&messages, &kept, 5), [3, 4]);
+        let poison = vec![Verdict::Poison("x".into()); 5];
+        assert!(due_for_requeue(&messages, &poison, 5).is_empty(), "poison goes to the DLQ");
+    }
+
+    #[test]
+    fn records_without_a_message_id_are_invalid_input() {
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [{"body": "{}"}]})).expect("event");
+        assert_eq!(Message::from_event(event).map(|_| ()).map_err(|e| e.name), Err(ErrorName::InvalidInput));
+    }
+
+    #[test]
+    fn config_names_every_problem() {
+        let err = ConsumerConfig::from_lookup(|k| match k {
+            "SWITCHYARD_ENV" => Some("t".into()),
+            "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => Some("us-east-1".into()),
+            "SWITCHYARD_STANDBY_REGION" => Some("us-east-2".into()),
+            "SWITCHYARD_ORDERS_MAX_RECEIVES" => Some("1".into()),
+            "SWITCHYARD_DB_ENDPOINTS" => {
+                Some(r#"{"us-east-2":{"host":"127.0.0.1","port":1,"user":"u","dbname":"d"}}"#.into())
+            }
+            _ => None,
+        })
+        .expect_err("incomplete");
+        let text = err.to_string();
+        for needle in ["SWITCHYARD_CONTROL_TABLE", "SWITCHYARD_ORDERS_QUEUE_URL", "SWITCHYARD_ORDERS_MAX_RECEIVES", "us-east-1"] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The orders table (see `migrations/`): apply a batch of orders idempotently, or look up
+//! which orders a database already holds.
+//!
+//! **Idempotent on the order id**: an order is inserted at most once; delivering it again
+//! finds it present with the same fingerprint. An order id that arrives with different
+//! content is a conflict, reported and never overwritten.
+
+use std::{collections::HashMap, time::Duration};
+
+use switchyard_core::{Order, Region, WriterEpoch, ports::PortResult};
+use tokio_postgres::GenericClient;
+
+use crate::bounded;
+
+/// One order and the SQS message that carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub message_id: &'a str,
+    pub order: &'a Order,
+}
+
+/// What a database holds under an order's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Absent,
+    /// This very order (same fingerprint).
+    Same,
+    /// Another order under the same id.
+    Different,
+}
+
+/// What applying an order did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Inserted,
+    /// Already applied earlier (a redelivery): nothing written.
+    AlreadyPresent,
+    /// The id holds another order: nothing written.
+    Conflict,
+}
+
+/// The fingerprint column holds sha256 of [`Order::fingerprint`], computed by the server.
+const FINGERPRINT: &str = "encode(sha256(convert_to(n.fp, 'UTF8')), 'hex')";
+
+/// Inserts every order whose id is new, in one statement, as applied by `region` under
+/// `epoch`; reports each delivery's outcome in order. Run it inside the caller's transaction
+/// so the batch commits (or not) as one. Deliveries must carry distinct order ids.
+pub async fn apply<C: GenericClient>(
+    db: &C,
+    timeout: Duration,
+    deliveries: &[Delivery<'_>],
+    region: &Region,
+    epoch: WriterEpoch,
+) -> PortResult<Vec<Applied>> {
+    let column = |f: fn(&Delivery<'_>) -> String| deliveries.iter().map(f).collect::<Vec<String>>();
+    let ids = column(|d| d.order.order_id.clone());
+    let quantities: Vec<i64> = deliveries.iter().map(|d| d.order.quantity as i64).collect();
+    let sql = format!(
+        "INSERT INTO orders (order_id, account, instrument, side, quantity, price, submitted_at, acknowledged_at,
+                             fingerprint, applied_region, applied_epoch, message_id)
+         SELECT n.id, n.account, n.instrument, n.side, n.quantity, n.price::numeric, n.submitted::timestamptz,
+                n.acknowledged::timestamptz, {FINGERPRINT}, $10, $11, n.message_id
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $12::text[])
+             AS n(id, account, instrument, side, quantity, price, submitted, acknowledged, fp, message_id)
+         ON CONFLICT (order_id) DO NOTHING
+         RETURNING order_id"
+    );
+    let inserted = bounded(
+        timeout,
+        "insert orders",
+        db.query(
+            &sql,
+            &[
+                &ids,
+                &column(|d| d.order.account.clone()),
+                &column(|d| d.order.instrument.clone()),
+                &column(|d| d.order.side.as_str().to_owned()),
+                &quantities,
+                &column(|d| d.order.price.to_string()),
+                &column(|d| d.order.submitted_at.to_string()),
+                &column(|d| d.order.acknowledged_at.to_string()),
+                &column(|d| d.order.fingerprint()),
+                &region.as_str(),
+                &(epoch.0 as i64),
+                &column(|d| d.message_id.to_owned()),
+            ],
+        ),
+    )
+    .await?;
+    let inserted: std::collections::HashSet<String> = inserted.iter().map(|r| r.get(0)).collect();
+    let existing: Vec<&Order> =
+        deliveries.iter().filter(|d| !inserted.contains(&d.order.order_id)).map(|d| d.order).collect();
+    let mut earlier = presence(db, timeout, &existing).await?.into_iter();
+    Ok(deliveries
+        .iter()
+        .map(|d| match inserted.contains(&d.order.order_id) {
+            true => Applied::Inserted,
+            false => match earlier.next() {
+                Some(Presence::Same) => Applied::AlreadyPresent,
+                // Absent cannot happen after ON CONFLICT; count it as a conflict, never as done.
+                _ => Applied::Conflict,
+            },
+        })
+        .collect())
+}
+
+/// Which of `orders` the database already holds, in order.
+pub async fn presence<C: GenericClient>(db: &C, timeout: Duration, orders: &[&Order]) -> PortResult<Vec<Presence>> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+    let fingerprints: Vec<String> = orders.iter().map(|o| o.fingerprint()).collect();
+    let sql = format!(
+        "SELECT n.id, o.fingerprint = {FINGERPRINT}
+           FROM unnest($1::text[], $2::text[]) AS n(id, fp)
+           LEFT JOIN orders o ON o.order_id = n.id"
+    );
+    let rows = bounded(timeout, "look up orders", db.query(&sql, &[&ids, &fingerprints])).await?;
+    let found: HashMap<String, Option<bool>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(ids
+        .iter()
+        .map(|id| match found.get(*id) {
+            Some(Some(true)) => Presence::Same,
+            Some(Some(false)) => Presence::Different,
+            _ => Presence::Absent,
+        })
+        .collect())
+}
