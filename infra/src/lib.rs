@@ -39,6 +39,13 @@ pub struct Deployment {
     pub domain: String,
     /// Orders per hour the platform expects; turns replication lag into "orders at risk".
     pub orders_per_hour: u32,
+    /// The orders queues' redrive `maxReceiveCount`: how often a message is delivered before
+    /// the DLQ takes it. The consumer re-enqueues valid orders before that (it is told this
+    /// number), so only poison reaches the DLQ.
+    pub orders_max_receives: u32,
+    /// The orders queues' visibility timeout: how long a kept message waits before its next
+    /// delivery. AWS asks for at least six times the consumer's timeout.
+    pub orders_visibility_timeout: Duration,
 }
 
 /// A resource that exists once per region under the same name.
@@ -86,6 +93,8 @@ impl Deployment {
             dns_mode: DnsMode::HealthCheck,
             domain: "trading.example.com".to_owned(),
             orders_per_hour: 10_000,
+            orders_max_receives: 5,
+            orders_visibility_timeout: Duration::from_secs(60),
         }
     }
 
@@ -158,6 +167,7 @@ impl Deployment {
             (keys::RPO_BUDGET_SECONDS, self.rpo_budget.0.as_secs().to_string()),
             (keys::CONTROL_TABLE, self.regional_names(region).control_table),
             (keys::ORDERS_PER_HOUR, self.orders_per_hour.to_string()),
+            (keys::ORDERS_MAX_RECEIVES, self.orders_max_receives.to_string()),
             (keys::API_RECORD, self.api_record()),
             (keys::DNS_MODE, self.dns_mode.as_str().to_owned()),
         ]

@@ -24,7 +24,7 @@ pub fn trials() -> Vec<Trial> {
 /// `MissingConfig`) and refuse with the stable name `NotImplemented`; built ones must refuse a
 /// malformed event as `InvalidInput`. Never a Rust type name. Update as each function lands.
 async fn named_errors(sb: &Sandbox) -> anyhow::Result<()> {
-    const BUILT: &[&str] = &["rds-promoter", "dns-switcher"];
+    const BUILT: &[&str] = &["rds-promoter", "dns-switcher", "order-consumer"];
     for region in ["us-east-1", "us-east-2"] {
         let service = sb.lambda(region)?;
         for function in FUNCTIONS {

@@ -4,6 +4,7 @@
 //! Sandbox tests run one at a time by default: some pause the replica's replay, which would
 //! disturb a neighbour measuring replication. Pass `--test-threads N` to override.
 
+mod consumer;
 mod contract;
 mod control;
 mod failover;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         control::trials(),
         promoter::trials(),
         switcher::trials(),
+        consumer::trials(),
         provisioning::trials(),
         functions::trials(),
         lifecycle::trials(),

@@ -33,11 +33,11 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn request(action: &str, mode: &str, expected_epoch: u64) -> Value {
+pub(crate) fn request(action: &str, mode: &str, expected_epoch: u64) -> Value {
     json!({ "action": action, "targetRegion": "us-east-2", "mode": mode, "expectedEpoch": expected_epoch })
 }
 
-async fn ok(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
+pub(crate) async fn ok(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
     match service.invoke("rds-promoter", &payload).await? {
         Invocation::Ok(v) => Ok(v["result"].clone()),
         Invocation::FunctionError { error_type, error_message } => bail!("{payload}: {error_type}: {error_message}"),
@@ -52,7 +52,7 @@ async fn refused(service: &LambdaService, payload: Value) -> anyhow::Result<(Str
 }
 
 /// Invokes an action until it reports `done`, as a state machine's poll loop would.
-async fn until_done(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
+pub(crate) async fn until_done(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
     for _ in 0..100 {
         let result = ok(service, payload.clone()).await?;
         if result["state"] == "done" {

@@ -42,7 +42,10 @@ async fn regional_resources(sb: &Sandbox) -> anyhow::Result<()> {
             redrive["deadLetterTargetArn"].as_str().is_some_and(|a| a.ends_with(&d.regional_names(region).orders_dlq)),
             "{region}: {redrive}"
         );
-        ensure!(redrive["maxReceiveCount"].to_string().trim_matches('"') == "5", "{region}: {redrive}");
+        ensure!(
+            redrive["maxReceiveCount"].to_string().trim_matches('"') == d.orders_max_receives.to_string(),
+            "{region}: {redrive}"
+        );
 
         let ddb = aws_sdk_dynamodb::Client::new(&config);
         let item = ddb

@@ -248,10 +248,18 @@ fn instrument(s: &str) -> Result<String, Rejection> {
 
 /// A positive decimal string with at most 12 integer and 6 fractional digits.
 fn price(s: &str) -> Result<Price, Rejection> {
-    let bad = || reject(RejectReason::BadPrice, format!("price must be a positive decimal string like \"101.25\", not {s:?}"));
+    let bad = || {
+        reject(RejectReason::BadPrice, format!("price must be a positive decimal string like \"101.25\", not {s:?}"))
+    };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || int.len() > 12 || frac.len() > 6 || !digits(int) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
+    if int.is_empty()
+        || int.len() > 12
+        || frac.len() > 6
+        || !digits(int)
+        || !digits(frac)
+        || (s.contains('.') && frac.is_empty())
+    {
         return Err(bad());
     }
     let int: i64 = int.parse().map_err(|_| bad())?;
@@ -263,11 +271,13 @@ fn price(s: &str) -> Result<Price, Rejection> {
 /// RFC 3339 in UTC: `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, fraction up to nanoseconds.
 fn timestamp(field: &str, s: &str) -> Result<Timestamp, Rejection> {
     let bad = || {
-        reject(RejectReason::BadTimestamp, format!("{field} must be an RFC 3339 UTC time like 2026-11-22T09:30:00.123Z"))
+        reject(
+            RejectReason::BadTimestamp,
+            format!("{field} must be an RFC 3339 UTC time like 2026-11-22T09:30:00.123Z"),
+        )
     };
     let b = s.as_bytes();
-    if b.len() < 20 || b.len() > 30 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':'
-    {
+    if b.len() < 20 || b.len() > 30 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
     let num = |range: std::ops::Range<usize>| -> Result<i64, Rejection> {
@@ -279,7 +289,9 @@ fn timestamp(field: &str, s: &str) -> Result<Timestamp, Rejection> {
     let rest = s.get(19..).ok_or_else(bad)?;
     let fraction = match rest.strip_suffix('Z') {
         Some("") => "",
-        Some(f) if f.len() >= 2 && f.len() <= 10 && f.starts_with('.') && f[1..].bytes().all(|c| c.is_ascii_digit()) => {
+        Some(f)
+            if f.len() >= 2 && f.len() <= 10 && f.starts_with('.') && f[1..].bytes().all(|c| c.is_ascii_digit()) =>
+        {
             &f[1..]
         }
         _ => return Err(bad()),

@@ -161,7 +161,8 @@ pub fn sort(messages: &[Message]) -> Sorted {
                     if first_order.fingerprint() == order.fingerprint() {
                         s.copies.push((i, *first));
                     } else {
-                        s.conflicts.push((i, format!("order id {} repeated in the batch with other content", order.order_id)));
+                        s.conflicts
+                            .push((i, format!("order id {} repeated in the batch with other content", order.order_id)));
                     }
                 }
             },
@@ -199,7 +200,12 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(config: ConsumerConfig, local_claims: ControlTable, peer_claims: ControlTable, queue: OrderQueue) -> Self {
+    pub fn new(
+        config: ConsumerConfig,
+        local_claims: ControlTable,
+        peer_claims: ControlTable,
+        queue: OrderQueue,
+    ) -> Self {
         let mut db = PgNode::new(config.database.clone(), format!("order-consumer-{}", config.deployment.local_region));
         db.timeout = Duration::from_secs(5);
         Consumer {
@@ -317,7 +323,12 @@ impl Consumer {
 
     /// Active: insert every new order in one transaction, under `claim`, and commit only if
     /// the claim is still `claim` just before the commit.
-    async fn apply(&self, messages: &[Message], firsts: &[(usize, Order)], claim: &WriterClaim) -> PortResult<Vec<Verdict>> {
+    async fn apply(
+        &self,
+        messages: &[Message],
+        firsts: &[(usize, Order)],
+        claim: &WriterClaim,
+    ) -> PortResult<Vec<Verdict>> {
         if firsts.is_empty() {
             return Ok(Vec::new());
         }
@@ -513,7 +524,9 @@ mod tests {
         })
         .expect_err("incomplete");
         let text = err.to_string();
-        for needle in ["SWITCHYARD_CONTROL_TABLE", "SWITCHYARD_ORDERS_QUEUE_URL", "SWITCHYARD_ORDERS_MAX_RECEIVES", "us-east-1"] {
+        for needle in
+            ["SWITCHYARD_CONTROL_TABLE", "SWITCHYARD_ORDERS_QUEUE_URL", "SWITCHYARD_ORDERS_MAX_RECEIVES", "us-east-1"]
+        {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
     }

@@ -11,8 +11,8 @@
 //! shadow); the same rule makes a returning old writer's consumer shadow, as long as it can
 //! read the new claim.
 
-use switchyard_core::{EpochCheck, Region, WriterClaim, ports::PortResult};
 use switchyard_core::ports::WriterRegistry;
+use switchyard_core::{EpochCheck, Region, WriterClaim, ports::PortResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -114,7 +114,10 @@ mod tests {
         let t = Duration::from_secs(1);
         assert_eq!(newest_claim(&local, Some(&peer), t).await.expect("read").0, claim(2, "us-east-2"));
         assert_eq!(newest_claim(&peer, Some(&local), t).await.expect("read").0, claim(2, "us-east-2"));
-        assert_eq!(newest_claim::<_, InMemoryWriterRegistry>(&local, None, t).await.expect("read").0, claim(1, "us-east-1"));
+        assert_eq!(
+            newest_claim::<_, InMemoryWriterRegistry>(&local, None, t).await.expect("read").0,
+            claim(1, "us-east-1")
+        );
         let split = InMemoryWriterRegistry::new(claim(1, "us-east-2"));
         let err = newest_claim(&local, Some(&split), t).await.expect_err("split claim");
         assert_eq!(err.name, ErrorName::Internal);

@@ -38,6 +38,11 @@ impl PgNode {
     /// Applies every migration the database lacks. Returns the versions applied now (empty
     /// when the schema was already current).
     pub async fn migrate(&self, client: &mut Client) -> PortResult<Vec<i32>> {
+        // Read-only first: a current schema needs no lock and no write (a fenced server or a
+        // replica may be asked too).
+        if self.schema_version(client).await? >= required_version() {
+            return Ok(Vec::new());
+        }
         let t = self.timeout;
         let tx = bounded(t, "begin", client.transaction()).await?;
         bounded(t, "advisory lock", tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])).await?;

@@ -87,10 +87,10 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         .queue_url
         .context("no DLQ url")?;
     let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
-    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#);
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#, d.orders_max_receives);
     let queue_url = create_queue(&names.orders_queue)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .attributes(QueueAttributeName::VisibilityTimeout, "60")
+        .attributes(QueueAttributeName::VisibilityTimeout, d.orders_visibility_timeout.as_secs().to_string())
         .send()
         .await?
         .queue_url

@@ -6,6 +6,7 @@
 //! Several instances can run side by side (the tests start their own), each on free ports.
 
 pub mod aws;
+pub mod event_source;
 pub mod lambda;
 pub mod postgres;
 pub mod smoke;
@@ -223,6 +224,7 @@ impl Sandbox {
             }
             if role == DatabaseRole::Writer {
                 postgres::create_database(&endpoint).await?;
+                postgres::migrate(&endpoint).await?;
             }
             regions.push(RegionSandbox {
                 region: region.clone(),
@@ -353,6 +355,9 @@ impl Sandbox {
         let mut env = function_environment(&self.deployment(), region, &self.aws_endpoint_url, &self.regions);
         if let Some(r) = &self.resources {
             env.push((keys::HOSTED_ZONE_ID, r.global.hosted_zone_id.clone()));
+            if let Some(regional) = r.regions.get(region.as_str()) {
+                env.push((keys::ORDERS_QUEUE_URL, regional.orders_queue_url.clone()));
+            }
         }
         env
     }

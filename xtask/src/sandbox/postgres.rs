@@ -190,6 +190,14 @@ pub async fn create_database(admin: &PgEndpoint) -> Result<()> {
     Ok(())
 }
 
+/// Applies the schema migrations the functions ship (`switchyard_postgres::MIGRATIONS`), as
+/// a first cold-started consumer would; the replica receives them through replication.
+pub async fn migrate(writer: &PgEndpoint) -> Result<Vec<i32>> {
+    let node = PgNode::new(writer.clone(), "switchyard-sandbox");
+    let mut client = node.connect().await.map_err(anyhow::Error::msg)?;
+    node.migrate(&mut client).await.map_err(anyhow::Error::msg)
+}
+
 /// Writes a uniquely tagged row on the writer and waits for it to appear on the replica.
 /// Returns how long that took.
 pub async fn canary(writer: &PgNode, replica: &PgNode, timeout: Duration) -> Result<Duration> {

@@ -1,0 +1,389 @@
+//! The order-consumer function, fed by the sandbox's stand-in for the SQS event source
+//! mapping (`xtask::sandbox::event_source`), against the real databases and queues.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, ensure};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use libtest_mimic::Trial;
+use serde_json::json;
+use switchyard_aws::sdk_config;
+use switchyard_core::{
+    Order,
+    order::{Price, Side, Timestamp},
+};
+use switchyard_postgres::{PgNode, pair_lag};
+use switchyard_tests::{eventually, finish_own, own_sandbox, sandbox_trial, trial};
+use xtask::sandbox::{
+    Sandbox,
+    event_source::{OrdersEventSource, Poll},
+};
+
+use crate::promoter::{ok, request, until_done};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        sandbox_trial("consumer::duplicate_deliveries_apply_each_order_once", |sb| Box::pin(duplicates(sb))),
+        sandbox_trial("consumer::a_mixed_batch_reports_exactly_the_bad_orders_which_end_in_the_dlq", |sb| {
+            Box::pin(mixed_batch(sb))
+        }),
+        sandbox_trial("consumer::shadow_deletes_only_orders_the_replica_holds", |sb| Box::pin(shadow(sb))),
+        sandbox_trial("consumer::an_outage_never_moves_a_valid_order_into_the_dlq", |sb| Box::pin(outage(sb))),
+        trial("consumer::after_a_failover_every_acknowledged_order_is_applied_once", || Box::pin(failover()))
+            .with_kind("sandbox"),
+    ]
+}
+
+fn now() -> Timestamp {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp { unix_seconds: d.as_secs() as i64, nanos: d.subsec_micros() * 1000 }
+}
+
+/// A valid order with an id unique to this test run.
+fn order(tag: &str, n: usize) -> Order {
+    let t = now();
+    Order {
+        order_id: format!("{tag}-{}-{n}", std::process::id()),
+        account: "ACC-1".into(),
+        instrument: "AAPL".into(),
+        side: if n % 2 == 0 { Side::Buy } else { Side::Sell },
+        quantity: 10 + n as u64,
+        price: Price(187_250_000 + n as i64),
+        submitted_at: t,
+        acknowledged_at: t,
+    }
+}
+
+fn body(o: &Order) -> String {
+    o.to_json().to_string()
+}
+
+/// Sends bodies straight to a queue (no fan-out); returns their message ids in order.
+async fn send(source: &OrdersEventSource<'_>, bodies: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for chunk in bodies.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SendMessageBatchRequestEntry::builder().id(format!("e{i}")).message_body(b).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        let out =
+            source.sqs.send_message_batch().queue_url(&source.queue_url).set_entries(Some(entries)).send().await?;
+        ensure!(out.failed().is_empty(), "SendMessageBatch refused {:?}", out.failed());
+        let by_entry: BTreeMap<&str, &str> = out.successful().iter().map(|s| (s.id(), s.message_id())).collect();
+        ids.extend((0..chunk.len()).map(|i| by_entry[format!("e{i}").as_str()].to_owned()));
+    }
+    Ok(ids)
+}
+
+/// Publishes orders to a region's orders topic, as that region's API does once it has
+/// acknowledged them; SNS fans each out to both regions' queues.
+async fn publish(sb: &Sandbox, region: &str, orders: &[Order]) -> anyhow::Result<()> {
+    let resources = sb.resources.as_ref().context("not provisioned")?;
+    let sns = aws_sdk_sns::Client::new(&sdk_config(&sb.aws_target(), &sb.region(region)?.region).await);
+    for o in orders {
+        sns.publish().topic_arn(&resources.regions[region].orders_topic_arn).message(body(o)).send().await?;
+    }
+    Ok(())
+}
+
+async fn wait_depth(source: &OrdersEventSource<'_>, url: &str, n: u64) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(15), &format!("{} messages in {url}", n), || async {
+        Ok((source.depth(url).await? == n).then_some(()))
+    })
+    .await
+}
+
+/// Order ids with `prefix` in a database.
+async fn applied(node: &PgNode, prefix: &str) -> anyhow::Result<BTreeSet<String>> {
+    let rows =
+        node.connect().await?.query("SELECT order_id FROM orders WHERE order_id LIKE $1 || '%'", &[&prefix]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+fn ids(orders: &[Order]) -> BTreeSet<String> {
+    orders.iter().map(|o| o.order_id.clone()).collect()
+}
+
+fn total(polls: &[Poll], f: impl Fn(&Poll) -> usize) -> usize {
+    polls.iter().map(f).sum()
+}
+
+/// Every poll succeeded as a whole (partial failures only).
+fn no_function_error(polls: &[Poll]) -> anyhow::Result<()> {
+    for p in polls {
+        ensure!(p.function_error.is_none(), "the consumer failed a whole batch: {:?}", p.function_error);
+    }
+    Ok(())
+}
+
+/// One batch holds an order twice and the next batch holds it again; then the very same
+/// event is delivered a second time. Each order is applied once, nothing is kept.
+async fn duplicates(sb: &Sandbox) -> anyhow::Result<()> {
+    let source = OrdersEventSource::new(sb, "us-east-1").await?;
+    let orders: Vec<Order> = (0..4).map(|n| order("dup", n)).collect();
+    let mut bodies: Vec<String> = orders.iter().map(body).collect();
+    bodies.push(body(&orders[0]));
+    send(&source, &bodies).await?;
+    wait_depth(&source, &source.queue_url, 5).await?;
+    let polls = source.drain(10).await?;
+    no_function_error(&polls)?;
+    ensure!(total(&polls, |p| p.kept.len()) == 0, "kept: {polls:?}");
+    send(&source, &[body(&orders[1]), body(&orders[2])]).await?;
+    let again = source.drain(10).await?;
+    ensure!(total(&again, |p| p.deleted) == 2, "redelivered orders not deleted: {again:?}");
+
+    let node = sb.node("us-east-1")?;
+    let prefix = format!("dup-{}-", std::process::id());
+    ensure!(applied(&node, &prefix).await? == ids(&orders), "applied set differs");
+    let copies: i64 = node
+        .connect()
+        .await?
+        .query_one("SELECT count(*) FROM orders WHERE order_id LIKE $1 || '%'", &[&prefix])
+        .await?
+        .get(0);
+    ensure!(copies == 4, "{copies} rows for 4 orders");
+
+    // The same event delivered twice (an at-least-once redelivery of a whole batch).
+    let event = json!({ "Records": [
+        { "messageId": "redelivered-1", "body": body(&orders[3]), "attributes": { "ApproximateReceiveCount": "2" } },
+    ]});
+    for _ in 0..2 {
+        let answer = sb.lambda("us-east-1")?.invoke("order-consumer", &event).await?;
+        ensure!(
+            answer == xtask::sandbox::lambda::Invocation::Ok(json!({ "batchItemFailures": [] })),
+            "redelivery: {answer:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Seven good orders and three bad ones in one batch: exactly the three are reported, the
+/// seven are applied. The three then go to the DLQ after the queue's max receives.
+async fn mixed_batch(sb: &Sandbox) -> anyhow::Result<()> {
+    let mut source = OrdersEventSource::new(sb, "us-east-1").await?;
+    source.visibility = Some(Duration::ZERO);
+    let good: Vec<Order> = (0..7).map(|n| order("mixed", n)).collect();
+    let mut bodies: Vec<String> = good.iter().map(body).collect();
+    let mut bad_price = good[0].to_json();
+    bad_price["orderId"] = json!(format!("mixed-{}-bad", std::process::id()));
+    bad_price["price"] = json!(-3);
+    let bad = [r#"{"orderId": "#.to_owned(), json!({"hello": "world"}).to_string(), bad_price.to_string()];
+    bodies.splice(2..2, bad.iter().cloned());
+    let message_ids = send(&source, &bodies).await?;
+    let bad_ids: BTreeSet<String> = message_ids[2..5].iter().cloned().collect();
+    wait_depth(&source, &source.queue_url, 10).await?;
+
+    let first = source.poll().await?;
+    ensure!(first.received == 10, "expected one batch of 10, got {}", first.received);
+    ensure!(first.function_error.is_none(), "{:?}", first.function_error);
+    ensure!(first.kept.iter().cloned().collect::<BTreeSet<_>>() == bad_ids, "reported {:?}", first.kept);
+    ensure!(applied(&sb.node("us-east-1")?, &format!("mixed-{}-", std::process::id())).await? == ids(&good));
+
+    let max_receives = sb.deployment().orders_max_receives as usize;
+    let mut polls = 1;
+    while source.depth(&source.dlq_url).await? < 3 && polls <= max_receives + 2 {
+        let p = source.poll().await?;
+        ensure!(p.deleted == 0, "a poison message was deleted: {p:?}");
+        polls += 1;
+    }
+    ensure!(source.depth(&source.dlq_url).await? == 3, "poison not in the DLQ after {polls} polls");
+    ensure!(source.depth(&source.queue_url).await? == 0, "messages left on the queue");
+    // Empty the DLQ for the other tests.
+    let dlq = source.sqs.receive_message().queue_url(&source.dlq_url).max_number_of_messages(10).send().await?;
+    for m in dlq.messages() {
+        source
+            .sqs
+            .delete_message()
+            .queue_url(&source.dlq_url)
+            .set_receipt_handle(m.receipt_handle.clone())
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// With the replica's replay paused, the standby consumer keeps every order; once the
+/// replica has them, it deletes them.
+async fn shadow(sb: &Sandbox) -> anyhow::Result<()> {
+    let (primary, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    let east1 = OrdersEventSource::new(sb, "us-east-1").await?;
+    let mut east2 = OrdersEventSource::new(sb, "us-east-2").await?;
+    east2.visibility = Some(Duration::from_secs(1));
+    let orders: Vec<Order> = (0..5).map(|n| order("shadow", n)).collect();
+
+    let paused = replica.connect().await?;
+    paused.batch_execute("SELECT pg_wal_replay_pause()").await?;
+    let outcome = async {
+        publish(sb, "us-east-1", &orders).await?;
+        wait_depth(&east2, &east2.queue_url, 5).await?;
+        let applied_polls = east1.drain(10).await?;
+        ensure!(total(&applied_polls, |p| p.deleted) == 5, "primary: {applied_polls:?}");
+        let kept = east2.drain(10).await?;
+        no_function_error(&kept)?;
+        ensure!(total(&kept, |p| p.kept.len()) == 5 && total(&kept, |p| p.deleted) == 0, "shadow: {kept:?}");
+        anyhow::Ok(())
+    }
+    .await;
+    paused.batch_execute("SELECT pg_wal_replay_resume()").await?;
+    outcome?;
+
+    eventually(Duration::from_secs(10), "replica caught up", || async {
+        Ok((pair_lag(&primary, &replica).await?.bytes == 0).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let deleted = east2.drain(10).await?;
+    ensure!(total(&deleted, |p| p.deleted) == 5, "shadow after replication: {deleted:?}");
+    ensure!(east2.depth(&east2.queue_url).await? == 0, "orders left in the standby queue");
+    ensure!(applied(&replica, &format!("shadow-{}-", std::process::id())).await? == ids(&orders));
+    Ok(())
+}
+
+/// An order that never reaches the replica (here: sent to the standby queue only) is kept
+/// delivery after delivery; before its last receive it is re-enqueued, so it stays on the
+/// queue and never reaches the DLQ.
+async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
+    let mut east2 = OrdersEventSource::new(sb, "us-east-2").await?;
+    east2.visibility = Some(Duration::ZERO);
+    let stranded = order("stranded", 0);
+    send(&east2, &[body(&stranded)]).await?;
+    let max_receives = sb.deployment().orders_max_receives as usize;
+    let polls = east2.drain(3 * max_receives).await;
+    // Leave no stranded order for later tests, whatever happened.
+    let cleanup = async {
+        let got = east2
+            .sqs
+            .receive_message()
+            .queue_url(&east2.queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        let mut copies = Vec::new();
+        for m in got.messages() {
+            copies.push(m.message_attributes().and_then(|a| a.get("switchyard-requeued-from")).is_some());
+            east2
+                .sqs
+                .delete_message()
+                .queue_url(&east2.queue_url)
+                .set_receipt_handle(m.receipt_handle.clone())
+                .send()
+                .await?;
+        }
+        anyhow::Ok(copies)
+    };
+    let dlq_depth = east2.depth(&east2.dlq_url).await?;
+    let copies = cleanup.await?;
+    let polls = polls?;
+    no_function_error(&polls)?;
+    ensure!(polls.len() == 3 * max_receives, "the order left the queue after {} deliveries", polls.len());
+    ensure!(dlq_depth == 0, "a valid order reached the DLQ");
+    ensure!(copies == [true], "expected the re-enqueued copy on the queue, found {copies:?}");
+    Ok(())
+}
+
+async fn failover() -> anyhow::Result<()> {
+    let sb = own_sandbox("consumer-failover").await?;
+    let outcome = failover_in(&sb).await;
+    finish_own(sb, outcome)
+}
+
+/// Orders keep arriving through a regional outage: some applied and replicated, some applied
+/// on the primary after replication was cut, some never applied there. After the failover the
+/// new writer's consumer applies what its queue still holds: every acknowledged order exactly
+/// once. The old writer's consumer, back again, applies nothing.
+async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
+    let (old, new) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    let mut east1 = OrdersEventSource::new(sb, "us-east-1").await?;
+    let mut east2 = OrdersEventSource::new(sb, "us-east-2").await?;
+    east1.visibility = Some(Duration::from_secs(1));
+    east2.visibility = Some(Duration::from_secs(1));
+    let batch = |from: usize, to: usize| (from..to).map(|n| order("fo", n)).collect::<Vec<_>>();
+
+    // Calm: applied in us-east-1, replicated, pruned from us-east-2's queue.
+    let calm = batch(0, 20);
+    publish(sb, "us-east-1", &calm).await?;
+    wait_depth(&east2, &east2.queue_url, 20).await?;
+    no_function_error(&east1.drain(10).await?)?;
+    eventually(Duration::from_secs(10), "replica caught up", || async {
+        Ok((pair_lag(&old, &new).await?.bytes == 0).then_some(()))
+    })
+    .await?;
+    let pruned = east2.drain(10).await?;
+    ensure!(total(&pruned, |p| p.deleted) == 20, "shadow pruning: {pruned:?}");
+
+    // The link between the regions fails; us-east-1 keeps applying what it receives.
+    let replica = new.connect().await?;
+    replica.batch_execute("ALTER SYSTEM SET primary_conninfo = ''; ").await?;
+    replica.batch_execute("SELECT pg_reload_conf()").await?;
+    eventually(Duration::from_secs(10), "replication cut", || async {
+        use switchyard_core::ports::ReplicationMonitor;
+        Ok((old.replication_status().await?.streaming_peers == 0).then_some(()))
+    })
+    .await?;
+    let unreplicated = batch(20, 35);
+    publish(sb, "us-east-1", &unreplicated).await?;
+    wait_depth(&east1, &east1.queue_url, 15).await?;
+    no_function_error(&east1.drain(10).await?)?;
+    // Acknowledged, published, then us-east-1 dies before its consumer gets to them.
+    let unapplied = batch(35, 45);
+    publish(sb, "us-east-1", &unapplied).await?;
+    wait_depth(&east2, &east2.queue_url, 25).await?;
+    let kept = east2.drain(10).await?;
+    ensure!(total(&kept, |p| p.kept.len()) == 25 && total(&kept, |p| p.deleted) == 0, "shadow: {kept:?}");
+    sb.crash_database("us-east-1")?;
+
+    // Unplanned failover to us-east-2 through rds-promoter, as the state machine runs it.
+    let promoter = sb.lambda("us-east-2")?;
+    let mut check = request("check", "unplanned", 1);
+    check["allowDataLoss"] = json!(true);
+    ok(promoter, check).await?;
+    until_done(promoter, request("promote", "unplanned", 1)).await?;
+    ok(promoter, request("record", "unplanned", 1)).await?;
+
+    // us-east-2's consumer is active now and applies what its queue held.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let takeover = east2.drain(10).await?;
+    no_function_error(&takeover)?;
+    let acknowledged: BTreeSet<String> =
+        ids(&calm).into_iter().chain(ids(&unreplicated)).chain(ids(&unapplied)).collect();
+    let prefix = format!("fo-{}-", std::process::id());
+    let present = applied(&new, &prefix).await?;
+    ensure!(
+        present == acknowledged,
+        "missing after failover: {:?}",
+        acknowledged.difference(&present).collect::<Vec<_>>()
+    );
+    ensure!(east2.depth(&east2.queue_url).await? == 0 && east2.depth(&east2.dlq_url).await? == 0, "queue not empty");
+    let by_epoch: Vec<(i64, String, i64)> = new
+        .connect()
+        .await?
+        .query(
+            "SELECT applied_epoch, applied_region, count(*) FROM orders WHERE order_id LIKE $1 || '%' GROUP BY 1, 2 ORDER BY 1",
+            &[&prefix],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    ensure!(by_epoch == [(1, "us-east-1".into(), 20), (2, "us-east-2".into(), 25)], "applied: {by_epoch:?}");
+
+    // us-east-1 comes back, its database unfenced and its own control table still naming it
+    // the writer. Its consumer reads the peer's newer epoch and applies nothing.
+    sb.start_database("us-east-1")?;
+    let late = batch(45, 46);
+    publish(sb, "us-east-2", &late).await?;
+    wait_depth(&east1, &east1.queue_url, 11).await?;
+    let returning = east1.drain(10).await?;
+    no_function_error(&returning)?;
+    ensure!(total(&returning, |p| p.kept.len()) == 11 && total(&returning, |p| p.deleted) == 0, "{returning:?}");
+    ensure!(applied(&old, &prefix).await?.len() == 35, "the returning writer applied an order");
+    let applied_late = east2.drain(10).await?;
+    ensure!(total(&applied_late, |p| p.deleted) == 1, "{applied_late:?}");
+    ensure!(applied(&new, &prefix).await?.len() == 46);
+    Ok(())
+}
