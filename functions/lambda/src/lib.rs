@@ -40,6 +40,9 @@ pub fn check_sample_events<T: DeserializeOwned>(dir: &std::path::Path) -> Result
     let mut seen = 0;
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue; // a README beside the events
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;

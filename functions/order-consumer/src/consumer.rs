@@ -505,6 +505,25 @@ mod tests {
     }
 
     #[test]
+    fn sample_events_parse_and_sort_as_documented() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/order-consumer");
+        let seen = switchyard_lambda::check_sample_events::<SqsEvent>(&dir).expect("sample events");
+        assert_eq!(seen, 4);
+        let sorted = |file: &str| {
+            let text = std::fs::read_to_string(dir.join(file)).expect("sample");
+            let event: SqsEvent = serde_json::from_str(&text).expect("event");
+            sort(&Message::from_event(event).expect("messages"))
+        };
+        let good = sorted("good-batch.json");
+        assert_eq!((good.firsts.len(), good.rejected.len()), (3, 0));
+        let mixed = sorted("mixed-batch-with-poison.json");
+        let reasons: Vec<&str> = mixed.rejected.iter().map(|(_, r)| r.reason.as_str()).collect();
+        assert_eq!((mixed.firsts.len(), reasons), (2, vec!["NotJson", "BadPrice", "UnknownField"]));
+        let dup = sorted("duplicate-delivery.json");
+        assert_eq!((dup.firsts.len(), dup.copies.len()), (2, 1));
+    }
+
+    #[test]
     fn records_without_a_message_id_are_invalid_input() {
         let event: SqsEvent = serde_json::from_value(json!({"Records": [{"body": "{}"}]})).expect("event");
         assert_eq!(Message::from_event(event).map(|_| ()).map_err(|e| e.name), Err(ErrorName::InvalidInput));
