@@ -2,9 +2,10 @@
 //! (moto for the AWS APIs, two real PostgreSQL servers joined by streaming replication).
 //!
 //! The library half is used by the `xtask` binary (`cargo xtask sandbox up|down|status`,
-//! `cargo xtask test`, `cargo xtask drill`) and by the integration tests in `tests/`, which
+//! `cargo xtask test`, `cargo xtask drill`, `cargo xtask bench`) and by the integration tests in `tests/`, which
 //! start their own sandbox instance and stop it when they finish.
 
+pub mod bench;
 pub mod process;
 pub mod sandbox;
 pub mod tools;

@@ -12,6 +12,8 @@ usage: cargo xtask <command>
                             check; the failover drill arrives with the state machines)
   test [ARGS…]              install what the tests need, then run the whole test suite
                             (ARGS go to `cargo test`)
+  bench consumer [--orders N] [--rounds N]  orders/s of one order-consumer against the
+                            sandbox's PostgreSQL, beside a plain batched INSERT baseline
   sandbox up     [--instance NAME]          start (or keep) the two-region sandbox
   sandbox status [--instance NAME] [--json] health, replication lag, canary row
   sandbox down   [--instance NAME]          stop every process it started, remove its files
@@ -53,6 +55,13 @@ async fn dispatch(args: &[String]) -> Result<ExitCode> {
         }
         ["test", rest @ ..] => test(rest),
         ["drill", ..] => drill().await,
+        ["bench", "consumer", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let number = |flag: &str, default: usize| -> Result<usize> {
+                flag_value(&rest, flag)?.map_or(Ok(default), |v| v.parse().with_context(|| format!("{flag} {v}")))
+            };
+            bench_consumer(number("--orders", 1000)?, number("--rounds", 3)?).await
+        }
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -122,6 +131,29 @@ fn test(extra: &[&str]) -> Result<ExitCode> {
         .status()
         .context("running cargo test")?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn bench_consumer(orders: usize, rounds: usize) -> Result<ExitCode> {
+    println!("bench consumer: {rounds} rounds of {orders} orders, batches of 10, one consumer process\n");
+    let report = xtask::bench::consumer(orders, rounds).await?;
+    let out = xtask::repo_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("consumer.json"), serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "\nmedian: consumer {:.1} orders/s, baseline (plain batched INSERT, same server) {:.1} orders/s\n\
+         ratio consumer/baseline: {:.2}\nheadroom over the platform's need ({:.1} orders/s): {:.0}x\n\
+         per invocation: {:.1} ms for 10 orders, {:.1} ms with no record (Invoke API + claim reads)\n\
+         consumer build: {}\nreport: target/bench/consumer.json",
+        report.consumer_median,
+        report.baseline_median,
+        report.ratio,
+        xtask::bench::NEED_ORDERS_PER_SECOND,
+        report.headroom,
+        report.batch_invocation_ms,
+        report.empty_invocation_ms,
+        report.consumer_build
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The main job. Until the failover state machine lands it honestly runs the sandbox smoke
