@@ -49,7 +49,7 @@ fn order(tag: &str, n: usize) -> Order {
         order_id: format!("{tag}-{}-{n}", std::process::id()),
         account: "ACC-1".into(),
         instrument: "AAPL".into(),
-        side: if n % 2 == 0 { Side::Buy } else { Side::Sell },
+        side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
         quantity: 10 + n as u64,
         price: Price(187_250_000 + n as i64),
         submitted_at: t,

@@ -57,7 +57,7 @@ fn orders(tag: &str, n: usize) -> Vec<Order> {
             order_id: format!("bench-{tag}-{i}"),
             account: format!("ACC-{}", i % 97),
             instrument: "MSFT".into(),
-            side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+            side: if i.is_multiple_of(2) { Side::Buy } else { Side::Sell },
             quantity: 1 + i as u64 % 500,
             price: Price(412_000_000 + i as i64),
             submitted_at: t,
