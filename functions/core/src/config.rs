@@ -42,6 +42,12 @@ pub mod keys {
     pub const API_RECORD: &str = "SWITCHYARD_API_RECORD";
     /// How dns-switcher moves traffic: `health-check` (default) or `records`.
     pub const DNS_MODE: &str = "SWITCHYARD_DNS_MODE";
+    /// order-consumer: the Secrets Manager secret (id or ARN, in the function's region) with the
+    /// database `username` and `password`. Required unless the database is on loopback.
+    pub const DB_SECRET_ID: &str = "SWITCHYARD_DB_SECRET_ID";
+    /// order-consumer: path of the PEM CA bundle that signs the database's certificate (the
+    /// RDS bundle in AWS). Set → TLS required; required unless the database is on loopback.
+    pub const DB_CA_BUNDLE: &str = "SWITCHYARD_DB_CA_BUNDLE";
     /// The region's orders queue URL (order-consumer re-enqueues there; see its docs).
     pub const ORDERS_QUEUE_URL: &str = "SWITCHYARD_ORDERS_QUEUE_URL";
     /// The orders queue's `maxReceiveCount` (its redrive policy); the consumer re-enqueues a

@@ -25,6 +25,7 @@ use std::{
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use switchyard_aws::{
     control_table::ControlTable,
+    db_secret::DbSecret,
     order_queue::{OrderQueue, Requeue},
 };
 use switchyard_core::{
@@ -55,6 +56,10 @@ pub struct ConsumerConfig {
     pub database: PgEndpoint,
     pub queue_url: String,
     pub max_receives: u32,
+    /// Where the database credentials live (never in the environment).
+    pub db_secret_id: Option<String>,
+    /// TLS to the database, trusting the configured CA bundle.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ConsumerConfig {
@@ -65,14 +70,44 @@ impl ConsumerConfig {
         let endpoints = r.required::<DbEndpoints>(keys::DB_ENDPOINTS);
         let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
         let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
+        let db_secret_id = r.optional::<String>(keys::DB_SECRET_ID);
+        let ca_bundle = r.optional::<String>(keys::DB_CA_BUNDLE);
+        let tls = match ca_bundle.as_deref().map(|path| std::fs::read(path).map_err(|e| (path, e.to_string()))) {
+            None => None,
+            Some(Err((path, e))) => {
+                r.invalid(keys::DB_CA_BUNDLE, path, e);
+                None
+            }
+            Some(Ok(pem)) => match switchyard_postgres::tls_trusting(&pem) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    r.invalid(keys::DB_CA_BUNDLE, ca_bundle.clone().unwrap_or_default(), e.message);
+                    None
+                }
+            },
+        };
         if max_receives < 2 {
             r.invalid(keys::ORDERS_MAX_RECEIVES, max_receives.to_string(), "at least 2: one delivery, one re-enqueue");
         }
         let database = match (&deployment, endpoints) {
             (Ok(d), Some(dbs)) => {
                 let local = dbs.0.get(&d.local_region).cloned();
-                if local.is_none() {
-                    r.invalid(keys::DB_ENDPOINTS, "", format!("no endpoint for {}", d.local_region));
+                match &local {
+                    None => r.invalid(keys::DB_ENDPOINTS, "", format!("no endpoint for {}", d.local_region)),
+                    // Beyond loopback: TLS and a secret, or nothing.
+                    Some(ep) if !switchyard_postgres::is_loopback(&ep.host) => {
+                        if ca_bundle.is_none() {
+                            r.invalid(keys::DB_CA_BUNDLE, "", format!("{} is not loopback: TLS is required", ep.host));
+                        }
+                        if db_secret_id.is_none() {
+                            r.invalid(
+                                keys::DB_SECRET_ID,
+                                "",
+                                format!("{} is not loopback: credentials come from Secrets Manager", ep.host),
+                            );
+                        }
+                    }
+                    Some(_) => {}
                 }
                 local
             }
@@ -81,7 +116,7 @@ impl ConsumerConfig {
         r.finish_after(deployment.as_ref().err())?;
         match (deployment, control_table, database, queue_url) {
             (Ok(deployment), Some(control_table), Some(database), Some(queue_url)) => {
-                Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives })
+                Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives, db_secret_id, tls })
             }
             _ => Err(ConfigError { problems: Vec::new() }),
         }
@@ -193,6 +228,7 @@ pub struct Consumer {
     local_claims: ControlTable,
     peer_claims: ControlTable,
     queue: OrderQueue,
+    secret: Option<DbSecret>,
     db: PgNode,
     /// Reused across invocations; replaced when it breaks.
     connection: tokio::sync::Mutex<Option<Client>>,
@@ -205,14 +241,17 @@ impl Consumer {
         local_claims: ControlTable,
         peer_claims: ControlTable,
         queue: OrderQueue,
+        secret: Option<DbSecret>,
     ) -> Self {
         let mut db = PgNode::new(config.database.clone(), format!("order-consumer-{}", config.deployment.local_region));
         db.timeout = Duration::from_secs(5);
+        db.access.tls = config.tls.clone();
         Consumer {
             config,
             local_claims,
             peer_claims,
             queue,
+            secret,
             db,
             connection: tokio::sync::Mutex::new(None),
             state: std::sync::Mutex::new(State::default()),
@@ -316,7 +355,13 @@ impl Consumer {
         slot: &'a mut tokio::sync::MutexGuard<'_, Option<Client>>,
     ) -> PortResult<&'a mut Client> {
         if slot.as_ref().is_none_or(Client::is_closed) {
-            **slot = Some(self.db.connect().await?);
+            // Credentials are read per connection, so a rotated password is picked up at the
+            // next one; connections are reused, so that is rare.
+            let mut node = self.db.clone();
+            if let Some(secret) = &self.secret {
+                node.access.credentials = Some(secret.credentials().await?);
+            }
+            **slot = Some(node.connect().await?);
         }
         slot.as_mut().ok_or_else(|| SwitchyardError::new(ErrorName::Internal, "no connection"))
     }
@@ -356,9 +401,7 @@ impl Consumer {
             Ok(applied)
         }
         .await;
-        if result.as_ref().is_err_and(|e| e.name == ErrorName::ServiceUnavailable) {
-            *slot = None;
-        }
+        drop_broken(&mut slot, &result);
         Ok(result?
             .into_iter()
             .zip(firsts)
@@ -384,9 +427,7 @@ impl Consumer {
             orders::presence(&*client, self.db.timeout, &orders).await
         }
         .await;
-        if result.as_ref().is_err_and(|e| e.name == ErrorName::ServiceUnavailable) {
-            *slot = None;
-        }
+        drop_broken(&mut slot, &result);
         Ok(result?
             .into_iter()
             .zip(firsts)
@@ -461,6 +502,14 @@ impl Consumer {
     }
 }
 
+/// Forgets a connection after an error that may have broken it (unreachable, or refused
+/// credentials: the secret may have been rotated), so the next batch opens a fresh one.
+fn drop_broken<T>(slot: &mut Option<Client>, result: &PortResult<T>) {
+    if result.as_ref().is_err_and(|e| matches!(e.name, ErrorName::ServiceUnavailable | ErrorName::AccessDenied)) {
+        *slot = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -527,6 +576,33 @@ mod tests {
     fn records_without_a_message_id_are_invalid_input() {
         let event: SqsEvent = serde_json::from_value(json!({"Records": [{"body": "{}"}]})).expect("event");
         assert_eq!(Message::from_event(event).map(|_| ()).map_err(|e| e.name), Err(ErrorName::InvalidInput));
+    }
+
+    #[test]
+    fn a_remote_database_needs_tls_and_a_secret() {
+        let lookup = |ca: Option<&str>| {
+            let ca = ca.map(str::to_owned);
+            move |k: &str| {
+                match k {
+                "SWITCHYARD_ENV" => Some("t".into()),
+                "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => Some("us-east-1".into()),
+                "SWITCHYARD_STANDBY_REGION" => Some("us-east-2".into()),
+                "SWITCHYARD_CONTROL_TABLE" | "SWITCHYARD_ORDERS_QUEUE_URL" => Some("x".into()),
+                "SWITCHYARD_DB_CA_BUNDLE" => ca.clone(),
+                "SWITCHYARD_DB_ENDPOINTS" => Some(
+                    r#"{"us-east-1":{"host":"db.cluster-x.us-east-1.rds.amazonaws.com","port":5432,"user":"u","dbname":"d"}}"#
+                        .into(),
+                ),
+                _ => None,
+            }
+            }
+        };
+        let text = ConsumerConfig::from_lookup(lookup(None)).expect_err("plain text to a remote host").to_string();
+        for needle in ["SWITCHYARD_DB_CA_BUNDLE", "TLS is required", "SWITCHYARD_DB_SECRET_ID", "Secrets Manager"] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        let text = ConsumerConfig::from_lookup(lookup(Some("/nonexistent/ca.pem"))).expect_err("no bundle").to_string();
+        assert!(text.contains("/nonexistent/ca.pem"), "{text}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ mod mode;
 
 use std::sync::Arc;
 
-use switchyard_aws::{control_table::ControlTable, deployment_sdk_config, order_queue::OrderQueue};
+use switchyard_aws::{
+    control_table::ControlTable, db_secret::DbSecret, deployment_sdk_config, order_queue::OrderQueue,
+};
 use switchyard_core::SwitchyardError;
 
 use crate::consumer::{Consumer, ConsumerConfig};
@@ -25,7 +27,8 @@ async fn consumer() -> Result<Arc<Consumer>, SwitchyardError> {
     let local_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&local), &config.control_table);
     let peer_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer), &config.control_table);
     let queue = OrderQueue::new(aws_sdk_sqs::Client::new(&local), &config.queue_url);
-    Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue)))
+    let secret = config.db_secret_id.as_ref().map(|id| DbSecret::new(aws_sdk_secretsmanager::Client::new(&local), id));
+    Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue, secret)))
 }
 
 #[tokio::main]

@@ -7,15 +7,15 @@
 //! Every call is bounded by a timeout and every error is classified into a
 //! [`SwitchyardError`] name, so a caller can tell "retry later" from "fix something".
 //!
-//! Transport: plain TCP, which the sandbox uses on loopback only. TLS for Aurora arrives with
-//! the order consumer (it needs credentials from Secrets Manager too); until then this crate
-//! must not be pointed at a non-loopback host, and [`PgEndpoint::config`] refuses to.
+//! Transport: TLS (rustls, server certificate checked against a CA bundle, password from the
+//! caller's secret store) wherever a [`PgAccess`] carries TLS; plain TCP otherwise, which
+//! [`PgEndpoint::config`] allows to loopback only (the sandbox's superuser connections).
 
 mod migrate;
 pub mod orders;
 mod promotion;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 pub use migrate::{MIGRATIONS, Migration, required_version};
 pub use promotion::{Fence, catch_up};
@@ -40,7 +40,17 @@ impl PgEndpoint {
     /// A connection config tagged with `application_name` (it shows in `pg_stat_activity`
     /// and, for a replica, in the primary's `pg_stat_replication`).
     pub fn config(&self, application_name: &str, timeout: Duration) -> PortResult<tokio_postgres::Config> {
-        if !is_loopback(&self.host) {
+        self.config_with(application_name, timeout, &PgAccess::default())
+    }
+
+    /// As [`PgEndpoint::config`], with the credentials and transport of `access`.
+    pub fn config_with(
+        &self,
+        application_name: &str,
+        timeout: Duration,
+        access: &PgAccess,
+    ) -> PortResult<tokio_postgres::Config> {
+        if access.tls.is_none() && !is_loopback(&self.host) {
             return Err(SwitchyardError::new(
                 ErrorName::MissingConfig,
                 format!("{}: plain-text connections are allowed to loopback only until TLS support lands", self.host),
@@ -49,10 +59,16 @@ impl PgEndpoint {
         let mut c = tokio_postgres::Config::new();
         c.host(&self.host)
             .port(self.port)
-            .user(&self.user)
+            .user(access.credentials.as_ref().map_or(self.user.as_str(), |c| c.username.as_str()))
             .dbname(&self.dbname)
             .application_name(application_name)
             .connect_timeout(timeout);
+        if let Some(credentials) = &access.credentials {
+            c.password(credentials.password.as_bytes());
+        }
+        if access.tls.is_some() {
+            c.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         Ok(c)
     }
 
@@ -66,14 +82,60 @@ impl PgEndpoint {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` names this machine (plain text is allowed there only).
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A database user's name and password, as a secret store hands them out. The password
+/// never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DbCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbCredentials").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+/// How to reach a server beyond its endpoint: credentials (else the endpoint's user with no
+/// password: the sandbox's trusted loopback superuser) and TLS (else plain text, loopback only).
+#[derive(Debug, Clone, Default)]
+pub struct PgAccess {
+    pub credentials: Option<DbCredentials>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A TLS client configuration that trusts exactly the CA certificates in `pem` (for Aurora:
+/// the RDS CA bundle) and checks the server's name against the endpoint host.
+pub fn tls_trusting(pem: &[u8]) -> PortResult<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let bad = |what: String| SwitchyardError::new(ErrorName::MissingConfig, format!("CA bundle: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// One regional PostgreSQL server.
 #[derive(Debug, Clone)]
 pub struct PgNode {
     pub endpoint: PgEndpoint,
+    /// Credentials and TLS; default: the endpoint's user over plain text (loopback only).
+    pub access: PgAccess,
     /// Bounds connecting and every query: a hung database is an answer ("unavailable"), not a
     /// hung probe.
     pub timeout: Duration,
@@ -82,23 +144,41 @@ pub struct PgNode {
 
 impl PgNode {
     pub fn new(endpoint: PgEndpoint, application_name: impl Into<String>) -> Self {
-        PgNode { endpoint, timeout: Duration::from_secs(5), application_name: application_name.into() }
+        PgNode {
+            endpoint,
+            access: PgAccess::default(),
+            timeout: Duration::from_secs(5),
+            application_name: application_name.into(),
+        }
     }
 
     /// Opens a connection whose driver task runs on the current runtime.
     pub async fn connect(&self) -> PortResult<Client> {
-        let config = self.endpoint.config(&self.application_name, self.timeout)?;
-        let (client, connection) = bounded(self.timeout, "connect", config.connect(NoTls)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "postgres connection ended");
+        let config = self.endpoint.config_with(&self.application_name, self.timeout, &self.access)?;
+        let client = match &self.access.tls {
+            None => {
+                let (client, connection) = bounded(self.timeout, "connect", config.connect(NoTls)).await?;
+                tokio::spawn(drive(connection));
+                client
             }
-        });
+            Some(tls) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls::ClientConfig::clone(tls));
+                let (client, connection) = bounded(self.timeout, "connect (TLS)", config.connect(tls)).await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
         Ok(client)
     }
 
     pub(crate) async fn query_one(&self, client: &Client, sql: &str) -> PortResult<tokio_postgres::Row> {
         bounded(self.timeout, sql, client.query_one(sql, &[])).await
+    }
+}
+
+async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "postgres connection ended");
     }
 }
 
