@@ -59,6 +59,8 @@ pub struct RegionalNames {
     /// Writer claim (conditional writes), failover lock, cooldown, timelines.
     pub control_table: String,
     pub db_cluster: String,
+    /// The order consumer's database credentials (Secrets Manager).
+    pub consumer_db_secret: String,
 }
 
 impl DnsMode {
@@ -111,6 +113,7 @@ impl Deployment {
             alerts_topic: format!("{p}-alerts"),
             control_table: format!("{p}-control"),
             db_cluster: format!("{p}-{region}"),
+            consumer_db_secret: format!("{p}/order-consumer/db"),
         }
     }
 
@@ -168,6 +171,7 @@ impl Deployment {
             (keys::CONTROL_TABLE, self.regional_names(region).control_table),
             (keys::ORDERS_PER_HOUR, self.orders_per_hour.to_string()),
             (keys::ORDERS_MAX_RECEIVES, self.orders_max_receives.to_string()),
+            (keys::DB_SECRET_ID, self.regional_names(region).consumer_db_secret),
             (keys::API_RECORD, self.api_record()),
             (keys::DNS_MODE, self.dns_mode.as_str().to_owned()),
         ]

@@ -31,6 +31,9 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(mixed_batch(sb))
         }),
         sandbox_trial("consumer::shadow_deletes_only_orders_the_replica_holds", |sb| Box::pin(shadow(sb))),
+        sandbox_trial("consumer::reaches_its_database_over_tls_with_the_secret_only", |sb| {
+            Box::pin(tls_and_secret(sb))
+        }),
         sandbox_trial("consumer::an_outage_never_moves_a_valid_order_into_the_dlq", |sb| Box::pin(outage(sb))),
         trial("consumer::after_a_failover_every_acknowledged_order_is_applied_once", || Box::pin(failover()))
             .with_kind("sandbox"),
@@ -240,6 +243,50 @@ async fn shadow(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(total(&deleted, |p| p.deleted) == 5, "shadow after replication: {deleted:?}");
     ensure!(east2.depth(&east2.queue_url).await? == 0, "orders left in the standby queue");
     ensure!(applied(&replica, &format!("shadow-{}-", std::process::id())).await? == ids(&orders));
+    Ok(())
+}
+
+/// The consumer logs in as its own role with the password from Secrets Manager, over TLS;
+/// the same password in plain text is refused, and no function's environment holds it.
+async fn tls_and_secret(sb: &Sandbox) -> anyhow::Result<()> {
+    let credentials = xtask::sandbox::postgres::consumer_credentials(&sb.dir)?;
+    for region in ["us-east-1", "us-east-2"] {
+        let answer = sb
+            .lambda(region)?
+            .invoke(
+                "order-consumer",
+                &json!({ "Records": [
+                    { "messageId": "tls-probe", "body": body(&order("tls", 0)), "attributes": {} },
+                ]}),
+            )
+            .await?;
+        ensure!(matches!(answer, xtask::sandbox::lambda::Invocation::Ok(_)), "{region}: {answer:?}");
+        let node = sb.node(region)?;
+        let sessions = node
+            .connect()
+            .await?
+            .query("SELECT a.usename::text, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = $1", &[&format!("order-consumer-{region}")])
+            .await?;
+        let seen: Vec<(String, bool)> = sessions.iter().map(|r| (r.get(0), r.get(1))).collect();
+        ensure!(
+            !seen.is_empty() && seen.iter().all(|(u, ssl)| u == "order_consumer" && *ssl),
+            "{region}: sessions {seen:?}"
+        );
+
+        let mut plain = node.endpoint.config(&format!("plain-{region}"), Duration::from_secs(5))?;
+        plain.user(&credentials.username).password(credentials.password.as_bytes());
+        let refused = plain.connect(tokio_postgres::NoTls).await;
+        ensure!(
+            refused.as_ref().err().and_then(|e| e.as_db_error()).is_some_and(|e| e.message().contains("no encryption")),
+            "{region}: plain text was not refused: {:?}",
+            refused.err()
+        );
+        let env = sb.function_environment(&region.parse()?);
+        ensure!(
+            env.iter().all(|(_, v)| !v.contains(&credentials.password)),
+            "{region}: the password is in the environment"
+        );
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_aws::{AwsTarget, sdk_config};
 use switchyard_core::{Region, WriterClaim};
 use switchyard_infra::Deployment;
+use switchyard_postgres::DbCredentials;
 
 /// Tags on every resource the sandbox creates.
 pub fn tags(d: &Deployment) -> [(&'static str, String); 2] {
@@ -53,17 +54,34 @@ pub struct Resources {
     pub global: GlobalResources,
 }
 
-pub async fn provision(target: &AwsTarget, d: &Deployment) -> Result<Resources> {
+pub async fn provision(target: &AwsTarget, d: &Deployment, consumer_db: &DbCredentials) -> Result<Resources> {
     let mut regions = BTreeMap::new();
     for region in d.regions.iter() {
         regions.insert(
             region.to_string(),
             provision_region(target, d, region).await.with_context(|| format!("provisioning {region}"))?,
         );
+        store_consumer_secret(target, d, region, consumer_db).await.with_context(|| format!("secret in {region}"))?;
     }
     subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
     Ok(Resources { regions, global })
+}
+
+/// The order consumer's database credentials, in each region's Secrets Manager under the
+/// name the model gives (a stack creates it with a generated password in AWS).
+async fn store_consumer_secret(target: &AwsTarget, d: &Deployment, region: &Region, c: &DbCredentials) -> Result<()> {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config(target, region).await);
+    let mut req = client
+        .create_secret()
+        .name(d.regional_names(region).consumer_db_secret)
+        .description("order-consumer database credentials")
+        .secret_string(super::postgres::secret_json(c));
+    for (k, v) in tags(d) {
+        req = req.tags(aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build());
+    }
+    req.send().await?;
+    Ok(())
 }
 
 async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -> Result<RegionResources> {

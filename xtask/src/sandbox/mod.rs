@@ -190,7 +190,10 @@ impl Sandbox {
             }
         };
 
-        // The regional databases: primary first (the replica is a base backup of it).
+        // The regional databases: primary first (the replica is a base backup of it), with
+        // TLS, and the order consumer's password-authenticated role.
+        let tls = postgres::ensure_tls(&dir)?;
+        let consumer_credentials = postgres::consumer_credentials(&dir)?;
         let mut regions = Vec::new();
         for (region, role) in
             [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)]
@@ -217,6 +220,7 @@ impl Sandbox {
                         pg.init_replica(&data_dir, port, region.as_str(), &primary.postgres)?
                     }
                 }
+                pg.enable_tls(&data_dir, &tls)?;
             }
             if postgres::postmaster_pid(&data_dir).is_none() {
                 started.database(data_dir.clone());
@@ -225,6 +229,7 @@ impl Sandbox {
             if role == DatabaseRole::Writer {
                 postgres::create_database(&endpoint).await?;
                 postgres::migrate(&endpoint).await?;
+                postgres::ensure_consumer_role(&endpoint, &consumer_credentials).await?;
             }
             regions.push(RegionSandbox {
                 region: region.clone(),
@@ -248,7 +253,8 @@ impl Sandbox {
         sandbox.save()?;
         let provisioned_now = resources.is_none();
         if provisioned_now {
-            resources = Some(aws::provision(&sandbox.aws_target(), &deployment).await.context("provisioning moto")?);
+            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &consumer_credentials).await;
+            resources = Some(provisioned.context("provisioning moto")?);
         }
         sandbox.resources = resources;
         sandbox.save()?;
@@ -359,6 +365,8 @@ impl Sandbox {
                 env.push((keys::ORDERS_QUEUE_URL, regional.orders_queue_url.clone()));
             }
         }
+        // In AWS: the RDS CA bundle shipped beside the binary.
+        env.push((keys::DB_CA_BUNDLE, self.dir.join("tls/ca.pem").to_string_lossy().into_owned()));
         env
     }
 

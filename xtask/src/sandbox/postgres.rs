@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use switchyard_postgres::{PgEndpoint, PgNode};
+use switchyard_postgres::{DbCredentials, PgEndpoint, PgNode};
 
 use crate::{
     process::{self, run},
@@ -234,4 +234,149 @@ pub async fn canary(writer: &PgNode, replica: &PgNode, timeout: Duration) -> Res
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The database role the order consumer logs in as: password authentication over TLS only
+/// (see [`CONSUMER_HBA`]), with no more rights than applying orders needs.
+pub const CONSUMER_ROLE: &str = "order_consumer";
+
+/// `pg_hba.conf` lines put before initdb's `trust` lines: the consumer's role must use TLS
+/// and a password; a plain-text attempt is rejected.
+const CONSUMER_HBA: &str = "hostssl all order_consumer 127.0.0.1/32 scram-sha-256\n\
+                            host    all order_consumer 127.0.0.1/32 reject\n";
+
+/// The sandbox's certificate authority and the servers' certificate (for `127.0.0.1`),
+/// made once per instance with `openssl`, as a stand-in for the RDS CA and Aurora's
+/// certificates.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn ensure_tls(instance_dir: &Path) -> Result<TlsFiles> {
+    let dir = instance_dir.join("tls");
+    let files = TlsFiles { ca: dir.join("ca.pem"), cert: dir.join("server.crt"), key: dir.join("server.key") };
+    if files.ca.exists() && files.cert.exists() && files.key.exists() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let openssl = |args: &[&str]| -> Result<()> {
+        run(Command::new("openssl").current_dir(&dir).args(args))
+            .context("openssl (the sandbox makes its TLS certificates with it; apt-get install openssl)")
+            .map(drop)
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=switchyard sandbox CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    )?;
+    openssl(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]].concat())?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ])?;
+    Ok(files)
+}
+
+impl PgTools {
+    /// Gives a data directory the server certificate and key, turns TLS on and makes the
+    /// consumer's role use it (before the first start; a replica's base backup copies both).
+    pub fn enable_tls(&self, data_dir: &Path, tls: &TlsFiles) -> Result<()> {
+        std::fs::copy(&tls.cert, data_dir.join("server.crt"))?;
+        std::fs::copy(&tls.key, data_dir.join("server.key"))?;
+        run(Command::new("chmod").arg("600").arg(data_dir.join("server.key")))?;
+        let hba = data_dir.join("pg_hba.conf");
+        let existing = std::fs::read_to_string(&hba)?;
+        if !existing.contains(CONSUMER_HBA) {
+            std::fs::write(&hba, format!("{CONSUMER_HBA}{existing}"))?;
+        }
+        self.append_conf(data_dir, "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")?;
+        self.own(data_dir)
+    }
+}
+
+/// The consumer's database credentials: made once per instance (random password) and kept
+/// in the instance directory (mode 600), from where `up` loads them into the sandbox's
+/// Secrets Manager. Functions only ever read them from there.
+pub fn consumer_credentials(instance_dir: &Path) -> Result<DbCredentials> {
+    use std::io::Read;
+    let path = instance_dir.join("consumer-db-secret.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        if let (Some(u), Some(p)) = (v["username"].as_str(), v["password"].as_str()) {
+            return Ok(DbCredentials { username: u.to_owned(), password: p.to_owned() });
+        }
+    }
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let credentials = DbCredentials { username: CONSUMER_ROLE.to_owned(), password };
+    std::fs::write(&path, secret_json(&credentials))?;
+    run(Command::new("chmod").arg("600").arg(&path))?;
+    Ok(credentials)
+}
+
+/// The secret's text, in the shape RDS uses for the secrets it manages.
+pub fn secret_json(c: &DbCredentials) -> String {
+    serde_json::json!({ "username": c.username, "password": c.password }).to_string()
+}
+
+/// Creates the consumer's role on the writer, with rights to read the schema version and to
+/// read and insert orders, nothing else.
+pub async fn ensure_consumer_role(writer: &PgEndpoint, credentials: &DbCredentials) -> Result<()> {
+    let node = PgNode::new(writer.clone(), "switchyard-sandbox");
+    let client = node.connect().await.map_err(anyhow::Error::msg)?;
+    let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&credentials.username]).await?;
+    if exists.is_none() {
+        // Identifiers and the password are ours (hex), not user input; DDL takes no parameters.
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{password}';
+                 GRANT CONNECT ON DATABASE {db} TO {role};
+                 GRANT SELECT, INSERT ON orders TO {role};
+                 GRANT SELECT ON switchyard_migrations TO {role};",
+                role = credentials.username,
+                password = credentials.password,
+                db = DB_NAME,
+            ))
+            .await?;
+    }
+    Ok(())
 }
