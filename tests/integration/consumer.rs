@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context, ensure};
@@ -11,10 +11,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use libtest_mimic::Trial;
 use serde_json::json;
 use switchyard_aws::sdk_config;
-use switchyard_core::{
-    Order,
-    order::{Price, Side, Timestamp},
-};
+use switchyard_core::Order;
 use switchyard_postgres::{PgNode, pair_lag};
 use switchyard_tests::{eventually, finish_own, own_sandbox, sandbox_trial, trial};
 use xtask::sandbox::{
@@ -40,24 +37,9 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-fn now() -> Timestamp {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp { unix_seconds: d.as_secs() as i64, nanos: d.subsec_micros() * 1000 }
-}
-
 /// A valid order with an id unique to this test run.
 fn order(tag: &str, n: usize) -> Order {
-    let t = now();
-    Order {
-        order_id: format!("{tag}-{}-{n}", std::process::id()),
-        account: "ACC-1".into(),
-        instrument: "AAPL".into(),
-        side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
-        quantity: 10 + n as u64,
-        price: Price(187_250_000 + n as i64),
-        submitted_at: t,
-        acknowledged_at: t,
-    }
+    xtask::bench::sample_order(format!("{tag}-{}-{n}", std::process::id()), n)
 }
 
 fn body(o: &Order) -> String {

@@ -49,21 +49,24 @@ pub struct ConsumerBench {
     pub batch_invocation_ms: f64,
 }
 
-fn orders(tag: &str, n: usize) -> Vec<Order> {
+/// A valid order: the `n`-th of a series, acknowledged now. Tests and the benchmark share it.
+pub fn sample_order(order_id: String, n: usize) -> Order {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let t = Timestamp { unix_seconds: d.as_secs() as i64, nanos: d.subsec_micros() * 1000 };
-    (0..n)
-        .map(|i| Order {
-            order_id: format!("bench-{tag}-{i}"),
-            account: format!("ACC-{}", i % 97),
-            instrument: "MSFT".into(),
-            side: if i.is_multiple_of(2) { Side::Buy } else { Side::Sell },
-            quantity: 1 + i as u64 % 500,
-            price: Price(412_000_000 + i as i64),
-            submitted_at: t,
-            acknowledged_at: t,
-        })
-        .collect()
+    Order {
+        order_id,
+        account: format!("ACC-{}", n % 97),
+        instrument: "MSFT".into(),
+        side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+        quantity: 1 + n as u64 % 500,
+        price: Price(412_000_000 + n as i64),
+        submitted_at: t,
+        acknowledged_at: t,
+    }
+}
+
+fn orders(tag: &str, n: usize) -> Vec<Order> {
+    (0..n).map(|i| sample_order(format!("bench-{tag}-{i}"), i)).collect()
 }
 
 fn event(batch: &[Order], first_message: usize) -> Value {

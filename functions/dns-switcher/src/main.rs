@@ -30,10 +30,8 @@ async fn switcher() -> Result<Switcher<ControlTable, FailoverRecords, ServingSig
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let switcher = switcher().await;
-    switchyard_lambda::serve("dns-switcher", move |event| {
-        let switcher = switcher.clone();
-        async move { switcher?.handle(switchyard_lambda::parse_event(event)?).await }
+    switchyard_lambda::serve_built("dns-switcher", switcher().await, |switcher, input| async move {
+        switcher.handle(input).await
     })
     .await
 }

@@ -85,6 +85,30 @@ where
     .await
 }
 
+/// Serves a function built once per cold start: each invocation answers the build's error
+/// (a named `MissingConfig`, say) if there is one, else parses the event into `I` (a
+/// malformed one is `InvalidInput`) and hands both to `handle`.
+pub async fn serve_built<H, I, F, Fut, T>(
+    function: &'static str,
+    built: Result<H, SwitchyardError>,
+    handle: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    H: Clone,
+    I: DeserializeOwned,
+    F: Fn(H, I) -> Fut,
+    Fut: Future<Output = Result<T, SwitchyardError>>,
+    T: Serialize,
+{
+    serve(function, move |event| {
+        // Boxed: the handler's future nests deep enough to hit the compiler's layout limit
+        // inside the runtime's own futures; one allocation per invocation is nothing here.
+        let call = built.clone().and_then(|h| Ok(Box::pin(handle(h, parse_event::<I>(event)?))));
+        async move { call?.await }
+    })
+    .await
+}
+
 /// The handler of a function whose behaviour has not been built yet: it checks its
 /// configuration (so deployment wiring is testable today) and then refuses honestly with
 /// `NotImplemented`, naming the work that will fill it in.

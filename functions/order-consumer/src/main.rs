@@ -33,10 +33,8 @@ async fn consumer() -> Result<Arc<Consumer>, SwitchyardError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let consumer = consumer().await;
-    switchyard_lambda::serve("order-consumer", move |event| {
-        let consumer = consumer.clone();
-        async move { consumer?.handle(switchyard_lambda::parse_event(event)?).await }
+    switchyard_lambda::serve_built("order-consumer", consumer().await, |consumer, input| async move {
+        consumer.handle(input).await
     })
     .await
 }

@@ -36,10 +36,8 @@ async fn promoter() -> Result<Promoter<ControlTable>, SwitchyardError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let promoter = promoter().await;
-    switchyard_lambda::serve("rds-promoter", move |event| {
-        let promoter = promoter.clone();
-        async move { promoter?.handle(switchyard_lambda::parse_event(event)?).await }
+    switchyard_lambda::serve_built("rds-promoter", promoter().await, |promoter, input| async move {
+        promoter.handle(input).await
     })
     .await
 }
