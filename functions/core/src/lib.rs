@@ -8,9 +8,11 @@
 pub mod config;
 pub mod epoch;
 pub mod error;
+pub mod health;
 pub mod order;
 pub mod ports;
 pub mod promotion;
+pub mod readiness;
 pub mod region;
 pub mod replication;
 

@@ -35,7 +35,7 @@ use switchyard_core::{
     ports::PortResult,
 };
 use switchyard_postgres::{
-    DbEndpoints, PgEndpoint, PgNode, bounded,
+    DbSettings, PgEndpoint, PgNode, bounded,
     orders::{self, Applied, Delivery, Presence},
 };
 use tokio_postgres::Client;
@@ -67,55 +67,17 @@ impl ConsumerConfig {
         let deployment = DeploymentConfig::from_lookup(lookup.clone());
         let mut r = ConfigReader::new(lookup);
         let control_table = r.required::<String>(keys::CONTROL_TABLE);
-        let endpoints = r.required::<DbEndpoints>(keys::DB_ENDPOINTS);
         let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
         let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
-        let db_secret_id = r.optional::<String>(keys::DB_SECRET_ID);
-        let ca_bundle = r.optional::<String>(keys::DB_CA_BUNDLE);
-        let tls = match ca_bundle.as_deref().map(|path| std::fs::read(path).map_err(|e| (path, e.to_string()))) {
-            None => None,
-            Some(Err((path, e))) => {
-                r.invalid(keys::DB_CA_BUNDLE, path, e);
-                None
-            }
-            Some(Ok(pem)) => match switchyard_postgres::tls_trusting(&pem) {
-                Ok(tls) => Some(tls),
-                Err(e) => {
-                    r.invalid(keys::DB_CA_BUNDLE, ca_bundle.clone().unwrap_or_default(), e.message);
-                    None
-                }
-            },
-        };
+        let db = DbSettings::read(&mut r, keys::DB_SECRET_ID);
         if max_receives < 2 {
             r.invalid(keys::ORDERS_MAX_RECEIVES, max_receives.to_string(), "at least 2: one delivery, one re-enqueue");
         }
-        let database = match (&deployment, endpoints) {
-            (Ok(d), Some(dbs)) => {
-                let local = dbs.0.get(&d.local_region).cloned();
-                match &local {
-                    None => r.invalid(keys::DB_ENDPOINTS, "", format!("no endpoint for {}", d.local_region)),
-                    // Beyond loopback: TLS and a secret, or nothing.
-                    Some(ep) if !switchyard_postgres::is_loopback(&ep.host) => {
-                        if ca_bundle.is_none() {
-                            r.invalid(keys::DB_CA_BUNDLE, "", format!("{} is not loopback: TLS is required", ep.host));
-                        }
-                        if db_secret_id.is_none() {
-                            r.invalid(
-                                keys::DB_SECRET_ID,
-                                "",
-                                format!("{} is not loopback: credentials come from Secrets Manager", ep.host),
-                            );
-                        }
-                    }
-                    Some(_) => {}
-                }
-                local
-            }
-            _ => None,
-        };
+        let database = deployment.as_ref().ok().and_then(|d| db.endpoint(&mut r, &d.local_region));
         r.finish_after(deployment.as_ref().err())?;
         match (deployment, control_table, database, queue_url) {
             (Ok(deployment), Some(control_table), Some(database), Some(queue_url)) => {
+                let DbSettings { secret_id: db_secret_id, tls, .. } = db;
                 Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives, db_secret_id, tls })
             }
             _ => Err(ConfigError { problems: Vec::new() }),

@@ -11,14 +11,17 @@
 //! caller's secret store) wherever a [`PgAccess`] carries TLS; plain TCP otherwise, which
 //! [`PgEndpoint::config`] allows to loopback only (the sandbox's superuser connections).
 
+pub mod heartbeat;
 mod migrate;
 pub mod orders;
 mod promotion;
+mod settings;
 
 use std::{sync::Arc, time::Duration};
 
 pub use migrate::{MIGRATIONS, Migration, required_version};
 pub use promotion::{Fence, catch_up};
+pub use settings::DbSettings;
 use serde::{Deserialize, Serialize};
 use switchyard_core::{
     DatabaseRole, ErrorName, ReplicationLag, ReplicationStatus, SwitchyardError,

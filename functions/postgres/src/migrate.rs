@@ -23,8 +23,10 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first. Append only.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "orders", sql: include_str!("../migrations/0001_orders.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "orders", sql: include_str!("../migrations/0001_orders.sql") },
+    Migration { version: 2, name: "heartbeat", sql: include_str!("../migrations/0002_heartbeat.sql") },
+];
 
 /// The schema version this code needs.
 pub fn required_version() -> i32 {
