@@ -41,6 +41,8 @@ pub fn name_for_code(code: &str) -> ErrorName {
     } else if BUSY.contains(&code) {
         ErrorName::OperationInProgress
     } else if code.starts_with("NoSuch")
+        || code == "QueueDoesNotExist"
+        || code.ends_with(".NonExistentQueue")
         || code.ends_with("NotFound")
         || code.ends_with("NotFoundFault")
         || code.ends_with("NotFoundException")
@@ -91,6 +93,7 @@ mod tests {
             ("GlobalClusterNotFoundFault", ErrorName::ResourceNotFound),
             ("ResourceNotFoundException", ErrorName::ResourceNotFound),
             ("NoSuchHostedZone", ErrorName::ResourceNotFound),
+            ("AWS.SimpleQueueService.NonExistentQueue", ErrorName::ResourceNotFound),
             ("InternalServerError", ErrorName::ServiceUnavailable),
             ("ValidationException", ErrorName::InvalidInput),
             ("SomethingNew", ErrorName::Internal),

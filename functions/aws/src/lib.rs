@@ -4,7 +4,7 @@
 //! chain, the function's own region) or the sandbox (a loopback endpoint with fixed dummy
 //! credentials); the classification of SDK errors into error names ([`errors`]); and the
 //! adapters of the ports over `aws-sdk-*`, each behind the crate feature of its SDK so a
-//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`]; `route53`: [`route53_records`]; `cloudwatch`: [`serving_signal`]; `sqs`: [`order_queue`]; `secretsmanager`: [`db_secret`]).
+//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`]; `route53`: [`route53_records`]; `cloudwatch`: [`serving_signal`]; `sqs`: [`order_queue`], [`queues`]; `secretsmanager`: [`db_secret`]).
 
 #[cfg(feature = "cloudwatch")]
 pub mod aurora_lag;
@@ -19,6 +19,8 @@ pub mod global_cluster;
 pub mod metrics;
 #[cfg(feature = "sqs")]
 pub mod order_queue;
+#[cfg(feature = "sqs")]
+pub mod queues;
 #[cfg(feature = "route53")]
 pub mod route53_records;
 #[cfg(feature = "cloudwatch")]

@@ -1,13 +1,13 @@
-//! Reading CloudWatch metrics: the one query shape switchyard needs.
+//! CloudWatch metrics: the one query shape switchyard reads, and publishing datapoints.
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::{
     Client,
     primitives::DateTime,
-    types::{Metric, MetricDataQuery, MetricStat, ScanBy},
+    types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, ScanBy, StandardUnit},
 };
-use switchyard_core::ports::PortResult;
+use switchyard_core::ports::{Datapoint, MetricsSink, PortResult};
 
 use crate::errors::classify;
 
@@ -29,4 +29,52 @@ pub async fn newest_value(client: &Client, metric: Metric, stat: &str, lookback:
         .await
         .map_err(|e| classify("GetMetricData", &e))?;
     Ok(out.metric_data_results().first().and_then(|r| r.values().first().copied()))
+}
+
+/// Publishes switchyard datapoints with `PutMetricData`: high resolution (1-second storage),
+/// stamped `at`, in chunks well under the API's per-request limit.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics {
+    client: Client,
+    namespace: String,
+}
+
+impl CloudWatchMetrics {
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+        CloudWatchMetrics { client, namespace: namespace.into() }
+    }
+
+    pub async fn publish_at(&self, datapoints: &[Datapoint], at: SystemTime) -> PortResult<()> {
+        for chunk in datapoints.chunks(150) {
+            let data = chunk
+                .iter()
+                .map(|p| {
+                    let mut d = MetricDatum::builder()
+                        .metric_name(&p.name)
+                        .value(p.value)
+                        .unit(StandardUnit::from(p.unit.as_str()))
+                        .storage_resolution(1)
+                        .timestamp(DateTime::from(at));
+                    for (name, value) in &p.dimensions {
+                        d = d.dimensions(Dimension::builder().name(name).value(value).build());
+                    }
+                    d.build()
+                })
+                .collect::<Vec<_>>();
+            self.client
+                .put_metric_data()
+                .namespace(&self.namespace)
+                .set_metric_data(Some(data))
+                .send()
+                .await
+                .map_err(|e| classify("PutMetricData", &e))?;
+        }
+        Ok(())
+    }
+}
+
+impl MetricsSink for CloudWatchMetrics {
+    async fn publish(&self, datapoints: &[Datapoint]) -> PortResult<()> {
+        self.publish_at(datapoints, SystemTime::now()).await
+    }
 }

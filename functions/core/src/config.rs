@@ -53,6 +53,20 @@ pub mod keys {
     /// The orders queue's `maxReceiveCount` (its redrive policy); the consumer re-enqueues a
     /// valid order before its last receive, so an outage never moves one into the DLQ.
     pub const ORDERS_MAX_RECEIVES: &str = "SWITCHYARD_ORDERS_MAX_RECEIVES";
+    /// health-probe: seconds between probe rounds; 10, 30 or a multiple of 60 (the periods a
+    /// high-resolution CloudWatch alarm can evaluate). Default 10.
+    pub const PROBE_INTERVAL_SECONDS: &str = "SWITCHYARD_PROBE_INTERVAL_SECONDS";
+    /// health-probe: rounds per invocation (the schedule invokes once a minute). Default 6.
+    pub const PROBE_ROUNDS: &str = "SWITCHYARD_PROBE_ROUNDS";
+    /// health-probe: JSON map region → URL of the platform's regional `/health` endpoint.
+    /// Optional: without it no endpoint is probed (the sandbox has no trading API).
+    pub const HEALTH_URLS: &str = "SWITCHYARD_HEALTH_URLS";
+    /// health-probe: its database secret (as [`DB_SECRET_ID`] is the consumer's).
+    pub const PROBE_DB_SECRET_ID: &str = "SWITCHYARD_PROBE_DB_SECRET_ID";
+    /// readiness-tester: its database secret.
+    pub const READINESS_DB_SECRET_ID: &str = "SWITCHYARD_READINESS_DB_SECRET_ID";
+    /// readiness-tester: the SNS topic (ARN, in its region) told when readiness changes.
+    pub const ALERTS_TOPIC_ARN: &str = "SWITCHYARD_ALERTS_TOPIC_ARN";
 }
 
 pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;

@@ -197,7 +197,7 @@ pub enum AlarmState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlarmRule {
-    #[serde(with = "secs")]
+    #[serde(with = "crate::replication::seconds")]
     pub period: Duration,
     pub evaluation_periods: u32,
     pub datapoints_to_alarm: u32,
@@ -221,20 +221,6 @@ impl AlarmRule {
         }
         let breaching = window.iter().flatten().filter(|v| **v < 1.0).count();
         if breaching >= self.datapoints_to_alarm as usize { AlarmState::Alarm } else { AlarmState::Ok }
-    }
-}
-
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs(u64::deserialize(d)?))
     }
 }
 

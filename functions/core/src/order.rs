@@ -71,6 +71,13 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(t: std::time::SystemTime) -> Self {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp { unix_seconds: d.as_secs() as i64, nanos: d.subsec_nanos() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Order {
     pub order_id: String,

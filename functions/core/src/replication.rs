@@ -70,7 +70,8 @@ impl RpoBudget {
     }
 }
 
-mod seconds {
+/// Serde for a `Duration` as whole seconds.
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
