@@ -61,6 +61,62 @@ pub struct RegionalNames {
     pub db_cluster: String,
     /// The order consumer's database credentials (Secrets Manager).
     pub consumer_db_secret: String,
+    /// The failover alarm on the peer region's `Healthy` (as this region's probe sees it),
+    /// in this region's CloudWatch.
+    pub failover_alarm: String,
+    /// The EventBridge rule that starts the failover state machine when that alarm fires.
+    pub failover_rule: String,
+    pub failover_state_machine: String,
+}
+
+/// Every resource name of a deployment, derived from its environment name alone, so a
+/// function can compute the names of what it checks from its own configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(environment: &EnvironmentName) -> Self {
+        Names { prefix: format!("switchyard-{environment}") }
+    }
+
+    pub fn regional(&self, region: &Region) -> RegionalNames {
+        let p = &self.prefix;
+        RegionalNames {
+            orders_queue: format!("{p}-orders"),
+            orders_dlq: format!("{p}-orders-dlq"),
+            orders_topic: format!("{p}-orders"),
+            alerts_topic: format!("{p}-alerts"),
+            control_table: format!("{p}-control"),
+            db_cluster: format!("{p}-{region}"),
+            consumer_db_secret: self.db_secret("order-consumer"),
+            failover_alarm: format!("{p}-peer-unhealthy"),
+            failover_rule: format!("{p}-failover-on-alarm"),
+            failover_state_machine: format!("{p}-failover"),
+        }
+    }
+
+    /// The Secrets Manager secret holding `function`'s own database credentials (each
+    /// function that reaches a database has its own role).
+    pub fn db_secret(&self, function: &str) -> String {
+        format!("{}/{function}/db", self.prefix)
+    }
+
+    /// A function's deployed name.
+    pub fn function(&self, function: &str) -> String {
+        format!("{}-{function}", self.prefix)
+    }
+
+    pub fn global_cluster(&self) -> String {
+        self.prefix.clone()
+    }
+
+    /// SSM path under which the configuration both regions must agree on lives. Keys under
+    /// its `regional/` sub-path may differ between regions.
+    pub fn ssm_prefix(&self) -> String {
+        format!("/{}/", self.prefix.replacen('-', "/", 1))
+    }
 }
 
 impl DnsMode {
@@ -100,35 +156,30 @@ impl Deployment {
         }
     }
 
-    fn prefix(&self) -> String {
-        format!("switchyard-{}", self.environment)
+    /// Every name, derived from the environment alone.
+    pub fn names(&self) -> Names {
+        Names::new(&self.environment)
     }
 
     pub fn regional_names(&self, region: &Region) -> RegionalNames {
-        let p = self.prefix();
-        RegionalNames {
-            orders_queue: format!("{p}-orders"),
-            orders_dlq: format!("{p}-orders-dlq"),
-            orders_topic: format!("{p}-orders"),
-            alerts_topic: format!("{p}-alerts"),
-            control_table: format!("{p}-control"),
-            db_cluster: format!("{p}-{region}"),
-            consumer_db_secret: format!("{p}/order-consumer/db"),
-        }
+        self.names().regional(region)
+    }
+
+    pub fn db_secret(&self, function: &str) -> String {
+        self.names().db_secret(function)
     }
 
     pub fn global_cluster(&self) -> String {
-        self.prefix()
+        self.names().global_cluster()
     }
 
-    /// SSM path under which the configuration both regions must agree on lives.
     pub fn ssm_prefix(&self) -> String {
-        format!("/switchyard/{}/", self.environment)
+        self.names().ssm_prefix()
     }
 
     /// Parameters that must be identical in both regions (readiness checks that they are).
     pub fn shared_parameters(&self) -> Vec<(String, String)> {
-        let p = self.ssm_prefix();
+        let p = self.names().ssm_prefix();
         let dns_mode = self.dns_mode.as_str();
         vec![
             (format!("{p}rpo-budget-seconds"), self.rpo_budget.0.as_secs().to_string()),
@@ -172,6 +223,9 @@ impl Deployment {
             (keys::ORDERS_PER_HOUR, self.orders_per_hour.to_string()),
             (keys::ORDERS_MAX_RECEIVES, self.orders_max_receives.to_string()),
             (keys::DB_SECRET_ID, self.regional_names(region).consumer_db_secret),
+            (keys::PROBE_DB_SECRET_ID, self.db_secret("health-probe")),
+            (keys::READINESS_DB_SECRET_ID, self.db_secret("readiness-tester")),
+            (keys::PROBE_INTERVAL_SECONDS, self.probe_interval.as_secs().to_string()),
             (keys::API_RECORD, self.api_record()),
             (keys::DNS_MODE, self.dns_mode.as_str().to_owned()),
         ]

@@ -21,6 +21,6 @@ pub async fn aurora_replication_lag(cloudwatch: &Client, cluster_id: &str) -> Po
         .metric_name("AuroraGlobalDBReplicationLag")
         .dimensions(Dimension::builder().name("DBClusterIdentifier").value(cluster_id).build())
         .build();
-    let newest_ms = newest_value(cloudwatch, metric, "Maximum", Duration::from_secs(300)).await?;
+    let newest_ms = newest_value(cloudwatch, metric, "Maximum", Duration::from_secs(300), 60).await?;
     Ok(newest_ms.map(|ms| ReplicationLag { bytes: 0, seconds: ms / 1000.0 }))
 }

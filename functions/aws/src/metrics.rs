@@ -11,12 +11,19 @@ use switchyard_core::ports::{Datapoint, MetricsSink, PortResult};
 
 use crate::errors::classify;
 
-/// The newest per-minute `stat` (e.g. `Maximum`) of `metric` within `lookback`, if any
+/// The newest per-period `stat` (e.g. `Maximum`) of `metric` within `lookback`, if any
 /// datapoint exists. The window reaches a minute ahead, to include datapoints just written.
-pub async fn newest_value(client: &Client, metric: Metric, stat: &str, lookback: Duration) -> PortResult<Option<f64>> {
+/// `period` is in seconds: 60 for standard metrics, down to 1 for high-resolution ones.
+pub async fn newest_value(
+    client: &Client,
+    metric: Metric,
+    stat: &str,
+    lookback: Duration,
+    period: i32,
+) -> PortResult<Option<f64>> {
     let query = MetricDataQuery::builder()
         .id("newest")
-        .metric_stat(MetricStat::builder().metric(metric).period(60).stat(stat).build())
+        .metric_stat(MetricStat::builder().metric(metric).period(period).stat(stat).build())
         .build();
     let now = SystemTime::now();
     let out = client

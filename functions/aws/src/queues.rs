@@ -110,12 +110,10 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_named() {
-        let throttled = mock!(Client::get_queue_attributes).then_error(|| {
-            GetQueueAttributesError::generic(ErrorMetadata::builder().code("RequestThrottled").build())
-        });
-        let denied = mock!(Client::get_queue_attributes).then_error(|| {
-            GetQueueAttributesError::generic(ErrorMetadata::builder().code("AccessDenied").build())
-        });
+        let throttled = mock!(Client::get_queue_attributes)
+            .then_error(|| GetQueueAttributesError::generic(ErrorMetadata::builder().code("RequestThrottled").build()));
+        let denied = mock!(Client::get_queue_attributes)
+            .then_error(|| GetQueueAttributesError::generic(ErrorMetadata::builder().code("AccessDenied").build()));
         let missing = mock!(Client::get_queue_url).then_error(|| {
             GetQueueUrlError::QueueDoesNotExist(
                 QueueDoesNotExist::builder()

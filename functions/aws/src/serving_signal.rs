@@ -64,7 +64,7 @@ impl ServingSignal {
     /// The lowest value of the signal about `about` in the latest minute with data.
     async fn latest(client: &Client, about: &Region) -> PortResult<Option<f64>> {
         let metric = Metric::builder().namespace(NAMESPACE).metric_name(METRIC).dimensions(dimension(about)).build();
-        newest_value(client, metric, "Minimum", Duration::from_secs(900)).await
+        newest_value(client, metric, "Minimum", Duration::from_secs(900), 60).await
     }
 }
 

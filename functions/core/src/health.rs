@@ -71,7 +71,15 @@ pub struct ProbeOutcome {
 
 impl ProbeOutcome {
     pub fn healthy(target: Target, region: Region, latency_ms: f64) -> Self {
-        ProbeOutcome { target, region, health: Health::Healthy, latency_ms, reason: None, error: None, measurements: BTreeMap::new() }
+        ProbeOutcome {
+            target,
+            region,
+            health: Health::Healthy,
+            latency_ms,
+            reason: None,
+            error: None,
+            measurements: BTreeMap::new(),
+        }
     }
 
     /// Marks the outcome no better than `health`, adding `reason` (several reasons accumulate).
@@ -266,10 +274,7 @@ mod tests {
         let peer = ProbeOutcome::healthy(Target::Endpoint, region("us-east-2"), 9.0);
         let v = judge(&[db, queue, peer]);
         assert_eq!(v[&region("us-east-1")].health, Health::Unhealthy);
-        assert_eq!(
-            v[&region("us-east-1")].reasons,
-            ["database: postgres unreachable", "queue: 2 messages in the DLQ"]
-        );
+        assert_eq!(v[&region("us-east-1")].reasons, ["database: postgres unreachable", "queue: 2 messages in the DLQ"]);
         assert_eq!(v[&region("us-east-2")], RegionVerdict { health: Health::Healthy, reasons: vec![] });
     }
 

@@ -216,7 +216,10 @@ mod tests {
             parse_event::<ProbeEvent>(request).expect("request"),
             ProbeEvent::Request(ProbeRequest { rounds: Some(3), interval_seconds: Some(1) })
         );
-        assert_eq!(parse_event::<ProbeEvent>(serde_json::json!({})).ok(), Some(ProbeEvent::Request(ProbeRequest::default())));
+        assert_eq!(
+            parse_event::<ProbeEvent>(serde_json::json!({})).ok(),
+            Some(ProbeEvent::Request(ProbeRequest::default()))
+        );
         for bad in [
             serde_json::json!({"source": "switchyard-tests"}),
             serde_json::json!({"rounds": 0}),
@@ -225,7 +228,11 @@ mod tests {
             serde_json::json!({"detail-type": "EC2 Instance State-change", "source": "aws.ec2", "region": "us-east-1"}),
             serde_json::json!([1]),
         ] {
-            assert_eq!(parse_event::<ProbeEvent>(bad.clone()).map_err(|e| e.name), Err(ErrorName::InvalidInput), "{bad}");
+            assert_eq!(
+                parse_event::<ProbeEvent>(bad.clone()).map_err(|e| e.name),
+                Err(ErrorName::InvalidInput),
+                "{bad}"
+            );
         }
     }
 }

@@ -79,7 +79,9 @@ pub async fn endpoint(
     let request = hyper::Request::get(url).header("user-agent", "switchyard-health-probe").body(Empty::new());
     let request = match request {
         Ok(r) => r,
-        Err(e) => return failed(Target::Endpoint, region, SwitchyardError::new(ErrorName::MissingConfig, e.to_string())),
+        Err(e) => {
+            return failed(Target::Endpoint, region, SwitchyardError::new(ErrorName::MissingConfig, e.to_string()));
+        }
     };
     match client.request(request).await {
         Ok(response) if response.status().is_success() => ProbeOutcome::healthy(Target::Endpoint, region.clone(), 0.0),
@@ -88,18 +90,21 @@ pub async fn endpoint(
             o.worsen(Health::Unhealthy, format!("{url} answered HTTP {}", response.status().as_u16()));
             o
         }
-        Err(e) => failed(
-            Target::Endpoint,
-            region,
-            SwitchyardError::new(ErrorName::ServiceUnavailable, format!("{url}: {e}")),
-        ),
+        Err(e) => {
+            failed(Target::Endpoint, region, SwitchyardError::new(ErrorName::ServiceUnavailable, format!("{url}: {e}")))
+        }
     }
 }
 
 /// The database: a writer must accept the heartbeat write; a replica must stream and be
 /// within the RPO budget (else degraded: the standby still serves reads, and the lag gate,
 /// not the probe, decides about failover).
-pub async fn database(node: &PgNode, credentials: Option<&DbCredentials>, region: &Region, budget: Duration) -> ProbeOutcome {
+pub async fn database(
+    node: &PgNode,
+    credentials: Option<&DbCredentials>,
+    region: &Region,
+    budget: Duration,
+) -> ProbeOutcome {
     let mut node = node.clone();
     node.access.credentials = credentials.cloned();
     let pulse = async {
@@ -125,7 +130,11 @@ pub async fn database(node: &PgNode, credentials: Option<&DbCredentials>, region
             if !pulse.streaming {
                 o.worsen(Health::Degraded, "the replica does not stream from the writer");
             }
-            let lag = pulse.heartbeat_age_seconds.into_iter().chain(pulse.replay_lag_seconds).fold(0.0, f64::max);
+            // Streaming: the replica's own view (received but not replayed) is the lag. Not
+            // streaming: nothing new arrives, so the newest heartbeat's age bounds the lag from
+            // above (the writer's probe beats every interval).
+            let lag = if pulse.streaming { pulse.replay_lag_seconds } else { pulse.heartbeat_age_seconds };
+            let lag = lag.unwrap_or(0.0);
             if lag > budget.as_secs_f64() {
                 o.worsen(
                     Health::Degraded,
@@ -175,7 +184,7 @@ pub async fn queue(
         .metric_name("ApproximateAgeOfOldestMessage")
         .dimensions(Dimension::builder().name("QueueName").value(name).build())
         .build();
-    match newest_value(cloudwatch, metric, "Maximum", Duration::from_secs(300)).await {
+    match newest_value(cloudwatch, metric, "Maximum", Duration::from_secs(300), 60).await {
         Ok(Some(age)) => {
             o.measure("oldestMessageAgeSeconds", age);
             if age > budget.as_secs_f64() {

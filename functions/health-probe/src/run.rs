@@ -169,7 +169,8 @@ impl Prober {
             Box::pin(timed(Target::Endpoint, region, timeout, probes::endpoint(&self.http, region, url)))
                 as std::pin::Pin<Box<dyn Future<Output = ProbeOutcome> + Send + '_>>
         });
-        let database = Box::pin(timed(Target::Database, local, timeout, probes::database(&self.db, credentials, local, budget)));
+        let database =
+            Box::pin(timed(Target::Database, local, timeout, probes::database(&self.db, credentials, local, budget)));
         let queue = Box::pin(timed(
             Target::Queue,
             local,

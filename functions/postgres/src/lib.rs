@@ -21,8 +21,8 @@ use std::{sync::Arc, time::Duration};
 
 pub use migrate::{MIGRATIONS, Migration, required_version};
 pub use promotion::{Fence, catch_up};
-pub use settings::DbSettings;
 use serde::{Deserialize, Serialize};
+pub use settings::DbSettings;
 use switchyard_core::{
     DatabaseRole, ErrorName, ReplicationLag, ReplicationStatus, SwitchyardError,
     ports::{PortResult, ReplicationMonitor},

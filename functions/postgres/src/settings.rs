@@ -45,7 +45,11 @@ impl DbSettings {
 
     /// The endpoint of `region`'s database, recording a problem if there is none, or if it is
     /// beyond loopback without both TLS and a secret.
-    pub fn endpoint<F: Fn(&str) -> Option<String>>(&self, r: &mut ConfigReader<F>, region: &Region) -> Option<PgEndpoint> {
+    pub fn endpoint<F: Fn(&str) -> Option<String>>(
+        &self,
+        r: &mut ConfigReader<F>,
+        region: &Region,
+    ) -> Option<PgEndpoint> {
         let endpoint = self.endpoints.as_ref()?.0.get(region).cloned();
         match &endpoint {
             None => r.invalid(keys::DB_ENDPOINTS, "", format!("no endpoint for {region}")),

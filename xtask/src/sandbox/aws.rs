@@ -54,28 +54,43 @@ pub struct Resources {
     pub global: GlobalResources,
 }
 
-pub async fn provision(target: &AwsTarget, d: &Deployment, consumer_db: &DbCredentials) -> Result<Resources> {
+/// `db_roles`: each function's database credentials, stored as its secret in both regions.
+pub async fn provision(
+    target: &AwsTarget,
+    d: &Deployment,
+    db_roles: &[(&'static str, DbCredentials)],
+) -> Result<Resources> {
     let mut regions = BTreeMap::new();
     for region in d.regions.iter() {
         regions.insert(
             region.to_string(),
             provision_region(target, d, region).await.with_context(|| format!("provisioning {region}"))?,
         );
-        store_consumer_secret(target, d, region, consumer_db).await.with_context(|| format!("secret in {region}"))?;
+        for (function, credentials) in db_roles {
+            store_db_secret(target, d, region, function, credentials)
+                .await
+                .with_context(|| format!("{function}'s secret in {region}"))?;
+        }
     }
     subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
     Ok(Resources { regions, global })
 }
 
-/// The order consumer's database credentials, in each region's Secrets Manager under the
-/// name the model gives (a stack creates it with a generated password in AWS).
-async fn store_consumer_secret(target: &AwsTarget, d: &Deployment, region: &Region, c: &DbCredentials) -> Result<()> {
+/// A function's database credentials, in each region's Secrets Manager under the name the
+/// model gives (a stack creates it with a generated password in AWS).
+async fn store_db_secret(
+    target: &AwsTarget,
+    d: &Deployment,
+    region: &Region,
+    function: &str,
+    c: &DbCredentials,
+) -> Result<()> {
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config(target, region).await);
     let mut req = client
         .create_secret()
-        .name(d.regional_names(region).consumer_db_secret)
-        .description("order-consumer database credentials")
+        .name(d.db_secret(function))
+        .description(format!("{function} database credentials"))
         .secret_string(super::postgres::secret_json(c));
     for (k, v) in tags(d) {
         req = req.tags(aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build());

@@ -193,7 +193,10 @@ impl Sandbox {
         // The regional databases: primary first (the replica is a base backup of it), with
         // TLS, and the order consumer's password-authenticated role.
         let tls = postgres::ensure_tls(&dir)?;
-        let consumer_credentials = postgres::consumer_credentials(&dir)?;
+        let db_roles = postgres::ROLES
+            .iter()
+            .map(|role| Ok((role.function, postgres::credentials(&dir, role)?)))
+            .collect::<Result<Vec<_>>>()?;
         let mut regions = Vec::new();
         for (region, role) in
             [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)]
@@ -229,7 +232,9 @@ impl Sandbox {
             if role == DatabaseRole::Writer {
                 postgres::create_database(&endpoint).await?;
                 postgres::migrate(&endpoint).await?;
-                postgres::ensure_consumer_role(&endpoint, &consumer_credentials).await?;
+                for (role, (_, credentials)) in postgres::ROLES.iter().zip(&db_roles) {
+                    postgres::ensure_role(&endpoint, role, credentials).await?;
+                }
             }
             regions.push(RegionSandbox {
                 region: region.clone(),
@@ -253,7 +258,7 @@ impl Sandbox {
         sandbox.save()?;
         let provisioned_now = resources.is_none();
         if provisioned_now {
-            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &consumer_credentials).await;
+            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &db_roles).await;
             resources = Some(provisioned.context("provisioning moto")?);
         }
         sandbox.resources = resources;
@@ -363,6 +368,7 @@ impl Sandbox {
             env.push((keys::HOSTED_ZONE_ID, r.global.hosted_zone_id.clone()));
             if let Some(regional) = r.regions.get(region.as_str()) {
                 env.push((keys::ORDERS_QUEUE_URL, regional.orders_queue_url.clone()));
+                env.push((keys::ALERTS_TOPIC_ARN, regional.alerts_topic_arn.clone()));
             }
         }
         // In AWS: the RDS CA bundle shipped beside the binary.

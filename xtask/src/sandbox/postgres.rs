@@ -236,14 +236,62 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The database role the order consumer logs in as: password authentication over TLS only
-/// (see [`CONSUMER_HBA`]), with no more rights than applying orders needs.
-pub const CONSUMER_ROLE: &str = "order_consumer";
+/// A function's own database role: password authentication over TLS only (see
+/// [`hba_lines`]), with no more rights than the function needs. Each function's password is
+/// in its own secret (`Deployment::db_secret`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbRole {
+    /// The function that logs in with it.
+    pub function: &'static str,
+    pub name: &'static str,
+    /// Run once, when the role is created (`{role}` and `{db}` substituted).
+    pub grants: &'static str,
+}
 
-/// `pg_hba.conf` lines put before initdb's `trust` lines: the consumer's role must use TLS
+/// The order consumer reads the schema version and reads and inserts orders.
+pub const CONSUMER: DbRole = DbRole {
+    function: "order-consumer",
+    name: "order_consumer",
+    grants: "GRANT CONNECT ON DATABASE {db} TO {role};
+             GRANT SELECT, INSERT ON orders TO {role};
+             GRANT SELECT ON switchyard_migrations TO {role};",
+};
+
+/// The health probe writes its heartbeat and reads replication statistics (pg_monitor).
+pub const PROBE: DbRole = DbRole {
+    function: "health-probe",
+    name: "health_probe",
+    grants: "GRANT CONNECT ON DATABASE {db} TO {role};
+             GRANT pg_monitor TO {role};
+             GRANT SELECT, INSERT, UPDATE ON switchyard_heartbeat TO {role};",
+};
+
+/// The readiness tester only reads: replication statistics and positions (pg_monitor).
+pub const READINESS: DbRole = DbRole {
+    function: "readiness-tester",
+    name: "readiness_tester",
+    grants: "GRANT CONNECT ON DATABASE {db} TO {role};
+             GRANT pg_monitor TO {role};",
+};
+
+pub const ROLES: [DbRole; 3] = [CONSUMER, PROBE, READINESS];
+
+/// The consumer's role name (tests look for its sessions).
+pub const CONSUMER_ROLE: &str = CONSUMER.name;
+
+/// `pg_hba.conf` lines put before initdb's `trust` lines: every function role must use TLS
 /// and a password; a plain-text attempt is rejected.
-const CONSUMER_HBA: &str = "hostssl all order_consumer 127.0.0.1/32 scram-sha-256\n\
-                            host    all order_consumer 127.0.0.1/32 reject\n";
+fn hba_lines() -> String {
+    ROLES
+        .iter()
+        .map(|r| {
+            format!(
+                "hostssl all {role} 127.0.0.1/32 scram-sha-256\nhost    all {role} 127.0.0.1/32 reject\n",
+                role = r.name
+            )
+        })
+        .collect()
+}
 
 /// The sandbox's certificate authority and the servers' certificate (for `127.0.0.1`),
 /// made once per instance with `openssl`, as a stand-in for the RDS CA and Aurora's
@@ -324,20 +372,21 @@ impl PgTools {
         run(Command::new("chmod").arg("600").arg(data_dir.join("server.key")))?;
         let hba = data_dir.join("pg_hba.conf");
         let existing = std::fs::read_to_string(&hba)?;
-        if !existing.contains(CONSUMER_HBA) {
-            std::fs::write(&hba, format!("{CONSUMER_HBA}{existing}"))?;
+        let lines = hba_lines();
+        if !existing.contains(&lines) {
+            std::fs::write(&hba, format!("{lines}{existing}"))?;
         }
         self.append_conf(data_dir, "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")?;
         self.own(data_dir)
     }
 }
 
-/// The consumer's database credentials: made once per instance (random password) and kept
-/// in the instance directory (mode 600), from where `up` loads them into the sandbox's
+/// A function role's database credentials: made once per instance (random password) and
+/// kept in the instance directory (mode 600), from where `up` loads them into the sandbox's
 /// Secrets Manager. Functions only ever read them from there.
-pub fn consumer_credentials(instance_dir: &Path) -> Result<DbCredentials> {
+pub fn credentials(instance_dir: &Path, role: &DbRole) -> Result<DbCredentials> {
     use std::io::Read;
-    let path = instance_dir.join("consumer-db-secret.json");
+    let path = instance_dir.join(format!("{}-db-secret.json", role.function));
     if let Ok(text) = std::fs::read_to_string(&path) {
         let v: serde_json::Value = serde_json::from_str(&text)?;
         if let (Some(u), Some(p)) = (v["username"].as_str(), v["password"].as_str()) {
@@ -347,10 +396,15 @@ pub fn consumer_credentials(instance_dir: &Path) -> Result<DbCredentials> {
     let mut bytes = [0u8; 24];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let credentials = DbCredentials { username: CONSUMER_ROLE.to_owned(), password };
+    let credentials = DbCredentials { username: role.name.to_owned(), password };
     std::fs::write(&path, secret_json(&credentials))?;
     run(Command::new("chmod").arg("600").arg(&path))?;
     Ok(credentials)
+}
+
+/// The consumer's credentials (see [`credentials`]).
+pub fn consumer_credentials(instance_dir: &Path) -> Result<DbCredentials> {
+    credentials(instance_dir, &CONSUMER)
 }
 
 /// The secret's text, in the shape RDS uses for the secrets it manages.
@@ -358,23 +412,20 @@ pub fn secret_json(c: &DbCredentials) -> String {
     serde_json::json!({ "username": c.username, "password": c.password }).to_string()
 }
 
-/// Creates the consumer's role on the writer, with rights to read the schema version and to
-/// read and insert orders, nothing else.
-pub async fn ensure_consumer_role(writer: &PgEndpoint, credentials: &DbCredentials) -> Result<()> {
+/// Creates a function's role on the writer (replicas get it through replication), with the
+/// role's grants and nothing else.
+pub async fn ensure_role(writer: &PgEndpoint, role: &DbRole, credentials: &DbCredentials) -> Result<()> {
     let node = PgNode::new(writer.clone(), "switchyard-sandbox");
     let client = node.connect().await.map_err(anyhow::Error::msg)?;
     let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&credentials.username]).await?;
     if exists.is_none() {
         // Identifiers and the password are ours (hex), not user input; DDL takes no parameters.
+        let grants = role.grants.replace("{role}", &credentials.username).replace("{db}", DB_NAME);
         client
             .batch_execute(&format!(
-                "CREATE ROLE {role} LOGIN PASSWORD '{password}';
-                 GRANT CONNECT ON DATABASE {db} TO {role};
-                 GRANT SELECT, INSERT ON orders TO {role};
-                 GRANT SELECT ON switchyard_migrations TO {role};",
+                "CREATE ROLE {role} LOGIN PASSWORD '{password}'; {grants}",
                 role = credentials.username,
                 password = credentials.password,
-                db = DB_NAME,
             ))
             .await?;
     }
