@@ -11,6 +11,7 @@ use serde::Serialize;
 use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,
     config::{EnvironmentName, keys},
+    health::AlarmRule,
 };
 
 /// The five functions, by the one name used everywhere (crate, binary, `events/<name>/`).
@@ -46,6 +47,16 @@ pub struct Deployment {
     /// The orders queues' visibility timeout: how long a kept message waits before its next
     /// delivery. AWS asks for at least six times the consumer's timeout.
     pub orders_visibility_timeout: Duration,
+}
+
+/// The alarm that starts a failover (see [`Deployment::failover_alarm`]): ALARM when the
+/// watched region's `Healthy` (namespace `switchyard`) is below 1 by `rule`. Missing data is
+/// not breaching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailoverAlarm {
+    pub name: String,
+    pub watched_region: Region,
+    pub rule: AlarmRule,
 }
 
 /// A resource that exists once per region under the same name.
@@ -209,6 +220,30 @@ impl Deployment {
     pub fn serving_alarm(&self, record_region: &Region) -> (Region, String) {
         let home = self.regions.peer_of(record_region).cloned().unwrap_or_else(|_| record_region.clone());
         (home, format!("switchyard-{}-{record_region}-serving", self.environment))
+    }
+
+    /// The failover alarm of `region`: it watches the peer region's `Healthy` as `region`'s
+    /// own probe publishes it, so the region that would take over decides, with nothing
+    /// needed from the one that failed.
+    pub fn failover_alarm(&self, region: &Region) -> FailoverAlarm {
+        let peer = self.regions.peer_of(region).cloned().unwrap_or_else(|_| region.clone());
+        FailoverAlarm {
+            name: self.regional_names(region).failover_alarm,
+            watched_region: peer,
+            rule: AlarmRule::failover(self.probe_interval),
+        }
+    }
+
+    /// The EventBridge pattern of `region`'s failover rule: its failover alarm entering ALARM.
+    pub fn failover_rule_pattern(&self, region: &Region) -> serde_json::Value {
+        serde_json::json!({
+            "source": ["aws.cloudwatch"],
+            "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": {
+                "alarmName": [self.regional_names(region).failover_alarm],
+                "state": { "value": ["ALARM"] },
+            },
+        })
     }
 
     /// The environment every function in `region` receives (names from `core::config::keys`).

@@ -10,8 +10,10 @@ mod control;
 mod failover;
 mod functions;
 mod lifecycle;
+mod probe;
 mod promoter;
 mod provisioning;
+mod readiness;
 mod replication;
 mod switcher;
 
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
         switcher::trials(),
         consumer::trials(),
         provisioning::trials(),
+        readiness::trials(),
+        probe::trials(),
         functions::trials(),
         lifecycle::trials(),
     ]

@@ -149,21 +149,17 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With replay paused the replica falls behind a 1-second budget: the gate refuses an
-/// unplanned failover, naming the orders at risk, and lets it through with `allowDataLoss`.
-async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
-    let region = sb.deployment().regions.standby;
-    let mut env = sb.function_environment(&region);
-    env.retain(|(k, _)| *k != keys::RPO_BUDGET_SECONDS);
-    env.push((keys::RPO_BUDGET_SECONDS, "1".to_owned()));
-    let service = lambda::start(&region, &env, process::free_port()?, &sb.dir.join("lambda-lag-gate.log"))?;
+/// Pauses the standby's replay and commits on the writer, 2.5 s apart: the replica is then
+/// more than two seconds behind, and knows how old its data is. Resume replay with
+/// `SELECT pg_wal_replay_resume()` on the returned connection.
+pub(crate) async fn replica_behind(sb: &Sandbox) -> anyhow::Result<tokio_postgres::Client> {
     let (writer, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
     // A replayed commit first, so the replica knows how old its data is.
     postgres::canary(&writer, &replica, Duration::from_secs(10)).await?;
     let replica = replica.connect().await?;
     replica.batch_execute("SELECT pg_wal_replay_pause()").await?;
-    let outcome = async {
-        let writer = writer.connect().await?;
+    let writer = writer.connect().await?;
+    let writes = async {
         writer
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS gate_probe (id serial PRIMARY KEY, at timestamptz DEFAULT now());
@@ -172,7 +168,40 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
             .await?;
         tokio::time::sleep(Duration::from_millis(2500)).await;
         writer.batch_execute("INSERT INTO gate_probe DEFAULT VALUES").await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = writes.await {
+        replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
+        return Err(e);
+    }
+    Ok(replica)
+}
 
+/// A service of `region`'s functions whose RPO budget is one second (tests of the lag gate
+/// and of readiness make a replica fall behind it). Stop it with `process::stop_group`.
+pub(crate) fn one_second_budget(
+    sb: &Sandbox,
+    region: &switchyard_core::Region,
+    name: &str,
+) -> anyhow::Result<LambdaService> {
+    let mut env = sb.function_environment(region);
+    env.retain(|(k, _)| *k != keys::RPO_BUDGET_SECONDS);
+    env.push((keys::RPO_BUDGET_SECONDS, "1".to_owned()));
+    lambda::start(region, &env, process::free_port()?, &sb.dir.join(format!("lambda-{name}.log")))
+}
+
+/// With replay paused the replica falls behind a 1-second budget: the gate refuses an
+/// unplanned failover, naming the orders at risk, and lets it through with `allowDataLoss`.
+async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
+    let service = one_second_budget(sb, &sb.deployment().regions.standby, "lag-gate")?;
+    let replica = match replica_behind(sb).await {
+        Ok(r) => r,
+        Err(e) => {
+            process::stop_group(service.pid, "TERM", Duration::from_secs(10))?;
+            return Err(e);
+        }
+    };
+    let outcome = async {
         let (kind, message) = refused(&service, request("check", "unplanned", 1)).await?;
         ensure!(kind == "LagAboveBudget", "{kind}: {message}");
         ensure!(message.contains("orders at risk") && message.contains("allowDataLoss"), "{message}");

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
 };
@@ -17,7 +18,7 @@ use aws_sdk_route53::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use switchyard_aws::{AwsTarget, sdk_config};
-use switchyard_core::{Region, WriterClaim};
+use switchyard_core::{Region, WriterClaim, health};
 use switchyard_infra::Deployment;
 use switchyard_postgres::DbCredentials;
 
@@ -153,6 +154,41 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         }
         req.send().await?;
     }
+
+    // The failover alarm on the peer's health, and the rule that starts a failover when it
+    // fires (moto evaluates neither: the drill does, from these same definitions).
+    let alarm = d.failover_alarm(region);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
+    let mut req = cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&alarm.name)
+        .alarm_description(format!("{} unhealthy as seen from {region}: start a failover", alarm.watched_region))
+        .namespace(health::NAMESPACE)
+        .metric_name(health::metric::HEALTHY)
+        .dimensions(Dimension::builder().name("Region").value(alarm.watched_region.as_str()).build())
+        .statistic(Statistic::Minimum)
+        .period(alarm.rule.period.as_secs() as i32)
+        .evaluation_periods(alarm.rule.evaluation_periods as i32)
+        .datapoints_to_alarm(alarm.rule.datapoints_to_alarm as i32)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::LessThanThreshold)
+        .treat_missing_data("notBreaching")
+        .actions_enabled(true);
+    for (k, v) in &tags {
+        req = req.tags(aws_sdk_cloudwatch::types::Tag::builder().key(*k).value(v).build());
+    }
+    req.send().await?;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let mut req = events
+        .put_rule()
+        .name(&names.failover_rule)
+        .description(format!("{} fires: start {} in {region}", alarm.name, names.failover_state_machine))
+        .event_pattern(d.failover_rule_pattern(region).to_string())
+        .state(aws_sdk_eventbridge::types::RuleState::Enabled);
+    for (k, v) in &tags {
+        req = req.tags(aws_sdk_eventbridge::types::Tag::builder().key(*k).value(v).build()?);
+    }
+    req.send().await?;
 
     // The regional Aurora cluster's metadata (the data plane is the sandbox's PostgreSQL).
     let rds = aws_sdk_rds::Client::new(&config);

@@ -1,0 +1,229 @@
+//! The readiness-tester function against the sandbox: green where the sandbox is whole, and
+//! each way of breaking the standby fails exactly the rule that names it.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use anyhow::{Context, ensure};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch};
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+use switchyard_aws::sdk_config;
+use switchyard_tests::{eventually, sandbox_trial};
+use xtask::{
+    process,
+    sandbox::{
+        Sandbox,
+        lambda::{Invocation, LambdaService},
+    },
+};
+
+use crate::promoter::{one_second_budget, replica_behind};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        sandbox_trial("readiness::the_whole_sandbox_passes_every_rule_it_can_hold", |sb| Box::pin(healthy(sb))),
+        sandbox_trial("readiness::a_stopped_replica_fails_standby_replica", |sb| Box::pin(replica_stopped(sb))),
+        sandbox_trial("readiness::lag_above_budget_fails_replication_lag", |sb| Box::pin(lag_above_budget(sb))),
+        sandbox_trial("readiness::a_missing_dlq_fails_queues", |sb| Box::pin(missing_dlq(sb))),
+        sandbox_trial("readiness::an_ssm_value_differing_fails_ssm_config", |sb| Box::pin(ssm_differs(sb))),
+        sandbox_trial("readiness::two_writer_claims_fail_writer_claim", |sb| Box::pin(two_writers(sb))),
+        sandbox_trial("readiness::a_missing_dns_record_fails_dns", |sb| Box::pin(missing_dns_record(sb))),
+    ]
+}
+
+/// Rules the sandbox cannot satisfy yet, and why. They must fail, and say so: they turn green
+/// when the sandbox deploys what they look for.
+const NOT_DEPLOYED_IN_THE_SANDBOX: &[(&str, &str)] = &[
+    // The failover state machine is deployed by the state-machine issue (#6).
+    ("state-machine", "state machine switchyard-sandbox-failover is not deployed"),
+    // cargo lambda watch serves the functions; nothing registers them in the Lambda API yet
+    // (the packaging and deploy issue, #7).
+    ("function-parity", "switchyard-sandbox-health-probe is not deployed in us-east-1"),
+];
+
+async fn run(service: &LambdaService) -> anyhow::Result<Value> {
+    match service.invoke("readiness-tester", &json!({})).await? {
+        Invocation::Ok(report) => Ok(report),
+        Invocation::FunctionError { error_type, error_message } => anyhow::bail!("{error_type}: {error_message}"),
+    }
+}
+
+fn not_passing(report: &Value) -> BTreeSet<String> {
+    report["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["verdict"] != "pass")
+        .filter_map(|r| r["rule"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn rule<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["rules"].as_array().and_then(|rs| rs.iter().find(|r| r["rule"] == name)).unwrap_or(&Value::Null)
+}
+
+/// Runs readiness and checks that exactly `broken` (beyond the rules the sandbox cannot hold
+/// yet) does not pass, with `needle` in its summary.
+async fn expect_broken(service: &LambdaService, broken: &str, needle: &str) -> anyhow::Result<Value> {
+    let report = run(service).await?;
+    let mut expected: BTreeSet<String> = NOT_DEPLOYED_IN_THE_SANDBOX.iter().map(|(r, _)| (*r).to_owned()).collect();
+    expected.insert(broken.to_owned());
+    let r = rule(&report, broken);
+    ensure!(r["verdict"] == "fail", "{broken}: {r}");
+    ensure!(r["summary"].as_str().is_some_and(|s| s.contains(needle)), "{needle:?} not in {r}");
+    let mut seen = not_passing(&report);
+    // A stopped replica's lag is skipped, not failed a second time.
+    if rule(&report, "replication-lag")["verdict"] == "skipped" && broken == "standby-replica" {
+        seen.remove("replication-lag");
+    }
+    ensure!(seen == expected, "not passing {seen:?}, expected {expected:?}");
+    ensure!(report["ready"] == false, "ready with {broken} broken");
+    Ok(report)
+}
+
+/// Every rule the sandbox can hold passes, each with evidence and its own duration; the rest
+/// fail saying what is not deployed. A second run with the same verdict sends no SNS message.
+async fn healthy(sb: &Sandbox) -> anyhow::Result<()> {
+    let service = sb.lambda("us-east-1")?;
+    let report = run(service).await?;
+    let expected: BTreeSet<String> = NOT_DEPLOYED_IN_THE_SANDBOX.iter().map(|(r, _)| (*r).to_owned()).collect();
+    ensure!(not_passing(&report) == expected, "{:#}", report["rules"]);
+    for (name, needle) in NOT_DEPLOYED_IN_THE_SANDBOX {
+        let r = rule(&report, name);
+        ensure!(r["summary"].as_str().is_some_and(|s| s.contains(needle)), "{r}");
+    }
+    ensure!(report["schema"] == "switchyard.readiness/1" && report["candidate"] == "us-east-2", "{report}");
+    for r in report["rules"].as_array().context("rules")? {
+        ensure!(r["durationMs"].as_f64().is_some_and(|d| d > 0.0), "no duration: {r}");
+        ensure!(r["verdict"] != "pass" || !r["evidence"].is_null(), "a pass without evidence: {r}");
+    }
+    let lag = &rule(&report, "replication-lag")["evidence"];
+    ensure!(lag["budgetSeconds"] == 60 && lag["ordersAtRisk"].is_u64(), "{lag}");
+    eprintln!(
+        "readiness run against the sandbox: {:.0} ms wall, {:.0} ms summed over rules",
+        report["durationMs"].as_f64().unwrap_or_default(),
+        report["rules"].as_array().into_iter().flatten().filter_map(|r| r["durationMs"].as_f64()).sum::<f64>()
+    );
+    ensure!(report["published"]["metric"] == true, "{}", report["published"]);
+
+    let again = run(service).await?;
+    ensure!(again["previousReady"] == false && again["changed"] == false, "{again}");
+    ensure!(again["published"]["notified"] == false, "notified without a change: {}", again["published"]);
+    Ok(())
+}
+
+async fn replica_stopped(sb: &Sandbox) -> anyhow::Result<()> {
+    sb.stop_database("us-east-2")?;
+    let outcome =
+        expect_broken(sb.lambda("us-east-1")?, "standby-replica", "us-east-2's database does not answer").await;
+    sb.start_database("us-east-2")?;
+    let report = outcome?;
+    ensure!(rule(&report, "replication-lag")["verdict"] == "skipped", "{}", rule(&report, "replication-lag"));
+    // Back to streaming before the next test.
+    let replica = sb.node("us-east-2")?;
+    eventually(Duration::from_secs(30), "the replica streams again", || async {
+        use switchyard_core::ports::ReplicationMonitor;
+        Ok(replica.replication_status().await.ok().filter(|s| s.streaming_peers > 0).map(drop))
+    })
+    .await
+}
+
+async fn lag_above_budget(sb: &Sandbox) -> anyhow::Result<()> {
+    let service = one_second_budget(sb, &"us-east-1".parse()?, "readiness-lag")?;
+    let outcome = async {
+        let replica = replica_behind(sb).await?;
+        let report = expect_broken(&service, "replication-lag", "above the 1 s RPO budget").await;
+        replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
+        let report = report?;
+        let evidence = &rule(&report, "replication-lag")["evidence"];
+        ensure!(evidence["ordersAtRisk"].as_u64().is_some_and(|n| n >= 1), "{evidence}");
+        anyhow::Ok(())
+    }
+    .await;
+    process::stop_group(service.pid, "TERM", Duration::from_secs(10))?;
+    outcome
+}
+
+async fn sqs(sb: &Sandbox, region: &str) -> anyhow::Result<aws_sdk_sqs::Client> {
+    Ok(aws_sdk_sqs::Client::new(&sdk_config(&sb.aws_target(), &sb.region(region)?.region).await))
+}
+
+async fn missing_dlq(sb: &Sandbox) -> anyhow::Result<()> {
+    let resources = sb.resources.as_ref().context("not provisioned")?;
+    let dlq_url = &resources.regions["us-east-2"].orders_dlq_url;
+    let sqs = sqs(sb, "us-east-2").await?;
+    sqs.delete_queue().queue_url(dlq_url).send().await?;
+    let outcome =
+        expect_broken(sb.lambda("us-east-1")?, "queues", "us-east-2: switchyard-sandbox-orders-dlq does not exist")
+            .await;
+    // The same name gives the same ARN, which the orders queue's redrive policy names.
+    let name = sb.deployment().regional_names(&"us-east-2".parse()?).orders_dlq;
+    sqs.create_queue()
+        .queue_name(name)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled, "true")
+        .send()
+        .await?;
+    outcome.map(drop)
+}
+
+async fn ssm_differs(sb: &Sandbox) -> anyhow::Result<()> {
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&sb.aws_target(), &"us-east-2".parse()?).await);
+    let (name, value) = sb.deployment().shared_parameters().into_iter().next().context("a shared parameter")?;
+    ssm.put_parameter().name(&name).value("30").overwrite(true).send().await?;
+    let outcome =
+        expect_broken(sb.lambda("us-east-1")?, "ssm-config", &format!("{name}: us-east-1={value} us-east-2=30")).await;
+    ssm.put_parameter().name(&name).value(&value).overwrite(true).send().await?;
+    outcome.map(drop)
+}
+
+async fn put_claim(sb: &Sandbox, table_region: &str, writer: &str) -> anyhow::Result<()> {
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), &table_region.parse()?).await);
+    ddb.put_item()
+        .table_name(sb.deployment().regional_names(&table_region.parse()?).control_table)
+        .item("pk", AttributeValue::S("writer".into()))
+        .item("epoch", AttributeValue::N("1".into()))
+        .item("writer", AttributeValue::S(writer.into()))
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn two_writers(sb: &Sandbox) -> anyhow::Result<()> {
+    put_claim(sb, "us-east-2", "us-east-2").await?;
+    let outcome = expect_broken(sb.lambda("us-east-1")?, "writer-claim", "both regions claim the writer role").await;
+    put_claim(sb, "us-east-2", "us-east-1").await?;
+    outcome.map(drop)
+}
+
+async fn missing_dns_record(sb: &Sandbox) -> anyhow::Result<()> {
+    let resources = sb.resources.as_ref().context("not provisioned")?;
+    let route53 = aws_sdk_route53::Client::new(&sdk_config(&sb.aws_target(), &"us-east-1".parse()?).await);
+    let zone = &resources.global.hosted_zone_id;
+    let listed = route53.list_resource_record_sets().hosted_zone_id(zone).send().await?;
+    let record = listed
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.set_identifier() == Some("us-east-2"))
+        .cloned()
+        .context("us-east-2's failover record")?;
+    let change = |action: ChangeAction| -> anyhow::Result<ChangeBatch> {
+        Ok(ChangeBatch::builder()
+            .changes(Change::builder().action(action).resource_record_set(record.clone()).build()?)
+            .build()?)
+    };
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(change(ChangeAction::Delete)?)
+        .send()
+        .await?;
+    let outcome = expect_broken(sb.lambda("us-east-1")?, "dns", "no failover record for us-east-2").await;
+    route53
+        .change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(change(ChangeAction::Upsert)?)
+        .send()
+        .await?;
+    outcome.map(drop)
+}
