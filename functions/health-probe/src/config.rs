@@ -235,4 +235,10 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn sample_events_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/health-probe");
+        assert_eq!(switchyard_lambda::check_sample_events::<ProbeEvent>(&dir), Ok(3));
+    }
 }

@@ -172,4 +172,10 @@ mod tests {
             assert!(err.contains(needle), "{needle} not in {err}");
         }
     }
+
+    #[test]
+    fn sample_events_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/readiness-tester");
+        assert_eq!(switchyard_lambda::check_sample_events::<ReadinessEvent>(&dir), Ok(3));
+    }
 }
