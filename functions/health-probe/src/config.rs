@@ -7,6 +7,7 @@ use switchyard_core::{
     ConfigReader, DeploymentConfig, Region,
     config::{ConfigError, keys},
 };
+use switchyard_lambda::ScheduledEvent;
 use switchyard_postgres::{DbSettings, PgEndpoint, is_loopback};
 
 /// The longest a single probe may take, whatever the interval: a probe that needs longer
@@ -113,26 +114,11 @@ pub struct ProbeRequest {
     pub interval_seconds: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ScheduledEvent {
-    source: String,
-    #[serde(rename = "detail-type")]
-    detail_type: String,
-    region: Region,
-}
-
 impl<'de> Deserialize<'de> for ProbeEvent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        if value.get("detail-type").is_some() {
-            let e: ScheduledEvent = serde_json::from_value(value).map_err(D::Error::custom)?;
-            if e.source != "aws.events" || e.detail_type != "Scheduled Event" {
-                return Err(D::Error::custom(format!(
-                    "expected an EventBridge \"Scheduled Event\" from aws.events, got {:?} from {:?}",
-                    e.detail_type, e.source
-                )));
-            }
-            return Ok(ProbeEvent::Scheduled { region: e.region });
+        if let Some(scheduled) = ScheduledEvent::recognise(&value) {
+            return Ok(ProbeEvent::Scheduled { region: scheduled.map_err(D::Error::custom)?.region });
         }
         let request: ProbeRequest = serde_json::from_value(value).map_err(D::Error::custom)?;
         if request.rounds.is_some_and(|n| !(1..=60).contains(&n)) {

@@ -33,6 +33,34 @@ pub fn parse_event<T: DeserializeOwned>(event: serde_json::Value) -> Result<T, S
         .map_err(|e| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed event: {e}")))
 }
 
+/// An EventBridge "Scheduled Event" (what a `rate(…)` rule sends).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ScheduledEvent {
+    pub source: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub region: switchyard_core::Region,
+}
+
+impl ScheduledEvent {
+    /// `None` if `value` is no EventBridge event at all (no `detail-type`); else the schedule,
+    /// or why it is not one (another kind of event, an unknown region).
+    pub fn recognise(value: &serde_json::Value) -> Option<Result<ScheduledEvent, String>> {
+        value.get("detail-type")?;
+        let parsed = serde_json::from_value::<ScheduledEvent>(value.clone()).map_err(|e| e.to_string());
+        Some(parsed.and_then(|e| {
+            if e.source == "aws.events" && e.detail_type == "Scheduled Event" {
+                Ok(e)
+            } else {
+                Err(format!(
+                    "expected an EventBridge \"Scheduled Event\" from aws.events, got {:?} from {:?}",
+                    e.detail_type, e.source
+                ))
+            }
+        }))
+    }
+}
+
 /// Checks a function's sample events (`events/<function>/*.json`): every file must parse as
 /// `T`, except `malformed-*` files, which must fail as `InvalidInput`. Returns how many it read.
 pub fn check_sample_events<T: DeserializeOwned>(dir: &std::path::Path) -> Result<usize, String> {
@@ -109,27 +137,6 @@ where
     .await
 }
 
-/// The handler of a function whose behaviour has not been built yet: it checks its
-/// configuration (so deployment wiring is testable today) and then refuses honestly with
-/// `NotImplemented`, naming the work that will fill it in.
-pub async fn serve_pending(function: &'static str, arrives_with: &'static str) -> Result<(), lambda_runtime::Error> {
-    let config = load_config();
-    serve(function, move |_event| {
-        let answer = pending_answer(function, arrives_with, &config);
-        async move { answer }
-    })
-    .await
-}
-
-fn pending_answer(
-    function: &str,
-    arrives_with: &str,
-    config: &Result<DeploymentConfig, SwitchyardError>,
-) -> Result<serde_json::Value, SwitchyardError> {
-    config.as_ref().map_err(Clone::clone)?;
-    Err(SwitchyardError::new(ErrorName::NotImplemented, format!("{function} is not implemented yet ({arrives_with})")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,24 +167,5 @@ mod tests {
         let d: Diagnostic = FunctionError(SwitchyardError::new(ErrorName::LagAboveBudget, "lag 90 s")).into();
         assert_eq!(d.error_type, "LagAboveBudget");
         assert_eq!(d.error_message, "lag 90 s");
-    }
-
-    #[test]
-    fn pending_functions_report_config_problems_first() {
-        let missing = Err(SwitchyardError::new(ErrorName::MissingConfig, "SWITCHYARD_ENV is not set"));
-        assert_eq!(pending_answer("f", "later", &missing).map_err(|e| e.name), Err(ErrorName::MissingConfig));
-        let config = DeploymentConfig::from_lookup(|k| {
-            Some(
-                match k {
-                    "SWITCHYARD_ENV" => "t",
-                    "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => "us-east-1",
-                    "SWITCHYARD_STANDBY_REGION" => "us-east-2",
-                    _ => return None,
-                }
-                .to_owned(),
-            )
-        })
-        .map_err(SwitchyardError::from);
-        assert_eq!(pending_answer("f", "later", &config).map_err(|e| e.name), Err(ErrorName::NotImplemented));
     }
 }

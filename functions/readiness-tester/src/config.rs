@@ -87,26 +87,12 @@ struct Request {
     candidate: Option<Region>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Scheduled {
-    source: String,
-    #[serde(rename = "detail-type")]
-    detail_type: String,
-}
-
 impl<'de> Deserialize<'de> for ReadinessEvent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let value = serde_json::Value::deserialize(d)?;
-        if value.get("detail-type").is_some() {
-            let e: Scheduled = serde_json::from_value(value).map_err(D::Error::custom)?;
-            if e.source != "aws.events" || e.detail_type != "Scheduled Event" {
-                return Err(D::Error::custom(format!(
-                    "expected an EventBridge \"Scheduled Event\" from aws.events, got {:?} from {:?}",
-                    e.detail_type, e.source
-                )));
-            }
-            return Ok(ReadinessEvent::Scheduled);
+        if let Some(scheduled) = switchyard_lambda::ScheduledEvent::recognise(&value) {
+            return scheduled.map(|_| ReadinessEvent::Scheduled).map_err(D::Error::custom);
         }
         let r: Request = serde_json::from_value(value).map_err(D::Error::custom)?;
         Ok(ReadinessEvent::Request { candidate: r.candidate })
