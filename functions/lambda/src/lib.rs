@@ -9,7 +9,7 @@ use std::future::Future;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::{Serialize, de::DeserializeOwned};
-use switchyard_core::{DeploymentConfig, ErrorName, SwitchyardError};
+use switchyard_core::{ErrorName, SwitchyardError};
 
 /// A [`SwitchyardError`] on its way out of a function.
 #[derive(Debug)]
@@ -82,13 +82,6 @@ pub fn check_sample_events<T: DeserializeOwned>(dir: &std::path::Path) -> Result
         }
     }
     Ok(seen)
-}
-
-/// Reads the deployment configuration from the environment. Kept as a `Result` so that a
-/// misconfigured function answers each invocation with a named `MissingConfig` error listing
-/// every problem, instead of crashing at start-up with an opaque `Runtime.ExitError`.
-pub fn load_config() -> Result<DeploymentConfig, SwitchyardError> {
-    DeploymentConfig::from_env().map_err(SwitchyardError::from)
 }
 
 /// Serves `handler` on the Lambda Runtime API until the runtime stops the process.
