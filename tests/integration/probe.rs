@@ -42,10 +42,22 @@ fn verdict<'a>(round: &'a Value, region: &str) -> &'a Value {
 
 async fn stopped_primary(sb: &Sandbox) -> anyhow::Result<()> {
     let east1 = sb.lambda("us-east-1")?.clone();
-    // The invocation's first round finds the database up; the database stops during the
-    // second interval; every round starting after the stop must say so.
+    // Built and warm first: the first invocation compiles the function.
+    probe(&east1, json!({"rounds": 1, "intervalSeconds": 1})).await?;
+    let writer = sb.node("us-east-1")?.connect().await?;
+    let beats = || async {
+        let row = writer.query_one("SELECT COALESCE(sum(beats), 0)::int8 FROM switchyard_heartbeat", &[]).await?;
+        anyhow::Ok(row.get::<_, i64>(0))
+    };
+    let before = beats().await?;
+    // The invocation's first round finds the database up (its heartbeat lands); then the
+    // database stops; every round starting after the stop must say so.
     let run = tokio::spawn(async move { probe(&east1, json!({"rounds": 4, "intervalSeconds": 2})).await });
-    tokio::time::sleep(Duration::from_millis(2900)).await;
+    eventually(Duration::from_secs(30), "the first round's heartbeat", || async {
+        Ok((beats().await? > before).then_some(()))
+    })
+    .await?;
+    drop(writer);
     sb.stop_database("us-east-1")?;
     let stopped_at = Timestamp::from(SystemTime::now()).to_string();
     let outcome = async {
