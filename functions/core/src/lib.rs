@@ -8,6 +8,7 @@
 pub mod config;
 pub mod epoch;
 pub mod error;
+pub mod failover;
 pub mod health;
 pub mod order;
 pub mod ports;

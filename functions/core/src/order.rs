@@ -71,6 +71,46 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl Timestamp {
+    pub fn now() -> Self {
+        std::time::SystemTime::now().into()
+    }
+
+    /// Milliseconds since the Unix epoch (negative before 1970, which never parses).
+    pub fn unix_millis(&self) -> i64 {
+        self.unix_seconds * 1000 + i64::from(self.nanos / 1_000_000)
+    }
+
+    pub fn from_unix_millis(ms: i64) -> Self {
+        Timestamp { unix_seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) as u32) * 1_000_000 }
+    }
+
+    /// Seconds from `earlier` to `self`, with millisecond precision (negative if earlier is later).
+    pub fn seconds_since(&self, earlier: &Timestamp) -> f64 {
+        (self.unix_millis() - earlier.unix_millis()) as f64 / 1000.0
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        timestamp("timestamp", s).map_err(|r| r.detail)
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl From<std::time::SystemTime> for Timestamp {
     fn from(t: std::time::SystemTime) -> Self {
         let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

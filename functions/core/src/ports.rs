@@ -43,24 +43,6 @@ pub trait WriterRegistry: Send + Sync {
     fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
 }
 
-/// Outcome of trying to take the failover lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum LockOutcome {
-    Acquired,
-    /// Already ours (a retried or repeated execution): proceed.
-    AlreadyHeld,
-    HeldBy {
-        owner: String,
-    },
-}
-
-/// One failover at a time.
-pub trait FailoverLock: Send + Sync {
-    fn acquire(&self, owner: &str) -> impl Future<Output = PortResult<LockOutcome>> + Send;
-    fn release(&self, owner: &str) -> impl Future<Output = PortResult<()>> + Send;
-}
-
 /// Moves client traffic to the writer's region.
 pub trait TrafficRouter: Send + Sync {
     fn route_to(&self, claim: &WriterClaim) -> impl Future<Output = PortResult<StepState>> + Send;

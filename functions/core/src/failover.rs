@@ -1,0 +1,358 @@
+//! The books a failover or switchover execution keeps, in the control table of the region it
+//! promotes: the **lock** (one execution at a time), the **cooldown** (no automatic failover
+//! soon after a handover) and the **timeline** (the evidence: detected, decided, promoted,
+//! switched, first order applied, with RTO and RPO figures).
+//!
+//! Pure rules here; `switchyard_aws::control_table` stores them, the rds-promoter applies them
+//! (`begin`/`end` actions), the state machines sequence them.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ErrorName, FailoverMode, GateDecision, Region, SwitchyardError, WriterEpoch, order::Timestamp, ports::PortResult,
+};
+
+/// Names one incident: "the writer of epoch N is being replaced by region R". Every alarm of
+/// one outage maps to the same incident, so a storm of starts converges on one execution
+/// however the executions are named.
+pub fn incident(expected: WriterEpoch, target: &Region) -> String {
+    format!("epoch-{expected}-to-{target}")
+}
+
+/// The failover lock as stored. It expires, so an execution that died holding it (timed out,
+/// aborted) cannot block every later failover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lock {
+    /// The execution name.
+    pub owner: String,
+    pub incident: String,
+    pub acquired_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Lock {
+    /// Whether `owner` may write the lock over `held` at `now`: free, its own, or expired.
+    pub fn may_take(held: Option<&Lock>, owner: &str, now: Timestamp) -> bool {
+        held.is_none_or(|h| h.owner == owner || h.expires_at <= now)
+    }
+
+    /// What a refused acquisition means: another execution already handles this incident
+    /// (the caller bows out quietly), or another incident holds the lock (refused, loudly).
+    pub fn refusal(held: &Lock, incident: &str) -> LockOutcome {
+        if held.incident == incident {
+            LockOutcome::Duplicate { owner: held.owner.clone() }
+        } else {
+            LockOutcome::HeldBy { owner: held.owner.clone(), incident: held.incident.clone() }
+        }
+    }
+}
+
+/// Outcome of trying to take the failover lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum LockOutcome {
+    Acquired,
+    /// Another execution holds the lock for the same incident: it does the work.
+    Duplicate { owner: String },
+    /// Another incident holds the lock.
+    HeldBy { owner: String, incident: String },
+}
+
+/// The last completed handover: when the writer role last moved. The cooldown counts from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoverRecord {
+    pub epoch: WriterEpoch,
+    pub writer: Region,
+    pub at: Timestamp,
+    pub execution: String,
+    pub mode: FailoverMode,
+}
+
+/// No automatic (unplanned) failover within this long of the last handover: an outage that
+/// flaps must not bounce the writer between regions. Planned switchovers are a person's
+/// decision and are not held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooldown(pub Duration);
+
+impl Cooldown {
+    pub const DEFAULT: Cooldown = Cooldown(Duration::from_secs(3600));
+
+    pub fn check(&self, mode: FailoverMode, last: Option<&HandoverRecord>, now: Timestamp) -> Result<(), SwitchyardError> {
+        let Some(last) = last else { return Ok(()) };
+        if mode == FailoverMode::Planned {
+            return Ok(());
+        }
+        let until = Timestamp::from_unix_millis(last.at.unix_millis() + self.0.as_millis() as i64);
+        if now < until {
+            return Err(SwitchyardError::new(
+                ErrorName::CooldownActive,
+                format!(
+                    "the writer moved to {} at {} (epoch {}, execution {}); no automatic failover before {until} \
+                     (cooldown {} s). A planned switchover is not held back",
+                    last.writer,
+                    last.at,
+                    last.epoch,
+                    last.execution,
+                    self.0.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Another execution handles the same incident.
+    Duplicate,
+    /// This region already holds the writer role: nothing to do.
+    NothingToDo,
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// What the data loss of an execution amounts to, as the gate saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpoFigure {
+    /// Replication lag at decision time; `None` when it could not be measured.
+    pub lag_seconds: Option<f64>,
+    pub orders_at_risk: Option<u64>,
+    pub data_loss_accepted: bool,
+}
+
+impl From<&GateDecision> for RpoFigure {
+    fn from(g: &GateDecision) -> Self {
+        RpoFigure {
+            // Planned: the replica catches up before promotion, nothing is lost.
+            lag_seconds: match g.mode {
+                FailoverMode::Planned => Some(0.0),
+                FailoverMode::Unplanned => g.lag.as_ref().map(|l| l.seconds),
+            },
+            orders_at_risk: match g.mode {
+                FailoverMode::Planned => Some(0),
+                FailoverMode::Unplanned => g.orders_at_risk,
+            },
+            data_loss_accepted: g.data_loss_accepted,
+        }
+    }
+}
+
+/// The evidence of one execution. Marks are filled in as the execution passes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    pub execution: String,
+    pub incident: String,
+    pub mode: FailoverMode,
+    pub from: Region,
+    pub to: Region,
+    pub status: ExecutionStatus,
+    /// The outage was detected (the alarm's state change) or the request was made.
+    pub detected: Timestamp,
+    /// The gate passed: the decision to move the writer.
+    pub decided: Option<Timestamp>,
+    /// The new writer accepts writes and its epoch is recorded.
+    pub promoted: Option<Timestamp>,
+    pub epoch: Option<WriterEpoch>,
+    /// Traffic points at the new writer.
+    pub switched: Option<Timestamp>,
+    /// The new writer's consumer applied its first order under the new epoch.
+    pub first_order_applied: Option<Timestamp>,
+    pub ended: Option<Timestamp>,
+    /// From detected to switched: how long clients could not reach a writer.
+    pub rto_seconds: Option<f64>,
+    pub rpo: Option<RpoFigure>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Timeline {
+    pub fn start(execution: &str, incident: &str, mode: FailoverMode, from: Region, to: Region, detected: Timestamp) -> Self {
+        Timeline {
+            execution: execution.to_owned(),
+            incident: incident.to_owned(),
+            mode,
+            from,
+            to,
+            status: ExecutionStatus::Running,
+            detected,
+            decided: None,
+            promoted: None,
+            epoch: None,
+            switched: None,
+            first_order_applied: None,
+            ended: None,
+            rto_seconds: None,
+            rpo: None,
+            error: None,
+            cause: None,
+        }
+    }
+
+    /// Closes the timeline. A status that is already final is kept (an `end` retried after
+    /// it succeeded changes nothing).
+    pub fn finish(&mut self, status: ExecutionStatus, now: Timestamp) {
+        if self.status != ExecutionStatus::Running {
+            return;
+        }
+        self.status = status;
+        self.ended = Some(now);
+        self.rto_seconds = self.switched.map(|s| s.seconds_since(&self.detected));
+    }
+
+    /// One line for the notification's subject.
+    pub fn headline(&self, environment: &str) -> String {
+        let what = match self.mode {
+            FailoverMode::Unplanned => "failover",
+            FailoverMode::Planned => "switchover",
+        };
+        format!("switchyard {environment}: {what} {} → {} {}", self.from, self.to, self.status)
+    }
+}
+
+/// Where executions keep their books. Implementations: the control table (DynamoDB) and
+/// [`InMemoryLedger`] for tests.
+pub trait ExecutionLedger: Send + Sync {
+    /// Takes the lock if [`Lock::may_take`] allows it, atomically; otherwise says why not.
+    fn acquire(&self, lock: &Lock) -> impl Future<Output = PortResult<LockOutcome>> + Send;
+    /// Releases the lock if `owner` holds it; `false` when it did not (nothing changes).
+    fn release(&self, owner: &str) -> impl Future<Output = PortResult<bool>> + Send;
+    fn last_handover(&self) -> impl Future<Output = PortResult<Option<HandoverRecord>>> + Send;
+    fn record_handover(&self, record: &HandoverRecord) -> impl Future<Output = PortResult<()>> + Send;
+    fn timeline(&self, execution: &str) -> impl Future<Output = PortResult<Option<Timeline>>> + Send;
+    fn save_timeline(&self, timeline: &Timeline) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// The reference semantics of [`ExecutionLedger`].
+#[derive(Debug, Default)]
+pub struct InMemoryLedger {
+    state: std::sync::Mutex<LedgerState>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    lock: Option<Lock>,
+    last: Option<HandoverRecord>,
+    timelines: std::collections::BTreeMap<String, Timeline>,
+}
+
+impl InMemoryLedger {
+    fn state(&self) -> PortResult<std::sync::MutexGuard<'_, LedgerState>> {
+        self.state.lock().map_err(|_| SwitchyardError::new(ErrorName::Internal, "ledger poisoned"))
+    }
+}
+
+impl ExecutionLedger for InMemoryLedger {
+    async fn acquire(&self, lock: &Lock) -> PortResult<LockOutcome> {
+        let mut s = self.state()?;
+        if Lock::may_take(s.lock.as_ref(), &lock.owner, lock.acquired_at) {
+            s.lock = Some(lock.clone());
+            return Ok(LockOutcome::Acquired);
+        }
+        Ok(s.lock.as_ref().map(|held| Lock::refusal(held, &lock.incident)).unwrap_or(LockOutcome::Acquired))
+    }
+
+    async fn release(&self, owner: &str) -> PortResult<bool> {
+        let mut s = self.state()?;
+        if s.lock.as_ref().is_some_and(|l| l.owner == owner) {
+            s.lock = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn last_handover(&self) -> PortResult<Option<HandoverRecord>> {
+        Ok(self.state()?.last.clone())
+    }
+
+    async fn record_handover(&self, record: &HandoverRecord) -> PortResult<()> {
+        let mut s = self.state()?;
+        // Never let an older handover replace a newer one.
+        if s.last.as_ref().is_none_or(|l| l.epoch <= record.epoch) {
+            s.last = Some(record.clone());
+        }
+        Ok(())
+    }
+
+    async fn timeline(&self, execution: &str) -> PortResult<Option<Timeline>> {
+        Ok(self.state()?.timelines.get(execution).cloned())
+    }
+
+    async fn save_timeline(&self, timeline: &Timeline) -> PortResult<()> {
+        self.state()?.timelines.insert(timeline.execution.clone(), timeline.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn lock(owner: &str, incident: &str, acquired: &str, expires: &str) -> Lock {
+        Lock { owner: owner.into(), incident: incident.into(), acquired_at: at(acquired), expires_at: at(expires) }
+    }
+
+    #[test]
+    fn the_lock_admits_one_owner_until_it_expires() {
+        let held = lock("a", "epoch-1-to-us-east-2", "2026-11-22T10:00:00Z", "2026-11-22T10:15:00Z");
+        let t = at("2026-11-22T10:05:00Z");
+        assert!(Lock::may_take(None, "b", t));
+        assert!(Lock::may_take(Some(&held), "a", t), "its own lock, retried");
+        assert!(!Lock::may_take(Some(&held), "b", t));
+        assert!(Lock::may_take(Some(&held), "b", at("2026-11-22T10:15:00Z")), "expired");
+        assert_eq!(Lock::refusal(&held, "epoch-1-to-us-east-2"), LockOutcome::Duplicate { owner: "a".into() });
+        assert_eq!(
+            Lock::refusal(&held, "epoch-2-to-us-east-1"),
+            LockOutcome::HeldBy { owner: "a".into(), incident: "epoch-1-to-us-east-2".into() }
+        );
+    }
+
+    #[test]
+    fn the_cooldown_holds_back_automatic_failover_only() {
+        let last = HandoverRecord {
+            epoch: WriterEpoch(2),
+            writer: "us-east-2".parse().expect("region"),
+            at: at("2026-11-22T10:00:00Z"),
+            execution: "x".into(),
+            mode: FailoverMode::Unplanned,
+        };
+        let c = Cooldown(Duration::from_secs(600));
+        let soon = at("2026-11-22T10:09:59Z");
+        let err = c.check(FailoverMode::Unplanned, Some(&last), soon).expect_err("cooling down");
+        assert_eq!(err.name, ErrorName::CooldownActive);
+        assert!(err.message.contains("2026-11-22T10:10:00.000000Z"), "{err}");
+        assert!(c.check(FailoverMode::Planned, Some(&last), soon).is_ok());
+        assert!(c.check(FailoverMode::Unplanned, Some(&last), at("2026-11-22T10:10:00Z")).is_ok());
+        assert!(c.check(FailoverMode::Unplanned, None, soon).is_ok());
+    }
+
+    #[test]
+    fn a_finished_timeline_has_its_rto_and_stays_finished() {
+        let (e1, e2) = ("us-east-1".parse().expect("region"), "us-east-2".parse().expect("region"));
+        let mut t = Timeline::start("x", "epoch-1-to-us-east-2", FailoverMode::Unplanned, e1, e2, at("2026-11-22T10:00:00Z"));
+        t.switched = Some(at("2026-11-22T10:00:41.500Z"));
+        t.finish(ExecutionStatus::Succeeded, at("2026-11-22T10:00:45Z"));
+        assert_eq!(t.rto_seconds, Some(41.5));
+        t.finish(ExecutionStatus::Failed, at("2026-11-22T10:01:00Z"));
+        assert_eq!(t.status, ExecutionStatus::Succeeded);
+        assert_eq!(t.headline("prod"), "switchyard prod: failover us-east-1 → us-east-2 succeeded");
+    }
+}
