@@ -1,17 +1,25 @@
 //! The control table (DynamoDB, one per region): the writer claim, with conditional writes so
-//! that **an older epoch never wins**.
+//! that **an older epoch never wins**, and the books of failover executions.
 //!
-//! Item `pk = "writer"`: `epoch` (N), `writer` (S).
+//! | item `pk`          | attributes                                   | written by            |
+//! |--------------------|----------------------------------------------|-----------------------|
+//! | `writer`           | `epoch` (N), `writer` (S)                    | promoter `record`     |
+//! | `lock`             | `owner`, `incident`, `expiresAtMs` (N), `lock` (JSON) | promoter `begin`/`end` |
+//! | `handover`         | `epoch` (N), `record` (JSON)                 | promoter `record`     |
+//! | `execution#<name>` | `status`, `timeline` (JSON)                  | promoter, every action of an execution |
 
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
     ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
+    failover::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
     ports::{PortResult, WriterRegistry},
 };
 
 use crate::errors::classify;
 
 const WRITER_KEY: &str = "writer";
+const LOCK_KEY: &str = "lock";
+const HANDOVER_KEY: &str = "handover";
 
 #[derive(Debug, Clone)]
 pub struct ControlTable {
@@ -87,6 +95,145 @@ impl WriterRegistry for ControlTable {
             }
             Err(e) => Err(classify("PutItem", &e)),
         }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn json_of<T: serde::Serialize>(v: &T) -> PortResult<AttributeValue> {
+    serde_json::to_string(v)
+        .map(AttributeValue::S)
+        .map_err(|e| SwitchyardError::new(ErrorName::Internal, format!("cannot encode a control table item: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    item: &std::collections::HashMap<String, AttributeValue>,
+    attribute: &str,
+) -> PortResult<T> {
+    match item.get(attribute) {
+        Some(AttributeValue::S(text)) => serde_json::from_str(text).map_err(|e| {
+            SwitchyardError::new(ErrorName::Internal, format!("malformed control table item ({attribute}): {e}"))
+        }),
+        _ => Err(SwitchyardError::new(ErrorName::Internal, format!("control table item without {attribute}"))),
+    }
+}
+
+fn lost_condition<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+impl ControlTable {
+    async fn get(&self, pk: &str) -> PortResult<Option<std::collections::HashMap<String, AttributeValue>>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        Ok(out.item)
+    }
+
+    async fn held_lock(&self) -> PortResult<Option<Lock>> {
+        self.get(LOCK_KEY).await?.map(|item| from_json(&item, "lock")).transpose()
+    }
+}
+
+impl ExecutionLedger for ControlTable {
+    async fn acquire(&self, lock: &Lock) -> PortResult<LockOutcome> {
+        // Twice: a lock released between the refused write and the read is worth one retry.
+        for _ in 0..2 {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(LOCK_KEY))
+                .item("owner", s(&lock.owner))
+                .item("incident", s(&lock.incident))
+                .item("expiresAtMs", AttributeValue::N(lock.expires_at.unix_millis().to_string()))
+                .item("lock", json_of(lock)?)
+                .condition_expression("attribute_not_exists(pk) OR #owner = :owner OR expiresAtMs <= :now")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(&lock.owner))
+                .expression_attribute_values(":now", AttributeValue::N(lock.acquired_at.unix_millis().to_string()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(LockOutcome::Acquired),
+                Err(e) if lost_condition(&e) => {
+                    if let Some(held) = self.held_lock().await? {
+                        return Ok(Lock::refusal(&held, &lock.incident));
+                    }
+                }
+                Err(e) => return Err(classify("PutItem", &e)),
+            }
+        }
+        Err(SwitchyardError::new(ErrorName::Throttled, "the failover lock changed hands twice while being taken"))
+    }
+
+    async fn release(&self, owner: &str) -> PortResult<bool> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(LOCK_KEY))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match delete {
+            Ok(_) => Ok(true),
+            Err(e) if lost_condition(&e) => Ok(false),
+            Err(e) => Err(classify("DeleteItem", &e)),
+        }
+    }
+
+    async fn last_handover(&self) -> PortResult<Option<HandoverRecord>> {
+        self.get(HANDOVER_KEY).await?.map(|item| from_json(&item, "record")).transpose()
+    }
+
+    async fn record_handover(&self, record: &HandoverRecord) -> PortResult<()> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(HANDOVER_KEY))
+            .item("epoch", AttributeValue::N(record.epoch.to_string()))
+            .item("record", json_of(record)?)
+            .condition_expression("attribute_not_exists(pk) OR epoch <= :epoch")
+            .expression_attribute_values(":epoch", AttributeValue::N(record.epoch.to_string()))
+            .send()
+            .await;
+        match put {
+            // A newer handover is already recorded: it stays.
+            Ok(_) => Ok(()),
+            Err(e) if lost_condition(&e) => Ok(()),
+            Err(e) => Err(classify("PutItem", &e)),
+        }
+    }
+
+    async fn timeline(&self, execution: &str) -> PortResult<Option<Timeline>> {
+        self.get(&format!("execution#{execution}")).await?.map(|item| from_json(&item, "timeline")).transpose()
+    }
+
+    async fn save_timeline(&self, timeline: &Timeline) -> PortResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("execution#{}", timeline.execution)))
+            .item("status", s(timeline.status.to_string()))
+            .item("timeline", json_of(timeline)?)
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e))?;
+        Ok(())
     }
 }
 

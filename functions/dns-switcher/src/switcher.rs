@@ -120,6 +120,8 @@ impl<W: WriterRegistry, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
             "claim": claim,
             "previousTarget": before,
             "changed": before != claim.writer,
+            // When traffic pointed at the writer: the timeline's "switched" mark.
+            "at": switchyard_core::order::Timestamp::now().to_string(),
         }))
     }
 }

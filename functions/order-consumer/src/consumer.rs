@@ -48,6 +48,21 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 /// not slow every batch by [`PEER_TIMEOUT`]).
 const PEER_QUIET: Duration = Duration::from_secs(30);
 
+/// What the consumer is asked: an SQS batch (its event source), or, from a state machine,
+/// whether it runs active under an epoch.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ConsumerInput {
+    Activation { activation: ActivationRequest },
+    Batch(SqsEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActivationRequest {
+    pub epoch: switchyard_core::WriterEpoch,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub deployment: DeploymentConfig,
@@ -276,6 +291,41 @@ impl Consumer {
             })
             .collect();
         Ok(response)
+    }
+
+    /// A state machine's `AwaitConsumer` step, after the epoch bump: confirms that this
+    /// region's consumer now runs **active** under `epoch` (the bump is what activates it)
+    /// and reports the first order it applied under that epoch, if any yet.
+    pub async fn activation(&self, request: ActivationRequest) -> PortResult<serde_json::Value> {
+        let local = &self.config.deployment.local_region;
+        let claim = match self.mode().await? {
+            Mode::Active(claim) if claim.epoch == request.epoch => claim,
+            Mode::Halted(why) => return Err(SwitchyardError::new(ErrorName::Internal, why)),
+            Mode::Active(claim) | Mode::Shadow(claim) => {
+                return Err(SwitchyardError::new(
+                    ErrorName::NotReady,
+                    format!(
+                        "the consumer in {local} sees epoch {} held by {}, not epoch {} held by {local}",
+                        claim.epoch, claim.writer, request.epoch
+                    ),
+                ));
+            }
+        };
+        let mut slot = self.connection.lock().await;
+        let result = async {
+            let client = self.connection(&mut slot).await?;
+            orders::first_applied(&*client, self.db.timeout, local, claim.epoch).await
+        }
+        .await;
+        drop_broken(&mut slot, &result);
+        let first = result?;
+        Ok(serde_json::json!({
+            "mode": "active",
+            "region": local,
+            "epoch": claim.epoch,
+            "firstAppliedAt": first.as_ref().map(|f| f.at.to_string()),
+            "appliedUnderEpoch": first.as_ref().map_or(0, |f| f.count),
+        }))
     }
 
     /// The newest writer claim; the peer's table is skipped for a while after it failed.
@@ -538,6 +588,23 @@ mod tests {
     fn records_without_a_message_id_are_invalid_input() {
         let event: SqsEvent = serde_json::from_value(json!({"Records": [{"body": "{}"}]})).expect("event");
         assert_eq!(Message::from_event(event).map(|_| ()).map_err(|e| e.name), Err(ErrorName::InvalidInput));
+    }
+
+    #[test]
+    fn inputs_are_a_batch_or_an_activation_and_nothing_else() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<ConsumerInput>(v);
+        assert!(matches!(parse(serde_json::json!({"Records": []})), Ok(ConsumerInput::Batch(_))));
+        assert!(matches!(
+            parse(serde_json::json!({"activation": {"epoch": 2}})),
+            Ok(ConsumerInput::Activation { activation }) if activation.epoch.0 == 2
+        ));
+        for bad in [
+            serde_json::json!({"activation": {"epoch": "two"}}),
+            serde_json::json!({"activation": {"epoch": 2, "force": true}}),
+            serde_json::json!({"orders": []}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

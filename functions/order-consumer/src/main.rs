@@ -13,9 +13,9 @@ use std::sync::Arc;
 use switchyard_aws::{
     control_table::ControlTable, db_secret::DbSecret, deployment_sdk_config, order_queue::OrderQueue,
 };
-use switchyard_core::SwitchyardError;
+use switchyard_core::{ErrorName, SwitchyardError};
 
-use crate::consumer::{Consumer, ConsumerConfig};
+use crate::consumer::{Consumer, ConsumerConfig, ConsumerInput};
 
 /// Built once per cold start: SDK clients and the database connection are reused across
 /// invocations. Configuration problems are answered per invocation, by name.
@@ -34,7 +34,11 @@ async fn consumer() -> Result<Arc<Consumer>, SwitchyardError> {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     switchyard_lambda::serve_built("order-consumer", consumer().await, |consumer, input| async move {
-        consumer.handle(input).await
+        match input {
+            ConsumerInput::Batch(event) => serde_json::to_value(consumer.handle(event).await?)
+                .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string())),
+            ConsumerInput::Activation { activation } => consumer.activation(activation).await,
+        }
     })
     .await
 }

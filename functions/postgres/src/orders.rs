@@ -128,3 +128,32 @@ pub async fn presence<C: GenericClient>(db: &C, timeout: Duration, orders: &[&Or
         })
         .collect())
 }
+
+/// The first order applied under an epoch, and how many were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstApplied {
+    pub at: switchyard_core::order::Timestamp,
+    pub count: u64,
+}
+
+/// When `region` applied its first order under `epoch` (`None`: none yet). The evidence of
+/// "first order applied" in a failover's timeline.
+pub async fn first_applied<C: GenericClient>(
+    db: &C,
+    timeout: Duration,
+    region: &Region,
+    epoch: WriterEpoch,
+) -> PortResult<Option<FirstApplied>> {
+    let row = bounded(
+        timeout,
+        "first applied order",
+        db.query_one(
+            "SELECT (extract(epoch FROM min(applied_at)) * 1000)::bigint, count(*)
+               FROM orders WHERE applied_region = $1 AND applied_epoch = $2",
+            &[&region.as_str(), &(epoch.0 as i64)],
+        ),
+    )
+    .await?;
+    let (first_ms, count): (Option<i64>, i64) = (row.get(0), row.get(1));
+    Ok(first_ms.map(|ms| FirstApplied { at: switchyard_core::order::Timestamp::from_unix_millis(ms), count: count as u64 }))
+}
