@@ -67,6 +67,8 @@ pub mod keys {
     pub const READINESS_DB_SECRET_ID: &str = "SWITCHYARD_READINESS_DB_SECRET_ID";
     /// readiness-tester: the SNS topic (ARN, in its region) told when readiness changes.
     pub const ALERTS_TOPIC_ARN: &str = "SWITCHYARD_ALERTS_TOPIC_ARN";
+    /// Whole seconds without automatic failover after a handover (rds-promoter); default 3600.
+    pub const FAILOVER_COOLDOWN_SECONDS: &str = "SWITCHYARD_FAILOVER_COOLDOWN_SECONDS";
 }
 
 pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;

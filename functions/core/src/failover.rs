@@ -21,6 +21,10 @@ pub fn incident(expected: WriterEpoch, target: &Region) -> String {
     format!("epoch-{expected}-to-{target}")
 }
 
+/// How long a lock is held at most: the state machines' `TimeoutSeconds` (a contract test
+/// holds them equal), so a lock outlives no execution.
+pub const LOCK_TTL: Duration = Duration::from_secs(900);
+
 /// The failover lock as stored. It expires, so an execution that died holding it (timed out,
 /// aborted) cannot block every later failover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -568,8 +568,8 @@ mod tests {
     #[test]
     fn sample_events_parse_and_sort_as_documented() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/order-consumer");
-        let seen = switchyard_lambda::check_sample_events::<SqsEvent>(&dir).expect("sample events");
-        assert_eq!(seen, 4);
+        let seen = switchyard_lambda::check_sample_events::<ConsumerInput>(&dir).expect("sample events");
+        assert_eq!(seen, 5);
         let sorted = |file: &str| {
             let text = std::fs::read_to_string(dir.join(file)).expect("sample");
             let event: SqsEvent = serde_json::from_str(&text).expect("event");

@@ -6,6 +6,7 @@
 //! PostgreSQL) or `aurora` (an Aurora Global Database, through the RDS and CloudWatch APIs of
 //! the region the function runs in). See `engine.rs`.
 
+mod books;
 mod engine;
 mod promoter;
 
@@ -18,10 +19,13 @@ use crate::{
 };
 
 /// Built once per cold start; configuration problems are answered per invocation, by name.
-async fn promoter() -> Result<Promoter<ControlTable>, SwitchyardError> {
+async fn promoter() -> Result<Promoter<ControlTable, ControlTable>, SwitchyardError> {
     let config = PromoterConfig::from_env()?;
-    let sdk = deployment_sdk_config(&config.deployment, &config.deployment.local_region).await?;
+    let d = &config.deployment;
+    let sdk = deployment_sdk_config(d, &d.local_region).await?;
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
+    let peer_sdk = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;
+    let peer = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer_sdk), &config.control_table);
     let engine = match &config.engine {
         EngineConfig::Postgres(dbs) => Engine::Postgres(dbs.clone()),
         EngineConfig::Aurora { global_cluster, cluster_arns } => Engine::Aurora(Aurora {
@@ -31,13 +35,13 @@ async fn promoter() -> Result<Promoter<ControlTable>, SwitchyardError> {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
         }),
     };
-    Ok(Promoter::new(config, table, engine))
+    Ok(Promoter::new(config, table.clone(), table, Some((peer.clone(), peer)), engine))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     switchyard_lambda::serve_built("rds-promoter", promoter().await, |promoter, input| async move {
-        promoter.handle(input).await
+        promoter.handle_any(input).await
     })
     .await
 }

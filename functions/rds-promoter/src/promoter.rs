@@ -7,7 +7,11 @@
 //! | `fence`   | make the old writer refuse writes (unplanned: only where reachable)     |
 //! | `catchUp` | planned only: `done` once the replica has replayed the fenced writer    |
 //! | `promote` | make this region's database the writer (`inProgress` → poll again)      |
-//! | `record`  | bump the writer epoch (conditional write) to this region                |
+//! | `record`  | bump the writer epoch (conditional write) to this region, here and (best effort) in the peer's table |
+//!
+//! With `execution` set (a state machine passes `$$.Execution.Name`), `check` and `record`
+//! add their marks to that execution's timeline; `begin` and `end` (see `books.rs`) open and
+//! close it. `check` also holds unplanned failovers back during the cooldown.
 //!
 //! The promoter runs in the region it promotes (static stability: a failover never depends
 //! on the failed region). The writer claim is read on every invocation, never cached.
@@ -20,13 +24,19 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchyard_core::{
-    ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterEpoch,
+    ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterClaim,
+    WriterEpoch,
     config::{ConfigError, keys},
+    failover::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
+    order::Timestamp,
     ports::{StepState, WriterRegistry},
 };
 use switchyard_postgres::DbEndpoints;
 
-use crate::engine::Engine;
+use crate::{
+    books::{self, BeginRequest, EndRequest},
+    engine::Engine,
+};
 
 /// Which database engine the promoter acts on, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +65,7 @@ pub struct PromoterConfig {
     pub control_table: String,
     pub engine: EngineConfig,
     pub orders_per_hour: u32,
+    pub cooldown: Cooldown,
 }
 
 impl PromoterConfig {
@@ -63,6 +74,9 @@ impl PromoterConfig {
         let mut r = ConfigReader::new(lookup);
         let control_table = r.required::<String>(keys::CONTROL_TABLE);
         let orders_per_hour = r.optional::<u32>(keys::ORDERS_PER_HOUR).unwrap_or(10_000);
+        let cooldown = r
+            .optional::<u64>(keys::FAILOVER_COOLDOWN_SECONDS)
+            .map_or(Cooldown::DEFAULT, |s| Cooldown(std::time::Duration::from_secs(s)));
         let engine = match r.optional::<String>(keys::DB_ENGINE).as_deref().unwrap_or("postgres") {
             "postgres" => r.required::<DbEndpoints>(keys::DB_ENDPOINTS).map(EngineConfig::Postgres),
             "aurora" => {
@@ -93,7 +107,7 @@ impl PromoterConfig {
         r.finish_after(deployment.as_ref().err())?;
         match (deployment, control_table, engine) {
             (Ok(deployment), Some(control_table), Some(engine)) => {
-                Ok(PromoterConfig { deployment, control_table, engine, orders_per_hour })
+                Ok(PromoterConfig { deployment, control_table, engine, orders_per_hour, cooldown })
             }
             // finish_after returned Ok, so every required value was read.
             _ => Err(ConfigError { problems: Vec::new() }),
@@ -127,12 +141,56 @@ pub struct PromoteRequest {
     pub expected_epoch: WriterEpoch,
     #[serde(default)]
     pub allow_data_loss: bool,
+    /// The execution whose timeline gets this step's mark (`$$.Execution.Name`).
+    #[serde(default)]
+    pub execution: Option<String>,
 }
 
+/// Every request the promoter takes, by `action`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Step(PromoteRequest),
+    Begin(BeginRequest),
+    End(EndRequest),
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Request::parse(Value::deserialize(d)?).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl Request {
+    pub fn parse(mut event: Value) -> Result<Request, SwitchyardError> {
+        let bad = |e: serde_json::Error| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed request: {e}"));
+        match event.get("action").and_then(Value::as_str) {
+            Some(books @ ("begin" | "end")) => {
+                let begin = books == "begin";
+                if let Some(o) = event.as_object_mut() {
+                    o.remove("action");
+                }
+                if begin {
+                    serde_json::from_value(event).map(Request::Begin).map_err(bad)
+                } else {
+                    serde_json::from_value(event).map(Request::End).map_err(bad)
+                }
+            }
+            _ => serde_json::from_value(event).map(Request::Step).map_err(bad),
+        }
+    }
+}
+
+/// How long the peer region's control table may take to update; the failover never waits
+/// on the failed region (static stability).
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
-pub struct Promoter<R> {
+pub struct Promoter<R, L> {
     config: PromoterConfig,
     registry: R,
+    ledger: L,
+    /// The peer region's control table, written best effort by `record`.
+    peer: Option<(R, L)>,
     engine: Engine,
 }
 
@@ -147,9 +205,22 @@ fn state_str(s: StepState) -> &'static str {
     }
 }
 
-impl<R: WriterRegistry> Promoter<R> {
-    pub fn new(config: PromoterConfig, registry: R, engine: Engine) -> Self {
-        Promoter { config, registry, engine }
+impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
+    pub fn new(config: PromoterConfig, registry: R, ledger: L, peer: Option<(R, L)>, engine: Engine) -> Self {
+        Promoter { config, registry, ledger, peer, engine }
+    }
+
+    pub async fn handle_any(&self, event: Value) -> Result<Value, SwitchyardError> {
+        let d = &self.config.deployment;
+        let local = &d.local_region;
+        let peer = d.regions.peer_of(local)?;
+        match Request::parse(event)? {
+            Request::Step(req) => self.handle(req).await,
+            Request::Begin(req) => books::begin(&self.registry, &self.ledger, local, peer, req).await,
+            Request::End(req) => {
+                books::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req).await
+            }
+        }
     }
 
     pub async fn handle(&self, req: PromoteRequest) -> Result<Value, SwitchyardError> {
@@ -200,11 +271,23 @@ impl<R: WriterRegistry> Promoter<R> {
         )
     }
 
+    /// Adds marks to the request's execution timeline, if it names one that exists.
+    async fn mark(&self, req: &PromoteRequest, change: impl FnOnce(&mut Timeline)) -> Result<(), SwitchyardError> {
+        let Some(execution) = &req.execution else { return Ok(()) };
+        if let Some(mut t) = self.ledger.timeline(execution).await? {
+            change(&mut t);
+            self.ledger.save_timeline(&t).await?;
+        }
+        Ok(())
+    }
+
     async fn check(&self, req: &PromoteRequest, old: &Region, target: &Region) -> Result<Value, SwitchyardError> {
         let claim = self.registry.current().await?;
         if let Handover::AlreadyDone(claim) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
             return Ok(json!({ "handover": "alreadyDone", "claim": claim }));
         }
+        let last = self.ledger.last_handover().await?;
+        self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
         let lag = match self.engine.lag(old, target).await {
             Ok(lag) => lag,
             // Planned switchover needs the current writer. Otherwise an unreachable writer or an
@@ -218,6 +301,11 @@ impl<R: WriterRegistry> Promoter<R> {
         };
         let gate = LagGate { budget: self.config.deployment.rpo_budget, orders_per_hour: self.config.orders_per_hour };
         let decision = gate.check(req.mode, lag, req.allow_data_loss)?;
+        self.mark(req, |t| {
+            t.decided = Some(Timestamp::now());
+            t.rpo = Some(RpoFigure::from(&decision));
+        })
+        .await?;
         Ok(json!({ "handover": "bump", "claim": claim, "gate": decision }))
     }
 
@@ -234,8 +322,43 @@ impl<R: WriterRegistry> Promoter<R> {
                     ));
                 }
                 self.registry.replace(req.expected_epoch, next.clone()).await?;
-                Ok(json!({ "state": "done", "claim": next, "changed": true }))
+                let handover = HandoverRecord {
+                    epoch: next.epoch,
+                    writer: next.writer.clone(),
+                    at: Timestamp::now(),
+                    execution: req.execution.clone().unwrap_or_else(|| "direct-invocation".to_owned()),
+                    mode: req.mode,
+                };
+                self.ledger.record_handover(&handover).await?;
+                self.mark(req, |t| {
+                    t.promoted = Some(handover.at);
+                    t.epoch = Some(next.epoch);
+                })
+                .await?;
+                let peer = self.tell_peer(req.expected_epoch, &next, &handover).await;
+                Ok(json!({ "state": "done", "claim": next, "changed": true, "peerTable": peer }))
             }
+        }
+    }
+
+    /// Writes the new claim and handover into the peer region's table too, so a returning old
+    /// writer finds them in its own region. Best effort and bounded: the peer is usually the
+    /// failed region.
+    async fn tell_peer(&self, expected: WriterEpoch, next: &WriterClaim, handover: &HandoverRecord) -> Value {
+        let Some((registry, ledger)) = &self.peer else { return json!({ "updated": false, "reason": "no peer table" }) };
+        let write = async {
+            match registry.replace(expected, next.clone()).await {
+                Ok(()) => {}
+                // Already there (a retried record): fine. Anything else is reported.
+                Err(e) if e.name == ErrorName::StaleEpoch && registry.current().await.as_ref() == Ok(next) => {}
+                Err(e) => return Err(e),
+            }
+            ledger.record_handover(handover).await
+        };
+        match tokio::time::timeout(PEER_TIMEOUT, write).await {
+            Ok(Ok(())) => json!({ "updated": true }),
+            Ok(Err(e)) => json!({ "updated": false, "reason": e.to_string() }),
+            Err(_) => json!({ "updated": false, "reason": format!("no answer within {PEER_TIMEOUT:?}") }),
         }
     }
 }
@@ -277,8 +400,8 @@ mod tests {
     #[test]
     fn sample_events() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/rds-promoter");
-        let seen = switchyard_lambda::check_sample_events::<PromoteRequest>(&dir).expect("sample events");
-        assert!(seen >= 8, "only {seen} sample events");
+        let seen = switchyard_lambda::check_sample_events::<Request>(&dir).expect("sample events");
+        assert!(seen >= 12, "only {seen} sample events");
     }
 
     #[test]
@@ -308,7 +431,7 @@ mod tests {
             types::{GlobalCluster, GlobalClusterMember},
         };
         use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-        use switchyard_core::{WriterClaim, ports::InMemoryWriterRegistry};
+        use switchyard_core::{WriterClaim, failover::InMemoryLedger, ports::InMemoryWriterRegistry};
 
         use super::*;
         use crate::engine::{Aurora, Engine};
@@ -357,7 +480,7 @@ mod tests {
             })
         }
 
-        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryWriterRegistry> {
+        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryWriterRegistry, InMemoryLedger> {
             let config = config();
             let EngineConfig::Aurora { global_cluster, cluster_arns } = config.engine.clone() else { panic!("aurora") };
             let engine = Engine::Aurora(Aurora {
@@ -367,7 +490,7 @@ mod tests {
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
             });
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
-            Promoter::new(config, InMemoryWriterRegistry::new(claim), engine)
+            Promoter::new(config, InMemoryWriterRegistry::new(claim), InMemoryLedger::default(), None, engine)
         }
 
         fn request(action: Action, allow_data_loss: bool) -> PromoteRequest {
@@ -377,6 +500,7 @@ mod tests {
                 mode: FailoverMode::Unplanned,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss,
+                execution: None,
             }
         }
 

@@ -1,0 +1,337 @@
+//! The promoter's bookkeeping actions, which open and close an execution:
+//!
+//! | action  | does                                                                           |
+//! |---------|--------------------------------------------------------------------------------|
+//! | `begin` | reads the claim; takes the lock for the incident; starts the timeline → `acquired`, `duplicate` (another execution has this incident) or `nothingToDo` (this region already writes) |
+//! | `end`   | closes the timeline (succeeded/failed, with the cause), releases the lock, and words the notification |
+//!
+//! They live in the promoter because the books are kept in the control table of the region
+//! being promoted, which the promoter is already the one writer of on the failover path; a
+//! sixth function would add a cold start to the worst day. See `switchyard_core::failover`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchyard_core::{
+    ErrorName, FailoverMode, Region, SwitchyardError, WriterClaim,
+    failover::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
+    order::Timestamp,
+    ports::WriterRegistry,
+};
+
+/// What a state machine was started with: the alarm's state change (through the EventBridge
+/// rule's input transformer) or an operator's `StartExecution`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecutionInput {
+    /// When the outage was detected (the alarm's state change time); defaults to the start.
+    pub detected_at: Option<Timestamp>,
+    /// What started it: an alarm name, `manual`, …
+    pub trigger: Option<String>,
+    pub reason: Option<String>,
+    /// Unplanned only: fail over even above the RPO budget (a person decided).
+    #[serde(default)]
+    pub allow_data_loss: bool,
+    /// Switchover: the direction, checked against the claim and the region it runs in.
+    pub from: Option<Region>,
+    pub to: Option<Region>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BeginRequest {
+    pub mode: FailoverMode,
+    /// `$$.Execution.Name`: the lock's owner and the timeline's key.
+    pub execution: String,
+    /// `$$.Execution.StartTime`.
+    pub started_at: Timestamp,
+    #[serde(default)]
+    pub input: ExecutionInput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndOutcome {
+    Succeeded,
+    Failed,
+}
+
+/// What a `Catch` puts at its `ResultPath`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caught {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+impl Caught {
+    /// The message inside a Lambda error's `Cause` (`{"errorType", "errorMessage"}`), or the
+    /// cause as it is.
+    pub fn message(&self) -> String {
+        let cause = self.cause.clone().unwrap_or_default();
+        serde_json::from_str::<Value>(&cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or(cause)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndRequest {
+    pub execution: String,
+    pub outcome: EndOutcome,
+    /// The caught error, on the failure path.
+    pub error: Option<Caught>,
+    /// The results of the execution's steps so far (`$.steps`), from which the marks the
+    /// promoter did not see itself are taken: `switch.at` and `consumer.firstAppliedAt`.
+    #[serde(default)]
+    pub steps: Value,
+}
+
+fn mark(steps: &Value, pointer: &str) -> Option<Timestamp> {
+    steps.pointer(pointer).and_then(Value::as_str).and_then(|s| s.parse().ok())
+}
+
+/// Opens an execution. Never fails for a held lock of the same incident: that execution does
+/// the work and this one bows out (`duplicate`).
+pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
+    registry: &R,
+    ledger: &L,
+    local: &Region,
+    peer: &Region,
+    req: BeginRequest,
+) -> Result<Value, SwitchyardError> {
+    let input = &req.input;
+    if let Some(to) = &input.to
+        && to != local
+    {
+        return Err(SwitchyardError::new(
+            ErrorName::InvalidInput,
+            format!("this execution runs in {local} and can only move the writer here, not to {to}: start it in {to}"),
+        ));
+    }
+    if let Some(from) = &input.from
+        && from != peer
+    {
+        return Err(SwitchyardError::new(
+            ErrorName::InvalidInput,
+            format!("the writer can move to {local} only from {peer}, not from {from}"),
+        ));
+    }
+    if req.mode == FailoverMode::Planned && input.allow_data_loss {
+        return Err(SwitchyardError::new(ErrorName::InvalidInput, "a planned switchover never loses data: drop allowDataLoss"));
+    }
+    let claim: WriterClaim = registry.current().await?;
+    let incident = incident(claim.epoch, local);
+    let detected = input.detected_at.unwrap_or(req.started_at);
+    let existing = ledger.timeline(&req.execution).await?;
+    let mut timeline = existing.clone().unwrap_or_else(|| {
+        Timeline::start(&req.execution, &incident, req.mode, claim.writer.clone(), local.clone(), detected)
+    });
+    let base = json!({
+        "execution": req.execution,
+        "incident": timeline.incident,
+        "mode": req.mode,
+        "targetRegion": local,
+        "oldWriter": peer,
+        "allowDataLoss": input.allow_data_loss,
+    });
+    let answer = |outcome: &str, extra: Value| {
+        let mut v = base.clone();
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.insert("outcome".into(), json!(outcome));
+            o.extend(e.clone());
+        }
+        v
+    };
+    // A retried `begin` whose first attempt bowed out answers the same; one that took the
+    // lock takes it again (it is its own).
+    match existing.as_ref().map(|t| t.status) {
+        Some(ExecutionStatus::Duplicate) => return Ok(answer("duplicate", json!({ "cause": timeline.cause }))),
+        Some(ExecutionStatus::NothingToDo) => return Ok(answer("nothingToDo", json!({ "claim": claim }))),
+        Some(ExecutionStatus::Succeeded | ExecutionStatus::Failed) => {
+            return Err(SwitchyardError::new(
+                ErrorName::InvalidInput,
+                format!("execution {} has ended ({}); start a new execution", req.execution, timeline.status),
+            ));
+        }
+        Some(ExecutionStatus::Running) | None => {}
+    }
+    if claim.writer == *local {
+        timeline.finish(ExecutionStatus::NothingToDo, Timestamp::now());
+        ledger.save_timeline(&timeline).await?;
+        return Ok(answer("nothingToDo", json!({ "claim": claim })));
+    }
+    let now = Timestamp::now();
+    let lock = Lock {
+        owner: req.execution.clone(),
+        incident: incident.clone(),
+        acquired_at: now,
+        expires_at: Timestamp::from_unix_millis(now.unix_millis() + LOCK_TTL.as_millis() as i64),
+    };
+    match ledger.acquire(&lock).await? {
+        LockOutcome::Acquired => {
+            ledger.save_timeline(&timeline).await?;
+            Ok(answer("acquired", json!({ "expectedEpoch": claim.epoch, "lockExpiresAt": lock.expires_at })))
+        }
+        LockOutcome::Duplicate { owner } => {
+            timeline.finish(ExecutionStatus::Duplicate, now);
+            timeline.cause = Some(format!("execution {owner} handles incident {incident}"));
+            ledger.save_timeline(&timeline).await?;
+            Ok(answer("duplicate", json!({ "duplicateOf": owner })))
+        }
+        LockOutcome::HeldBy { owner, incident: theirs } => Err(SwitchyardError::new(
+            ErrorName::LockHeld,
+            format!("execution {owner} holds the failover lock for incident {theirs}; {incident} waits for it"),
+        )),
+    }
+}
+
+/// Closes an execution: the timeline is final, the lock is free, the notification is worded.
+/// Safe to retry, and safe on a failure path that never got the lock.
+pub async fn end<R: WriterRegistry, L: ExecutionLedger>(
+    registry: &R,
+    ledger: &L,
+    environment: &str,
+    local: &Region,
+    peer: &Region,
+    req: EndRequest,
+) -> Result<Value, SwitchyardError> {
+    let now = Timestamp::now();
+    let mut timeline = match ledger.timeline(&req.execution).await? {
+        Some(t) => t,
+        // Failed before `begin` kept any books (bad input, a held lock).
+        None => Timeline::start(&req.execution, "unknown", FailoverMode::Unplanned, peer.clone(), local.clone(), now),
+    };
+    timeline.switched = timeline.switched.or_else(|| mark(&req.steps, "/switch/at"));
+    timeline.first_order_applied =
+        timeline.first_order_applied.or_else(|| mark(&req.steps, "/consumer/firstAppliedAt"));
+    let status = match req.outcome {
+        EndOutcome::Succeeded => ExecutionStatus::Succeeded,
+        EndOutcome::Failed => ExecutionStatus::Failed,
+    };
+    if timeline.status == ExecutionStatus::Running
+        && let Some(caught) = &req.error
+    {
+        timeline.error = Some(caught.error.clone());
+        timeline.cause = Some(caught.message());
+    }
+    timeline.finish(status, now);
+    ledger.save_timeline(&timeline).await?;
+    let released = ledger.release(&req.execution).await?;
+    let writer = registry.current().await.ok();
+    let message = notification(&timeline, writer.as_ref());
+    Ok(json!({
+        "timeline": timeline,
+        "lockReleased": released,
+        "writer": writer,
+        "subject": timeline.headline(environment),
+        "message": message,
+    }))
+}
+
+/// The notification's body: what happened, where the writer is now, what a person must do.
+fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
+    let mut lines = vec![format!("execution {} ({}), incident {}", t.execution, t.status, t.incident)];
+    let marks = [
+        ("detected", Some(t.detected)),
+        ("decided", t.decided),
+        ("promoted", t.promoted),
+        ("switched", t.switched),
+        ("first order applied", t.first_order_applied),
+        ("ended", t.ended),
+    ];
+    for (name, at) in marks {
+        lines.push(format!("{name:>20}: {}", at.map_or("-".to_owned(), |a| a.to_string())));
+    }
+    if let Some(rto) = t.rto_seconds {
+        lines.push(format!("RTO {rto:.1} s (detected → switched)"));
+    }
+    if let Some(rpo) = &t.rpo {
+        let lag = rpo.lag_seconds.map_or("unknown".to_owned(), |l| format!("{l:.1} s"));
+        let orders = rpo.orders_at_risk.map_or("unknown".to_owned(), |n| n.to_string());
+        lines.push(format!("RPO: lag {lag}, orders at risk {orders}, data loss accepted: {}", rpo.data_loss_accepted));
+    }
+    if let (Some(e), Some(c)) = (&t.error, &t.cause) {
+        lines.push(format!("stopped by {e}: {c}"));
+    }
+    match writer {
+        Some(w) => lines.push(format!("the writer now: {} (epoch {})", w.writer, w.epoch)),
+        None => lines.push("the writer now: unknown (control table unreadable)".to_owned()),
+    }
+    if t.status == ExecutionStatus::Failed {
+        lines.push(if t.promoted.is_some() && t.switched.is_none() {
+            format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
+        } else if t.promoted.is_none() {
+            format!("the writer role did not move to {}; the lock is released", t.to)
+        } else {
+            "ACTION: check the consumer and health of the new writer".to_owned()
+        });
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_core::{WriterEpoch, failover::InMemoryLedger, ports::InMemoryWriterRegistry};
+
+    use super::*;
+
+    fn region(s: &str) -> Region {
+        s.parse().expect("region")
+    }
+
+    fn begin_req(execution: &str) -> BeginRequest {
+        BeginRequest {
+            mode: FailoverMode::Unplanned,
+            execution: execution.into(),
+            started_at: Timestamp::now(),
+            input: ExecutionInput::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_execution_per_incident_and_the_lock_is_released_at_the_end() {
+        let (e1, e2) = (region("us-east-1"), region("us-east-2"));
+        let registry = InMemoryWriterRegistry::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() });
+        let ledger = InMemoryLedger::default();
+        let first = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
+        assert_eq!((first["outcome"].as_str(), first["expectedEpoch"].as_u64()), (Some("acquired"), Some(1)));
+        let second = begin(&registry, &ledger, &e2, &e1, begin_req("b")).await.expect("begin");
+        assert_eq!((second["outcome"].as_str(), second["duplicateOf"].as_str()), (Some("duplicate"), Some("a")));
+
+        let end_req = EndRequest {
+            execution: "a".into(),
+            outcome: EndOutcome::Failed,
+            error: Some(Caught {
+                error: "LagAboveBudget".into(),
+                cause: Some(r#"{"errorType":"LagAboveBudget","errorMessage":"lag 90 s"}"#.into()),
+            }),
+            steps: json!({}),
+        };
+        let ended = end(&registry, &ledger, "t", &e2, &e1, end_req.clone()).await.expect("end");
+        assert_eq!(ended["lockReleased"], json!(true));
+        assert_eq!(ended["timeline"]["cause"], json!("lag 90 s"));
+        assert!(ended["message"].as_str().is_some_and(|m| m.contains("did not move")), "{ended}");
+        // Retried: nothing changes, the lock stays free.
+        let again = end(&registry, &ledger, "t", &e2, &e1, end_req).await.expect("end");
+        assert_eq!((again["lockReleased"].clone(), again["timeline"]["status"].clone()), (json!(false), json!("failed")));
+        // Another incident may take the lock now.
+        let third = begin(&registry, &ledger, &e2, &e1, begin_req("c")).await.expect("begin");
+        assert_eq!(third["outcome"], json!("acquired"));
+    }
+
+    #[tokio::test]
+    async fn a_region_that_writes_already_has_nothing_to_do_and_directions_are_checked() {
+        let (e1, e2) = (region("us-east-1"), region("us-east-2"));
+        let registry = InMemoryWriterRegistry::new(WriterClaim { epoch: WriterEpoch(2), writer: e2.clone() });
+        let ledger = InMemoryLedger::default();
+        let done = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
+        assert_eq!(done["outcome"], json!("nothingToDo"));
+        let mut wrong = begin_req("b");
+        wrong.input.to = Some(e1.clone());
+        let err = begin(&registry, &ledger, &e2, &e1, wrong).await.expect_err("wrong region");
+        assert_eq!(err.name, ErrorName::InvalidInput);
+    }
+}
