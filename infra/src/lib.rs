@@ -47,6 +47,8 @@ pub struct Deployment {
     /// The orders queues' visibility timeout: how long a kept message waits before its next
     /// delivery. AWS asks for at least six times the consumer's timeout.
     pub orders_visibility_timeout: Duration,
+    /// No automatic failover this long after a handover (anti-flap).
+    pub failover_cooldown: Duration,
 }
 
 /// The alarm that starts a failover (see [`Deployment::failover_alarm`]): ALARM when the
@@ -78,6 +80,53 @@ pub struct RegionalNames {
     /// The EventBridge rule that starts the failover state machine when that alarm fires.
     pub failover_rule: String,
     pub failover_state_machine: String,
+    pub switchover_state_machine: String,
+    /// EventBridge schedules: the readiness tester hourly, the health probe every minute.
+    pub readiness_schedule: String,
+    pub probe_schedule: String,
+    /// Forwards this region's switchyard alarm state changes to the peer region's default bus.
+    pub forward_rule: String,
+}
+
+/// The state machines, by the name `infra` and the sandbox know them, and their definition
+/// files (loaded as `Definition` objects with `DefinitionSubstitutions`, never copied inline).
+pub const STATE_MACHINES: [(&str, &str); 2] =
+    [("failover", "statemachines/failover.asl.json"), ("switchover", "statemachines/switchover.asl.json")];
+
+/// The `${...}` substitution naming a function's ARN in the definitions: `rds-promoter` →
+/// `RdsPromoterFunctionArn`.
+pub fn function_arn_substitution(function: &str) -> String {
+    let camel: String = function
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect();
+    format!("{camel}FunctionArn")
+}
+
+/// What an EventBridge rule sends its events to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum RuleTarget {
+    Function { function: String },
+    /// With an input transformer: `input_paths` picks from the event, `template` shapes the
+    /// execution input.
+    StateMachine { state_machine: String, input_paths: serde_json::Value, template: String },
+    /// The peer region's default event bus.
+    PeerBus { region: Region },
+}
+
+/// One EventBridge rule of a region, as the stack emits it and the sandbox provisions it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRule {
+    pub name: String,
+    pub description: String,
+    pub schedule: Option<String>,
+    pub pattern: Option<serde_json::Value>,
+    pub target: RuleTarget,
 }
 
 /// Every resource name of a deployment, derived from its environment name alone, so a
@@ -105,6 +154,10 @@ impl Names {
             failover_alarm: format!("{p}-peer-unhealthy"),
             failover_rule: format!("{p}-failover-on-alarm"),
             failover_state_machine: format!("{p}-failover"),
+            switchover_state_machine: format!("{p}-switchover"),
+            readiness_schedule: format!("{p}-readiness-hourly"),
+            probe_schedule: format!("{p}-probe-every-minute"),
+            forward_rule: format!("{p}-alarms-to-peer"),
         }
     }
 
@@ -164,6 +217,7 @@ impl Deployment {
             orders_per_hour: 10_000,
             orders_max_receives: 5,
             orders_visibility_timeout: Duration::from_secs(60),
+            failover_cooldown: Duration::from_secs(3600),
         }
     }
 
@@ -235,15 +289,91 @@ impl Deployment {
     }
 
     /// The EventBridge pattern of `region`'s failover rule: its failover alarm entering ALARM.
+    /// The alarm has the same name in both regions, and the peer forwards its alarm changes
+    /// here: `region` in the pattern keeps the peer's "my peer is unhealthy" (which is about
+    /// *this* region) from starting a failover to this region.
     pub fn failover_rule_pattern(&self, region: &Region) -> serde_json::Value {
         serde_json::json!({
             "source": ["aws.cloudwatch"],
             "detail-type": ["CloudWatch Alarm State Change"],
+            "region": [region],
             "detail": {
                 "alarmName": [self.regional_names(region).failover_alarm],
                 "state": { "value": ["ALARM"] },
             },
         })
+    }
+
+    /// `region`'s EventBridge rules: the two schedules, the alarm → failover rule, and the
+    /// forwarding of this environment's alarm state changes to the peer's bus (evidence for
+    /// the surviving region; the failover rule ignores forwarded events by their `region`).
+    pub fn event_rules(&self, region: &Region) -> Vec<EventRule> {
+        let n = self.regional_names(region);
+        let peer = self.regions.peer_of(region).cloned().unwrap_or_else(|_| region.clone());
+        vec![
+            EventRule {
+                name: n.readiness_schedule.clone(),
+                description: "hourly readiness report of this region as the standby".into(),
+                schedule: Some("rate(1 hour)".into()),
+                pattern: None,
+                target: RuleTarget::Function { function: self.names().function("readiness-tester") },
+            },
+            EventRule {
+                name: n.probe_schedule.clone(),
+                description: format!(
+                    "health probes every {} s for a minute, from this region",
+                    self.probe_interval.as_secs()
+                ),
+                schedule: Some("rate(1 minute)".into()),
+                pattern: None,
+                target: RuleTarget::Function { function: self.names().function("health-probe") },
+            },
+            EventRule {
+                name: n.failover_rule.clone(),
+                description: format!("{} fires: start {} in {region}", n.failover_alarm, n.failover_state_machine),
+                schedule: None,
+                pattern: Some(self.failover_rule_pattern(region)),
+                target: RuleTarget::StateMachine {
+                    state_machine: n.failover_state_machine.clone(),
+                    input_paths: serde_json::json!({
+                        "time": "$.time", "alarm": "$.detail.alarmName", "reason": "$.detail.state.reason"
+                    }),
+                    template: r#"{"detectedAt": <time>, "trigger": <alarm>, "reason": <reason>}"#.into(),
+                },
+            },
+            EventRule {
+                name: n.forward_rule.clone(),
+                description: format!("this environment's alarm state changes, to {peer}'s bus"),
+                schedule: None,
+                pattern: Some(serde_json::json!({
+                    "source": ["aws.cloudwatch"],
+                    "detail-type": ["CloudWatch Alarm State Change"],
+                    "region": [region],
+                    "detail": { "alarmName": [{ "prefix": format!("switchyard-{}-", self.environment) }] },
+                })),
+                target: RuleTarget::PeerBus { region: peer },
+            },
+        ]
+    }
+
+    /// The `DefinitionSubstitutions` of `region`'s state machines: every function's ARN and
+    /// the alerts topic.
+    pub fn state_machine_substitutions(
+        &self,
+        region: &Region,
+        account: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut subs: std::collections::BTreeMap<String, String> = FUNCTIONS
+            .iter()
+            .map(|f| {
+                (function_arn_substitution(f), format!("arn:aws:lambda:{region}:{account}:function:{}", self.names().function(f)))
+            })
+            .collect();
+        subs.insert(
+            "AlertsTopicArn".into(),
+            format!("arn:aws:sns:{region}:{account}:{}", self.regional_names(region).alerts_topic),
+        );
+        subs
     }
 
     /// The environment every function in `region` receives (names from `core::config::keys`).
@@ -263,6 +393,7 @@ impl Deployment {
             (keys::PROBE_INTERVAL_SECONDS, self.probe_interval.as_secs().to_string()),
             (keys::API_RECORD, self.api_record()),
             (keys::DNS_MODE, self.dns_mode.as_str().to_owned()),
+            (keys::FAILOVER_COOLDOWN_SECONDS, self.failover_cooldown.as_secs().to_string()),
         ]
     }
 }

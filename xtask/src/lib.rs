@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod process;
 pub mod sandbox;
+pub mod stepfunctions;
 pub mod tools;
 
 use std::path::PathBuf;

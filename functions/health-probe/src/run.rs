@@ -51,6 +51,9 @@ pub struct ProbeReport {
     pub rounds: Vec<Round>,
     /// Each probed region's verdict in the last round.
     pub verdicts: BTreeMap<Region, RegionVerdict>,
+    /// The probing region's own health in the last round (`verdicts[probedFrom]`), under a
+    /// fixed name so a state machine's `Choice` can read it.
+    pub own_health: Option<Health>,
     /// What the failover alarm on each region's `Healthy` would conclude from these rounds
     /// alone (CloudWatch also sees the previous invocation's).
     pub alarm: BTreeMap<Region, AlarmView>,
@@ -131,6 +134,7 @@ impl Prober {
             probe_timeout_ms: timeout.as_millis() as u64,
             rounds: Vec::new(),
             verdicts: BTreeMap::new(),
+            own_health: None,
             alarm: BTreeMap::new(),
         };
         for k in 0..rounds {
@@ -140,6 +144,7 @@ impl Prober {
             report.rounds.push(round);
         }
         report.verdicts = report.rounds.last().map(|r| r.verdicts.clone()).unwrap_or_default();
+        report.own_health = report.verdicts.get(&report.probed_from).map(|v| v.health);
         let rule = AlarmRule::failover(interval);
         for region in report.verdicts.keys() {
             let values: Vec<f64> = report

@@ -320,6 +320,22 @@ pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<Replicati
     Ok(ReplicationLag { bytes, seconds })
 }
 
+/// How stale `replica` is by its own account alone (its writer unreachable): the age of the
+/// last transaction it replayed. Everything lost was committed after that transaction, so this
+/// bounds the lost window from above, as long as the writer committed regularly until it
+/// failed (the health probe's heartbeat writes see to that). `None`: not a replica, or it has
+/// replayed nothing since it started.
+pub async fn replica_age(replica: &PgNode) -> PortResult<Option<f64>> {
+    let client = replica.connect().await?;
+    let row = replica
+        .query_one(
+            &client,
+            "SELECT pg_is_in_recovery(), EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+        )
+        .await?;
+    Ok(if row.get::<_, bool>(0) { row.get::<_, Option<f64>>(1).map(|a| a.max(0.0)) } else { None })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

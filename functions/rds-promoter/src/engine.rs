@@ -9,7 +9,7 @@ use switchyard_core::{
     ErrorName, FailoverMode, Region, ReplicationLag, SwitchyardError,
     ports::{DatabasePromoter, PortResult, StepState},
 };
-use switchyard_postgres::{DbEndpoints, PgNode, catch_up, pair_lag};
+use switchyard_postgres::{DbEndpoints, PgNode, catch_up, pair_lag, replica_age};
 
 #[derive(Debug, Clone)]
 pub enum Engine {
@@ -58,6 +58,18 @@ impl Engine {
                 let cluster_id = arn.rsplit(':').next().unwrap_or(arn);
                 aurora_replication_lag(&a.cloudwatch, cluster_id).await
             }
+        }
+    }
+
+    /// The target's lag judged from the target alone, for when the old writer is unreachable
+    /// (see `switchyard_postgres::replica_age`). Aurora: the CloudWatch lag is already read
+    /// in the target's region, so there is no second source.
+    pub async fn lag_from_target(&self, target: &Region) -> PortResult<Option<ReplicationLag>> {
+        match self {
+            Engine::Postgres(e) => Ok(replica_age(&Self::node(e, target)?)
+                .await?
+                .map(|seconds| ReplicationLag { bytes: 0, seconds })),
+            Engine::Aurora(_) => Ok(None),
         }
     }
 

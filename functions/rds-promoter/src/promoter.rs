@@ -288,14 +288,24 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
         }
         let last = self.ledger.last_handover().await?;
         self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
+        let mut lag_source = "both";
         let lag = match self.engine.lag(old, target).await {
             Ok(lag) => lag,
-            // Planned switchover needs the current writer. Otherwise an unreachable writer or an
-            // unmeasurable lag is an unknown lag, which the gate treats as above budget.
+            // Planned switchover needs the current writer.
             Err(e) if req.mode == FailoverMode::Planned && e.name == ErrorName::ServiceUnavailable => return Err(e),
+            // The old writer is unreachable (the usual unplanned case): the replica's own
+            // account bounds the lag from above. Nothing at all is an unknown lag, which the
+            // gate treats as above budget.
             Err(e) if matches!(e.name, ErrorName::ServiceUnavailable | ErrorName::NotReady) => {
-                tracing::warn!(error = %e, "lag unknown");
-                None
+                lag_source = "target";
+                let fallback = self.engine.lag_from_target(target).await.unwrap_or_else(|e2| {
+                    tracing::warn!(error = %e2, "lag from the target alone unknown too");
+                    None
+                });
+                if fallback.is_none() {
+                    tracing::warn!(error = %e, "lag unknown");
+                }
+                fallback
             }
             Err(e) => return Err(e),
         };
@@ -306,7 +316,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
             t.rpo = Some(RpoFigure::from(&decision));
         })
         .await?;
-        Ok(json!({ "handover": "bump", "claim": claim, "gate": decision }))
+        Ok(json!({ "handover": "bump", "claim": claim, "gate": decision, "lagMeasuredFrom": lag_source }))
     }
 
     async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<Value, SwitchyardError> {

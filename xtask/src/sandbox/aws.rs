@@ -18,6 +18,7 @@ use aws_sdk_route53::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use switchyard_aws::{AwsTarget, sdk_config};
+use switchyard_infra::RuleTarget;
 use switchyard_core::{Region, WriterClaim, health};
 use switchyard_infra::Deployment;
 use switchyard_postgres::DbCredentials;
@@ -75,6 +76,7 @@ pub async fn provision(
     }
     subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
+    crate::stepfunctions::register(target, d).await.context("registering the state machines")?;
     Ok(Resources { regions, global })
 }
 
@@ -178,17 +180,40 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         req = req.tags(aws_sdk_cloudwatch::types::Tag::builder().key(*k).value(v).build());
     }
     req.send().await?;
+    // The region's EventBridge rules and their targets, from the model. moto keeps them but
+    // fires no schedule and routes no alarm: the drill and the tests start what they would.
     let events = aws_sdk_eventbridge::Client::new(&config);
-    let mut req = events
-        .put_rule()
-        .name(&names.failover_rule)
-        .description(format!("{} fires: start {} in {region}", alarm.name, names.failover_state_machine))
-        .event_pattern(d.failover_rule_pattern(region).to_string())
-        .state(aws_sdk_eventbridge::types::RuleState::Enabled);
-    for (k, v) in &tags {
-        req = req.tags(aws_sdk_eventbridge::types::Tag::builder().key(*k).value(v).build()?);
+    let account = crate::stepfunctions::SANDBOX_ACCOUNT;
+    for rule in d.event_rules(region) {
+        let mut req = events
+            .put_rule()
+            .name(&rule.name)
+            .description(&rule.description)
+            .set_schedule_expression(rule.schedule.clone())
+            .set_event_pattern(rule.pattern.as_ref().map(|p| p.to_string()))
+            .state(aws_sdk_eventbridge::types::RuleState::Enabled);
+        for (k, v) in &tags {
+            req = req.tags(aws_sdk_eventbridge::types::Tag::builder().key(*k).value(v).build()?);
+        }
+        req.send().await.with_context(|| format!("rule {}", rule.name))?;
+        let target = aws_sdk_eventbridge::types::Target::builder().id("target");
+        let target = match &rule.target {
+            RuleTarget::Function { function } => target.arn(format!("arn:aws:lambda:{region}:{account}:function:{function}")),
+            RuleTarget::StateMachine { state_machine, input_paths, template } => target
+                .arn(format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine}"))
+                .role_arn(format!("arn:aws:iam::{account}:role/{}-events", rule.name))
+                .input_transformer(
+                    aws_sdk_eventbridge::types::InputTransformer::builder()
+                        .set_input_paths_map(serde_json::from_value(input_paths.clone())?)
+                        .input_template(template)
+                        .build()?,
+                ),
+            RuleTarget::PeerBus { region: peer } => target
+                .arn(format!("arn:aws:events:{peer}:{account}:event-bus/default"))
+                .role_arn(format!("arn:aws:iam::{account}:role/{}-events", rule.name)),
+        };
+        events.put_targets().rule(&rule.name).targets(target.build()?).send().await?;
     }
-    req.send().await?;
 
     // The regional Aurora cluster's metadata (the data plane is the sandbox's PostgreSQL).
     let rds = aws_sdk_rds::Client::new(&config);
