@@ -38,7 +38,7 @@ pub fn trials() -> Vec<Trial> {
 }
 
 /// A valid order with an id unique to this test run.
-fn order(tag: &str, n: usize) -> Order {
+pub(crate) fn order(tag: &str, n: usize) -> Order {
     xtask::bench::sample_order(format!("{tag}-{}-{n}", std::process::id()), n)
 }
 
@@ -66,7 +66,7 @@ async fn send(source: &OrdersEventSource<'_>, bodies: &[String]) -> anyhow::Resu
 
 /// Publishes orders to a region's orders topic, as that region's API does once it has
 /// acknowledged them; SNS fans each out to both regions' queues.
-async fn publish(sb: &Sandbox, region: &str, orders: &[Order]) -> anyhow::Result<()> {
+pub(crate) async fn publish(sb: &Sandbox, region: &str, orders: &[Order]) -> anyhow::Result<()> {
     let resources = sb.resources.as_ref().context("not provisioned")?;
     let sns = aws_sdk_sns::Client::new(&sdk_config(&sb.aws_target(), &sb.region(region)?.region).await);
     for o in orders {

@@ -15,6 +15,7 @@ mod promoter;
 mod provisioning;
 mod readiness;
 mod replication;
+mod statemachines;
 mod switcher;
 
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         provisioning::trials(),
         readiness::trials(),
         probe::trials(),
+        statemachines::trials(),
         functions::trials(),
         lifecycle::trials(),
     ]

@@ -122,6 +122,7 @@ async fn sandbox(sub: &str, instance: &str, json: bool) -> Result<ExitCode> {
 fn test(extra: &[&str]) -> Result<ExitCode> {
     tools::ensure_python_tools()?;
     tools::postgres_bindir()?;
+    xtask::stepfunctions::ensure_node_tools()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(repo_root())
