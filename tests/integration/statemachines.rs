@@ -148,7 +148,10 @@ fn keep_consuming<'a>(
 ) -> (tokio::sync::watch::Sender<bool>, impl Future<Output = anyhow::Result<()>> + 'a) {
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let work = async move {
-        let source = OrdersEventSource::new(sb, region).await?;
+        let mut source = OrdersEventSource::new(sb, region).await?;
+        // Orders the shadow consumer kept come back after the visibility timeout (60 s in the
+        // model): shortened here, as the wait states are.
+        source.visibility = Some(Duration::from_secs(1));
         while !*rx.borrow() {
             source.poll().await?;
             tokio::select! {

@@ -118,8 +118,12 @@ const execution = machine.run(spec.input, {
   },
 });
 
+let failed = null; // the ExecutionFailed event: its Error/Cause are the execution's
 const history = (async () => {
-  for await (const event of execution.eventLogs) print({ event });
+  for await (const event of execution.eventLogs) {
+    if (event.type === 'ExecutionFailed') failed = event;
+    print({ event });
+  }
 })();
 
 try {
@@ -128,5 +132,7 @@ try {
   print({ execution: { status: 'SUCCEEDED', output } });
 } catch (e) {
   await history.catch(() => {});
-  print({ execution: { status: 'FAILED', error: e.name, cause: e.cause ?? e.message } });
+  const error = failed ? failed.Error : e.name;
+  const cause = failed ? failed.Cause : (e.cause ?? e.message);
+  print({ execution: { status: 'FAILED', error, cause: typeof cause === 'string' ? cause : JSON.stringify(cause) } });
 }
