@@ -110,12 +110,20 @@ pub fn function_arn_substitution(function: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum RuleTarget {
-    Function { function: String },
+    Function {
+        function: String,
+    },
     /// With an input transformer: `input_paths` picks from the event, `template` shapes the
     /// execution input.
-    StateMachine { state_machine: String, input_paths: serde_json::Value, template: String },
+    StateMachine {
+        state_machine: String,
+        input_paths: serde_json::Value,
+        template: String,
+    },
     /// The peer region's default event bus.
-    PeerBus { region: Region },
+    PeerBus {
+        region: Region,
+    },
 }
 
 /// One EventBridge rule of a region, as the stack emits it and the sandbox provisions it.
@@ -366,7 +374,10 @@ impl Deployment {
         let mut subs: std::collections::BTreeMap<String, String> = FUNCTIONS
             .iter()
             .map(|f| {
-                (function_arn_substitution(f), format!("arn:aws:lambda:{region}:{account}:function:{}", self.names().function(f)))
+                (
+                    function_arn_substitution(f),
+                    format!("arn:aws:lambda:{region}:{account}:function:{}", self.names().function(f)),
+                )
             })
             .collect();
         subs.insert(

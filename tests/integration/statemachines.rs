@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::sdk_config;
+use switchyard_core::ports::ReplicationMonitor;
 use switchyard_tests::{finish_own, own_sandbox, trial};
 use xtask::{
     process,
@@ -104,7 +105,12 @@ impl Pager {
             }
             for m in out.messages() {
                 all.push(m.body().unwrap_or_default().to_owned());
-                self.sqs.delete_message().queue_url(&self.url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
             }
         }
     }
@@ -190,7 +196,18 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(x.succeeded(), "failover did not succeed:\n{}", x.history());
     ensure_path(
         &x,
-        &["Begin", "Gate", "Fence", "Promote", "Record", "SwitchTraffic", "AwaitConsumer", "VerifyHealth", "RecordSuccess", "NotifySuccess"],
+        &[
+            "Begin",
+            "Gate",
+            "Fence",
+            "Promote",
+            "Record",
+            "SwitchTraffic",
+            "AwaitConsumer",
+            "VerifyHealth",
+            "RecordSuccess",
+            "NotifySuccess",
+        ],
     )?;
     let out = x.output.clone().context("no output")?;
     let t = &out["timeline"];
@@ -231,11 +248,18 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
         let x = execute(sb, &start).await;
         replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
         let x = x?;
-        ensure!(!x.succeeded() && x.error.as_deref() == Some("LagAboveBudget"), "expected LagAboveBudget:\n{}", x.history());
+        ensure!(
+            !x.succeeded() && x.error.as_deref() == Some("LagAboveBudget"),
+            "expected LagAboveBudget:\n{}",
+            x.history()
+        );
         ensure!(!x.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the gate:\n{}", x.history());
         ensure_path(&x, &["Begin", "Gate", "RecordFailure", "NotifyFailure", "Failed"])?;
         let stored = table_item(sb, "us-east-2", "execution#alarm-gate").await?.context("no timeline")?;
-        ensure!(stored["timeline"]["status"] == "failed" && stored["timeline"]["error"] == "LagAboveBudget", "{stored}");
+        ensure!(
+            stored["timeline"]["status"] == "failed" && stored["timeline"]["error"] == "LagAboveBudget",
+            "{stored}"
+        );
         ensure!(table_item(sb, "us-east-2", "lock").await?.is_none(), "the lock is still held");
         ensure!(claim(sb, "us-east-2").await? == (1, "us-east-1".into()), "the claim moved");
         let pages = pager.messages().await?;
@@ -250,22 +274,176 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
     outcome
 }
 
-async fn transient(_sb: &Sandbox) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+/// The target database is down when the promotion starts: the promoter answers
+/// `ServiceUnavailable`, the state machine retries with backoff, the database returns, the
+/// promotion succeeds.
+async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
+    sb.stop_database("us-east-2")?;
+    let mut input = alarm_input();
+    // With the target down its lag cannot be read at all: accepted explicitly here, so the
+    // execution reaches the promotion.
+    input["allowDataLoss"] = json!(true);
+    let mut start = Start::new("failover", "us-east-2", "alarm-transient", input)?;
+    start.retry_ms = Some(1500);
+    let restore = async {
+        // The fence of us-east-1 comes right before the promotion.
+        let old = sb.node("us-east-1")?;
+        switchyard_tests::eventually(Duration::from_secs(30), "us-east-1 fenced", || async {
+            Ok((!old.accepts_writes().await.unwrap_or(true)).then_some(()))
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        sb.start_database("us-east-2")
+    };
+    let (x, restored) = tokio::join!(execute(sb, &start), restore);
+    restored?;
+    let x = x?;
+    ensure!(x.succeeded(), "did not recover:\n{}", x.history());
+    let failures = x.failures();
+    ensure!(
+        failures.iter().any(|(state, error)| state == "Promote" && error == "ServiceUnavailable"),
+        "no transient promotion failure seen: {failures:?}\n{}",
+        x.history()
+    );
+    ensure!(!x.retried("Promote").is_empty(), "Promote was not retried:\n{}", x.history());
+    ensure!(claim(sb, "us-east-2").await? == (2, "us-east-2".into()), "the claim did not move");
+    Ok(())
 }
 
-async fn fatal(_sb: &Sandbox) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+/// After the promotion the dns-switcher fails with a fatal error (its configuration lacks the
+/// hosted zone): caught, the timeline says failed with the cause, the lock is released and
+/// the page says traffic was not moved. Nothing is undone (never fails back).
+async fn fatal(sb: &Sandbox) -> anyhow::Result<()> {
+    let pager = Pager::subscribe(sb, "us-east-2").await?;
+    let region: switchyard_core::Region = "us-east-2".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut env = sb.function_environment(&region);
+    env.retain(|(k, _)| *k != switchyard_core::config::keys::HOSTED_ZONE_ID);
+    let service =
+        xtask::sandbox::lambda::start(&region, &env, process::free_port()?, &sb.dir.join("lambda-sm-fatal.log"))?;
+    let outcome = async {
+        service.wait_ready()?;
+        crash_east1_after_heartbeat(sb).await?;
+        let mut start = Start::new("failover", "us-east-2", "alarm-fatal", alarm_input())?;
+        start.lambda_port = Some(service.port);
+        let x = execute(sb, &start).await?;
+        ensure!(x.error.as_deref() == Some("MissingConfig"), "expected MissingConfig:\n{}", x.history());
+        ensure!(x.retried("SwitchTraffic").is_empty(), "a fatal error was retried:\n{}", x.history());
+        ensure_path(&x, &["Promote", "Record", "SwitchTraffic", "RecordFailure", "NotifyFailure", "Failed"])?;
+        let stored = table_item(sb, "us-east-2", "execution#alarm-fatal").await?.context("no timeline")?;
+        let t = &stored["timeline"];
+        ensure!(t["status"] == "failed" && t["error"] == "MissingConfig" && t["promoted"].is_string(), "{t}");
+        ensure!(t["cause"].as_str().is_some_and(|c| c.contains("SWITCHYARD_HOSTED_ZONE_ID")), "cause: {t}");
+        ensure!(table_item(sb, "us-east-2", "lock").await?.is_none(), "the lock is still held");
+        ensure!(claim(sb, "us-east-2").await? == (2, "us-east-2".into()), "the promotion was undone");
+        let pages = pager.messages().await?;
+        ensure!(pages.iter().any(|m| m.contains("traffic was not moved")), "no actionable page: {pages:?}");
+        Ok(())
+    }
+    .await;
+    process::stop_group(service.pid, "TERM", Duration::from_secs(10))?;
+    outcome
 }
 
-async fn cooldown(_sb: &Sandbox) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+/// us-east-1's database crashes right after a heartbeat of its health probe, as it would in
+/// production (the probe writes one every interval): the replica's last replayed commit is
+/// then recent, which is what bounds the lag when the writer is gone.
+async fn crash_east1_after_heartbeat(sb: &Sandbox) -> anyhow::Result<()> {
+    let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
+    ensure!(matches!(probe, xtask::sandbox::lambda::Invocation::Ok(_)), "probe: {probe:?}");
+    sb.crash_database("us-east-1")
 }
 
-async fn storm(_sb: &Sandbox) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+/// Runs one whole failover to us-east-2 after us-east-1's database crashed.
+async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Execution> {
+    crash_east1_after_heartbeat(sb).await?;
+    let x = execute(sb, &Start::new("failover", "us-east-2", name, alarm_input())?).await?;
+    ensure!(x.succeeded(), "failover {name} failed:\n{}", x.history());
+    Ok(x)
 }
 
-async fn switchover_and_back(_sb: &Sandbox) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+/// Right after a failover, us-east-1's state machine is started (its own alarm about
+/// us-east-2, as a flapping outage would): refused by the cooldown, never failing back. A
+/// repeat in us-east-2 has nothing to do.
+async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
+    fail_over_to_east2(sb, "alarm-first").await?;
+    let back = execute(sb, &Start::new("failover", "us-east-1", "alarm-flap", alarm_input())?).await?;
+    ensure!(back.error.as_deref() == Some("CooldownActive"), "expected CooldownActive:\n{}", back.history());
+    ensure!(!back.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the cooldown:\n{}", back.history());
+    ensure!(table_item(sb, "us-east-1", "lock").await?.is_none(), "us-east-1's lock is still held");
+    let again = execute(sb, &Start::new("failover", "us-east-2", "alarm-again", alarm_input())?).await?;
+    ensure!(again.succeeded() && again.path().last().map(String::as_str) == Some("NothingToDo"), "{}", again.history());
+    for region in ["us-east-1", "us-east-2"] {
+        ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim moved");
+    }
+    Ok(())
+}
+
+/// An alarm storm: three executions for the same incident start at once. One does the work;
+/// the others end as duplicates (or, if they begin after it finished, with nothing to do).
+async fn storm(sb: &Sandbox) -> anyhow::Result<()> {
+    crash_east1_after_heartbeat(sb).await?;
+    let starts: Vec<Start> = (1..=3)
+        .map(|i| Start::new("failover", "us-east-2", format!("storm-{i}"), alarm_input()))
+        .collect::<anyhow::Result<_>>()?;
+    let (a, b, c) = tokio::join!(execute(sb, &starts[0]), execute(sb, &starts[1]), execute(sb, &starts[2]));
+    let runs = vec![a?, b?, c?];
+    let workers: Vec<&Execution> = runs.iter().filter(|x| x.path().iter().any(|s| s == "Promote")).collect();
+    let all = runs.iter().map(|x| format!("{}:\n{}", x.name, x.history())).collect::<Vec<_>>().join("\n");
+    ensure!(workers.len() == 1, "{} executions did the work:\n{all}", workers.len());
+    ensure!(workers[0].succeeded(), "the worker failed:\n{all}");
+    for x in runs.iter().filter(|x| x.name != workers[0].name) {
+        let ended = x.path().last().cloned().unwrap_or_default();
+        ensure!(
+            x.succeeded() && (ended == "Duplicate" || ended == "NothingToDo"),
+            "{}: ended in {ended}\n{all}",
+            x.name
+        );
+    }
+    ensure!(claim(sb, "us-east-2").await? == (2, "us-east-2".into()), "the epoch moved more than once");
+    Ok(())
+}
+
+/// A planned switchover to us-east-2 with orders flowing, then the failback (the same state
+/// machine, started in us-east-1 with the direction named): the layout is the original
+/// again, every acknowledged order applied exactly once.
+async fn switchover_and_back(sb: &Sandbox) -> anyhow::Result<()> {
+    let orders: Vec<_> = (0..6).map(|n| order("sm-switch", n)).collect();
+    publish(sb, "us-east-1", &orders[..3]).await?;
+    OrdersEventSource::new(sb, "us-east-1").await?.drain(5).await?;
+
+    let there = json!({ "from": "us-east-1", "to": "us-east-2", "trigger": "manual", "reason": "exercise" });
+    let x = execute(sb, &Start::new("switchover", "us-east-2", "switchover-1", there)?).await?;
+    ensure!(x.succeeded(), "switchover failed:\n{}", x.history());
+    ensure_path(
+        &x,
+        &["Begin", "Gate", "Drain", "CatchUp", "Promote", "Record", "SwitchTraffic", "AwaitConsumer", "RecordSuccess"],
+    )?;
+    let t = &x.output.as_ref().context("no output")?["timeline"];
+    ensure!(t["rpo"]["ordersAtRisk"] == 0 && t["status"] == "succeeded", "{t}");
+    ensure!(claim(sb, "us-east-2").await? == (2, "us-east-2".into()), "switchover: claim");
+    // Aurora's switchover turns the old primary into a secondary; the sandbox rebuilds it.
+    sb.rejoin_as_replica("us-east-1", "us-east-2")?;
+    publish(sb, "us-east-2", &orders[3..]).await?;
+    OrdersEventSource::new(sb, "us-east-2").await?.drain(5).await?;
+
+    let back = json!({ "from": "us-east-2", "to": "us-east-1", "trigger": "manual", "reason": "failback" });
+    let y = execute(sb, &Start::new("switchover", "us-east-1", "failback-1", back)?).await?;
+    ensure!(y.succeeded(), "failback failed:\n{}", y.history());
+    ensure!(claim(sb, "us-east-1").await? == (3, "us-east-1".into()), "failback: claim");
+    sb.rejoin_as_replica("us-east-2", "us-east-1")?;
+    let (writer, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    ensure!(writer.accepts_writes().await? && !replica.accepts_writes().await?, "roles are not the original ones");
+    switchyard_tests::eventually(Duration::from_secs(20), "us-east-2 streams from us-east-1", || async {
+        Ok((writer.replication_status().await?.streaming_peers == 1).then_some(()))
+    })
+    .await?;
+    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+    let applied: i64 = writer
+        .connect()
+        .await?
+        .query_one("SELECT count(*) FROM orders WHERE order_id = ANY($1)", &[&ids])
+        .await?
+        .get(0);
+    ensure!(applied == orders.len() as i64, "{applied} of {} acknowledged orders applied", orders.len());
+    Ok(())
 }

@@ -37,7 +37,8 @@ fn node() -> PathBuf {
 /// the lock changed. Needs the machine's npm once; Node 22 itself comes from npm.
 pub fn ensure_node_tools() -> Result<()> {
     let dir = runner_dir();
-    let lock = std::fs::read_to_string(dir.join("package-lock.json")).context("xtask/stepfunctions/package-lock.json")?;
+    let lock =
+        std::fs::read_to_string(dir.join("package-lock.json")).context("xtask/stepfunctions/package-lock.json")?;
     let stamp = dir.join("node_modules/.switchyard-lock");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) && node().exists() {
         return Ok(());
@@ -101,7 +102,9 @@ pub async fn register(target: &switchyard_aws::AwsTarget, d: &Deployment) -> Res
     for region in d.regions.iter() {
         let sfn = aws_sdk_sfn::Client::new(&switchyard_aws::sdk_config(target, region).await);
         let names = d.regional_names(region);
-        for (machine, name) in [("failover", &names.failover_state_machine), ("switchover", &names.switchover_state_machine)] {
+        for (machine, name) in
+            [("failover", &names.failover_state_machine), ("switchover", &names.switchover_state_machine)]
+        {
             let definition = deployed_definition(d, machine, region)?;
             let mut req = sfn
                 .create_state_machine()
@@ -184,7 +187,9 @@ impl Execution {
     /// The errors states failed with (`StateFailed` events), as `(state, error)`.
     pub fn failures(&self) -> Vec<(String, String)> {
         self.events_of("StateFailed")
-            .map(|e| (e["state"]["name"].as_str().unwrap_or("").to_owned(), e["Error"].as_str().unwrap_or("").to_owned()))
+            .map(|e| {
+                (e["state"]["name"].as_str().unwrap_or("").to_owned(), e["Error"].as_str().unwrap_or("").to_owned())
+            })
             .collect()
     }
 
@@ -194,7 +199,9 @@ impl Execution {
         for e in &self.events {
             let state = e["state"]["name"].as_str().unwrap_or("");
             let extra = match e["type"].as_str() {
-                Some("StateFailed" | "ExecutionFailed") => format!(" {}: {}", e["Error"].as_str().unwrap_or(""), e["Cause"]),
+                Some("StateFailed" | "ExecutionFailed") => {
+                    format!(" {}: {}", e["Error"].as_str().unwrap_or(""), e["Cause"])
+                }
                 Some("StateRetried") => format!(" attempt {}", e["retry"]["attempt"]),
                 _ => String::new(),
             };

@@ -60,9 +60,14 @@ impl Lock {
 pub enum LockOutcome {
     Acquired,
     /// Another execution holds the lock for the same incident: it does the work.
-    Duplicate { owner: String },
+    Duplicate {
+        owner: String,
+    },
     /// Another incident holds the lock.
-    HeldBy { owner: String, incident: String },
+    HeldBy {
+        owner: String,
+        incident: String,
+    },
 }
 
 /// The last completed handover: when the writer role last moved. The cooldown counts from it.
@@ -85,7 +90,12 @@ pub struct Cooldown(pub Duration);
 impl Cooldown {
     pub const DEFAULT: Cooldown = Cooldown(Duration::from_secs(3600));
 
-    pub fn check(&self, mode: FailoverMode, last: Option<&HandoverRecord>, now: Timestamp) -> Result<(), SwitchyardError> {
+    pub fn check(
+        &self,
+        mode: FailoverMode,
+        last: Option<&HandoverRecord>,
+        now: Timestamp,
+    ) -> Result<(), SwitchyardError> {
         let Some(last) = last else { return Ok(()) };
         if mode == FailoverMode::Planned {
             return Ok(());
@@ -185,7 +195,14 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    pub fn start(execution: &str, incident: &str, mode: FailoverMode, from: Region, to: Region, detected: Timestamp) -> Self {
+    pub fn start(
+        execution: &str,
+        incident: &str,
+        mode: FailoverMode,
+        from: Region,
+        to: Region,
+        detected: Timestamp,
+    ) -> Self {
         Timeline {
             execution: execution.to_owned(),
             incident: incident.to_owned(),
@@ -351,7 +368,8 @@ mod tests {
     #[test]
     fn a_finished_timeline_has_its_rto_and_stays_finished() {
         let (e1, e2) = ("us-east-1".parse().expect("region"), "us-east-2".parse().expect("region"));
-        let mut t = Timeline::start("x", "epoch-1-to-us-east-2", FailoverMode::Unplanned, e1, e2, at("2026-11-22T10:00:00Z"));
+        let mut t =
+            Timeline::start("x", "epoch-1-to-us-east-2", FailoverMode::Unplanned, e1, e2, at("2026-11-22T10:00:00Z"));
         t.switched = Some(at("2026-11-22T10:00:41.500Z"));
         t.finish(ExecutionStatus::Succeeded, at("2026-11-22T10:00:45Z"));
         assert_eq!(t.rto_seconds, Some(41.5));

@@ -155,5 +155,6 @@ pub async fn first_applied<C: GenericClient>(
     )
     .await?;
     let (first_ms, count): (Option<i64>, i64) = (row.get(0), row.get(1));
-    Ok(first_ms.map(|ms| FirstApplied { at: switchyard_core::order::Timestamp::from_unix_millis(ms), count: count as u64 }))
+    Ok(first_ms
+        .map(|ms| FirstApplied { at: switchyard_core::order::Timestamp::from_unix_millis(ms), count: count as u64 }))
 }

@@ -120,7 +120,10 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
         ));
     }
     if req.mode == FailoverMode::Planned && input.allow_data_loss {
-        return Err(SwitchyardError::new(ErrorName::InvalidInput, "a planned switchover never loses data: drop allowDataLoss"));
+        return Err(SwitchyardError::new(
+            ErrorName::InvalidInput,
+            "a planned switchover never loses data: drop allowDataLoss",
+        ));
     }
     let claim: WriterClaim = registry.current().await?;
     let incident = incident(claim.epoch, local);
@@ -316,7 +319,10 @@ mod tests {
         assert!(ended["message"].as_str().is_some_and(|m| m.contains("did not move")), "{ended}");
         // Retried: nothing changes, the lock stays free.
         let again = end(&registry, &ledger, "t", &e2, &e1, end_req).await.expect("end");
-        assert_eq!((again["lockReleased"].clone(), again["timeline"]["status"].clone()), (json!(false), json!("failed")));
+        assert_eq!(
+            (again["lockReleased"].clone(), again["timeline"]["status"].clone()),
+            (json!(false), json!("failed"))
+        );
         // Another incident may take the lock now.
         let third = begin(&registry, &ledger, &e2, &e1, begin_req("c")).await.expect("begin");
         assert_eq!(third["outcome"], json!("acquired"));

@@ -66,9 +66,9 @@ impl Engine {
     /// in the target's region, so there is no second source.
     pub async fn lag_from_target(&self, target: &Region) -> PortResult<Option<ReplicationLag>> {
         match self {
-            Engine::Postgres(e) => Ok(replica_age(&Self::node(e, target)?)
-                .await?
-                .map(|seconds| ReplicationLag { bytes: 0, seconds })),
+            Engine::Postgres(e) => {
+                Ok(replica_age(&Self::node(e, target)?).await?.map(|seconds| ReplicationLag { bytes: 0, seconds }))
+            }
             Engine::Aurora(_) => Ok(None),
         }
     }

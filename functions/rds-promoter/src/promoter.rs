@@ -162,7 +162,8 @@ impl<'de> Deserialize<'de> for Request {
 
 impl Request {
     pub fn parse(mut event: Value) -> Result<Request, SwitchyardError> {
-        let bad = |e: serde_json::Error| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed request: {e}"));
+        let bad =
+            |e: serde_json::Error| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed request: {e}"));
         match event.get("action").and_then(Value::as_str) {
             Some(books @ ("begin" | "end")) => {
                 let begin = books == "begin";
@@ -355,7 +356,9 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
     /// writer finds them in its own region. Best effort and bounded: the peer is usually the
     /// failed region.
     async fn tell_peer(&self, expected: WriterEpoch, next: &WriterClaim, handover: &HandoverRecord) -> Value {
-        let Some((registry, ledger)) = &self.peer else { return json!({ "updated": false, "reason": "no peer table" }) };
+        let Some((registry, ledger)) = &self.peer else {
+            return json!({ "updated": false, "reason": "no peer table" });
+        };
         let write = async {
             match registry.replace(expected, next.clone()).await {
                 Ok(()) => {}

@@ -18,9 +18,9 @@ use aws_sdk_route53::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use switchyard_aws::{AwsTarget, sdk_config};
-use switchyard_infra::RuleTarget;
 use switchyard_core::{Region, WriterClaim, health};
 use switchyard_infra::Deployment;
+use switchyard_infra::RuleTarget;
 use switchyard_postgres::DbCredentials;
 
 /// Tags on every resource the sandbox creates.
@@ -198,7 +198,9 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         req.send().await.with_context(|| format!("rule {}", rule.name))?;
         let target = aws_sdk_eventbridge::types::Target::builder().id("target");
         let target = match &rule.target {
-            RuleTarget::Function { function } => target.arn(format!("arn:aws:lambda:{region}:{account}:function:{function}")),
+            RuleTarget::Function { function } => {
+                target.arn(format!("arn:aws:lambda:{region}:{account}:function:{function}"))
+            }
             RuleTarget::StateMachine { state_machine, input_paths, template } => target
                 .arn(format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine}"))
                 .role_arn(format!("arn:aws:iam::{account}:role/{}-events", rule.name))

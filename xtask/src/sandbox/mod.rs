@@ -396,6 +396,21 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Rebuilds `region`'s database as a streaming replica of `writer`'s (stop, fresh base
+    /// backup, start). After a switchover Aurora demotes the old primary to a secondary
+    /// itself; this is the sandbox's stand-in for that, and the way back after a failover
+    /// (where the old writer's data diverged and must be replaced).
+    pub fn rejoin_as_replica(&self, region: &str, writer: &str) -> Result<()> {
+        let (r, w) = (self.region(region)?, self.region(writer)?);
+        postgres::stop(&r.data_dir)?;
+        std::fs::remove_dir_all(&r.data_dir).with_context(|| format!("removing {}", r.data_dir.display()))?;
+        let pg = postgres::PgTools::find()?;
+        pg.init_replica(&r.data_dir, r.postgres.port, region, &w.postgres)?;
+        pg.enable_tls(&r.data_dir, &postgres::ensure_tls(&self.dir)?)?;
+        pg.start(&r.data_dir, &r.log)?;
+        Ok(())
+    }
+
     /// Every loopback port the instance listens on.
     pub fn ports(&self) -> Vec<u16> {
         moto_port(&self.aws_endpoint_url)
