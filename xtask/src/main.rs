@@ -18,6 +18,9 @@ usage: cargo xtask <command>
   sandbox status [--instance NAME] [--json] health, replication lag, canary row
   sandbox down   [--instance NAME]          stop every process it started, remove its files
   sandbox env    [--instance NAME]          shell `export` lines for the sandbox's endpoints
+  execute failover|switchover REGION [--input JSON] [--name NAME] [--instance NAME]
+                            run a state machine of REGION in the sandbox (real waits and
+                            retries), print its history and output
 ";
 
 fn main() -> ExitCode {
@@ -54,6 +57,26 @@ async fn dispatch(args: &[String]) -> Result<ExitCode> {
             sandbox(sub, &instance, rest.iter().any(|a| a == "--json")).await
         }
         ["test", rest @ ..] => test(rest),
+        ["execute", machine @ ("failover" | "switchover"), region, rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let instance = flag_value(&rest, "--instance")?.unwrap_or_else(|| "default".to_owned());
+            let sb = Sandbox::load(&instance)?.with_context(|| format!("sandbox {instance:?} is not up"))?;
+            let input: serde_json::Value = match flag_value(&rest, "--input")? {
+                Some(text) => serde_json::from_str(&text).context("--input is not JSON")?,
+                None => serde_json::json!({ "trigger": "manual" }),
+            };
+            let name = flag_value(&rest, "--name")?
+                .unwrap_or_else(|| format!("{machine}-{}", switchyard_core::order::Timestamp::now().unix_millis()));
+            let machine: &'static str = if *machine == "failover" { "failover" } else { "switchover" };
+            let mut start = xtask::stepfunctions::Start::new(machine, region, name, input)?;
+            (start.wait_ms, start.retry_ms) = (None, None);
+            let x = xtask::stepfunctions::execute(&sb, &start).await?;
+            println!("{}", x.history());
+            if let Some(output) = &x.output {
+                println!("{}", serde_json::to_string_pretty(output)?);
+            }
+            Ok(if x.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         ["drill", ..] => drill().await,
         ["bench", "consumer", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
