@@ -110,20 +110,13 @@ pub fn function_arn_substitution(function: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum RuleTarget {
-    Function {
-        function: String,
-    },
+    /// One of [`FUNCTIONS`], in the rule's region.
+    Function { function: String },
     /// With an input transformer: `input_paths` picks from the event, `template` shapes the
     /// execution input.
-    StateMachine {
-        state_machine: String,
-        input_paths: serde_json::Value,
-        template: String,
-    },
+    StateMachine { state_machine: String, input_paths: serde_json::Value, template: String },
     /// The peer region's default event bus.
-    PeerBus {
-        region: Region,
-    },
+    PeerBus { region: Region },
 }
 
 /// One EventBridge rule of a region, as the stack emits it and the sandbox provisions it.
@@ -324,7 +317,7 @@ impl Deployment {
                 description: "hourly readiness report of this region as the standby".into(),
                 schedule: Some("rate(1 hour)".into()),
                 pattern: None,
-                target: RuleTarget::Function { function: self.names().function("readiness-tester") },
+                target: RuleTarget::Function { function: "readiness-tester".into() },
             },
             EventRule {
                 name: n.probe_schedule.clone(),
@@ -334,7 +327,7 @@ impl Deployment {
                 ),
                 schedule: Some("rate(1 minute)".into()),
                 pattern: None,
-                target: RuleTarget::Function { function: self.names().function("health-probe") },
+                target: RuleTarget::Function { function: "health-probe".into() },
             },
             EventRule {
                 name: n.failover_rule.clone(),
@@ -364,6 +357,11 @@ impl Deployment {
         ]
     }
 
+    /// The ARN of `function` (a name of [`FUNCTIONS`]) as deployed in `region`.
+    pub fn function_arn(&self, region: &Region, account: &str, function: &str) -> String {
+        format!("arn:aws:lambda:{region}:{account}:function:{}", self.names().function(function))
+    }
+
     /// The `DefinitionSubstitutions` of `region`'s state machines: every function's ARN and
     /// the alerts topic.
     pub fn state_machine_substitutions(
@@ -375,12 +373,7 @@ impl Deployment {
             .iter()
             // The readiness tester runs on its schedule; no state machine invokes it.
             .filter(|f| **f != "readiness-tester")
-            .map(|f| {
-                (
-                    function_arn_substitution(f),
-                    format!("arn:aws:lambda:{region}:{account}:function:{}", self.names().function(f)),
-                )
-            })
+            .map(|f| (function_arn_substitution(f), self.function_arn(region, account, f)))
             .collect();
         subs.insert(
             "AlertsTopicArn".into(),

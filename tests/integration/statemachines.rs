@@ -8,8 +8,9 @@ use anyhow::{Context, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
-use switchyard_aws::sdk_config;
+use switchyard_aws::{control_table::ControlTable, sdk_config};
 use switchyard_core::ports::ReplicationMonitor;
+use switchyard_core::ports::WriterRegistry;
 use switchyard_tests::{finish_own, own_sandbox, trial};
 use xtask::{
     process,
@@ -142,8 +143,12 @@ async fn table_item(sb: &Sandbox, region: &str, pk: &str) -> anyhow::Result<Opti
 
 /// The writer claim of a region's control table, as `(epoch, writer)`.
 async fn claim(sb: &Sandbox, region: &str) -> anyhow::Result<(u64, String)> {
-    let item = table_item(sb, region, "writer").await?.context("no writer claim")?;
-    Ok((item["epoch"].as_f64().unwrap_or(0.0) as u64, item["writer"].as_str().unwrap_or("").to_owned()))
+    let r = &sb.region(region)?.region;
+    let config = sdk_config(&sb.aws_target(), r).await;
+    let table =
+        ControlTable::new(aws_sdk_dynamodb::Client::new(&config), sb.deployment().regional_names(r).control_table);
+    let claim = table.current().await?;
+    Ok((claim.epoch.0, claim.writer.to_string()))
 }
 
 /// Runs the event source of `region` until `stop` is set: the consumer applies as it would

@@ -225,7 +225,7 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
         .iter()
         .map(|f| {
             (
-                format!("arn:aws:lambda:{}:{SANDBOX_ACCOUNT}:function:{}", start.region, d.names().function(f)),
+                d.function_arn(&start.region, SANDBOX_ACCOUNT, f),
                 format!("http://127.0.0.1:{port}/2015-03-31/functions/{f}/invocations"),
             )
         })

@@ -198,9 +198,7 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         req.send().await.with_context(|| format!("rule {}", rule.name))?;
         let target = aws_sdk_eventbridge::types::Target::builder().id("target");
         let target = match &rule.target {
-            RuleTarget::Function { function } => {
-                target.arn(format!("arn:aws:lambda:{region}:{account}:function:{function}"))
-            }
+            RuleTarget::Function { function } => target.arn(d.function_arn(region, account, function)),
             RuleTarget::StateMachine { state_machine, input_paths, template } => target
                 .arn(format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine}"))
                 .role_arn(format!("arn:aws:iam::{account}:role/{}-events", rule.name))
