@@ -7,6 +7,13 @@
 
 use std::time::Duration;
 
+pub mod cfn;
+mod global;
+mod policy;
+mod regional;
+
+pub use global::global_stack;
+pub use regional::regional_stack;
 use serde::Serialize;
 use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,
@@ -86,6 +93,30 @@ pub struct RegionalNames {
     pub probe_schedule: String,
     /// Forwards this region's switchyard alarm state changes to the peer region's default bus.
     pub forward_rule: String,
+    /// Alarms beside the failover alarm: Aurora replication lag above the RPO budget, order
+    /// consumer errors, anything in the orders DLQ.
+    pub replication_lag_alarm: String,
+    pub consumer_errors_alarm: String,
+    pub dlq_depth_alarm: String,
+    pub dashboard: String,
+    /// The customer-managed KMS key of the region's data (queues, topics, table, secrets,
+    /// logs, database).
+    pub data_key_alias: String,
+}
+
+/// How one function is deployed (the same in both regions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionSpec {
+    /// One of [`FUNCTIONS`].
+    pub name: &'static str,
+    pub description: &'static str,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    /// Reserved concurrency: a bound on what the function can take from the account, and a
+    /// guarantee that a busy account cannot starve a failover.
+    pub reserved_concurrency: u32,
+    /// Connects to a database: runs in the VPC's private subnets.
+    pub in_vpc: bool,
 }
 
 /// The state machines, by the name `infra` and the sandbox know them, and their definition
@@ -96,15 +127,12 @@ pub const STATE_MACHINES: [(&str, &str); 2] =
 /// The `${...}` substitution naming a function's ARN in the definitions: `rds-promoter` →
 /// `RdsPromoterFunctionArn`.
 pub fn function_arn_substitution(function: &str) -> String {
-    let camel: String = function
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-        })
-        .collect();
-    format!("{camel}FunctionArn")
+    format!("{}FunctionArn", cfn::pascal(function))
 }
+
+/// The Aurora PostgreSQL engine version of the global cluster: the minor version the sandbox's
+/// PostgreSQL 15 runs, and one cfn-lint does not list as deprecated.
+pub const AURORA_ENGINE_VERSION: &str = "15.18";
 
 /// What an EventBridge rule sends its events to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -159,7 +187,17 @@ impl Names {
             readiness_schedule: format!("{p}-readiness-hourly"),
             probe_schedule: format!("{p}-probe-every-minute"),
             forward_rule: format!("{p}-alarms-to-peer"),
+            replication_lag_alarm: format!("{p}-replication-lag"),
+            consumer_errors_alarm: format!("{p}-consumer-errors"),
+            dlq_depth_alarm: format!("{p}-orders-dlq-not-empty"),
+            dashboard: format!("{p}-{region}"),
+            data_key_alias: format!("alias/{p}-data"),
         }
+    }
+
+    /// An IAM role's name: IAM is global, so a regional role carries its region.
+    pub fn role(&self, component: &str, region: &Region) -> String {
+        format!("{}-{component}-{region}", self.prefix)
     }
 
     /// The Secrets Manager secret holding `function`'s own database credentials (each
@@ -220,6 +258,61 @@ impl Deployment {
             orders_visibility_timeout: Duration::from_secs(60),
             failover_cooldown: Duration::from_secs(3600),
         }
+    }
+
+    /// How each function is deployed. Timeouts follow what invokes them: the probe covers a
+    /// minute of rounds, the promoter the longest state machine task (90 s), the consumer a
+    /// sixth of the queue's visibility timeout (AWS's rule for SQS event sources).
+    pub fn function_specs(&self) -> Vec<FunctionSpec> {
+        let probe_minute = Duration::from_secs(60).max(self.probe_interval);
+        vec![
+            FunctionSpec {
+                name: "health-probe",
+                description: "probes the regional endpoint, database and queue several times a minute",
+                memory_mb: 256,
+                timeout: probe_minute + Duration::from_secs(15),
+                // The schedule starts one a minute; the state machine's health check is another.
+                reserved_concurrency: 3,
+                in_vpc: true,
+            },
+            FunctionSpec {
+                name: "readiness-tester",
+                description: "hourly read-only proof that this region can take over",
+                memory_mb: 256,
+                timeout: Duration::from_secs(60),
+                reserved_concurrency: 2,
+                in_vpc: true,
+            },
+            FunctionSpec {
+                name: "rds-promoter",
+                description: "lag gate, fence, promotion and writer epoch of a failover",
+                memory_mb: 256,
+                timeout: Duration::from_secs(90),
+                reserved_concurrency: 5,
+                in_vpc: true,
+            },
+            FunctionSpec {
+                name: "dns-switcher",
+                description: "moves traffic to the new writer region",
+                memory_mb: 128,
+                timeout: Duration::from_secs(60),
+                reserved_concurrency: 5,
+                in_vpc: false,
+            },
+            FunctionSpec {
+                name: "order-consumer",
+                description: "applies acknowledged orders once, in the region holding the writer role",
+                memory_mb: 512,
+                timeout: self.orders_visibility_timeout / 6,
+                reserved_concurrency: 10,
+                in_vpc: true,
+            },
+        ]
+    }
+
+    /// The tags on every resource of the stacks and the sandbox.
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        vec![("project", "switchyard".to_owned()), ("environment", self.environment.to_string())]
     }
 
     /// Every name, derived from the environment alone.

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod process;
 pub mod sandbox;
 pub mod stepfunctions;
+pub mod synth;
 pub mod tools;
 
 use std::path::PathBuf;

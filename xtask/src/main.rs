@@ -18,6 +18,11 @@ usage: cargo xtask <command>
   sandbox status [--instance NAME] [--json] health, replication lag, canary row
   sandbox down   [--instance NAME]          stop every process it started, remove its files
   sandbox env    [--instance NAME]          shell `export` lines for the sandbox's endpoints
+  synth [--check]           emit the CloudFormation templates into infra/templates/ (the
+                            sandbox model, both DNS modes); --check only says if stale
+  synth --out DIR [--environment NAME] [--domain NAME] [--dns-mode health-check|records]
+        [--primary REGION] [--standby REGION] [--rpo-seconds N]
+                            emit the three templates of your deployment into DIR
   execute failover|switchover REGION [--input JSON] [--name NAME] [--instance NAME]
                             run a state machine of REGION in the sandbox (real waits and
                             retries), print its history and output
@@ -78,6 +83,19 @@ async fn dispatch(args: &[String]) -> Result<ExitCode> {
             Ok(if x.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         ["drill", ..] => drill().await,
+        ["synth", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            match flag_value(&rest, "--out")? {
+                None => xtask::synth::reference(rest.iter().any(|a| a == "--check"))?,
+                Some(out) => {
+                    let d = deployment_from_flags(&rest)?;
+                    for path in xtask::synth::write(&d, std::path::Path::new(&out))? {
+                        println!("{}", path.display());
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ["bench", "consumer", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let number = |flag: &str, default: usize| -> Result<usize> {
@@ -94,6 +112,35 @@ async fn dispatch(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// A deployment: the sandbox's model with what the flags change. Unknown regions, environment
+/// names and DNS modes are refused by name.
+fn deployment_from_flags(args: &[String]) -> Result<switchyard_infra::Deployment> {
+    let mut d = switchyard_infra::Deployment::sandbox();
+    let invalid = |flag: &str, e: String| anyhow::anyhow!("{flag}: {e}");
+    if let Some(v) = flag_value(args, "--environment")? {
+        d.environment = v.parse().map_err(|e| invalid("--environment", format!("{e}")))?;
+    }
+    if let Some(v) = flag_value(args, "--domain")? {
+        d.domain = v.trim_end_matches('.').to_owned();
+    }
+    if let Some(v) = flag_value(args, "--dns-mode")? {
+        d.dns_mode = v.parse().map_err(|e: String| invalid("--dns-mode", e))?;
+    }
+    let region = |flag: &str| -> Result<Option<switchyard_core::Region>> {
+        flag_value(args, flag)?.map(|v| v.parse().map_err(|e| invalid(flag, format!("{e}")))).transpose()
+    };
+    if region("--primary")?.is_some() || region("--standby")?.is_some() {
+        let primary = region("--primary")?.unwrap_or_else(|| d.regions.primary.clone());
+        let standby = region("--standby")?.unwrap_or_else(|| d.regions.standby.clone());
+        d.regions = switchyard_core::RegionPair::new(primary, standby).map_err(|e| invalid("--standby", format!("{e}")))?;
+    }
+    if let Some(v) = flag_value(args, "--rpo-seconds")? {
+        let secs: u64 = v.parse().map_err(|_| invalid("--rpo-seconds", format!("{v:?} is not a number of seconds")))?;
+        d.rpo_budget = switchyard_core::RpoBudget(std::time::Duration::from_secs(secs));
+    }
+    Ok(d)
 }
 
 async fn sandbox(sub: &str, instance: &str, json: bool) -> Result<ExitCode> {

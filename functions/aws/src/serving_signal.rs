@@ -22,8 +22,7 @@ use switchyard_core::{
 
 use crate::{errors::classify, metrics::newest_value};
 
-pub const NAMESPACE: &str = "switchyard";
-pub const METRIC: &str = "RegionServing";
+pub use switchyard_core::health::{NAMESPACE, metric::REGION_SERVING as METRIC};
 
 #[derive(Debug, Clone)]
 pub struct ServingSignal {

@@ -129,6 +129,9 @@ pub mod metric {
     /// Per region and target: 1 if the probe found the target healthy or degraded.
     pub const PROBE_SUCCESS: &str = "ProbeSuccess";
     pub const PROBE_LATENCY: &str = "ProbeLatency";
+    /// Per region: 0 once the region taking over marked it as not serving (dns-switcher's
+    /// health-check mode; the Route 53 health check of its record follows an alarm on it).
+    pub const REGION_SERVING: &str = "RegionServing";
     /// The readiness tester's verdict: 1 when every rule passes.
     pub const FAILOVER_READY: &str = "FailoverReady";
 }

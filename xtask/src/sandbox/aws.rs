@@ -221,7 +221,7 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         rds.create_global_cluster()
             .global_cluster_identifier(d.global_cluster())
             .engine("aurora-postgresql")
-            .engine_version("15.4")
+            .engine_version(switchyard_infra::AURORA_ENGINE_VERSION)
             .storage_encrypted(true)
             .send()
             .await?;
@@ -230,7 +230,7 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         .create_db_cluster()
         .db_cluster_identifier(&names.db_cluster)
         .engine("aurora-postgresql")
-        .engine_version("15.4")
+        .engine_version(switchyard_infra::AURORA_ENGINE_VERSION)
         .global_cluster_identifier(d.global_cluster())
         .storage_encrypted(true);
     if *region == d.regions.primary {

@@ -1,0 +1,816 @@
+//! The stack of one region. Primary and standby come from the same code: what differs is
+//! derived from the region's place in the model (the writer's cluster has the master user and
+//! the database; the standby, deployed second, creates the cross-region subscriptions).
+
+use serde_json::{Value, json};
+use switchyard_core::{Region, config::keys, health};
+
+use crate::{
+    AURORA_ENGINE_VERSION, DnsMode, Deployment, FUNCTIONS, RuleTarget,
+    cfn::{Template, arn, get_att, pascal, r#ref, sub},
+    policy::{Scope, trust},
+};
+
+/// Where the RDS CA bundle lies inside each function's package (`cargo xtask package
+/// --ca-bundle` puts it there); TLS to Aurora trusts only it.
+pub const DB_CA_BUNDLE_PATH: &str = "/var/task/rds-global-bundle.pem";
+
+/// The database the orders live in, on the writer's cluster.
+pub const DATABASE_NAME: &str = "trading";
+
+/// The template of `region`'s stack. `definitions`: the state machines' definitions by name
+/// (see [`crate::STATE_MACHINES`]), embedded as `Definition` objects.
+pub fn regional_stack(d: &Deployment, region: &Region, definitions: &[(&str, Value)]) -> Value {
+    let role = if *region == d.regions.primary { "primary" } else { "standby" };
+    let mut t = Template::new(format!(
+        "switchyard {env}: the {role} region {region} (functions, state machines, queues, alarms, Aurora cluster)",
+        env = d.environment
+    ));
+    let stack = Regional { d, region, peer: d.regions.peer_of(region).cloned().unwrap_or_else(|_| region.clone()) };
+    stack.parameters(&mut t);
+    stack.data_key(&mut t);
+    stack.queues_and_topics(&mut t);
+    stack.control_table_and_configuration(&mut t);
+    stack.database(&mut t);
+    stack.functions(&mut t);
+    stack.state_machines(&mut t, definitions);
+    stack.event_rules(&mut t);
+    stack.alarms_and_dashboard(&mut t);
+    t.output("OrdersQueueUrl", "The orders queue the order consumer drains", r#ref("OrdersQueue"));
+    t.output("OrdersTopicArn", "The regional API publishes acknowledged orders here", r#ref("OrdersTopic"));
+    t.output("AlertsTopicArn", "Subscribe the on-call pager here", r#ref("AlertsTopic"));
+    t.output("ClusterEndpoint", "The regional Aurora cluster endpoint", get_att("Cluster", "Endpoint.Address"));
+    t.output(
+        "FailoverStateMachineArn",
+        "Start a manual failover here (planned moves use the switchover machine)",
+        r#ref("FailoverStateMachine"),
+    );
+    t.finish(&d.tags())
+}
+
+struct Regional<'a> {
+    d: &'a Deployment,
+    region: &'a Region,
+    peer: Region,
+}
+
+impl Regional<'_> {
+    fn names(&self) -> crate::RegionalNames {
+        self.d.regional_names(self.region)
+    }
+
+    fn is_primary(&self) -> bool {
+        *self.region == self.d.regions.primary
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope { d: self.d, region: self.region }
+    }
+
+    fn parameters(&self, t: &mut Template) {
+        t.parameter(
+            "CodeBucket",
+            json!({ "Type": "String", "Description": "S3 bucket in this region holding the function packages (cargo xtask package)" }),
+        );
+        t.parameter(
+            "CodeKeyPrefix",
+            json!({ "Type": "String", "Default": "switchyard/", "Description": "key prefix of <function>.zip in CodeBucket" }),
+        );
+        t.parameter(
+            "HostedZoneId",
+            json!({ "Type": "AWS::Route53::HostedZone::Id", "Description": "output HostedZoneId of the global stack" }),
+        );
+        t.parameter(
+            "PrivateSubnetIds",
+            json!({ "Type": "List<AWS::EC2::Subnet::Id>", "Description": "private subnets (with a route to the AWS APIs) for the functions that reach the database" }),
+        );
+        t.parameter(
+            "FunctionSecurityGroupId",
+            json!({ "Type": "AWS::EC2::SecurityGroup::Id", "Description": "security group of those functions; the database's group admits it on 5432" }),
+        );
+        t.parameter(
+            "DbSubnetGroupName",
+            json!({ "Type": "String", "Description": "DB subnet group of the Aurora cluster" }),
+        );
+        t.parameter(
+            "DbSecurityGroupId",
+            json!({ "Type": "AWS::EC2::SecurityGroup::Id", "Description": "security group of the Aurora cluster" }),
+        );
+        t.parameter(
+            "DbInstanceClass",
+            json!({ "Type": "String", "Default": "db.r6g.large", "Description": "Aurora instance class (global databases need r-class or larger)" }),
+        );
+    }
+
+    /// The region's customer-managed key. Its policy names every action (no `kms:*`): the
+    /// account administers and uses it through IAM; services that deliver into encrypted
+    /// resources on the stack's behalf (SNS into the queues, CloudWatch into the topics, Logs)
+    /// may use it for exactly that.
+    fn data_key(&self, t: &mut Template) {
+        let region = self.region.as_str();
+        t.resource(
+            "DataKey",
+            json!({
+                "Type": "AWS::KMS::Key",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "Description": format!("switchyard {} data in {region}", self.d.environment),
+                    "EnableKeyRotation": true,
+                    "PendingWindowInDays": 30,
+                    "KeyPolicy": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "AccountAdministersAndUsesThroughIam",
+                                "Effect": "Allow",
+                                "Principal": { "AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root") },
+                                "Action": [
+                                    "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:GetKeyRotationStatus",
+                                    "kms:EnableKeyRotation", "kms:DisableKeyRotation", "kms:EnableKey", "kms:DisableKey",
+                                    "kms:UpdateKeyDescription", "kms:ListResourceTags", "kms:TagResource", "kms:UntagResource",
+                                    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:UpdateAlias",
+                                    "kms:DeleteAlias", "kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant", "kms:RetireGrant",
+                                    "kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+                                    "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext"
+                                ],
+                                "Resource": "*"
+                            },
+                            {
+                                "Sid": "ServicesDeliverIntoEncryptedQueuesAndTopics",
+                                "Effect": "Allow",
+                                "Principal": { "Service": ["sns.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"] },
+                                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                                "Resource": "*",
+                                "Condition": { "StringEquals": { "aws:SourceAccount": r#ref("AWS::AccountId") } }
+                            },
+                            {
+                                "Sid": "LogsEncryptTheLogGroups",
+                                "Effect": "Allow",
+                                "Principal": { "Service": format!("logs.{region}.amazonaws.com") },
+                                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:DescribeKey"],
+                                "Resource": "*",
+                                "Condition": { "ArnLike": { "kms:EncryptionContext:aws:logs:arn": sub(format!("arn:${{AWS::Partition}}:logs:{region}:${{AWS::AccountId}}:log-group:*")) } }
+                            }
+                        ]
+                    }
+                }
+            }),
+        );
+        t.resource(
+            "DataKeyAlias",
+            json!({
+                "Type": "AWS::KMS::Alias",
+                "Properties": { "AliasName": self.names().data_key_alias, "TargetKeyId": r#ref("DataKey") }
+            }),
+        );
+    }
+
+    /// The orders queue and DLQ, the orders and alerts topics, and the fan-out: each region's
+    /// orders topic delivers to *both* regions' queues. The standby, deployed second, creates
+    /// the two cross-region subscriptions (both ends exist by then).
+    fn queues_and_topics(&self, t: &mut Template) {
+        let n = self.names();
+        let key = get_att("DataKey", "Arn");
+        t.resource(
+            "OrdersDlq",
+            json!({
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": n.orders_dlq,
+                    "KmsMasterKeyId": key,
+                    "MessageRetentionPeriod": 1_209_600,
+                }
+            }),
+        );
+        t.resource(
+            "OrdersQueue",
+            json!({
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "QueueName": n.orders_queue,
+                    "KmsMasterKeyId": key,
+                    "KmsDataKeyReusePeriodSeconds": 300,
+                    "VisibilityTimeout": self.d.orders_visibility_timeout.as_secs(),
+                    "MessageRetentionPeriod": 1_209_600,
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": get_att("OrdersDlq", "Arn"),
+                        "maxReceiveCount": self.d.orders_max_receives,
+                    },
+                }
+            }),
+        );
+        let topic_arns: Vec<Value> = self
+            .d
+            .regions
+            .iter()
+            .map(|r| arn("sns", r.as_str(), &self.d.regional_names(r).orders_topic))
+            .collect();
+        t.resource(
+            "OrdersQueuePolicy",
+            json!({
+                "Type": "AWS::SQS::QueuePolicy",
+                "Properties": {
+                    "Queues": [r#ref("OrdersQueue")],
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{
+                            "Sid": "BothRegionsOrdersTopicsDeliver",
+                            "Effect": "Allow",
+                            "Principal": { "Service": "sns.amazonaws.com" },
+                            "Action": ["sqs:SendMessage"],
+                            "Resource": get_att("OrdersQueue", "Arn"),
+                            "Condition": { "ArnEquals": { "aws:SourceArn": topic_arns } }
+                        }]
+                    }
+                }
+            }),
+        );
+        for (id, name) in [("OrdersTopic", &n.orders_topic), ("AlertsTopic", &n.alerts_topic)] {
+            t.resource(
+                id,
+                json!({
+                    "Type": "AWS::SNS::Topic",
+                    "Properties": { "TopicName": name, "KmsMasterKeyId": r#ref("DataKey") }
+                }),
+            );
+        }
+        let subscription = |topic: Value, topic_region: &Region, queue: Value| {
+            json!({
+                "Type": "AWS::SNS::Subscription",
+                "DependsOn": ["OrdersQueuePolicy"],
+                "Properties": {
+                    "TopicArn": topic,
+                    "Region": topic_region.as_str(),
+                    "Protocol": "sqs",
+                    "Endpoint": queue,
+                    "RawMessageDelivery": true,
+                }
+            })
+        };
+        t.resource("OwnOrdersToOwnQueue", subscription(r#ref("OrdersTopic"), self.region, get_att("OrdersQueue", "Arn")));
+        if !self.is_primary() {
+            let peer = self.d.regional_names(&self.peer);
+            t.resource(
+                "PeerOrdersToOwnQueue",
+                subscription(arn("sns", self.peer.as_str(), &peer.orders_topic), &self.peer, get_att("OrdersQueue", "Arn")),
+            );
+            t.resource(
+                "OwnOrdersToPeerQueue",
+                subscription(r#ref("OrdersTopic"), self.region, arn("sqs", self.peer.as_str(), &peer.orders_queue)),
+            );
+        }
+    }
+
+    /// The control table (writer claim, lock, cooldown, timelines) and the configuration both
+    /// regions must agree on.
+    fn control_table_and_configuration(&self, t: &mut Template) {
+        t.resource(
+            "ControlTable",
+            json!({
+                "Type": "AWS::DynamoDB::Table",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "TableName": self.names().control_table,
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "AttributeDefinitions": [{ "AttributeName": "pk", "AttributeType": "S" }],
+                    "KeySchema": [{ "AttributeName": "pk", "KeyType": "HASH" }],
+                    "SSESpecification": { "SSEEnabled": true, "SSEType": "KMS", "KMSMasterKeyId": r#ref("DataKey") },
+                    "PointInTimeRecoverySpecification": { "PointInTimeRecoveryEnabled": true },
+                    "DeletionProtectionEnabled": true,
+                }
+            }),
+        );
+        for (name, value) in self.d.shared_parameters() {
+            let id = format!("Parameter{}", pascal(name.rsplit('/').next().unwrap_or(&name)));
+            t.resource(
+                &id,
+                json!({
+                    "Type": "AWS::SSM::Parameter",
+                    "Properties": {
+                        "Name": name,
+                        "Type": "String",
+                        "Value": value,
+                        "Description": "switchyard configuration; must equal the peer region's (readiness checks)",
+                    }
+                }),
+            );
+        }
+    }
+
+    /// The regional Aurora PostgreSQL cluster in the global cluster (from the global stack),
+    /// encrypted with the region's key. Only the writer's cluster has a master user, whose
+    /// password RDS manages in Secrets Manager (it appears nowhere). The functions' own
+    /// database credentials are generated secrets, replicated to the standby.
+    fn database(&self, t: &mut Template) {
+        let n = self.names();
+        let mut cluster = json!({
+            "Type": "AWS::RDS::DBCluster",
+            "DeletionPolicy": "Snapshot",
+            "UpdateReplacePolicy": "Snapshot",
+            "Properties": {
+                "DBClusterIdentifier": n.db_cluster,
+                "Engine": "aurora-postgresql",
+                "EngineVersion": AURORA_ENGINE_VERSION,
+                "GlobalClusterIdentifier": self.d.global_cluster(),
+                "StorageEncrypted": true,
+                "KmsKeyId": get_att("DataKey", "Arn"),
+                "DeletionProtection": true,
+                "BackupRetentionPeriod": 14,
+                "CopyTagsToSnapshot": true,
+                "DBSubnetGroupName": r#ref("DbSubnetGroupName"),
+                "VpcSecurityGroupIds": [r#ref("DbSecurityGroupId")],
+                "EnableCloudwatchLogsExports": ["postgresql"],
+            }
+        });
+        if self.is_primary() {
+            let p = &mut cluster["Properties"];
+            p["MasterUsername"] = json!("switchyard");
+            p["ManageMasterUserPassword"] = json!(true);
+            p["MasterUserSecret"] = json!({ "KmsKeyId": r#ref("DataKey") });
+            p["DatabaseName"] = json!(DATABASE_NAME);
+        }
+        t.resource("Cluster", cluster);
+        t.resource(
+            "ClusterInstance",
+            json!({
+                "Type": "AWS::RDS::DBInstance",
+                "DeletionPolicy": "Delete",
+                "UpdateReplacePolicy": "Delete",
+                "Properties": {
+                    "DBClusterIdentifier": r#ref("Cluster"),
+                    "Engine": "aurora-postgresql",
+                    "DBInstanceClass": r#ref("DbInstanceClass"),
+                    "PubliclyAccessible": false,
+                    "AutoMinorVersionUpgrade": true,
+                }
+            }),
+        );
+        if self.is_primary() {
+            for function in ["health-probe", "readiness-tester", "order-consumer"] {
+                t.resource(
+                    &format!("{}DbSecret", pascal(function)),
+                    json!({
+                        "Type": "AWS::SecretsManager::Secret",
+                        "Properties": {
+                            "Name": self.d.db_secret(function),
+                            "Description": format!("{function}'s own database role (create the role with this password on the writer)"),
+                            "KmsKeyId": r#ref("DataKey"),
+                            "GenerateSecretString": {
+                                "SecretStringTemplate": json!({ "username": function.replace('-', "_") }).to_string(),
+                                "GenerateStringKey": "password",
+                                "PasswordLength": 32,
+                                "ExcludePunctuation": true,
+                            },
+                            // The database (and so the role's password) is global: the standby
+                            // reads the same secret. Its key there is the AWS managed one: the
+                            // standby's own key does not exist yet when this stack is created.
+                            "ReplicaRegions": [{ "Region": self.peer.as_str() }],
+                        }
+                    }),
+                );
+            }
+        }
+    }
+
+    fn function_environment(&self) -> Value {
+        let mut env = serde_json::Map::new();
+        for (key, value) in self.d.function_environment(self.region) {
+            // Lambda sets AWS_REGION itself and refuses it in a function's configuration.
+            if key != keys::LOCAL_REGION {
+                env.insert(key.to_owned(), json!(value));
+            }
+        }
+        let cluster_arns: serde_json::Map<String, Value> = self
+            .d
+            .regions
+            .iter()
+            .map(|r| {
+                let cluster = self.d.regional_names(r).db_cluster;
+                (r.to_string(), json!(format!("arn:${{AWS::Partition}}:rds:{r}:${{AWS::AccountId}}:cluster:{cluster}")))
+            })
+            .collect();
+        let health_urls: serde_json::Map<String, Value> = self
+            .d
+            .regions
+            .iter()
+            .map(|r| (r.to_string(), json!(format!("https://{}/health", self.d.regional_api_record(r)))))
+            .collect();
+        let extra = [
+            (keys::ORDERS_QUEUE_URL, r#ref("OrdersQueue")),
+            (keys::ALERTS_TOPIC_ARN, r#ref("AlertsTopic")),
+            (keys::HOSTED_ZONE_ID, r#ref("HostedZoneId")),
+            (keys::DB_ENGINE, json!("aurora")),
+            (keys::GLOBAL_CLUSTER, json!(self.d.global_cluster())),
+            (keys::DB_CLUSTER_ARNS, sub(Value::Object(cluster_arns).to_string())),
+            // Only this region's cluster: the aurora engine moves the writer through the RDS
+            // API, so no function connects to the peer's database.
+            (
+                keys::DB_ENDPOINTS,
+                sub(format!(
+                    r#"{{"{}":{{"host":"${{Cluster.Endpoint.Address}}","port":5432,"user":"switchyard","dbname":"{DATABASE_NAME}"}}}}"#,
+                    self.region
+                )),
+            ),
+            (keys::DB_CA_BUNDLE, json!(DB_CA_BUNDLE_PATH)),
+            (keys::HEALTH_URLS, json!(Value::Object(health_urls).to_string())),
+        ];
+        for (k, v) in extra {
+            env.insert(k.to_owned(), v);
+        }
+        Value::Object(env)
+    }
+
+    /// The five functions, each with its own role, log group and reserved concurrency; the
+    /// probe's and the readiness tester's failed asynchronous invocations page.
+    fn functions(&self, t: &mut Template) {
+        let env = self.function_environment();
+        for spec in self.d.function_specs() {
+            let id = pascal(spec.name);
+            let name = self.d.names().function(spec.name);
+            t.resource(
+                &format!("{id}LogGroup"),
+                json!({
+                    "Type": "AWS::Logs::LogGroup",
+                    "DeletionPolicy": "Retain",
+                    "UpdateReplacePolicy": "Retain",
+                    "Properties": {
+                        "LogGroupName": format!("/aws/lambda/{name}"),
+                        "RetentionInDays": 90,
+                        "KmsKeyId": get_att("DataKey", "Arn"),
+                    }
+                }),
+            );
+            t.resource(
+                &format!("{id}Role"),
+                json!({
+                    "Type": "AWS::IAM::Role",
+                    "Properties": {
+                        "RoleName": self.d.names().role(spec.name, self.region),
+                        "Description": format!("{}: least privilege", spec.name),
+                        "AssumeRolePolicyDocument": trust("lambda.amazonaws.com"),
+                        "Policies": [{ "PolicyName": "least-privilege", "PolicyDocument": self.scope().function_policy(&spec) }],
+                    }
+                }),
+            );
+            let mut function = json!({
+                "Type": "AWS::Lambda::Function",
+                "Properties": {
+                    "FunctionName": name,
+                    "Description": spec.description,
+                    "Runtime": "provided.al2023",
+                    "Architectures": ["arm64"],
+                    "Handler": "bootstrap",
+                    "Code": { "S3Bucket": r#ref("CodeBucket"), "S3Key": sub(format!("${{CodeKeyPrefix}}{}.zip", spec.name)) },
+                    "MemorySize": spec.memory_mb,
+                    "Timeout": spec.timeout.as_secs(),
+                    "ReservedConcurrentExecutions": spec.reserved_concurrency,
+                    "Role": get_att(&format!("{id}Role"), "Arn"),
+                    "Environment": { "Variables": env.clone() },
+                    "TracingConfig": { "Mode": "Active" },
+                    "LoggingConfig": {
+                        "LogFormat": "JSON",
+                        "LogGroup": r#ref(&format!("{id}LogGroup")),
+                        "ApplicationLogLevel": "INFO",
+                        "SystemLogLevel": "WARN",
+                    },
+                }
+            });
+            if spec.in_vpc {
+                function["Properties"]["VpcConfig"] = json!({
+                    "SubnetIds": r#ref("PrivateSubnetIds"),
+                    "SecurityGroupIds": [r#ref("FunctionSecurityGroupId")],
+                });
+            }
+            t.resource(&format!("{id}Function"), function);
+        }
+        for (function, retries) in [("health-probe", 0), ("readiness-tester", 1)] {
+            t.resource(
+                &format!("{}InvokeConfig", pascal(function)),
+                json!({
+                    "Type": "AWS::Lambda::EventInvokeConfig",
+                    "Properties": {
+                        "FunctionName": r#ref(&format!("{}Function", pascal(function))),
+                        "Qualifier": "$LATEST",
+                        "MaximumRetryAttempts": retries,
+                        "DestinationConfig": { "OnFailure": { "Destination": r#ref("AlertsTopic") } },
+                    }
+                }),
+            );
+        }
+        let consumer = self.d.function_specs().into_iter().find(|s| s.name == "order-consumer");
+        let concurrency = consumer.map_or(2, |s| s.reserved_concurrency.max(2));
+        t.resource(
+            "OrdersEventSource",
+            json!({
+                "Type": "AWS::Lambda::EventSourceMapping",
+                "Properties": {
+                    "EventSourceArn": get_att("OrdersQueue", "Arn"),
+                    "FunctionName": r#ref("OrderConsumerFunction"),
+                    "BatchSize": 10,
+                    "MaximumBatchingWindowInSeconds": 1,
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "ScalingConfig": { "MaximumConcurrency": concurrency },
+                    "Enabled": true,
+                }
+            }),
+        );
+    }
+
+    fn state_machines(&self, t: &mut Template, definitions: &[(&str, Value)]) {
+        let n = self.names();
+        t.resource(
+            "StateMachineLogGroup",
+            json!({
+                "Type": "AWS::Logs::LogGroup",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "LogGroupName": format!("/aws/vendedlogs/states/switchyard-{}-{}", self.d.environment, self.region),
+                    "RetentionInDays": 365,
+                    "KmsKeyId": get_att("DataKey", "Arn"),
+                }
+            }),
+        );
+        t.resource(
+            "StateMachineRole",
+            json!({
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": self.d.names().role("states", self.region),
+                    "Description": "the failover and switchover state machines: invoke the steps, page",
+                    "AssumeRolePolicyDocument": trust("states.amazonaws.com"),
+                    "Policies": [{ "PolicyName": "least-privilege", "PolicyDocument": self.scope().state_machine_policy() }],
+                }
+            }),
+        );
+        let substitutions: serde_json::Map<String, Value> = self
+            .d
+            .state_machine_substitutions(self.region, "${AWS::AccountId}")
+            .into_iter()
+            .map(|(k, v)| (k, sub(v.replacen("arn:aws:", "arn:${AWS::Partition}:", 1))))
+            .collect();
+        let functions: Vec<String> = FUNCTIONS.iter().map(|f| format!("{}Function", pascal(f))).collect();
+        for (machine, name) in [("failover", &n.failover_state_machine), ("switchover", &n.switchover_state_machine)] {
+            let definition = definitions
+                .iter()
+                .find(|(m, _)| *m == machine)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_else(|| panic!("no definition given for the {machine} state machine"));
+            let mut depends_on = functions.clone();
+            depends_on.push("AlertsTopic".into());
+            t.resource(
+                &format!("{}StateMachine", pascal(machine)),
+                json!({
+                    "Type": "AWS::StepFunctions::StateMachine",
+                    "DependsOn": depends_on,
+                    "Properties": {
+                        "StateMachineName": name,
+                        "StateMachineType": "STANDARD",
+                        "RoleArn": get_att("StateMachineRole", "Arn"),
+                        "Definition": definition,
+                        "DefinitionSubstitutions": substitutions,
+                        "LoggingConfiguration": {
+                            "Level": "ALL",
+                            "IncludeExecutionData": true,
+                            "Destinations": [{ "CloudWatchLogsLogGroup": { "LogGroupArn": get_att("StateMachineLogGroup", "Arn") } }],
+                        },
+                        "TracingConfiguration": { "Enabled": true },
+                    }
+                }),
+            );
+        }
+    }
+
+    fn event_rules(&self, t: &mut Template) {
+        t.resource(
+            "EventsRole",
+            json!({
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": self.d.names().role("events", self.region),
+                    "Description": "EventBridge: start the failover, forward alarms to the peer's bus",
+                    "AssumeRolePolicyDocument": trust("events.amazonaws.com"),
+                    "Policies": [{ "PolicyName": "least-privilege", "PolicyDocument": self.scope().events_policy() }],
+                }
+            }),
+        );
+        for rule in self.d.event_rules(self.region) {
+            let id = format!("{}Rule", pascal(rule.name.trim_start_matches(&format!("switchyard-{}-", self.d.environment))));
+            let target = match &rule.target {
+                RuleTarget::Function { function } => {
+                    t.resource(
+                        &format!("{id}InvokePermission"),
+                        json!({
+                            "Type": "AWS::Lambda::Permission",
+                            "Properties": {
+                                "FunctionName": r#ref(&format!("{}Function", pascal(function))),
+                                "Action": "lambda:InvokeFunction",
+                                "Principal": "events.amazonaws.com",
+                                "SourceArn": get_att(&id, "Arn"),
+                                "SourceAccount": r#ref("AWS::AccountId"),
+                            }
+                        }),
+                    );
+                    json!({ "Id": function, "Arn": get_att(&format!("{}Function", pascal(function)), "Arn") })
+                }
+                RuleTarget::StateMachine { state_machine, input_paths, template } => {
+                    let machine = if *state_machine == self.names().failover_state_machine {
+                        "FailoverStateMachine"
+                    } else {
+                        "SwitchoverStateMachine"
+                    };
+                    json!({
+                        "Id": "failover",
+                        "Arn": r#ref(machine),
+                        "RoleArn": get_att("EventsRole", "Arn"),
+                        "InputTransformer": { "InputPathsMap": input_paths, "InputTemplate": template },
+                    })
+                }
+                RuleTarget::PeerBus { region } => json!({
+                    "Id": "peer-bus",
+                    "Arn": arn("events", region.as_str(), "event-bus/default"),
+                    "RoleArn": get_att("EventsRole", "Arn"),
+                }),
+            };
+            let mut properties = json!({
+                "Name": rule.name,
+                "Description": rule.description,
+                "State": "ENABLED",
+                "Targets": [target],
+            });
+            if let Some(s) = &rule.schedule {
+                properties["ScheduleExpression"] = json!(s);
+            }
+            if let Some(p) = &rule.pattern {
+                properties["EventPattern"] = p.clone();
+            }
+            t.resource(&id, json!({ "Type": "AWS::Events::Rule", "Properties": properties }));
+        }
+    }
+
+    fn alarm(name: &str, description: String, metric: Value, threshold: f64, comparison: &str) -> Value {
+        let mut properties = json!({
+            "AlarmName": name,
+            "AlarmDescription": description,
+            "Threshold": threshold,
+            "ComparisonOperator": comparison,
+            "ActionsEnabled": true,
+            "AlarmActions": [r#ref("AlertsTopic")],
+            "OKActions": [r#ref("AlertsTopic")],
+        });
+        for (k, v) in metric.as_object().into_iter().flatten() {
+            properties[k] = v.clone();
+        }
+        json!({ "Type": "AWS::CloudWatch::Alarm", "Properties": properties })
+    }
+
+    /// The failover alarm (the peer's `Healthy`, as this region's probe sees it), the serving
+    /// alarm of the peer's DNS record (health-check mode), replication lag, consumer errors
+    /// and DLQ depth; a dashboard of the same.
+    fn alarms_and_dashboard(&self, t: &mut Template) {
+        let n = self.names();
+        let failover = self.d.failover_alarm(self.region);
+        t.resource(
+            "FailoverAlarm",
+            Self::alarm(
+                &failover.name,
+                format!("{} unhealthy as seen from {}: start a failover", failover.watched_region, self.region),
+                json!({
+                    "Namespace": health::NAMESPACE,
+                    "MetricName": health::metric::HEALTHY,
+                    "Dimensions": [{ "Name": "Region", "Value": failover.watched_region.as_str() }],
+                    "Statistic": "Minimum",
+                    "Period": failover.rule.period.as_secs(),
+                    "EvaluationPeriods": failover.rule.evaluation_periods,
+                    "DatapointsToAlarm": failover.rule.datapoints_to_alarm,
+                    "TreatMissingData": "notBreaching",
+                }),
+                1.0,
+                "LessThanThreshold",
+            ),
+        );
+        if self.d.dns_mode == DnsMode::HealthCheck {
+            let (home, name) = self.d.serving_alarm(&self.peer);
+            debug_assert_eq!(&home, self.region, "the peer's serving alarm lives here");
+            t.resource(
+                "PeerServingAlarm",
+                Self::alarm(
+                    &name,
+                    format!("{}'s DNS record is healthy while this alarm is OK (Route 53 health check)", self.peer),
+                    json!({
+                        "Namespace": health::NAMESPACE,
+                        "MetricName": health::metric::REGION_SERVING,
+                        "Dimensions": [{ "Name": "Region", "Value": self.peer.as_str() }],
+                        "Statistic": "Minimum",
+                        "Period": 60,
+                        "EvaluationPeriods": 1,
+                        // No data (this region down or nothing flipped yet) keeps the last state.
+                        "TreatMissingData": "ignore",
+                    }),
+                    1.0,
+                    "LessThanThreshold",
+                ),
+            );
+        }
+        t.resource(
+            "ReplicationLagAlarm",
+            Self::alarm(
+                &n.replication_lag_alarm,
+                format!("Aurora replication into {} is behind the RPO budget; a failover would be refused", self.region),
+                json!({
+                    "Namespace": "AWS/RDS",
+                    "MetricName": "AuroraGlobalDBReplicationLag",
+                    "Dimensions": [{ "Name": "DBClusterIdentifier", "Value": n.db_cluster }],
+                    "Statistic": "Maximum",
+                    "Period": 60,
+                    "EvaluationPeriods": 3,
+                    "DatapointsToAlarm": 2,
+                    "TreatMissingData": "notBreaching",
+                }),
+                self.d.rpo_budget.0.as_millis() as f64,
+                "GreaterThanThreshold",
+            ),
+        );
+        t.resource(
+            "ConsumerErrorsAlarm",
+            Self::alarm(
+                &n.consumer_errors_alarm,
+                "the order consumer failed invocations (not rejected orders: those are partial batch failures)".into(),
+                json!({
+                    "Namespace": "AWS/Lambda",
+                    "MetricName": "Errors",
+                    "Dimensions": [{ "Name": "FunctionName", "Value": self.d.names().function("order-consumer") }],
+                    "Statistic": "Sum",
+                    "Period": 300,
+                    "EvaluationPeriods": 1,
+                    "TreatMissingData": "notBreaching",
+                }),
+                0.0,
+                "GreaterThanThreshold",
+            ),
+        );
+        t.resource(
+            "DlqDepthAlarm",
+            Self::alarm(
+                &n.dlq_depth_alarm,
+                "poison orders reached the DLQ: read the consumer's to_dlq log lines".into(),
+                json!({
+                    "Namespace": "AWS/SQS",
+                    "MetricName": "ApproximateNumberOfMessagesVisible",
+                    "Dimensions": [{ "Name": "QueueName", "Value": n.orders_dlq }],
+                    "Statistic": "Maximum",
+                    "Period": 300,
+                    "EvaluationPeriods": 1,
+                    "TreatMissingData": "notBreaching",
+                }),
+                0.0,
+                "GreaterThanThreshold",
+            ),
+        );
+        let region = self.region.as_str();
+        let metric_widget = |title: &str, metrics: Value, y: u32| {
+            json!({
+                "type": "metric", "x": 0, "y": y, "width": 24, "height": 6,
+                "properties": { "title": title, "region": region, "metrics": metrics, "period": 60, "stat": "Minimum" }
+            })
+        };
+        let healthy: Vec<Value> = self
+            .d
+            .regions
+            .iter()
+            .map(|r| json!([health::NAMESPACE, health::metric::HEALTHY, "Region", r.as_str()]))
+            .collect();
+        let body = json!({
+            "widgets": [
+                metric_widget(&format!("Healthy, as {region}'s probe sees it"), json!(healthy), 0),
+                metric_widget(
+                    "Aurora replication lag (ms)",
+                    json!([["AWS/RDS", "AuroraGlobalDBReplicationLag", "DBClusterIdentifier", n.db_cluster, { "stat": "Maximum" }]]),
+                    6,
+                ),
+                metric_widget(
+                    "Order consumer errors, orders DLQ depth",
+                    json!([
+                        ["AWS/Lambda", "Errors", "FunctionName", self.d.names().function("order-consumer"), { "stat": "Sum" }],
+                        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", n.orders_dlq, { "stat": "Maximum" }]
+                    ]),
+                    12,
+                ),
+                metric_widget(
+                    "FailoverReady",
+                    json!([[health::NAMESPACE, health::metric::FAILOVER_READY, "Region", region]]),
+                    18,
+                ),
+            ]
+        });
+        t.resource(
+            "Dashboard",
+            json!({
+                "Type": "AWS::CloudWatch::Dashboard",
+                "Properties": { "DashboardName": n.dashboard, "DashboardBody": body.to_string() }
+            }),
+        );
+    }
+}
