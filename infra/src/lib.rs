@@ -12,8 +12,8 @@ mod global;
 mod policy;
 mod regional;
 
-pub use global::global_stack;
-pub use regional::regional_stack;
+pub use global::{RECORD_TTL_SECONDS, global_stack};
+pub use regional::{DATABASE_NAME, DB_CA_BUNDLE_PATH, regional_stack};
 use serde::Serialize;
 use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,

@@ -176,6 +176,9 @@ impl Regional<'_> {
             "OrdersDlq",
             json!({
                 "Type": "AWS::SQS::Queue",
+                // It holds acknowledged orders: deleting the stack must not drop them.
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
                 "Properties": {
                     "QueueName": n.orders_dlq,
                     "KmsMasterKeyId": key,
@@ -187,6 +190,9 @@ impl Regional<'_> {
             "OrdersQueue",
             json!({
                 "Type": "AWS::SQS::Queue",
+                // It holds acknowledged orders: deleting the stack must not drop them.
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
                 "Properties": {
                     "QueueName": n.orders_queue,
                     "KmsMasterKeyId": key,
@@ -353,6 +359,8 @@ impl Regional<'_> {
                     &format!("{}DbSecret", pascal(function)),
                     json!({
                         "Type": "AWS::SecretsManager::Secret",
+                        "DeletionPolicy": "Retain",
+                        "UpdateReplacePolicy": "Retain",
                         "Properties": {
                             "Name": self.d.db_secret(function),
                             "Description": format!("{function}'s own database role (create the role with this password on the writer)"),

@@ -6,6 +6,7 @@
 //! start their own sandbox instance and stop it when they finish.
 
 pub mod bench;
+pub mod package;
 pub mod process;
 pub mod sandbox;
 pub mod stepfunctions;

@@ -23,6 +23,9 @@ usage: cargo xtask <command>
   synth --out DIR [--environment NAME] [--domain NAME] [--dns-mode health-check|records]
         [--primary REGION] [--standby REGION] [--rpo-seconds N]
                             emit the three templates of your deployment into DIR
+  package [--ca-bundle PEM] the five release packages for AWS (cargo lambda build --release
+                            --arm64 --output-format zip), with their sizes; PEM (the RDS CA
+                            bundle) goes beside each binary
   execute failover|switchover REGION [--input JSON] [--name NAME] [--instance NAME]
                             run a state machine of REGION in the sandbox (real waits and
                             retries), print its history and output
@@ -83,6 +86,21 @@ async fn dispatch(args: &[String]) -> Result<ExitCode> {
             Ok(if x.succeeded() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         ["drill", ..] => drill().await,
+        ["package", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let ca = flag_value(&rest, "--ca-bundle")?.map(std::path::PathBuf::from);
+            if ca.is_none() {
+                eprintln!(
+                    "note: no --ca-bundle: the functions that reach Aurora will refuse to connect until \
+                     {} exists in their package",
+                    switchyard_infra::DB_CA_BUNDLE_PATH
+                );
+            }
+            for (function, zip, size) in xtask::package::release(ca.as_deref())? {
+                println!("{function:<17} {:>8.1} KiB  {}", size as f64 / 1024.0, zip.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ["synth", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             match flag_value(&rest, "--out")? {

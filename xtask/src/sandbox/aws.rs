@@ -23,9 +23,9 @@ use switchyard_infra::Deployment;
 use switchyard_infra::RuleTarget;
 use switchyard_postgres::DbCredentials;
 
-/// Tags on every resource the sandbox creates.
-pub fn tags(d: &Deployment) -> [(&'static str, String); 2] {
-    [("project", "switchyard".to_owned()), ("environment", d.environment.to_string())]
+/// Tags on every resource the sandbox creates: the stacks' tags.
+pub fn tags(d: &Deployment) -> Vec<(&'static str, String)> {
+    d.tags()
 }
 
 /// What one region holds after provisioning.
@@ -77,7 +77,77 @@ pub async fn provision(
     subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
     crate::stepfunctions::register(target, d).await.context("registering the state machines")?;
+    let packages = crate::package::sandbox_packages().context("packaging the functions for the sandbox")?;
+    for region in d.regions.iter() {
+        deploy_functions(target, d, region, &packages).await.with_context(|| format!("deploying the functions in {region}"))?;
+    }
     Ok(Resources { regions, global })
+}
+
+/// Registers the five functions in `region`'s Lambda API as the stack does (name, role,
+/// runtime, architecture, memory, timeout, tracing, environment, reserved concurrency, tags)
+/// with the sandbox's package, so readiness can compare code and configuration across
+/// regions. moto neither runs them nor enforces the role's policy: `cargo lambda watch` runs
+/// the code, and the policies are checked by cfn-lint and cfn-guard on the templates.
+pub async fn deploy_functions(
+    target: &AwsTarget,
+    d: &Deployment,
+    region: &Region,
+    packages: &std::collections::BTreeMap<&'static str, std::path::PathBuf>,
+) -> Result<()> {
+    let config = sdk_config(target, region).await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": { "Service": "lambda.amazonaws.com" }, "Action": "sts:AssumeRole" }],
+    });
+    let environment: std::collections::HashMap<String, String> = d
+        .function_environment(region)
+        .into_iter()
+        // Lambda refuses its reserved keys in a configuration (it sets AWS_REGION itself).
+        .filter(|(k, _)| *k != switchyard_core::config::keys::LOCAL_REGION)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for spec in d.function_specs() {
+        let role_name = d.names().role(spec.name, region);
+        let mut req = iam.create_role().role_name(&role_name).assume_role_policy_document(trust.to_string());
+        for (k, v) in tags(d) {
+            req = req.tags(aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?);
+        }
+        let role = req.send().await.with_context(|| format!("role {role_name}"))?;
+        let role_arn = role.role.map(|r| r.arn).context("no role arn")?;
+        let package = packages.get(spec.name).with_context(|| format!("no package for {}", spec.name))?;
+        let zip = std::fs::read(package).with_context(|| format!("reading {}", package.display()))?;
+        let name = d.names().function(spec.name);
+        lambda
+            .create_function()
+            .function_name(&name)
+            .description(spec.description)
+            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+            .architectures(aws_sdk_lambda::types::Architecture::Arm64)
+            .handler("bootstrap")
+            .role(role_arn)
+            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip.into()).build())
+            .memory_size(spec.memory_mb as i32)
+            .timeout(spec.timeout.as_secs() as i32)
+            .tracing_config(
+                aws_sdk_lambda::types::TracingConfig::builder().mode(aws_sdk_lambda::types::TracingMode::Active).build(),
+            )
+            .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(environment.clone())).build())
+            .set_tags(Some(tags(d).into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+            .send()
+            .await
+            .with_context(|| format!("function {name}"))?;
+        lambda
+            .put_function_concurrency()
+            .function_name(&name)
+            .reserved_concurrent_executions(spec.reserved_concurrency as i32)
+            .send()
+            .await
+            .with_context(|| format!("reserved concurrency of {name}"))?;
+    }
+    Ok(())
 }
 
 /// A function's database credentials, in each region's Secrets Manager under the name the
