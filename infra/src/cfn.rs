@@ -124,9 +124,7 @@ impl Template {
                         TagStyle::List => {
                             Value::Array(tags.iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect())
                         }
-                        TagStyle::Map => {
-                            Value::Object(tags.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect())
-                        }
+                        TagStyle::Map => Value::Object(tags.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()),
                     };
                     resource["Properties"][property] = value;
                 }

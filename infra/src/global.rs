@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    AURORA_ENGINE_VERSION, DnsMode, Deployment,
+    AURORA_ENGINE_VERSION, Deployment, DnsMode,
     cfn::{Template, get_att, pascal, r#ref},
 };
 
@@ -94,7 +94,15 @@ pub fn global_stack(d: &Deployment) -> Value {
         );
     }
     t.output("HostedZoneId", "parameter HostedZoneId of both regional stacks", r#ref("HostedZone"));
-    t.output("NameServers", "delegate the domain to these", json!({ "Fn::Join": [",", get_att("HostedZone", "NameServers")] }));
-    t.output("GlobalClusterIdentifier", "the Aurora global cluster both regional clusters join", r#ref("GlobalCluster"));
+    t.output(
+        "NameServers",
+        "delegate the domain to these",
+        json!({ "Fn::Join": [",", get_att("HostedZone", "NameServers")] }),
+    );
+    t.output(
+        "GlobalClusterIdentifier",
+        "the Aurora global cluster both regional clusters join",
+        r#ref("GlobalCluster"),
+    );
     t.finish(&d.tags())
 }

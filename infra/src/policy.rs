@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use switchyard_core::{Region, health};
 
 use crate::{
-    DnsMode, Deployment, FUNCTIONS, FunctionSpec,
+    Deployment, DnsMode, FUNCTIONS, FunctionSpec,
     cfn::{arn, get_att, pascal, r#ref},
 };
 
@@ -150,13 +150,13 @@ impl Scope<'_> {
             "health-probe" => {
                 s.push(Self::put_switchyard_metrics());
                 s.push(Self::read_metrics());
-                s.push(allow("OwnDatabaseSecret", &["secretsmanager:GetSecretValue"], vec![self.own_secret(spec.name)]));
-                s.push(allow("DecryptOwnData", &["kms:Decrypt"], vec![key]));
                 s.push(allow(
-                    "OwnQueues",
-                    &["sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
-                    self.queues(&[self.region]),
+                    "OwnDatabaseSecret",
+                    &["secretsmanager:GetSecretValue"],
+                    vec![self.own_secret(spec.name)],
                 ));
+                s.push(allow("DecryptOwnData", &["kms:Decrypt"], vec![key]));
+                s.push(allow("OwnQueues", &["sqs:GetQueueUrl", "sqs:GetQueueAttributes"], self.queues(&[self.region])));
                 // A failed asynchronous invocation goes to the alerts topic (its destination).
                 s.push(allow("FailureDestination", &["sns:Publish"], vec![Self::alerts_topic()]));
                 s.push(allow("EncryptForAlerts", &["kms:GenerateDataKey"], vec![Self::data_key()]));
@@ -165,7 +165,11 @@ impl Scope<'_> {
                 let both: Vec<&Region> = self.both().collect();
                 s.push(Self::put_switchyard_metrics());
                 s.push(Self::read_metrics());
-                s.push(allow("OwnDatabaseSecret", &["secretsmanager:GetSecretValue"], vec![self.own_secret(spec.name)]));
+                s.push(allow(
+                    "OwnDatabaseSecret",
+                    &["secretsmanager:GetSecretValue"],
+                    vec![self.own_secret(spec.name)],
+                ));
                 s.push(allow("DecryptOwnData", &["kms:Decrypt", "kms:GenerateDataKey"], vec![key]));
                 s.push(allow("GlobalDatabase", &["rds:DescribeGlobalClusters"], vec![self.global_cluster()]));
                 s.push(allow("RegionalClusters", &["rds:DescribeDBClusters"], self.clusters()));
@@ -211,11 +215,7 @@ impl Scope<'_> {
                     &["events:DescribeRule"],
                     vec![arn("events", self.region.as_str(), &format!("rule/{}", own.failover_rule))],
                 ));
-                s.push(allow(
-                    "ListStateMachinesNoResourceArnExists",
-                    &["states:ListStateMachines"],
-                    vec![json!("*")],
-                ));
+                s.push(allow("ListStateMachinesNoResourceArnExists", &["states:ListStateMachines"], vec![json!("*")]));
                 s.push(allow(
                     "StateMachineIdle",
                     &["states:ListExecutions"],
@@ -273,7 +273,11 @@ impl Scope<'_> {
                     vec![get_att("OrdersQueue", "Arn")],
                 ));
                 s.push(allow("OwnData", &["kms:Decrypt", "kms:GenerateDataKey"], vec![key]));
-                s.push(allow("OwnDatabaseSecret", &["secretsmanager:GetSecretValue"], vec![self.own_secret(spec.name)]));
+                s.push(allow(
+                    "OwnDatabaseSecret",
+                    &["secretsmanager:GetSecretValue"],
+                    vec![self.own_secret(spec.name)],
+                ));
                 s.push(allow("WriterClaimBothRegions", &["dynamodb:GetItem"], self.control_tables()));
             }
             other => unreachable!("no policy for function {other}"),
@@ -298,7 +302,12 @@ impl Scope<'_> {
             allow("EncryptThePage", &["kms:GenerateDataKey", "kms:Decrypt"], vec![Self::data_key()]),
             allow(
                 "TracesNoResourceArnExists",
-                &["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"],
+                &[
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                ],
                 vec![json!("*")],
             ),
             // CloudWatch Logs delivery for vended logs has no resource-level permissions.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use switchyard_core::{Region, config::keys, health};
 
 use crate::{
-    AURORA_ENGINE_VERSION, DnsMode, Deployment, FUNCTIONS, RuleTarget,
+    AURORA_ENGINE_VERSION, Deployment, DnsMode, FUNCTIONS, RuleTarget,
     cfn::{Template, arn, get_att, pascal, r#ref, sub},
     policy::{Scope, trust},
 };
@@ -206,12 +206,8 @@ impl Regional<'_> {
                 }
             }),
         );
-        let topic_arns: Vec<Value> = self
-            .d
-            .regions
-            .iter()
-            .map(|r| arn("sns", r.as_str(), &self.d.regional_names(r).orders_topic))
-            .collect();
+        let topic_arns: Vec<Value> =
+            self.d.regions.iter().map(|r| arn("sns", r.as_str(), &self.d.regional_names(r).orders_topic)).collect();
         t.resource(
             "OrdersQueuePolicy",
             json!({
@@ -254,12 +250,19 @@ impl Regional<'_> {
                 }
             })
         };
-        t.resource("OwnOrdersToOwnQueue", subscription(r#ref("OrdersTopic"), self.region, get_att("OrdersQueue", "Arn")));
+        t.resource(
+            "OwnOrdersToOwnQueue",
+            subscription(r#ref("OrdersTopic"), self.region, get_att("OrdersQueue", "Arn")),
+        );
         if !self.is_primary() {
             let peer = self.d.regional_names(&self.peer);
             t.resource(
                 "PeerOrdersToOwnQueue",
-                subscription(arn("sns", self.peer.as_str(), &peer.orders_topic), &self.peer, get_att("OrdersQueue", "Arn")),
+                subscription(
+                    arn("sns", self.peer.as_str(), &peer.orders_topic),
+                    &self.peer,
+                    get_att("OrdersQueue", "Arn"),
+                ),
             );
             t.resource(
                 "OwnOrdersToPeerQueue",
@@ -605,7 +608,8 @@ impl Regional<'_> {
             }),
         );
         for rule in self.d.event_rules(self.region) {
-            let id = format!("{}Rule", pascal(rule.name.trim_start_matches(&format!("switchyard-{}-", self.d.environment))));
+            let id =
+                format!("{}Rule", pascal(rule.name.trim_start_matches(&format!("switchyard-{}-", self.d.environment))));
             let target = match &rule.target {
                 RuleTarget::Function { function } => {
                     t.resource(
@@ -726,7 +730,10 @@ impl Regional<'_> {
             "ReplicationLagAlarm",
             Self::alarm(
                 &n.replication_lag_alarm,
-                format!("Aurora replication into {} is behind the RPO budget; a failover would be refused", self.region),
+                format!(
+                    "Aurora replication into {} is behind the RPO budget; a failover would be refused",
+                    self.region
+                ),
                 json!({
                     "Namespace": "AWS/RDS",
                     "MetricName": "AuroraGlobalDBReplicationLag",

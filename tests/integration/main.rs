@@ -9,6 +9,7 @@ mod contract;
 mod control;
 mod failover;
 mod functions;
+mod infra;
 mod lifecycle;
 mod probe;
 mod promoter;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     }
     let trials: Vec<_> = [
         contract::trials(),
+        infra::trials(),
         replication::trials(),
         failover::trials(),
         control::trials(),

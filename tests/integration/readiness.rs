@@ -29,16 +29,16 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("readiness::an_ssm_value_differing_fails_ssm_config", |sb| Box::pin(ssm_differs(sb))),
         sandbox_trial("readiness::two_writer_claims_fail_writer_claim", |sb| Box::pin(two_writers(sb))),
         sandbox_trial("readiness::a_missing_dns_record_fails_dns", |sb| Box::pin(missing_dns_record(sb))),
+        sandbox_trial("readiness::another_package_in_the_standby_fails_function_parity", |sb| {
+            Box::pin(package_differs(sb))
+        }),
     ]
 }
 
-/// Rules the sandbox cannot satisfy yet, and why. They must fail, and say so: they turn green
-/// when the sandbox deploys what they look for.
-const NOT_DEPLOYED_IN_THE_SANDBOX: &[(&str, &str)] = &[
-    // cargo lambda watch serves the functions; nothing registers them in the Lambda API yet
-    // (the packaging and deploy issue, #7).
-    ("function-parity", "switchyard-sandbox-health-probe is not deployed in us-east-1"),
-];
+/// Rules the sandbox cannot satisfy, and why. They must fail, and say so. None today: since
+/// the sandbox registers the functions in moto's Lambda API (as the stacks deploy them),
+/// every rule can pass there.
+const NOT_DEPLOYED_IN_THE_SANDBOX: &[(&str, &str)] = &[];
 
 async fn run(service: &LambdaService) -> anyhow::Result<Value> {
     match service.invoke("readiness-tester", &json!({})).await? {
@@ -162,6 +162,22 @@ async fn missing_dlq(sb: &Sandbox) -> anyhow::Result<()> {
         .attributes(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled, "true")
         .send()
         .await?;
+    outcome.map(drop)
+}
+
+/// The standby runs another build of a function than the primary (here: the dns-switcher's
+/// package deployed as the order consumer).
+async fn package_differs(sb: &Sandbox) -> anyhow::Result<()> {
+    let lambda = aws_sdk_lambda::Client::new(&sdk_config(&sb.aws_target(), &"us-east-2".parse()?).await);
+    let name = sb.deployment().names().function("order-consumer");
+    let packages = xtask::package::sandbox_packages()?;
+    let deploy = |function: &str| -> anyhow::Result<_> {
+        let zip = std::fs::read(packages.get(function).context("package")?)?;
+        Ok(lambda.update_function_code().function_name(&name).zip_file(zip.into()).send())
+    };
+    deploy("dns-switcher")?.await?;
+    let outcome = expect_broken(sb.lambda("us-east-1")?, "function-parity", &format!("{name}: code us-east-1=")).await;
+    deploy("order-consumer")?.await?;
     outcome.map(drop)
 }
 

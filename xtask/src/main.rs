@@ -152,7 +152,8 @@ fn deployment_from_flags(args: &[String]) -> Result<switchyard_infra::Deployment
     if region("--primary")?.is_some() || region("--standby")?.is_some() {
         let primary = region("--primary")?.unwrap_or_else(|| d.regions.primary.clone());
         let standby = region("--standby")?.unwrap_or_else(|| d.regions.standby.clone());
-        d.regions = switchyard_core::RegionPair::new(primary, standby).map_err(|e| invalid("--standby", format!("{e}")))?;
+        d.regions =
+            switchyard_core::RegionPair::new(primary, standby).map_err(|e| invalid("--standby", format!("{e}")))?;
     }
     if let Some(v) = flag_value(args, "--rpo-seconds")? {
         let secs: u64 = v.parse().map_err(|_| invalid("--rpo-seconds", format!("{v:?} is not a number of seconds")))?;
@@ -211,6 +212,7 @@ fn test(extra: &[&str]) -> Result<ExitCode> {
     tools::ensure_python_tools()?;
     tools::postgres_bindir()?;
     xtask::stepfunctions::ensure_node_tools()?;
+    tools::ensure_cfn_guard()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(repo_root())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use switchyard_core::Region;
-use switchyard_infra::{DnsMode, Deployment, STATE_MACHINES, global_stack, regional_stack};
+use switchyard_infra::{Deployment, DnsMode, STATE_MACHINES, global_stack, regional_stack};
 
 use crate::{repo_root, stepfunctions::definition_text};
 

@@ -97,3 +97,30 @@ pub fn is_root() -> bool {
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
+
+/// The pinned cfn-guard (AWS's policy-as-code tool; crates.io only ships its source).
+pub const CFN_GUARD_VERSION: &str = "3.2.1";
+
+pub fn cfn_guard() -> PathBuf {
+    tools_dir().join("cfn-guard/bin/cfn-guard")
+}
+
+/// Installs cfn-guard into `.tools/cfn-guard` with `cargo install --locked` (about 90 s on
+/// two cores, once). Its build directory lives beside the workspace's target, so a CI with a
+/// persistent `CARGO_TARGET_DIR` reinstalls from compiled artifacts.
+pub fn ensure_cfn_guard() -> Result<PathBuf> {
+    let bin = cfn_guard();
+    let version = Command::new(&bin).arg("--version").output().ok().filter(|o| o.status.success());
+    if version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(CFN_GUARD_VERSION)) {
+        return Ok(bin);
+    }
+    eprintln!("installing cfn-guard {CFN_GUARD_VERSION} into {} (cargo install)…", tools_dir().display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .args(["install", "--quiet", "--locked", "cfn-guard", "--version", CFN_GUARD_VERSION, "--root"])
+        .arg(tools_dir().join("cfn-guard"))
+        .arg("--target-dir")
+        .arg(crate::package::target_dir().join("cfn-guard-build")))
+    .context("installing cfn-guard from crates.io")?;
+    Ok(bin)
+}

@@ -79,7 +79,9 @@ pub async fn provision(
     crate::stepfunctions::register(target, d).await.context("registering the state machines")?;
     let packages = crate::package::sandbox_packages().context("packaging the functions for the sandbox")?;
     for region in d.regions.iter() {
-        deploy_functions(target, d, region, &packages).await.with_context(|| format!("deploying the functions in {region}"))?;
+        deploy_functions(target, d, region, &packages)
+            .await
+            .with_context(|| format!("deploying the functions in {region}"))?;
     }
     Ok(Resources { regions, global })
 }
@@ -132,7 +134,9 @@ pub async fn deploy_functions(
             .memory_size(spec.memory_mb as i32)
             .timeout(spec.timeout.as_secs() as i32)
             .tracing_config(
-                aws_sdk_lambda::types::TracingConfig::builder().mode(aws_sdk_lambda::types::TracingMode::Active).build(),
+                aws_sdk_lambda::types::TracingConfig::builder()
+                    .mode(aws_sdk_lambda::types::TracingMode::Active)
+                    .build(),
             )
             .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(environment.clone())).build())
             .set_tags(Some(tags(d).into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
