@@ -69,6 +69,11 @@ impl Scope<'_> {
         arn("secretsmanager", self.region.as_str(), &format!("secret:{}-??????", self.d.db_secret(function)))
     }
 
+    /// The function's own database credentials (its role in the database).
+    fn own_database_secret(&self, spec: &FunctionSpec) -> Value {
+        allow("OwnDatabaseSecret", &["secretsmanager:GetSecretValue"], vec![self.own_secret(spec.name)])
+    }
+
     fn queues(&self, regions: &[&Region]) -> Vec<Value> {
         regions
             .iter()
@@ -150,11 +155,7 @@ impl Scope<'_> {
             "health-probe" => {
                 s.push(Self::put_switchyard_metrics());
                 s.push(Self::read_metrics());
-                s.push(allow(
-                    "OwnDatabaseSecret",
-                    &["secretsmanager:GetSecretValue"],
-                    vec![self.own_secret(spec.name)],
-                ));
+                s.push(self.own_database_secret(spec));
                 s.push(allow("DecryptOwnData", &["kms:Decrypt"], vec![key]));
                 s.push(allow("OwnQueues", &["sqs:GetQueueUrl", "sqs:GetQueueAttributes"], self.queues(&[self.region])));
                 // A failed asynchronous invocation goes to the alerts topic (its destination).
@@ -165,11 +166,7 @@ impl Scope<'_> {
                 let both: Vec<&Region> = self.both().collect();
                 s.push(Self::put_switchyard_metrics());
                 s.push(Self::read_metrics());
-                s.push(allow(
-                    "OwnDatabaseSecret",
-                    &["secretsmanager:GetSecretValue"],
-                    vec![self.own_secret(spec.name)],
-                ));
+                s.push(self.own_database_secret(spec));
                 s.push(allow("DecryptOwnData", &["kms:Decrypt", "kms:GenerateDataKey"], vec![key]));
                 s.push(allow("GlobalDatabase", &["rds:DescribeGlobalClusters"], vec![self.global_cluster()]));
                 s.push(allow("RegionalClusters", &["rds:DescribeDBClusters"], self.clusters()));
@@ -273,11 +270,7 @@ impl Scope<'_> {
                     vec![get_att("OrdersQueue", "Arn")],
                 ));
                 s.push(allow("OwnData", &["kms:Decrypt", "kms:GenerateDataKey"], vec![key]));
-                s.push(allow(
-                    "OwnDatabaseSecret",
-                    &["secretsmanager:GetSecretValue"],
-                    vec![self.own_secret(spec.name)],
-                ));
+                s.push(self.own_database_secret(spec));
                 s.push(allow("WriterClaimBothRegions", &["dynamodb:GetItem"], self.control_tables()));
             }
             other => unreachable!("no policy for function {other}"),

@@ -67,39 +67,45 @@ impl Regional<'_> {
         Scope { d: self.d, region: self.region }
     }
 
+    /// What a user supplies per region (README, "Deploying to an AWS account").
     fn parameters(&self, t: &mut Template) {
-        t.parameter(
-            "CodeBucket",
-            json!({ "Type": "String", "Description": "S3 bucket in this region holding the function packages (cargo xtask package)" }),
-        );
-        t.parameter(
-            "CodeKeyPrefix",
-            json!({ "Type": "String", "Default": "switchyard/", "Description": "key prefix of <function>.zip in CodeBucket" }),
-        );
-        t.parameter(
-            "HostedZoneId",
-            json!({ "Type": "AWS::Route53::HostedZone::Id", "Description": "output HostedZoneId of the global stack" }),
-        );
-        t.parameter(
-            "PrivateSubnetIds",
-            json!({ "Type": "List<AWS::EC2::Subnet::Id>", "Description": "private subnets (with a route to the AWS APIs) for the functions that reach the database" }),
-        );
-        t.parameter(
-            "FunctionSecurityGroupId",
-            json!({ "Type": "AWS::EC2::SecurityGroup::Id", "Description": "security group of those functions; the database's group admits it on 5432" }),
-        );
-        t.parameter(
-            "DbSubnetGroupName",
-            json!({ "Type": "String", "Description": "DB subnet group of the Aurora cluster" }),
-        );
-        t.parameter(
-            "DbSecurityGroupId",
-            json!({ "Type": "AWS::EC2::SecurityGroup::Id", "Description": "security group of the Aurora cluster" }),
-        );
-        t.parameter(
-            "DbInstanceClass",
-            json!({ "Type": "String", "Default": "db.r6g.large", "Description": "Aurora instance class (global databases need r-class or larger)" }),
-        );
+        let parameters = [
+            (
+                "CodeBucket",
+                "String",
+                None,
+                "S3 bucket in this region holding the function packages (cargo xtask package)",
+            ),
+            ("CodeKeyPrefix", "String", Some("switchyard/"), "key prefix of <function>.zip in CodeBucket"),
+            ("HostedZoneId", "AWS::Route53::HostedZone::Id", None, "output HostedZoneId of the global stack"),
+            (
+                "PrivateSubnetIds",
+                "List<AWS::EC2::Subnet::Id>",
+                None,
+                "private subnets (with a route to the AWS APIs) for the functions that reach the database",
+            ),
+            (
+                "FunctionSecurityGroupId",
+                "AWS::EC2::SecurityGroup::Id",
+                None,
+                "security group of those functions; the database's group admits it on 5432",
+            ),
+            ("DbSubnetGroupName", "String", None, "DB subnet group of the Aurora cluster"),
+            ("DbSecurityGroupId", "AWS::EC2::SecurityGroup::Id", None, "security group of the Aurora cluster"),
+            (
+                "DbInstanceClass",
+                "String",
+                Some("db.r6g.large"),
+                "Aurora instance class (global databases need r-class or larger)",
+            ),
+        ];
+        for (name, kind, default, description) in parameters {
+            let mut spec = json!({ "Type": kind, "Description": description });
+            if let Some(d) = default {
+                spec["Default"] = json!(d);
+            }
+            t.parameter(name, spec);
+        }
     }
 
     /// The region's customer-managed key. Its policy names every action (no `kms:*`): the

@@ -165,12 +165,7 @@ async fn asl_validated() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cfn_lint(template: &std::path::Path, region: &str) -> anyhow::Result<std::process::Output> {
-    Ok(std::process::Command::new(xtask::tools::venv_dir().join("bin/cfn-lint"))
-        .args(["--regions", region, "--"])
-        .arg(template)
-        .output()?)
-}
+use crate::infra::cfn_lint;
 
 fn asl_validator(definition: &std::path::Path) -> anyhow::Result<std::process::Output> {
     Ok(std::process::Command::new(stepfunctions::node())

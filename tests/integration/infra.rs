@@ -54,7 +54,7 @@ fn scratch(name: &str, template: &Value) -> anyhow::Result<std::path::PathBuf> {
     Ok(path)
 }
 
-fn cfn_lint(path: &std::path::Path, region: &str) -> anyhow::Result<std::process::Output> {
+pub(crate) fn cfn_lint(path: &std::path::Path, region: &str) -> anyhow::Result<std::process::Output> {
     Ok(std::process::Command::new(tools::venv_dir().join("bin/cfn-lint"))
         .args(["--regions", region, "--"])
         .arg(path)

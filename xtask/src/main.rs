@@ -138,7 +138,7 @@ fn deployment_from_flags(args: &[String]) -> Result<switchyard_infra::Deployment
     let mut d = switchyard_infra::Deployment::sandbox();
     let invalid = |flag: &str, e: String| anyhow::anyhow!("{flag}: {e}");
     if let Some(v) = flag_value(args, "--environment")? {
-        d.environment = v.parse().map_err(|e| invalid("--environment", format!("{e}")))?;
+        d.environment = v.parse().map_err(|e: String| invalid("--environment", e))?;
     }
     if let Some(v) = flag_value(args, "--domain")? {
         d.domain = v.trim_end_matches('.').to_owned();
