@@ -145,6 +145,37 @@ impl Template {
     }
 }
 
+/// A JSON value serialized with every object's keys sorted. The text must not depend on
+/// serde_json's `preserve_order` feature, which a workspace-wide build (the test command) can
+/// switch on through another crate's dependencies while `cargo xtask synth` alone does not.
+#[derive(Debug)]
+pub struct Sorted<'a>(pub &'a Value);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let mut out = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    out.serialize_entry(k, &Sorted(v))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => s.collect_seq(items.iter().map(Sorted)),
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// `value` as compact JSON text with sorted keys: JSON embedded in a string property (a
+/// dashboard body, an environment variable) reads the same whatever the build's features.
+pub fn compact(value: &Value) -> String {
+    serde_json::to_string(&Sorted(value)).unwrap_or_default()
+}
+
 /// `rds-promoter` → `RdsPromoter`: logical ids from model names.
 pub fn pascal(name: &str) -> String {
     name.split(['-', '_'])

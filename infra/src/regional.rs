@@ -420,7 +420,7 @@ impl Regional<'_> {
             (keys::HOSTED_ZONE_ID, r#ref("HostedZoneId")),
             (keys::DB_ENGINE, json!("aurora")),
             (keys::GLOBAL_CLUSTER, json!(self.d.global_cluster())),
-            (keys::DB_CLUSTER_ARNS, sub(Value::Object(cluster_arns).to_string())),
+            (keys::DB_CLUSTER_ARNS, sub(crate::cfn::compact(&Value::Object(cluster_arns)))),
             // Only this region's cluster: the aurora engine moves the writer through the RDS
             // API, so no function connects to the peer's database.
             (
@@ -431,7 +431,7 @@ impl Regional<'_> {
                 )),
             ),
             (keys::DB_CA_BUNDLE, json!(DB_CA_BUNDLE_PATH)),
-            (keys::HEALTH_URLS, json!(Value::Object(health_urls).to_string())),
+            (keys::HEALTH_URLS, json!(crate::cfn::compact(&Value::Object(health_urls)))),
         ];
         for (k, v) in extra {
             env.insert(k.to_owned(), v);
@@ -830,7 +830,7 @@ impl Regional<'_> {
             "Dashboard",
             json!({
                 "Type": "AWS::CloudWatch::Dashboard",
-                "Properties": { "DashboardName": n.dashboard, "DashboardBody": body.to_string() }
+                "Properties": { "DashboardName": n.dashboard, "DashboardBody": crate::cfn::compact(&body) }
             }),
         );
     }

@@ -23,7 +23,7 @@ impl Emitted {
     /// The file's text: pretty JSON with a final newline, so diffs of the committed set read
     /// line by line.
     pub fn text(&self) -> Result<String> {
-        Ok(serde_json::to_string_pretty(&self.template)? + "\n")
+        Ok(serde_json::to_string_pretty(&switchyard_infra::cfn::Sorted(&self.template))? + "\n")
     }
 }
 
