@@ -111,7 +111,7 @@ pub async fn register(target: &switchyard_aws::AwsTarget, d: &Deployment) -> Res
                 .name(name)
                 .definition(definition.to_string())
                 .role_arn(format!("arn:aws:iam::{SANDBOX_ACCOUNT}:role/{name}"));
-            for (k, v) in crate::sandbox::aws::tags(d) {
+            for (k, v) in d.tags() {
                 req = req.tags(aws_sdk_sfn::types::Tag::builder().key(k).value(v).build());
             }
             req.send().await.with_context(|| format!("registering {name} in {region}"))?;

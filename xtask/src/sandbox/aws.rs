@@ -23,11 +23,6 @@ use switchyard_infra::Deployment;
 use switchyard_infra::RuleTarget;
 use switchyard_postgres::DbCredentials;
 
-/// Tags on every resource the sandbox creates: the stacks' tags.
-pub fn tags(d: &Deployment) -> Vec<(&'static str, String)> {
-    d.tags()
-}
-
 /// What one region holds after provisioning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionResources {
@@ -114,7 +109,7 @@ pub async fn deploy_functions(
     for spec in d.function_specs() {
         let role_name = d.names().role(spec.name, region);
         let mut req = iam.create_role().role_name(&role_name).assume_role_policy_document(trust.to_string());
-        for (k, v) in tags(d) {
+        for (k, v) in d.tags() {
             req = req.tags(aws_sdk_iam::types::Tag::builder().key(k).value(v).build()?);
         }
         let role = req.send().await.with_context(|| format!("role {role_name}"))?;
@@ -139,7 +134,7 @@ pub async fn deploy_functions(
                     .build(),
             )
             .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(environment.clone())).build())
-            .set_tags(Some(tags(d).into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+            .set_tags(Some(d.tags().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
             .send()
             .await
             .with_context(|| format!("function {name}"))?;
@@ -169,7 +164,7 @@ async fn store_db_secret(
         .name(d.db_secret(function))
         .description(format!("{function} database credentials"))
         .secret_string(super::postgres::secret_json(c));
-    for (k, v) in tags(d) {
+    for (k, v) in d.tags() {
         req = req.tags(aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build());
     }
     req.send().await?;
@@ -179,7 +174,7 @@ async fn store_db_secret(
 async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -> Result<RegionResources> {
     let config = sdk_config(target, region).await;
     let names = d.regional_names(region);
-    let tags = tags(d);
+    let tags = d.tags();
 
     // Queues: the orders queue redrives poison messages to its DLQ after 5 receives.
     let sqs = aws_sdk_sqs::Client::new(&config);
