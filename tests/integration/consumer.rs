@@ -1,5 +1,5 @@
 //! The order-consumer function, fed by the sandbox's stand-in for the SQS event source
-//! mapping (`xtask::sandbox::event_source`), against the real databases and queues.
+//! mapping (`switchyard_sandbox::event_source`), against the real databases and queues.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,11 +13,11 @@ use serde_json::json;
 use switchyard_aws::sdk_config;
 use switchyard_core::Order;
 use switchyard_postgres::{PgNode, pair_lag};
-use switchyard_tests::{eventually, finish_own, own_sandbox, sandbox_trial, trial};
-use xtask::sandbox::{
+use switchyard_sandbox::{
     Sandbox,
     event_source::{OrdersEventSource, Poll},
 };
+use switchyard_tests::{eventually, finish_own, own_sandbox, sandbox_trial, trial};
 
 use crate::promoter::{ok, request, until_done};
 
@@ -139,7 +139,7 @@ async fn duplicates(sb: &Sandbox) -> anyhow::Result<()> {
     for _ in 0..2 {
         let answer = sb.lambda("us-east-1")?.invoke("order-consumer", &event).await?;
         ensure!(
-            answer == xtask::sandbox::lambda::Invocation::Ok(json!({ "batchItemFailures": [] })),
+            answer == switchyard_sandbox::lambda::Invocation::Ok(json!({ "batchItemFailures": [] })),
             "redelivery: {answer:?}"
         );
     }
@@ -231,7 +231,7 @@ async fn shadow(sb: &Sandbox) -> anyhow::Result<()> {
 /// The consumer logs in as its own role with the password from Secrets Manager, over TLS;
 /// the same password in plain text is refused, and no function's environment holds it.
 async fn tls_and_secret(sb: &Sandbox) -> anyhow::Result<()> {
-    let credentials = xtask::sandbox::postgres::consumer_credentials(&sb.dir)?;
+    let credentials = switchyard_sandbox::postgres::consumer_credentials(&sb.dir)?;
     for region in ["us-east-1", "us-east-2"] {
         let answer = sb
             .lambda(region)?
@@ -242,7 +242,7 @@ async fn tls_and_secret(sb: &Sandbox) -> anyhow::Result<()> {
                 ]}),
             )
             .await?;
-        ensure!(matches!(answer, xtask::sandbox::lambda::Invocation::Ok(_)), "{region}: {answer:?}");
+        ensure!(matches!(answer, switchyard_sandbox::lambda::Invocation::Ok(_)), "{region}: {answer:?}");
         let node = sb.node(region)?;
         let sessions = node
             .connect()

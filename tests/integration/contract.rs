@@ -6,9 +6,9 @@ use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_core::{ErrorCategory, ErrorName, failover::LOCK_TTL};
-use switchyard_infra::{Deployment, FUNCTIONS, STATE_MACHINES, function_arn_substitution};
+use switchyard_model::{Deployment, FUNCTIONS, STATE_MACHINES, function_arn_substitution};
+use switchyard_sandbox::{definitions, runner};
 use switchyard_tests::trial;
-use xtask::stepfunctions;
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -23,7 +23,7 @@ pub fn trials() -> Vec<Trial> {
 fn definitions() -> anyhow::Result<Vec<(&'static str, Value)>> {
     STATE_MACHINES
         .iter()
-        .map(|(name, _)| Ok((*name, serde_json::from_str(&stepfunctions::definition_text(name)?)?)))
+        .map(|(name, _)| Ok((*name, serde_json::from_str(&definitions::definition_text(name)?)?)))
         .collect()
 }
 
@@ -88,7 +88,7 @@ async fn asl_error_names() -> anyhow::Result<()> {
 async fn asl_substitutions() -> anyhow::Result<()> {
     let d = Deployment::sandbox();
     for (machine, _) in STATE_MACHINES {
-        let used = stepfunctions::placeholders(&stepfunctions::definition_text(machine)?);
+        let used = definitions::placeholders(&definitions::definition_text(machine)?);
         for region in d.regions.iter() {
             let provided: BTreeSet<String> =
                 d.state_machine_substitutions(region, "123456789012").into_keys().collect();
@@ -121,14 +121,14 @@ async fn asl_timeouts() -> anyhow::Result<()> {
 /// that embeds the definition as a `Definition` object with `DefinitionSubstitutions`, as
 /// the stacks do) accept both definitions.
 async fn asl_validated() -> anyhow::Result<()> {
-    stepfunctions::ensure_node_tools()?;
-    xtask::tools::ensure_python_tools()?;
-    let dir = xtask::repo_root().join("target/contract");
+    runner::ensure_node_tools()?;
+    switchyard_sandbox::tools::ensure_python_tools()?;
+    let dir = switchyard_sandbox::workspace::repo_root().join("target/contract");
     std::fs::create_dir_all(&dir)?;
     let d = Deployment::sandbox();
     let region = &d.regions.standby;
     for (machine, file) in STATE_MACHINES {
-        let out = asl_validator(&xtask::repo_root().join(file))?;
+        let out = asl_validator(&switchyard_sandbox::workspace::repo_root().join(file))?;
         ensure!(out.status.success(), "asl-validator refused {file}: {}", String::from_utf8_lossy(&out.stdout));
         let template = json!({
             "AWSTemplateFormatVersion": "2010-09-09",
@@ -138,7 +138,7 @@ async fn asl_validated() -> anyhow::Result<()> {
                     "Properties": {
                         "StateMachineName": format!("switchyard-sandbox-{machine}"),
                         "RoleArn": "arn:aws:iam::123456789012:role/switchyard-sandbox-states",
-                        "Definition": serde_json::from_str::<Value>(&stepfunctions::definition_text(machine)?)?,
+                        "Definition": serde_json::from_str::<Value>(&definitions::definition_text(machine)?)?,
                         "DefinitionSubstitutions": d.state_machine_substitutions(region, "123456789012"),
                     }
                 }
@@ -168,8 +168,11 @@ async fn asl_validated() -> anyhow::Result<()> {
 use crate::infra::cfn_lint;
 
 fn asl_validator(definition: &std::path::Path) -> anyhow::Result<std::process::Output> {
-    Ok(std::process::Command::new(stepfunctions::node())
-        .arg(xtask::repo_root().join("xtask/stepfunctions/node_modules/asl-validator/dist/bin/asl-validator.js"))
+    Ok(std::process::Command::new(runner::node())
+        .arg(
+            switchyard_sandbox::workspace::repo_root()
+                .join("infra/sandbox/stepfunctions/node_modules/asl-validator/dist/bin/asl-validator.js"),
+        )
         .arg("--json-path")
         .arg(definition)
         .output()?)
@@ -177,7 +180,7 @@ fn asl_validator(definition: &std::path::Path) -> anyhow::Result<std::process::O
 
 /// `rds-promoter` is the crate dir, the package, the binary and the model's name.
 async fn function_crates() -> anyhow::Result<()> {
-    let root = xtask::repo_root();
+    let root = switchyard_sandbox::workspace::repo_root();
     for name in FUNCTIONS {
         let manifest = root.join("functions").join(name).join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).with_context(|| format!("{} missing", manifest.display()))?;

@@ -4,8 +4,8 @@ use anyhow::Context;
 use libtest_mimic::Trial;
 use switchyard_aws::{control_table::ControlTable, sdk_config};
 use switchyard_core::ports::contract;
+use switchyard_sandbox::{Sandbox, aws};
 use switchyard_tests::sandbox_trial;
-use xtask::sandbox::{Sandbox, aws};
 
 pub fn trials() -> Vec<Trial> {
     vec![sandbox_trial("control_table::an_older_epoch_never_wins_in_dynamodb", |sb| {

@@ -14,9 +14,9 @@ use anyhow::ensure;
 use libtest_mimic::Trial;
 use switchyard_core::ports::{DatabasePromoter, ReplicationMonitor, StepState};
 use switchyard_postgres::{PgNode, catch_up, pair_lag};
+use switchyard_sandbox::Sandbox;
 use switchyard_tests::{eventually, finish_own, own_sandbox, trial};
 use tokio_postgres::error::SqlState;
-use xtask::sandbox::Sandbox;
 
 pub fn trials() -> Vec<Trial> {
     vec![

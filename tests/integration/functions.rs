@@ -4,12 +4,9 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use libtest_mimic::Trial;
-use switchyard_infra::FUNCTIONS;
+use switchyard_model::FUNCTIONS;
+use switchyard_sandbox::{Sandbox, lambda, lambda::Invocation, process};
 use switchyard_tests::sandbox_trial;
-use xtask::{
-    process,
-    sandbox::{Sandbox, lambda, lambda::Invocation},
-};
 
 pub fn trials() -> Vec<Trial> {
     vec![

@@ -8,13 +8,10 @@ use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::sdk_config;
-use switchyard_infra::{Deployment, DnsMode, FUNCTIONS, RuleTarget, STATE_MACHINES};
+use switchyard_model::{Deployment, DnsMode, FUNCTIONS, RuleTarget, STATE_MACHINES};
+use switchyard_sandbox::{Sandbox, tools};
 use switchyard_tests::{sandbox_trial, trial};
-use xtask::{
-    sandbox::Sandbox,
-    synth::{self, Emitted},
-    tools,
-};
+use xtask::synth::{self, Emitted};
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -47,7 +44,7 @@ fn all_templates() -> anyhow::Result<Vec<(Deployment, Emitted)>> {
 }
 
 fn scratch(name: &str, template: &Value) -> anyhow::Result<std::path::PathBuf> {
-    let dir = xtask::repo_root().join("target/contract/templates");
+    let dir = switchyard_sandbox::workspace::repo_root().join("target/contract/templates");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_string_pretty(template)?)?;
@@ -64,7 +61,7 @@ pub(crate) fn cfn_lint(path: &std::path::Path, region: &str) -> anyhow::Result<s
 fn cfn_guard(path: &std::path::Path) -> anyhow::Result<std::process::Output> {
     Ok(std::process::Command::new(tools::ensure_cfn_guard()?)
         .args(["validate", "--show-summary", "fail", "--rules"])
-        .arg(xtask::repo_root().join("infra/guard/switchyard.guard"))
+        .arg(switchyard_sandbox::workspace::repo_root().join("infra/guard/switchyard.guard"))
         .arg("--data")
         .arg(path)
         .output()?)
@@ -149,7 +146,8 @@ fn breakages() -> Vec<Breakage> {
 
 /// Every rule in the rule file has a breakage, and each breakage fails exactly its rule.
 async fn guard_catches() -> anyhow::Result<()> {
-    let rules_text = std::fs::read_to_string(xtask::repo_root().join("infra/guard/switchyard.guard"))?;
+    let rules_text =
+        std::fs::read_to_string(switchyard_sandbox::workspace::repo_root().join("infra/guard/switchyard.guard"))?;
     let rules: BTreeSet<&str> = rules_text
         .lines()
         .filter_map(|l| l.strip_prefix("rule "))
@@ -225,14 +223,14 @@ async fn names_match_the_code() -> anyhow::Result<()> {
             {
                 let id = id_named(t, "AWS::StepFunctions::StateMachine", "StateMachineName", name)?;
                 let p = &t["Resources"][&id]["Properties"];
-                let text = xtask::stepfunctions::definition_text(machine)?;
+                let text = switchyard_sandbox::definitions::definition_text(machine)?;
                 ensure!(
                     p["Definition"] == serde_json::from_str::<Value>(&text)?,
                     "{name}: definition differs from its file"
                 );
                 let subs = p["DefinitionSubstitutions"].as_object().context("substitutions")?;
                 let keys: BTreeSet<String> = subs.keys().cloned().collect();
-                ensure!(keys == xtask::stepfunctions::placeholders(&text), "{name}: substitutions {keys:?}");
+                ensure!(keys == switchyard_sandbox::definitions::placeholders(&text), "{name}: substitutions {keys:?}");
                 for (key, value) in subs {
                     let arn = value["Fn::Sub"].as_str().context("an ARN")?;
                     let last = arn.rsplit(':').next().unwrap_or_default();

@@ -2,8 +2,8 @@
 
 use anyhow::ensure;
 use libtest_mimic::Trial;
+use switchyard_sandbox::{Sandbox, process};
 use switchyard_tests::{INSTANCE_PREFIX, trial};
-use xtask::{process, sandbox::Sandbox};
 
 pub fn trials() -> Vec<Trial> {
     vec![trial("sandbox::down_leaves_no_process_and_no_port", || Box::pin(down_leaves_nothing())).with_kind("sandbox")]

@@ -10,15 +10,13 @@ use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::{metrics::newest_value, sdk_config};
 use switchyard_core::{config::keys, order::Timestamp, ports::ReplicationMonitor};
+use switchyard_sandbox::{
+    Sandbox,
+    lambda::{self, Invocation, LambdaService},
+    process,
+};
 use switchyard_tests::{eventually, sandbox_trial};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xtask::{
-    process,
-    sandbox::{
-        Sandbox,
-        lambda::{self, Invocation, LambdaService},
-    },
-};
 
 pub fn trials() -> Vec<Trial> {
     vec![

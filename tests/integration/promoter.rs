@@ -11,15 +11,12 @@ use switchyard_core::{
     config::keys,
     ports::{ReplicationMonitor, WriterRegistry},
 };
-use switchyard_tests::{finish_own, own_sandbox, sandbox_trial, trial};
-use xtask::{
-    process,
-    sandbox::{
-        Sandbox,
-        lambda::{self, Invocation, LambdaService},
-        postgres,
-    },
+use switchyard_sandbox::{
+    Sandbox,
+    lambda::{self, Invocation, LambdaService},
+    postgres, process,
 };
+use switchyard_tests::{finish_own, own_sandbox, sandbox_trial, trial};
 
 pub fn trials() -> Vec<Trial> {
     vec![

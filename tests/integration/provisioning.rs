@@ -5,8 +5,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use libtest_mimic::Trial;
 use switchyard_aws::sdk_config;
+use switchyard_sandbox::{Sandbox, smoke};
 use switchyard_tests::sandbox_trial;
-use xtask::sandbox::{Sandbox, smoke};
 
 pub fn trials() -> Vec<Trial> {
     vec![

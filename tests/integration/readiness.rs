@@ -9,14 +9,12 @@ use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::sdk_config;
-use switchyard_tests::{eventually, sandbox_trial};
-use xtask::{
+use switchyard_sandbox::{
+    Sandbox,
+    lambda::{Invocation, LambdaService},
     process,
-    sandbox::{
-        Sandbox,
-        lambda::{Invocation, LambdaService},
-    },
 };
+use switchyard_tests::{eventually, sandbox_trial};
 
 use crate::promoter::{one_second_budget, replica_behind};
 
@@ -171,7 +169,7 @@ async fn missing_dlq(sb: &Sandbox) -> anyhow::Result<()> {
 async fn package_differs(sb: &Sandbox) -> anyhow::Result<()> {
     let lambda = aws_sdk_lambda::Client::new(&sdk_config(&sb.aws_target(), &"us-east-2".parse()?).await);
     let name = sb.deployment().names().function("order-consumer");
-    let packages = xtask::package::sandbox_packages()?;
+    let packages = switchyard_sandbox::packages::sandbox_packages()?;
     let deploy = |function: &str| -> anyhow::Result<_> {
         let zip = std::fs::read(packages.get(function).context("package")?)?;
         Ok(lambda.update_function_code().function_name(&name).zip_file(zip.into()).send())

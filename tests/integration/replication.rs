@@ -6,9 +6,9 @@ use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use switchyard_core::{DatabaseRole, ErrorName, ports::ReplicationMonitor};
 use switchyard_postgres::{classify, pair_lag};
+use switchyard_sandbox::{Sandbox, postgres};
 use switchyard_tests::{eventually, sandbox_trial};
 use tokio_postgres::error::SqlState;
-use xtask::sandbox::{Sandbox, postgres};
 
 pub fn trials() -> Vec<Trial> {
     vec![

@@ -11,12 +11,13 @@ use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, sdk_config};
 use switchyard_core::ports::ReplicationMonitor;
 use switchyard_core::ports::WriterRegistry;
-use switchyard_tests::{finish_own, own_sandbox, trial};
-use xtask::{
+use switchyard_sandbox::{
+    Sandbox,
+    event_source::OrdersEventSource,
     process,
-    sandbox::{Sandbox, event_source::OrdersEventSource},
-    stepfunctions::{Execution, Start, execute},
+    runner::{Execution, Start, Timing, execute},
 };
+use switchyard_tests::{finish_own, own_sandbox, trial};
 
 use crate::{
     consumer::{order, publish},
@@ -188,7 +189,7 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     let during: Vec<_> = (0..4).map(|n| order("sm-during", n)).collect();
     publish(sb, "us-east-2", &during).await?;
 
-    let start = Start::new("failover", "us-east-2", "alarm-1", alarm_input())?;
+    let start = Start::new("failover", "us-east-2", "alarm-1", alarm_input(), Timing::FAST)?;
     let (stop, consuming) = keep_consuming(sb, "us-east-2");
     let run = async {
         let x = execute(sb, &start).await;
@@ -248,7 +249,7 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
     let outcome = async {
         service.wait_ready()?;
         let replica = replica_behind(sb).await?;
-        let mut start = Start::new("failover", "us-east-2", "alarm-gate", alarm_input())?;
+        let mut start = Start::new("failover", "us-east-2", "alarm-gate", alarm_input(), Timing::FAST)?;
         start.lambda_port = Some(service.port);
         let x = execute(sb, &start).await;
         replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
@@ -288,8 +289,8 @@ async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
     // With the target down its lag cannot be read at all: accepted explicitly here, so the
     // execution reaches the promotion.
     input["allowDataLoss"] = json!(true);
-    let mut start = Start::new("failover", "us-east-2", "alarm-transient", input)?;
-    start.retry_ms = Some(1500);
+    let mut start = Start::new("failover", "us-east-2", "alarm-transient", input, Timing::FAST)?;
+    start.timing = Timing::Shortened { wait_ms: 200, retry_ms: 1500 };
     let restore = async {
         // The fence of us-east-1 comes right before the promotion.
         let old = sb.node("us-east-1")?;
@@ -324,11 +325,11 @@ async fn fatal(sb: &Sandbox) -> anyhow::Result<()> {
     let mut env = sb.function_environment(&region);
     env.retain(|(k, _)| *k != switchyard_core::config::keys::HOSTED_ZONE_ID);
     let service =
-        xtask::sandbox::lambda::start(&region, &env, process::free_port()?, &sb.dir.join("lambda-sm-fatal.log"))?;
+        switchyard_sandbox::lambda::start(&region, &env, process::free_port()?, &sb.dir.join("lambda-sm-fatal.log"))?;
     let outcome = async {
         service.wait_ready()?;
         crash_east1_after_heartbeat(sb).await?;
-        let mut start = Start::new("failover", "us-east-2", "alarm-fatal", alarm_input())?;
+        let mut start = Start::new("failover", "us-east-2", "alarm-fatal", alarm_input(), Timing::FAST)?;
         start.lambda_port = Some(service.port);
         let x = execute(sb, &start).await?;
         ensure!(x.error.as_deref() == Some("MissingConfig"), "expected MissingConfig:\n{}", x.history());
@@ -354,14 +355,14 @@ async fn fatal(sb: &Sandbox) -> anyhow::Result<()> {
 /// then recent, which is what bounds the lag when the writer is gone.
 async fn crash_east1_after_heartbeat(sb: &Sandbox) -> anyhow::Result<()> {
     let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
-    ensure!(matches!(probe, xtask::sandbox::lambda::Invocation::Ok(_)), "probe: {probe:?}");
+    ensure!(matches!(probe, switchyard_sandbox::lambda::Invocation::Ok(_)), "probe: {probe:?}");
     sb.crash_database("us-east-1")
 }
 
 /// Runs one whole failover to us-east-2 after us-east-1's database crashed.
 async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Execution> {
     crash_east1_after_heartbeat(sb).await?;
-    let x = execute(sb, &Start::new("failover", "us-east-2", name, alarm_input())?).await?;
+    let x = execute(sb, &Start::new("failover", "us-east-2", name, alarm_input(), Timing::FAST)?).await?;
     ensure!(x.succeeded(), "failover {name} failed:\n{}", x.history());
     Ok(x)
 }
@@ -371,11 +372,11 @@ async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Executio
 /// repeat in us-east-2 has nothing to do.
 async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
     fail_over_to_east2(sb, "alarm-first").await?;
-    let back = execute(sb, &Start::new("failover", "us-east-1", "alarm-flap", alarm_input())?).await?;
+    let back = execute(sb, &Start::new("failover", "us-east-1", "alarm-flap", alarm_input(), Timing::FAST)?).await?;
     ensure!(back.error.as_deref() == Some("CooldownActive"), "expected CooldownActive:\n{}", back.history());
     ensure!(!back.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the cooldown:\n{}", back.history());
     ensure!(table_item(sb, "us-east-1", "lock").await?.is_none(), "us-east-1's lock is still held");
-    let again = execute(sb, &Start::new("failover", "us-east-2", "alarm-again", alarm_input())?).await?;
+    let again = execute(sb, &Start::new("failover", "us-east-2", "alarm-again", alarm_input(), Timing::FAST)?).await?;
     ensure!(again.succeeded() && again.path().last().map(String::as_str) == Some("NothingToDo"), "{}", again.history());
     for region in ["us-east-1", "us-east-2"] {
         ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim moved");
@@ -388,7 +389,7 @@ async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
 async fn storm(sb: &Sandbox) -> anyhow::Result<()> {
     crash_east1_after_heartbeat(sb).await?;
     let starts: Vec<Start> = (1..=3)
-        .map(|i| Start::new("failover", "us-east-2", format!("storm-{i}"), alarm_input()))
+        .map(|i| Start::new("failover", "us-east-2", format!("storm-{i}"), alarm_input(), Timing::FAST))
         .collect::<anyhow::Result<_>>()?;
     let (a, b, c) = tokio::join!(execute(sb, &starts[0]), execute(sb, &starts[1]), execute(sb, &starts[2]));
     let runs = [a?, b?, c?];
@@ -417,7 +418,7 @@ async fn switchover_and_back(sb: &Sandbox) -> anyhow::Result<()> {
     OrdersEventSource::new(sb, "us-east-1").await?.drain(5).await?;
 
     let there = json!({ "from": "us-east-1", "to": "us-east-2", "trigger": "manual", "reason": "exercise" });
-    let x = execute(sb, &Start::new("switchover", "us-east-2", "switchover-1", there)?).await?;
+    let x = execute(sb, &Start::new("switchover", "us-east-2", "switchover-1", there, Timing::FAST)?).await?;
     ensure!(x.succeeded(), "switchover failed:\n{}", x.history());
     ensure_path(
         &x,
@@ -432,7 +433,7 @@ async fn switchover_and_back(sb: &Sandbox) -> anyhow::Result<()> {
     OrdersEventSource::new(sb, "us-east-2").await?.drain(5).await?;
 
     let back = json!({ "from": "us-east-2", "to": "us-east-1", "trigger": "manual", "reason": "failback" });
-    let y = execute(sb, &Start::new("switchover", "us-east-1", "failback-1", back)?).await?;
+    let y = execute(sb, &Start::new("switchover", "us-east-1", "failback-1", back, Timing::FAST)?).await?;
     ensure!(y.succeeded(), "failback failed:\n{}", y.history());
     ensure!(claim(sb, "us-east-1").await? == (3, "us-east-1".into()), "failback: claim");
     sb.rejoin_as_replica("us-east-2", "us-east-1")?;

@@ -9,11 +9,11 @@ use switchyard_core::{
     WriterClaim, WriterEpoch,
     ports::{TrafficRouter, WriterRegistry},
 };
-use switchyard_tests::{finish_own, own_sandbox, trial};
-use xtask::sandbox::{
+use switchyard_sandbox::{
     Sandbox,
     lambda::{Invocation, LambdaService},
 };
+use switchyard_tests::{finish_own, own_sandbox, trial};
 
 pub fn trials() -> Vec<Trial> {
     vec![

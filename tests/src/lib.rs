@@ -4,8 +4,8 @@
 use std::{future::Future, pin::Pin, sync::OnceLock};
 
 use libtest_mimic::{Failed, Trial};
+use switchyard_sandbox::Sandbox;
 use tokio::runtime::Runtime;
-use xtask::sandbox::Sandbox;
 
 /// Prefix of the tests' sandbox instances; the suffix is the test process's PID.
 pub const INSTANCE_PREFIX: &str = "test-";

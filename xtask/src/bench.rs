@@ -18,7 +18,7 @@ use switchyard_core::{
     order::{Price, Side, Timestamp},
 };
 
-use crate::sandbox::{Sandbox, event_source::CONSUMER, lambda::Invocation};
+use switchyard_sandbox::{Sandbox, event_source::CONSUMER, lambda::Invocation};
 
 /// What the platform needs: 10,000 orders an hour.
 pub const NEED_ORDERS_PER_SECOND: f64 = 10_000.0 / 3600.0;

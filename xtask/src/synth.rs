@@ -1,5 +1,5 @@
 //! `cargo xtask synth`: the CloudFormation templates of a deployment, emitted by
-//! `switchyard-infra` from the model, and the committed reference set (`infra/templates/`)
+//! `switchyard-stacks` from the model, and the committed reference set (`infra/templates/`)
 //! that a test keeps current.
 
 use std::path::{Path, PathBuf};
@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use switchyard_core::Region;
-use switchyard_infra::{Deployment, DnsMode, STATE_MACHINES, global_stack, regional_stack};
+use switchyard_model::{Deployment, DnsMode, STATE_MACHINES};
+use switchyard_stacks::{global_stack, regional_stack};
 
-use crate::{repo_root, stepfunctions::definition_text};
+use switchyard_sandbox::{definitions::definition_text, workspace::repo_root};
 
 /// One emitted template: its file name, the region it is deployed in, its JSON.
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ impl Emitted {
     /// The file's text: pretty JSON with a final newline, so diffs of the committed set read
     /// line by line.
     pub fn text(&self) -> Result<String> {
-        Ok(serde_json::to_string_pretty(&switchyard_infra::cfn::Sorted(&self.template))? + "\n")
+        Ok(serde_json::to_string_pretty(&switchyard_stacks::cfn::Sorted(&self.template))? + "\n")
     }
 }
 

@@ -17,7 +17,7 @@ use switchyard_core::{
     config::{ConfigError, keys},
     ports::{StepState, TrafficRouter, WriterRegistry},
 };
-use switchyard_infra::DnsMode;
+use switchyard_model::DnsMode;
 
 #[derive(Debug, Clone)]
 pub struct SwitcherConfig {

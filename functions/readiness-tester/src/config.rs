@@ -7,7 +7,7 @@ use switchyard_core::{
     ConfigReader, DeploymentConfig, Region,
     config::{ConfigError, keys},
 };
-use switchyard_infra::Names;
+use switchyard_model::Names;
 use switchyard_postgres::{DbSettings, PgEndpoint};
 
 /// How the standby's database is reached and measured.

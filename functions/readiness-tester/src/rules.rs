@@ -14,7 +14,7 @@ use switchyard_core::{
     ports::{ReplicationMonitor, WriterRegistry},
     readiness::{RuleResult, rules},
 };
-use switchyard_infra::Names;
+use switchyard_model::Names;
 use switchyard_postgres::{PgNode, pair_lag};
 
 use crate::config::ReadinessConfig;
@@ -60,7 +60,7 @@ impl Sources {
         &self.config.names
     }
 
-    fn region_names(&self, region: &Region) -> switchyard_infra::RegionalNames {
+    fn region_names(&self, region: &Region) -> switchyard_model::RegionalNames {
         self.names().regional(region)
     }
 }
@@ -723,7 +723,7 @@ pub async fn function_parity(s: &Sources) -> RuleResult {
     let rule = rules::FUNCTION_PARITY;
     let mut evidence = BTreeMap::new();
     let mut problems = Vec::new();
-    for function in switchyard_infra::FUNCTIONS {
+    for function in switchyard_model::FUNCTIONS {
         let name = s.names().function(function);
         let mut seen = Vec::new();
         for r in &s.regions {

@@ -11,8 +11,8 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{Value, json};
 use switchyard_aws::sdk_config;
 
-use super::{
-    Sandbox,
+use crate::{
+    instance::Sandbox,
     lambda::{Invocation, LambdaService},
 };
 

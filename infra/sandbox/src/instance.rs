@@ -5,12 +5,6 @@
 //! `sandbox.env` holds the same as shell variables for `cargo lambda` and friends.
 //! Several instances can run side by side (the tests start their own), each on free ports.
 
-pub mod aws;
-pub mod event_source;
-pub mod lambda;
-pub mod postgres;
-pub mod smoke;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -23,10 +17,10 @@ use switchyard_aws::AwsTarget;
 use switchyard_core::{
     DatabaseRole, Region, ReplicationLag, ReplicationStatus, config::keys, ports::ReplicationMonitor,
 };
-use switchyard_infra::Deployment;
+use switchyard_model::Deployment;
 use switchyard_postgres::{PgEndpoint, PgNode, pair_lag};
 
-use crate::{process, repo_root, tools};
+use crate::{aws, lambda, postgres, process, tools, workspace::repo_root};
 
 /// One region of the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +51,25 @@ pub struct Sandbox {
 
 pub fn sandbox_root() -> PathBuf {
     repo_root().join("target/sandbox")
+}
+
+/// The instances of this checkout, by name, and whether each is up (its moto answers to
+/// its PID). An instance with a directory but no `sandbox.json` was interrupted in `up`.
+pub fn list() -> Vec<(String, bool)> {
+    let Ok(entries) = std::fs::read_dir(sandbox_root()) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, bool)> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let up = Sandbox::load(&name).ok().flatten().is_some_and(|sb| process::is_alive(sb.moto_pid));
+            (name, up)
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn instance_dir(instance: &str) -> PathBuf {

@@ -7,10 +7,9 @@
 use serde_json::{Value, json};
 use switchyard_core::{Region, health};
 
-use crate::{
-    Deployment, DnsMode, FUNCTIONS, FunctionSpec,
-    cfn::{arn, get_att, pascal, r#ref},
-};
+use switchyard_model::{Deployment, DnsMode, FUNCTIONS, FunctionSpec, RegionalNames};
+
+use crate::cfn::{arn, get_att, pascal, r#ref};
 
 /// One `Allow` statement.
 fn allow(sid: &str, actions: &[&str], resources: Vec<Value>) -> Value {
@@ -45,7 +44,7 @@ impl Scope<'_> {
         self.d.regions.iter()
     }
 
-    fn names(&self, region: &Region) -> crate::RegionalNames {
+    fn names(&self, region: &Region) -> RegionalNames {
         self.d.regional_names(region)
     }
 

@@ -19,8 +19,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use switchyard_aws::{AwsTarget, sdk_config};
 use switchyard_core::{Region, WriterClaim, health};
-use switchyard_infra::Deployment;
-use switchyard_infra::RuleTarget;
+use switchyard_model::Deployment;
+use switchyard_model::RuleTarget;
 use switchyard_postgres::DbCredentials;
 
 /// What one region holds after provisioning.
@@ -71,8 +71,8 @@ pub async fn provision(
     }
     subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
-    crate::stepfunctions::register(target, d).await.context("registering the state machines")?;
-    let packages = crate::package::sandbox_packages().context("packaging the functions for the sandbox")?;
+    crate::definitions::register(target, d).await.context("registering the state machines")?;
+    let packages = crate::packages::sandbox_packages().context("packaging the functions for the sandbox")?;
     for region in d.regions.iter() {
         deploy_functions(target, d, region, &packages)
             .await
@@ -163,7 +163,7 @@ async fn store_db_secret(
         .create_secret()
         .name(d.db_secret(function))
         .description(format!("{function} database credentials"))
-        .secret_string(super::postgres::secret_json(c));
+        .secret_string(crate::postgres::secret_json(c));
     for (k, v) in d.tags() {
         req = req.tags(aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build());
     }
@@ -252,7 +252,7 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
     // The region's EventBridge rules and their targets, from the model. moto keeps them but
     // fires no schedule and routes no alarm: the drill and the tests start what they would.
     let events = aws_sdk_eventbridge::Client::new(&config);
-    let account = crate::stepfunctions::SANDBOX_ACCOUNT;
+    let account = crate::definitions::SANDBOX_ACCOUNT;
     for rule in d.event_rules(region) {
         let mut req = events
             .put_rule()
@@ -290,7 +290,7 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         rds.create_global_cluster()
             .global_cluster_identifier(d.global_cluster())
             .engine("aurora-postgresql")
-            .engine_version(switchyard_infra::AURORA_ENGINE_VERSION)
+            .engine_version(switchyard_model::AURORA_ENGINE_VERSION)
             .storage_encrypted(true)
             .send()
             .await?;
@@ -299,7 +299,7 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         .create_db_cluster()
         .db_cluster_identifier(&names.db_cluster)
         .engine("aurora-postgresql")
-        .engine_version(switchyard_infra::AURORA_ENGINE_VERSION)
+        .engine_version(switchyard_model::AURORA_ENGINE_VERSION)
         .global_cluster_identifier(d.global_cluster())
         .storage_encrypted(true);
     if *region == d.regions.primary {

@@ -5,21 +5,20 @@
 use serde_json::{Value, json};
 use switchyard_core::{Region, config::keys, health};
 
+use switchyard_model::{
+    AURORA_ENGINE_VERSION, DB_CA_BUNDLE_PATH, Deployment, DnsMode, FUNCTIONS, RegionalNames, RuleTarget,
+};
+
 use crate::{
-    AURORA_ENGINE_VERSION, Deployment, DnsMode, FUNCTIONS, RuleTarget,
     cfn::{Template, arn, get_att, pascal, r#ref, sub},
     policy::{Scope, trust},
 };
-
-/// Where the RDS CA bundle lies inside each function's package (`cargo xtask package
-/// --ca-bundle` puts it there); TLS to Aurora trusts only it.
-pub const DB_CA_BUNDLE_PATH: &str = "/var/task/rds-global-bundle.pem";
 
 /// The database the orders live in, on the writer's cluster.
 pub const DATABASE_NAME: &str = "trading";
 
 /// The template of `region`'s stack. `definitions`: the state machines' definitions by name
-/// (see [`crate::STATE_MACHINES`]), embedded as `Definition` objects.
+/// (see [`switchyard_model::STATE_MACHINES`]), embedded as `Definition` objects.
 pub fn regional_stack(d: &Deployment, region: &Region, definitions: &[(&str, Value)]) -> Value {
     let role = if *region == d.regions.primary { "primary" } else { "standby" };
     let mut t = Template::new(format!(
@@ -55,7 +54,7 @@ struct Regional<'a> {
 }
 
 impl Regional<'_> {
-    fn names(&self) -> crate::RegionalNames {
+    fn names(&self) -> RegionalNames {
         self.d.regional_names(self.region)
     }
 

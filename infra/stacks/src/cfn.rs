@@ -176,15 +176,7 @@ pub fn compact(value: &Value) -> String {
     serde_json::to_string(&Sorted(value)).unwrap_or_default()
 }
 
-/// `rds-promoter` → `RdsPromoter`: logical ids from model names.
-pub fn pascal(name: &str) -> String {
-    name.split(['-', '_'])
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-        })
-        .collect()
-}
+pub use switchyard_model::pascal;
 
 #[cfg(test)]
 mod tests {

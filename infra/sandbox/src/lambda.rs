@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_core::Region;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{process, repo_root, tools};
+use crate::{process, tools, workspace::repo_root};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LambdaService {

@@ -1,19 +1,13 @@
-//! The typed model of one switchyard deployment.
+//! The typed model of one switchyard deployment: regions, budgets, names, function specs, the
+//! failover alarm and the EventBridge rules. Pure: no I/O, no AWS type.
 //!
 //! **Names are derived, never copied.** Every resource name, every environment variable a
 //! function receives and every initial value comes from a [`Deployment`]; the sandbox is
-//! provisioned from it today, and the CloudFormation stacks will be emitted from it, so the two
-//! cannot drift apart.
+//! provisioned from it and the CloudFormation stacks (`switchyard-stacks`) are emitted from it,
+//! so the two cannot drift apart. Functions compute the names of what they check from it.
 
 use std::time::Duration;
 
-pub mod cfn;
-mod global;
-mod policy;
-mod regional;
-
-pub use global::{RECORD_TTL_SECONDS, global_stack};
-pub use regional::{DATABASE_NAME, DB_CA_BUNDLE_PATH, regional_stack};
 use serde::Serialize;
 use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,
@@ -127,8 +121,22 @@ pub const STATE_MACHINES: [(&str, &str); 2] =
 /// The `${...}` substitution naming a function's ARN in the definitions: `rds-promoter` →
 /// `RdsPromoterFunctionArn`.
 pub fn function_arn_substitution(function: &str) -> String {
-    format!("{}FunctionArn", cfn::pascal(function))
+    format!("{}FunctionArn", pascal(function))
 }
+
+/// `rds-promoter` → `RdsPromoter`: CloudFormation logical ids and substitutions from model names.
+pub fn pascal(name: &str) -> String {
+    name.split(['-', '_'])
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Where the RDS CA bundle lies inside each function's package (`cargo xtask package
+/// --ca-bundle` puts it there); TLS to Aurora trusts only it.
+pub const DB_CA_BUNDLE_PATH: &str = "/var/task/rds-global-bundle.pem";
 
 /// The Aurora PostgreSQL engine version of the global cluster: the minor version the sandbox's
 /// PostgreSQL 15 runs, and one cfn-lint does not list as deprecated.

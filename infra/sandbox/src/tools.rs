@@ -1,6 +1,6 @@
 //! The sandbox's tools, installed on first use into the repository (`.tools/`) from the
 //! package registries: a Python venv with the pinned `moto[server]` and `cargo-lambda`
-//! (xtask/requirements.txt), and PostgreSQL 15 server binaries (from Debian when missing).
+//! (infra/sandbox/requirements.txt), and PostgreSQL 15 server binaries (from Debian when missing).
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{process::run, repo_root};
+use crate::{process::run, workspace::repo_root};
 
 pub fn tools_dir() -> PathBuf {
     repo_root().join(".tools")
@@ -31,7 +31,7 @@ pub fn cargo_lambda() -> PathBuf {
 /// Creates or updates `.tools/venv` so that it holds exactly xtask/requirements.txt. A stamp
 /// file holding the requirements' content makes repeated calls free.
 pub fn ensure_python_tools() -> Result<()> {
-    let requirements = repo_root().join("xtask/requirements.txt");
+    let requirements = repo_root().join("infra/sandbox/requirements.txt");
     let wanted =
         std::fs::read_to_string(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
     let stamp = venv_dir().join(".switchyard-requirements");
@@ -49,7 +49,7 @@ pub fn ensure_python_tools() -> Result<()> {
     }
     let pip = venv_dir().join("bin/pip");
     run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements))
-        .context("installing xtask/requirements.txt from PyPI")?;
+        .context("installing infra/sandbox/requirements.txt from PyPI")?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
 }
@@ -120,7 +120,7 @@ pub fn ensure_cfn_guard() -> Result<PathBuf> {
         .args(["install", "--quiet", "--locked", "cfn-guard", "--version", CFN_GUARD_VERSION, "--root"])
         .arg(tools_dir().join("cfn-guard"))
         .arg("--target-dir")
-        .arg(crate::package::target_dir().join("cfn-guard-build")))
+        .arg(crate::workspace::target_dir().join("cfn-guard-build")))
     .context("installing cfn-guard from crates.io")?;
     Ok(bin)
 }

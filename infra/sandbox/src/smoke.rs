@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use switchyard_aws::sdk_config;
 
-use super::Sandbox;
+use crate::instance::Sandbox;
 
 /// Publishes one message to `from_region`'s orders topic and waits until it arrives in every
 /// region's orders queue (then deletes it there). Returns the per-region delivery times.

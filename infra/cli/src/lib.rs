@@ -1,0 +1,271 @@
+//! `switchyard`: the operator's command, and the one place user commands live.
+//!
+//! The contract, which later commands extend and never redefine:
+//! - global flags in the AWS CLI's spelling: `--region`, `--profile`, `--endpoint-url`, plus
+//!   `--output json|table` and `--sandbox[=NAME]` (default `$SWITCHYARD_SANDBOX`, then
+//!   `default`); every command has `--help`, and `--help` never acts;
+//! - unknown flags and commands are usage errors, with a did-you-mean where one is close;
+//! - one exit-code table ([`Exit`]), printed by `switchyard --help`.
+//!
+//! [`parse`] is separate from [`run`] so the tests check what a command line means without
+//! running it.
+
+mod drill;
+mod execute;
+mod sandbox;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit codes of every `switchyard` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// The command did what it was asked.
+    Done = 0,
+    /// It ran and failed, or what it checked is not healthy.
+    Failed = 1,
+    /// The command line is wrong (unknown flag or command, bad value).
+    Usage = 2,
+    /// Nothing to do: already so (the writer is already there, a duplicate execution, a
+    /// sandbox that is not up was asked to stop).
+    NothingToDo = 3,
+    /// Refused by a precondition: the target is not there (no such sandbox), or a gate said
+    /// no (lag above budget, lock held, cooldown, stale epoch, not ready).
+    Refused = 4,
+}
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  failed (or not healthy)
+  2  usage: unknown flag or command, bad value
+  3  nothing to do: already so, or a duplicate
+  4  refused: the target is not there, or a precondition (lag, lock, cooldown, epoch) said no";
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// An error that is a refusal (exit 4), not a failure.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "switchyard: the failover control plane of a two-region AWS application",
+    after_help = EXIT_CODES,
+    infer_subcommands = false
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes, in the AWS CLI's spelling where it has one.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The AWS region a command acts in (default: the command's own choice, e.g. the
+    /// standby for a failover).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// An AWS profile: act on a real deployment instead of a sandbox.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// An AWS API endpoint to use instead of the default (loopback only, for emulators).
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+    /// How to print the answer.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// The sandbox to act on.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_SANDBOX",
+        default_value = "default",
+        num_args = 0..=1,
+        default_missing_value = "default",
+        value_name = "NAME"
+    )]
+    pub sandbox: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Who writes, at which epoch, as each region's control table says, and the last handover.
+    Status,
+    /// The sandbox: a two-region deployment on loopback (moto, two PostgreSQL, the functions).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Run a state machine of REGION in the sandbox, with its real waits and retries.
+    Execute(execute::ExecuteArgs),
+    /// The main job, in a fresh sandbox of its own (today: the sandbox smoke check).
+    Drill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum SandboxCommand {
+    /// Start the sandbox (or keep the one that runs): both regions, provisioned from the model.
+    Up,
+    /// Stop every process the sandbox started and remove its files.
+    Down,
+    /// Health of its processes, the databases' roles and the replication.
+    Status,
+    /// The sandboxes of this checkout and whether they run.
+    List,
+    /// `export` lines for a shell (`eval "$(switchyard sandbox env)"`).
+    Env,
+}
+
+/// What a command line means; `Err` for help, version and usage errors (print it with
+/// `clap::Error::print` and exit with `clap::Error::exit_code`).
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
+/// Runs a parsed command line to its exit code. Errors are printed here, as `error: …`.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<Refused>().is_some() { Exit::Refused.into() } else { Exit::Failed.into() }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Status => status::run(g).await,
+        Command::Sandbox(c) => sandbox::run(g, c).await,
+        Command::Execute(args) => execute::run(g, args).await,
+        Command::Drill => drill::run().await,
+    }
+}
+
+/// The sandbox a command acts on: `--sandbox`, refused when it is not up (naming the ones
+/// that are).
+pub(crate) fn loaded_sandbox(g: &Global) -> anyhow::Result<switchyard_sandbox::Sandbox> {
+    refuse_aws_flags(g)?;
+    match switchyard_sandbox::Sandbox::load(&g.sandbox)? {
+        Some(sb) => Ok(sb),
+        None => Err(Refused(not_up(&g.sandbox)).into()),
+    }
+}
+
+/// "sandbox X is not up", with the ones that are and how to start it.
+pub(crate) fn not_up(name: &str) -> String {
+    let running: Vec<String> =
+        switchyard_sandbox::instance::list().into_iter().filter(|(_, up)| *up).map(|(n, _)| n).collect();
+    let hint = if running.is_empty() {
+        "none is up".to_owned()
+    } else {
+        format!("up: {} (pick one with --sandbox NAME or SWITCHYARD_SANDBOX)", running.join(", "))
+    };
+    format!("sandbox {name:?} is not up ({hint}); start it with `switchyard --sandbox {name} sandbox up`")
+}
+
+/// The sandbox commands run against loopback only: a profile or a foreign endpoint is a
+/// mistake, not something to ignore.
+pub(crate) fn refuse_aws_flags(g: &Global) -> anyhow::Result<()> {
+    if let Some(p) = &g.profile {
+        return Err(Refused(format!(
+            "--profile {p}: this command acts on a sandbox; real deployments are not reachable from here"
+        ))
+        .into());
+    }
+    if let Some(url) = &g.endpoint_url {
+        return Err(Refused(format!(
+            "--endpoint-url {url}: this command acts on a sandbox, which knows its own endpoint"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn kind(args: &[&str]) -> Result<Cli, ErrorKind> {
+        parse(std::iter::once("switchyard").chain(args.iter().copied())).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn help_never_acts() {
+        // `sandbox up --help` used to start a sandbox, `drill --help` to run the drill.
+        for args in [
+            &["sandbox", "up", "--help"][..],
+            &["drill", "--help"],
+            &["sandbox", "status", "--help"],
+            &["execute", "--help"],
+            &["--help"],
+            &["help", "sandbox"],
+        ] {
+            assert_eq!(kind(args).err(), Some(ErrorKind::DisplayHelp), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_and_commands_are_usage_errors_with_a_suggestion() {
+        for (args, expected) in [
+            (&["sandbox", "up", "--instnace", "ux"][..], "--instnace"),
+            (&["--sandbx", "ux", "status"], "--sandbox"),
+            (&["sandbox", "stauts"], "status"),
+            (&["exectue", "failover", "us-east-2"], "execute"),
+        ] {
+            let e = parse(std::iter::once("switchyard").chain(args.iter().copied())).expect_err("refused");
+            assert_eq!(e.exit_code(), Exit::Usage as i32, "{args:?}");
+            assert!(e.to_string().contains(expected), "{args:?}: {e}");
+        }
+        assert_eq!(kind(&["execute"]).err(), Some(ErrorKind::MissingRequiredArgument));
+        assert_eq!(kind(&["execute", "failvoer", "us-east-2"]).err(), Some(ErrorKind::InvalidValue));
+    }
+
+    #[test]
+    fn the_sandbox_flag_takes_an_optional_name() {
+        let cli = kind(&["--sandbox", "ux", "sandbox", "status"]).expect("parses");
+        assert_eq!(cli.global.sandbox, "ux");
+        let cli = kind(&["sandbox", "status", "--sandbox=ci", "--output", "json"]).expect("parses");
+        assert_eq!((cli.global.sandbox.as_str(), cli.global.output), ("ci", Output::Json));
+        let cli = kind(&["status", "--sandbox"]).expect("parses");
+        assert_eq!(cli.global.sandbox, "default");
+    }
+}

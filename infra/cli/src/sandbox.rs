@@ -1,0 +1,80 @@
+//! `switchyard sandbox up|down|status|list|env`.
+
+use anyhow::Result;
+use switchyard_sandbox::{Sandbox, instance};
+
+use crate::{Exit, Global, Output, SandboxCommand, loaded_sandbox, not_up, refuse_aws_flags};
+
+pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
+    refuse_aws_flags(g)?;
+    let name = g.sandbox.as_str();
+    match command {
+        SandboxCommand::Up => {
+            let sb = Sandbox::up(name).await?;
+            let status = sb.status().await;
+            print_status(g.output, &status)?;
+            if g.output == Output::Table {
+                println!("endpoints: {}", sb.dir.join("sandbox.json").display());
+            }
+            Ok(if status.healthy { Exit::Done } else { Exit::Failed })
+        }
+        SandboxCommand::Status => {
+            let Some(sb) = Sandbox::load(name)? else {
+                match g.output {
+                    Output::Json => println!("{}", serde_json::json!({ "instance": name, "up": false })),
+                    Output::Table => println!("{}", not_up(name)),
+                }
+                return Ok(Exit::Failed);
+            };
+            let status = sb.status().await;
+            print_status(g.output, &status)?;
+            Ok(if status.healthy { Exit::Done } else { Exit::Failed })
+        }
+        SandboxCommand::Down => match Sandbox::load(name)? {
+            Some(sb) => {
+                sb.down()?;
+                println!("sandbox {name:?} stopped; no process or port left");
+                Ok(Exit::Done)
+            }
+            None if instance::stop_interrupted(name)? => {
+                println!("sandbox {name:?}: stopped what an interrupted `up` had started");
+                Ok(Exit::Done)
+            }
+            None => {
+                println!("sandbox {name:?} is not up; nothing to stop");
+                Ok(Exit::NothingToDo)
+            }
+        },
+        SandboxCommand::List => {
+            let all = instance::list();
+            match g.output {
+                Output::Json => {
+                    let rows: Vec<_> =
+                        all.iter().map(|(n, up)| serde_json::json!({ "instance": n, "up": up })).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                Output::Table if all.is_empty() => println!("no sandbox (start one: switchyard sandbox up)"),
+                Output::Table => {
+                    for (n, up) in &all {
+                        println!("{n:<24} {}", if *up { "up" } else { "down (left by an interrupted run)" });
+                    }
+                }
+            }
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Env => {
+            // Refused (stderr, non-zero) when not up, so `eval "$(…)"` fails loudly.
+            let sb = loaded_sandbox(g)?;
+            print!("{}", sb.shell_env());
+            Ok(Exit::Done)
+        }
+    }
+}
+
+fn print_status(output: Output, status: &instance::SandboxStatus) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(status)?),
+        Output::Table => print!("{status}"),
+    }
+    Ok(())
+}
