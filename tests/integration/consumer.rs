@@ -368,7 +368,7 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
 
     // Unplanned failover to us-east-2 through rds-promoter, as the state machine runs it.
     let promoter = sb.lambda("us-east-2")?;
-    let mut check = request("check", "unplanned", 1);
+    let mut check = request("gate", "unplanned", 1);
     check["allowDataLoss"] = json!(true);
     ok(promoter, check).await?;
     until_done(promoter, request("promote", "unplanned", 1)).await?;

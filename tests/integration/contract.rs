@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
-use switchyard_core::{ErrorCategory, ErrorName, failover::LOCK_TTL};
+use switchyard_core::{ErrorCategory, ErrorName, ledger::LOCK_TTL};
 use switchyard_model::{Deployment, FUNCTIONS, STATE_MACHINES, function_arn_substitution};
 use switchyard_sandbox::{definitions, runner};
 use switchyard_tests::trial;
@@ -17,7 +17,323 @@ pub fn trials() -> Vec<Trial> {
         trial("contract::asl_substitutions_are_what_infra_provides", || Box::pin(asl_substitutions())),
         trial("contract::asl_timeouts_equal_the_lock_lifetime", || Box::pin(asl_timeouts())),
         trial("contract::asl_validator_and_cfn_lint_accept_the_definitions", || Box::pin(asl_validated())),
+        trial("contract::an_operator_s_execution_waits_and_retries_as_defined", || Box::pin(timing_as_defined())),
+        trial("contract::the_crate_graph_only_points_down", || Box::pin(crate_graph())),
+        trial("contract::every_asl_path_resolves_in_the_typed_step_answers", || Box::pin(asl_paths_resolve())),
     ]
+}
+
+/// The answer a task state's function gives, as its type serializes it, with every optional
+/// field empty (so a path through an optional part fails here).
+fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
+    use switchyard_core::{
+        DnsMode, FailoverMode, GateDecision, LagVerdict, WriterClaim, WriterEpoch, ledger::Timeline, order::Timestamp,
+        ports::StepState, steps::*,
+    };
+    let region = |s: &str| s.parse::<switchyard_core::Region>().map_err(|e| anyhow::anyhow!("{e}"));
+    let (east1, east2) = (region("us-east-1")?, region("us-east-2")?);
+    let claim = WriterClaim { epoch: WriterEpoch(2), writer: east2.clone() };
+    let now = Timestamp::now();
+    let step = |action, result: Value| {
+        serde_json::to_value(StepAnswer { action, target_region: east2.clone(), at_ms: 0, result })
+    };
+    let resource = state["Resource"].as_str().unwrap_or_default();
+    let action = state["Parameters"]["action"].as_str();
+    let answer = match (resource, action) {
+        ("arn:aws:states:::sns:publish", _) => return Ok(None),
+        ("${RdsPromoterFunctionArn}", Some("begin")) => serde_json::to_value(BeginAnswer {
+            execution: "x".into(),
+            incident: "i".into(),
+            mode: FailoverMode::Unplanned,
+            target_region: east2.clone(),
+            old_writer: east1.clone(),
+            allow_data_loss: false,
+            outcome: BeginOutcome::Acquired,
+            claim: claim.clone(),
+            expected_epoch: None,
+            lock_expires_at: None,
+            cause: None,
+        })?,
+        ("${RdsPromoterFunctionArn}", Some("gate")) => step(
+            PromoterAction::Gate,
+            serde_json::to_value(GateResult {
+                handover: HandoverPlan::Bump,
+                claim: claim.clone(),
+                gate: Some(GateDecision {
+                    mode: FailoverMode::Unplanned,
+                    verdict: LagVerdict::Unknown,
+                    lag: None,
+                    orders_at_risk: None,
+                    data_loss_accepted: false,
+                }),
+                lag_measured_from: None,
+            })?,
+        )?,
+        ("${RdsPromoterFunctionArn}", Some("fence")) => step(
+            PromoterAction::Fence,
+            serde_json::to_value(FenceResult { state: FenceState::Unreachable, fenced: None, reason: None })?,
+        )?,
+        ("${RdsPromoterFunctionArn}", Some("catchUp")) => step(
+            PromoterAction::CatchUp,
+            serde_json::to_value(CatchUpResult { state: StepState::Done, handover: HandoverPlan::Bump })?,
+        )?,
+        ("${RdsPromoterFunctionArn}", Some("promote")) => {
+            step(PromoterAction::Promote, serde_json::to_value(PromoteResult { state: StepState::InProgress })?)?
+        }
+        ("${RdsPromoterFunctionArn}", Some("record")) => step(
+            PromoterAction::Record,
+            serde_json::to_value(RecordResult {
+                state: StepState::Done,
+                claim: claim.clone(),
+                changed: false,
+                peer_table: None,
+            })?,
+        )?,
+        ("${RdsPromoterFunctionArn}", Some("end")) => serde_json::to_value(EndAnswer {
+            timeline: Timeline::start("x", "i", FailoverMode::Unplanned, east1.clone(), east2.clone(), now),
+            lock_released: false,
+            writer: None,
+            subject: "s".into(),
+            message: "m".into(),
+        })?,
+        ("${DnsSwitcherFunctionArn}", None) => serde_json::to_value(SwitchAnswer {
+            state: StepState::InProgress,
+            mode: DnsMode::HealthCheck,
+            claim: claim.clone(),
+            previous_target: east1.clone(),
+            changed: true,
+            at: now,
+        })?,
+        ("${OrderConsumerFunctionArn}", None) => serde_json::to_value(ActivationAnswer {
+            region: east2.clone(),
+            epoch: claim.epoch,
+            first_applied_at: None,
+            applied_under_epoch: 0,
+        })?,
+        ("${HealthProbeFunctionArn}", None) => serde_json::to_value(HealthAnswer::default())?,
+        other => anyhow::bail!("no answer type for a task of {other:?}: add it to switchyard_core::steps"),
+    };
+    Ok(Some(answer))
+}
+
+/// Every path in a state that reads the state's input (`$.…`): Choice variables, `….$`
+/// parameters (also inside intrinsic functions), a Fail's ErrorPath/CausePath. Context paths
+/// (`$$.…`) are Step Functions' own.
+fn paths_read(value: &Value, out: &mut Vec<String>) {
+    fn from_text(text: &str, out: &mut Vec<String>) {
+        let mut rest = text;
+        while let Some(i) = rest.find("$.") {
+            if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+                rest = &rest[i + 2..];
+                continue;
+            }
+            let path: String =
+                rest[i..].chars().take_while(|c| c.is_alphanumeric() || matches!(c, '$' | '.' | '_')).collect();
+            out.push(path);
+            rest = &rest[i + 2..];
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("Variable" | "ErrorPath" | "CausePath", Value::String(s)) => from_text(s, out),
+                    (k, Value::String(s)) if k.ends_with(".$") => from_text(s, out),
+                    _ => paths_read(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| paths_read(v, out)),
+        _ => {}
+    }
+}
+
+fn resolve<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    let rest = path.strip_prefix('$')?;
+    rest.split('.').filter(|s| !s.is_empty()).try_fold(doc, |v, key| v.as_object()?.get(key))
+}
+
+fn set(doc: &mut Value, path: &str, value: Value) {
+    let keys: Vec<&str> = path.trim_start_matches('$').split('.').filter(|s| !s.is_empty()).collect();
+    let mut at = doc;
+    for key in &keys {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = at.as_object_mut().map(|m| m.entry(*key).or_insert(Value::Null)).unwrap_or_else(|| unreachable!());
+    }
+    *at = value;
+}
+
+/// Every JSONPath the ASL files read resolves in the serialized answers of the steps that
+/// write there (`switchyard_core::steps`), so a renamed or optional field fails here, not in
+/// an execution. The document is the state after every task has answered once.
+async fn asl_paths_resolve() -> anyhow::Result<()> {
+    for (machine, definition) in definitions()? {
+        let states = definition["States"].as_object().context("States")?;
+        let mut doc = json!({
+            "input": {},
+            "steps": {},
+            "polls": { "n": 0 },
+            "error": { "Error": "InvalidInput", "Cause": "{}" },
+        });
+        let mut selected = Vec::new();
+        for (name, state) in states {
+            if state["Type"] != "Task" {
+                continue;
+            }
+            let Some(answer) = answer_of(state).with_context(|| format!("{machine}.{name}"))? else { continue };
+            // A ResultSelector reads the raw answer and keeps what it names.
+            let kept = match state.get("ResultSelector") {
+                Some(selector) => {
+                    let mut paths = Vec::new();
+                    paths_read(selector, &mut paths);
+                    for p in &paths {
+                        ensure!(
+                            resolve(&answer, p).is_some(),
+                            "{machine}.{name}: ResultSelector path {p} not in the answer"
+                        );
+                    }
+                    selected.push(name.clone());
+                    let mut kept = json!({});
+                    for (k, v) in selector.as_object().into_iter().flatten() {
+                        let key = k.trim_end_matches(".$");
+                        let value = v.as_str().and_then(|p| resolve(&answer, p)).cloned().unwrap_or(Value::Null);
+                        kept[key] = value;
+                    }
+                    kept
+                }
+                None => answer,
+            };
+            if let Some(path) = state["ResultPath"].as_str() {
+                set(&mut doc, path, kept);
+            }
+        }
+        ensure!(selected == ["VerifyHealth"], "{machine}: ResultSelectors in {selected:?}");
+        let mut checked = 0;
+        for (name, state) in states {
+            let mut paths = Vec::new();
+            let mut reading = state.clone();
+            if let Some(o) = reading.as_object_mut() {
+                o.remove("ResultSelector");
+            }
+            paths_read(&reading, &mut paths);
+            for p in paths {
+                ensure!(resolve(&doc, &p).is_some(), "{machine}.{name} reads {p}, which no step's answer has");
+                checked += 1;
+            }
+        }
+        ensure!(checked > 30, "{machine}: only {checked} paths found: the reader misses some");
+    }
+    Ok(())
+}
+
+/// Which of our crates each of our crates may depend on (normal, build and dev dependencies
+/// alike). The core depends on none of ours; the model on the core; adapters on the core (and
+/// the model); functions on adapters; the sandbox on adapters; the CLI on the sandbox; nothing
+/// but the tests on xtask. A crate missing from this table is a failure too: a new crate is a
+/// decision about its place.
+const ALLOWED_EDGES: &[(&str, &[&str])] = &[
+    ("switchyard-core", &[]),
+    ("switchyard-model", &["switchyard-core"]),
+    ("switchyard-postgres", &["switchyard-core"]),
+    ("switchyard-aws", &["switchyard-core", "switchyard-model"]),
+    ("switchyard-lambda", &["switchyard-core"]),
+    ("switchyard-stacks", &["switchyard-core", "switchyard-model"]),
+    ("health-probe", FUNCTION_DEPENDENCIES),
+    ("readiness-tester", FUNCTION_DEPENDENCIES),
+    ("rds-promoter", FUNCTION_DEPENDENCIES),
+    ("dns-switcher", FUNCTION_DEPENDENCIES),
+    ("order-consumer", FUNCTION_DEPENDENCIES),
+    ("switchyard-sandbox", &["switchyard-core", "switchyard-model", "switchyard-aws", "switchyard-postgres"]),
+    ("switchyard-cli", &["switchyard-core", "switchyard-model", "switchyard-aws", "switchyard-sandbox"]),
+    ("xtask", &["switchyard-core", "switchyard-model", "switchyard-sandbox", "switchyard-stacks"]),
+    ("switchyard-tests", &["*"]),
+];
+
+const FUNCTION_DEPENDENCIES: &[&str] =
+    &["switchyard-core", "switchyard-model", "switchyard-aws", "switchyard-postgres", "switchyard-lambda"];
+
+/// The edges between workspace crates that [`ALLOWED_EDGES`] does not allow.
+fn forbidden_edges(edges: &[(String, String)]) -> Vec<String> {
+    edges
+        .iter()
+        .filter(|(from, to)| {
+            let allowed = ALLOWED_EDGES.iter().find(|(name, _)| name == from).map(|(_, to)| *to);
+            !allowed.is_some_and(|a| a.contains(&"*") || a.contains(&to.as_str()))
+        })
+        .map(|(from, to)| format!("{from} -> {to}"))
+        .collect()
+}
+
+async fn crate_graph() -> anyhow::Result<()> {
+    let out = switchyard_sandbox::workspace::cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .output()?;
+    ensure!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let metadata: Value = serde_json::from_slice(&out.stdout)?;
+    let packages = metadata["packages"].as_array().context("packages")?;
+    let ours: BTreeSet<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+    let mut edges = Vec::new();
+    for p in packages {
+        let from = p["name"].as_str().unwrap_or_default();
+        for d in p["dependencies"].as_array().into_iter().flatten() {
+            let to = d["name"].as_str().unwrap_or_default();
+            if ours.contains(to) {
+                edges.push((from.to_owned(), to.to_owned()));
+            }
+        }
+        ensure!(ALLOWED_EDGES.iter().any(|(name, _)| *name == from), "{from}: not in ALLOWED_EDGES");
+    }
+    ensure!(edges.len() > 20, "read {} edges: the metadata is not what this test expects", edges.len());
+    let forbidden = forbidden_edges(&edges);
+    ensure!(forbidden.is_empty(), "edges pointing up or sideways: {forbidden:?}");
+    // The check itself refuses what it must: an adapter in the core, xtask in a function.
+    let broken =
+        [("switchyard-core", "switchyard-aws"), ("rds-promoter", "xtask"), ("switchyard-aws", "switchyard-postgres")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    ensure!(forbidden_edges(&broken).len() == broken.len(), "the table lets a broken graph through");
+    Ok(())
+}
+
+/// What `switchyard execute` runs ([`Timing::AsDefined`]): a Wait lasts its `Seconds`, and a
+/// task error no Retry matches goes to the Catch. The runner used to get `null` overrides
+/// from the CLI: every Wait took ~0 ms and every task error crashed it with a TypeError.
+async fn timing_as_defined() -> anyhow::Result<()> {
+    let missing = "arn:aws:lambda:us-east-1:123456789012:function:not-in-the-sandbox";
+    let definition = serde_json::json!({
+        "StartAt": "Pause",
+        "States": {
+            "Pause": { "Type": "Wait", "Seconds": 1, "Next": "Call" },
+            "Call": {
+                "Type": "Task",
+                "Resource": missing,
+                "Retry": [{ "ErrorEquals": ["Throttled"], "IntervalSeconds": 1, "MaxAttempts": 2 }],
+                "Catch": [{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught" }],
+                "End": true
+            },
+            "Caught": { "Type": "Pass", "End": true }
+        }
+    });
+    let spec = runner::RunnerSpec {
+        definition,
+        input: serde_json::json!({}),
+        name: "timing".into(),
+        state_machine: "timing".into(),
+        lambda: Default::default(),
+        aws_endpoint: "http://127.0.0.1:9".into(),
+        timing: runner::Timing::AsDefined,
+    };
+    let x = runner::run(&spec).await?;
+    let history = x.history();
+    ensure!(x.succeeded(), "the Catch path ends the execution: {history}");
+    ensure!(x.path() == ["Pause", "Call", "Caught"], "{history}");
+    let at = |kind: &str| {
+        x.events_of(kind).find(|e| e["state"]["name"] == "Pause").and_then(|e| e["timestamp"].as_u64()).unwrap_or(0)
+    };
+    let waited = at("StateExited").saturating_sub(at("StateEntered"));
+    ensure!(waited >= 1000, "the 1 s Wait lasted {waited} ms: {history}");
+    Ok(())
 }
 
 fn definitions() -> anyhow::Result<Vec<(&'static str, Value)>> {

@@ -4,6 +4,7 @@
 //! Sandbox tests run one at a time by default: some pause the replica's replay, which would
 //! disturb a neighbour measuring replication. Pass `--test-threads N` to override.
 
+mod cli;
 mod consumer;
 mod contract;
 mod control;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     }
     let trials: Vec<_> = [
         contract::trials(),
+        cli::trials(),
         infra::trials(),
         replication::trials(),
         failover::trials(),

@@ -82,7 +82,7 @@ async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
     // The writer is gone: the lag is bounded from the replica alone (the age of its last
     // replayed commit), or unknown if it has replayed no commit since it started; the gate
     // judges either (unknown as above budget), and allowDataLoss lets it through.
-    let mut allowed = request("check", "unplanned", 1);
+    let mut allowed = request("gate", "unplanned", 1);
     allowed["allowDataLoss"] = json!(true);
     let check = ok(east2, allowed).await?;
     let bounded = check["gate"]["lag"]["seconds"].as_f64().is_some_and(|s| s > 0.0);
@@ -115,7 +115,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     let (kind, _) = refused(sb.lambda("us-east-1")?, request("promote", "planned", 1)).await?;
     ensure!(kind == "InvalidInput", "the us-east-1 promoter promoted us-east-2: {kind}");
 
-    let check = ok(east2, request("check", "planned", 1)).await?;
+    let check = ok(east2, request("gate", "planned", 1)).await?;
     ensure!(check["handover"] == "bump" && check["gate"]["mode"] == "planned", "check: {check}");
     until_done(east2, request("fence", "planned", 1)).await?;
     until_done(east2, request("catchUp", "planned", 1)).await?;
@@ -135,7 +135,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(old.replication_status().await?.fenced, "the old writer does not report itself fenced");
 
     // The same execution run again changes nothing; an older view is refused.
-    let again = ok(east2, request("check", "planned", 1)).await?;
+    let again = ok(east2, request("gate", "planned", 1)).await?;
     ensure!(again["handover"] == "alreadyDone", "check again: {again}");
     for action in ["fence", "catchUp", "promote"] {
         until_done(east2, request(action, "planned", 1)).await?;
@@ -201,11 +201,11 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
         }
     };
     let outcome = async {
-        let (kind, message) = refused(&service, request("check", "unplanned", 1)).await?;
+        let (kind, message) = refused(&service, request("gate", "unplanned", 1)).await?;
         ensure!(kind == "LagAboveBudget", "{kind}: {message}");
         ensure!(message.contains("orders at risk") && message.contains("allowDataLoss"), "{message}");
 
-        let mut allowed = request("check", "unplanned", 1);
+        let mut allowed = request("gate", "unplanned", 1);
         allowed["allowDataLoss"] = json!(true);
         let check = ok(&service, allowed).await?;
         let gate = &check["gate"];

@@ -211,7 +211,7 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
             "SwitchTraffic",
             "AwaitConsumer",
             "VerifyHealth",
-            "RecordSuccess",
+            "EndSucceeded",
             "NotifySuccess",
         ],
     )?;
@@ -260,7 +260,7 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
             x.history()
         );
         ensure!(!x.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the gate:\n{}", x.history());
-        ensure_path(&x, &["Begin", "Gate", "RecordFailure", "NotifyFailure", "Failed"])?;
+        ensure_path(&x, &["Begin", "Gate", "EndFailed", "NotifyFailure", "Failed"])?;
         let stored = table_item(sb, "us-east-2", "execution#alarm-gate").await?.context("no timeline")?;
         ensure!(
             stored["timeline"]["status"] == "failed" && stored["timeline"]["error"] == "LagAboveBudget",
@@ -334,7 +334,7 @@ async fn fatal(sb: &Sandbox) -> anyhow::Result<()> {
         let x = execute(sb, &start).await?;
         ensure!(x.error.as_deref() == Some("MissingConfig"), "expected MissingConfig:\n{}", x.history());
         ensure!(x.retried("SwitchTraffic").is_empty(), "a fatal error was retried:\n{}", x.history());
-        ensure_path(&x, &["Promote", "Record", "SwitchTraffic", "RecordFailure", "NotifyFailure", "Failed"])?;
+        ensure_path(&x, &["Promote", "Record", "SwitchTraffic", "EndFailed", "NotifyFailure", "Failed"])?;
         let stored = table_item(sb, "us-east-2", "execution#alarm-fatal").await?.context("no timeline")?;
         let t = &stored["timeline"];
         ensure!(t["status"] == "failed" && t["error"] == "MissingConfig" && t["promoted"].is_string(), "{t}");
@@ -422,7 +422,7 @@ async fn switchover_and_back(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(x.succeeded(), "switchover failed:\n{}", x.history());
     ensure_path(
         &x,
-        &["Begin", "Gate", "Drain", "CatchUp", "Promote", "Record", "SwitchTraffic", "AwaitConsumer", "RecordSuccess"],
+        &["Begin", "Gate", "Fence", "CatchUp", "Promote", "Record", "SwitchTraffic", "AwaitConsumer", "EndSucceeded"],
     )?;
     let t = &x.output.as_ref().context("no output")?["timeline"];
     ensure!(t["rpo"]["ordersAtRisk"] == 0 && t["status"] == "succeeded", "{t}");

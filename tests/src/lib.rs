@@ -90,3 +90,27 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The `switchyard` binary, as a user runs it (`cargo xtask test` builds it first; built here
+/// when missing or stale, which cargo makes a no-op otherwise).
+pub fn cli_binary() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let status = switchyard_sandbox::workspace::cargo()
+        .args(["build", "--quiet", "--package", "switchyard-cli", "--bin", "switchyard"])
+        .status()
+        .context("building the switchyard CLI")?;
+    anyhow::ensure!(status.success(), "cargo build of the switchyard CLI failed");
+    Ok(switchyard_sandbox::workspace::target_dir().join("debug/switchyard"))
+}
+
+/// Runs `switchyard ARGS` against `sb`; returns its exit code, stdout and stderr.
+pub fn run_cli(sb: &Sandbox, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = std::process::Command::new(cli_binary()?)
+        .arg("--sandbox")
+        .arg(&sb.instance)
+        .args(args)
+        .env_remove("SWITCHYARD_SANDBOX")
+        .output()?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok((out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr)))
+}

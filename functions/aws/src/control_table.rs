@@ -11,7 +11,7 @@
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
     ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
-    failover::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
+    ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
     ports::{PortResult, WriterRegistry},
 };
 

@@ -4,8 +4,8 @@
 //! a rotation takes effect at the next connection.
 
 use aws_sdk_secretsmanager::Client;
+use switchyard_core::DbCredentials;
 use switchyard_core::{ErrorName, SwitchyardError, ports::PortResult};
-use switchyard_postgres::DbCredentials;
 
 use crate::errors::classify;
 

@@ -289,10 +289,6 @@ impl DeploymentConfig {
             _ => Err(ConfigError { problems: Vec::new() }),
         }
     }
-
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
 }
 
 #[cfg(test)]
@@ -378,5 +374,20 @@ mod tests {
         for needle in ["3 configuration problem(s)", "AWS_REGION=\"mars-1\"", "SWITCHYARD_PRIMARY_REGION is not set"] {
             assert!(text.contains(needle), "{text}");
         }
+    }
+}
+
+/// A database user's name and password, as a secret store hands them out (the AWS adapter
+/// reads them, the PostgreSQL adapter logs in with them). The password never appears in
+/// `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DbCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbCredentials").field("username", &self.username).field("password", &"<redacted>").finish()
     }
 }

@@ -6,23 +6,26 @@
 //! (traits) that the adapters implement.
 
 pub mod config;
+pub mod dns;
 pub mod epoch;
 pub mod error;
-pub mod failover;
 pub mod health;
+pub mod ledger;
 pub mod order;
 pub mod ports;
 pub mod promotion;
 pub mod readiness;
 pub mod region;
 pub mod replication;
+pub mod steps;
 
-pub use config::{ConfigError, ConfigProblem, ConfigReader, DeploymentConfig};
+pub use config::{ConfigError, ConfigProblem, ConfigReader, DbCredentials, DeploymentConfig};
+pub use dns::DnsMode;
 pub use epoch::{EpochCheck, Handover, WriterClaim, WriterEpoch};
 pub use error::{ErrorCategory, ErrorName, SwitchyardError};
 pub use order::{Order, RejectReason, Rejection};
 pub use promotion::{FailoverMode, GateDecision, LagGate};
-pub use region::{Region, RegionPair, Role};
+pub use region::{Region, RegionPair};
 pub use replication::{DatabaseRole, LagVerdict, ReplicationLag, ReplicationStatus, RpoBudget};
 
 /// Helpers shared by this crate's unit tests.

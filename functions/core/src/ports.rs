@@ -21,7 +21,7 @@ pub trait ReplicationMonitor: Send + Sync {
 /// Outcome of a promotion or fencing step. Steps are idempotent: asking again after success
 /// reports `Done`, asking while the engine is still working reports `InProgress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum StepState {
     InProgress,
     Done,
@@ -60,10 +60,6 @@ pub struct Datapoint {
 
 pub trait MetricsSink: Send + Sync {
     fn publish(&self, datapoints: &[Datapoint]) -> impl Future<Output = PortResult<()>> + Send;
-}
-
-pub trait Notifier: Send + Sync {
-    fn notify(&self, subject: &str, message: &str) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// The reference semantics of [`WriterRegistry`], for domain tests. Adapters must behave the

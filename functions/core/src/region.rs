@@ -92,16 +92,6 @@ impl fmt::Display for Region {
     }
 }
 
-/// The role a region plays *now*.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Holds the writer epoch: its database is the writer and its consumer applies orders.
-    Active,
-    /// Warm standby: replica database, consumer in shadow mode.
-    Standby,
-}
-
 /// The two regions of a deployment. `primary` is the region that is active when the
 /// deployment is first created (epoch 1); after a failover the roles swap but the pair does not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,13 +131,6 @@ impl RegionPair {
     pub fn peer_of(&self, region: &Region) -> Result<&Region, SwitchyardError> {
         self.check(region)?;
         Ok(if *region == self.primary { &self.standby } else { &self.primary })
-    }
-
-    /// The role of `region` given the region that currently holds the writer claim.
-    pub fn role_of(&self, region: &Region, writer: &Region) -> Result<Role, SwitchyardError> {
-        self.check(region)?;
-        self.check(writer)?;
-        Ok(if region == writer { Role::Active } else { Role::Standby })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
@@ -190,23 +173,12 @@ mod tests {
     }
 
     #[test]
-    fn pair_roles_and_peers() {
+    fn pair_peers() {
         let pair = RegionPair::new(r("us-east-1"), r("us-east-2")).expect("distinct");
-        let table = [
-            // (region, writer, role)
-            ("us-east-1", "us-east-1", Role::Active),
-            ("us-east-2", "us-east-1", Role::Standby),
-            ("us-east-1", "us-east-2", Role::Standby),
-            ("us-east-2", "us-east-2", Role::Active),
-        ];
-        for (region, writer, role) in table {
-            assert_eq!(pair.role_of(&r(region), &r(writer)).ok(), Some(role), "{region} with writer {writer}");
-        }
         assert_eq!(pair.peer_of(&r("us-east-1")).ok(), Some(&r("us-east-2")));
         assert_eq!(pair.peer_of(&r("us-east-2")).ok(), Some(&r("us-east-1")));
         let outsider = pair.peer_of(&r("eu-west-1")).expect_err("not in pair");
         assert_eq!(outsider.name, ErrorName::UnknownRegion);
-        assert_eq!(pair.role_of(&r("us-east-1"), &r("eu-west-1")).map_err(|e| e.name), Err(ErrorName::UnknownRegion));
     }
 
     #[test]

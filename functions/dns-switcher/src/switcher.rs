@@ -11,13 +11,13 @@
 //!   `switchyard_aws::serving_signal`), so it works with us-east-1 down.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
 use switchyard_core::{
-    ConfigReader, DeploymentConfig, ErrorName, Region, SwitchyardError, WriterEpoch,
+    ConfigReader, DeploymentConfig, DnsMode, ErrorName, Region, SwitchyardError, WriterEpoch,
     config::{ConfigError, keys},
-    ports::{StepState, TrafficRouter, WriterRegistry},
+    order::Timestamp,
+    ports::{TrafficRouter, WriterRegistry},
+    steps::SwitchAnswer,
 };
-use switchyard_model::DnsMode;
 
 #[derive(Debug, Clone)]
 pub struct SwitcherConfig {
@@ -82,7 +82,7 @@ impl<W: WriterRegistry, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
         Switcher { config, registry, records, signal }
     }
 
-    pub async fn handle(&self, req: SwitchRequest) -> Result<Value, SwitchyardError> {
+    pub async fn handle(&self, req: SwitchRequest) -> Result<SwitchAnswer, SwitchyardError> {
         self.config.deployment.regions.check(&req.target_region)?;
         let claim = self.registry.current().await?;
         if req.epoch < claim.epoch {
@@ -114,15 +114,15 @@ impl<W: WriterRegistry, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
             DnsMode::Records => (self.records.current_target().await?, self.records.route_to(&claim).await?),
             DnsMode::HealthCheck => (self.signal.current_target().await?, self.signal.route_to(&claim).await?),
         };
-        Ok(json!({
-            "state": if state == StepState::Done { "done" } else { "inProgress" },
-            "mode": mode.as_str(),
-            "claim": claim,
-            "previousTarget": before,
-            "changed": before != claim.writer,
+        Ok(SwitchAnswer {
+            state,
+            mode,
+            changed: before != claim.writer,
+            previous_target: before,
+            claim,
             // When traffic pointed at the writer: the timeline's "switched" mark.
-            "at": switchyard_core::order::Timestamp::now().to_string(),
-        }))
+            at: Timestamp::now(),
+        })
     }
 }
 
@@ -130,7 +130,12 @@ impl<W: WriterRegistry, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
 mod tests {
     use std::sync::Mutex;
 
-    use switchyard_core::{WriterClaim, ports::InMemoryWriterRegistry, ports::PortResult};
+    use serde_json::json;
+
+    use switchyard_core::{
+        WriterClaim,
+        ports::{InMemoryWriterRegistry, PortResult, StepState},
+    };
 
     use super::*;
 
@@ -216,7 +221,7 @@ mod tests {
         let s = switcher(2, "us-east-2");
         let first = s.handle(request("us-east-2", 2)).await.expect("switch");
         let second = s.handle(request("us-east-2", 2)).await.expect("again");
-        assert_eq!((first["changed"].clone(), second["changed"].clone()), (json!(true), json!(false)));
+        assert_eq!((first.changed, second.changed), (true, false));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use switchyard_core::{
     health::{AlarmRule, AlarmState, Health, ProbeOutcome, RegionVerdict, Target, datapoints, judge, metric},
     order::Timestamp,
     ports::PortResult,
+    steps::HealthAnswer,
 };
 use switchyard_postgres::PgNode;
 
@@ -49,11 +50,9 @@ pub struct ProbeReport {
     pub interval_seconds: u64,
     pub probe_timeout_ms: u64,
     pub rounds: Vec<Round>,
-    /// Each probed region's verdict in the last round.
-    pub verdicts: BTreeMap<Region, RegionVerdict>,
-    /// The probing region's own health in the last round (`verdicts[probedFrom]`), under a
-    /// fixed name so a state machine's `Choice` can read it.
-    pub own_health: Option<Health>,
+    /// The last round's verdicts: what the state machines read (`switchyard_core::steps`).
+    #[serde(flatten)]
+    pub last: HealthAnswer,
     /// What the failover alarm on each region's `Healthy` would conclude from these rounds
     /// alone (CloudWatch also sees the previous invocation's).
     pub alarm: BTreeMap<Region, AlarmView>,
@@ -133,8 +132,7 @@ impl Prober {
             interval_seconds: interval.as_secs(),
             probe_timeout_ms: timeout.as_millis() as u64,
             rounds: Vec::new(),
-            verdicts: BTreeMap::new(),
-            own_health: None,
+            last: HealthAnswer::default(),
             alarm: BTreeMap::new(),
         };
         for k in 0..rounds {
@@ -143,10 +141,10 @@ impl Prober {
             tracing::info!(round = k, verdicts = %serde_json::to_string(&round.verdicts).unwrap_or_default(), "probe round");
             report.rounds.push(round);
         }
-        report.verdicts = report.rounds.last().map(|r| r.verdicts.clone()).unwrap_or_default();
-        report.own_health = report.verdicts.get(&report.probed_from).map(|v| v.health);
+        let verdicts = report.rounds.last().map(|r| r.verdicts.clone()).unwrap_or_default();
+        report.last = HealthAnswer { own_health: verdicts.get(&report.probed_from).map(|v| v.health), verdicts };
         let rule = AlarmRule::failover(interval);
-        for region in report.verdicts.keys() {
+        for region in report.last.verdicts.keys() {
             let values: Vec<f64> = report
                 .rounds
                 .iter()

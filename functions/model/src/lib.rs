@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+pub use switchyard_core::DnsMode;
 use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,
     config::{EnvironmentName, keys},
@@ -17,17 +18,6 @@ use switchyard_core::{
 
 /// The five functions, by the one name used everywhere (crate, binary, `events/<name>/`).
 pub const FUNCTIONS: [&str; 5] = ["health-probe", "readiness-tester", "rds-promoter", "dns-switcher", "order-consumer"];
-
-/// How traffic is moved on failover (see ARCHITECTURE.md for the trade-off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DnsMode {
-    /// Flip the CloudWatch metric that the Route 53 health checks follow: data plane only,
-    /// works with us-east-1 down. The default.
-    HealthCheck,
-    /// UPSERT the records through the Route 53 control plane (lives in us-east-1).
-    Records,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deployment {
@@ -227,26 +217,6 @@ impl Names {
     /// its `regional/` sub-path may differ between regions.
     pub fn ssm_prefix(&self) -> String {
         format!("/{}/", self.prefix.replacen('-', "/", 1))
-    }
-}
-
-impl DnsMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DnsMode::HealthCheck => "health-check",
-            DnsMode::Records => "records",
-        }
-    }
-}
-
-impl std::str::FromStr for DnsMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "health-check" => Ok(DnsMode::HealthCheck),
-            "records" => Ok(DnsMode::Records),
-            _ => Err("expected health-check or records".to_owned()),
-        }
     }
 }
 

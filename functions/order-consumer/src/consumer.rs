@@ -33,6 +33,7 @@ use switchyard_core::{
     config::{ConfigError, keys},
     order::parse_body,
     ports::PortResult,
+    steps::ActivationAnswer,
 };
 use switchyard_postgres::{
     DbSettings, PgEndpoint, PgNode, bounded,
@@ -296,7 +297,7 @@ impl Consumer {
     /// A state machine's `AwaitConsumer` step, after the epoch bump: confirms that this
     /// region's consumer now runs **active** under `epoch` (the bump is what activates it)
     /// and reports the first order it applied under that epoch, if any yet.
-    pub async fn activation(&self, request: ActivationRequest) -> PortResult<serde_json::Value> {
+    pub async fn activation(&self, request: ActivationRequest) -> PortResult<ActivationAnswer> {
         let local = &self.config.deployment.local_region;
         let claim = match self.mode().await? {
             Mode::Active(claim) if claim.epoch == request.epoch => claim,
@@ -319,13 +320,12 @@ impl Consumer {
         .await;
         drop_broken(&mut slot, &result);
         let first = result?;
-        Ok(serde_json::json!({
-            "mode": "active",
-            "region": local,
-            "epoch": claim.epoch,
-            "firstAppliedAt": first.as_ref().map(|f| f.at.to_string()),
-            "appliedUnderEpoch": first.as_ref().map_or(0, |f| f.count),
-        }))
+        Ok(ActivationAnswer {
+            region: local.clone(),
+            epoch: claim.epoch,
+            first_applied_at: first.as_ref().map(|f| f.at),
+            applied_under_epoch: first.as_ref().map_or(0, |f| f.count),
+        })
     }
 
     /// The newest writer claim; the peer's table is skipped for a while after it failed.

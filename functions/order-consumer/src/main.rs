@@ -37,7 +37,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         match input {
             ConsumerInput::Batch(event) => serde_json::to_value(consumer.handle(event).await?)
                 .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string())),
-            ConsumerInput::Activation { activation } => consumer.activation(activation).await,
+            ConsumerInput::Activation { activation } => serde_json::to_value(consumer.activation(activation).await?)
+                .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string())),
         }
     })
     .await

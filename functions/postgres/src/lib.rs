@@ -90,19 +90,7 @@ pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A database user's name and password, as a secret store hands them out. The password
-/// never appears in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DbCredentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for DbCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbCredentials").field("username", &self.username).field("password", &"<redacted>").finish()
-    }
-}
+pub use switchyard_core::DbCredentials;
 
 /// How to reach a server beyond its endpoint: credentials (else the endpoint's user with no
 /// password: the sandbox's trusted loopback superuser) and TLS (else plain text, loopback only).

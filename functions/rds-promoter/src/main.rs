@@ -6,8 +6,8 @@
 //! PostgreSQL) or `aurora` (an Aurora Global Database, through the RDS and CloudWatch APIs of
 //! the region the function runs in). See `engine.rs`.
 
-mod books;
 mod engine;
+mod ledger;
 mod promoter;
 
 use switchyard_aws::{control_table::ControlTable, deployment_sdk_config};

@@ -3,15 +3,15 @@
 //!
 //! | action    | does                                                                    |
 //! |-----------|-------------------------------------------------------------------------|
-//! | `check`   | epoch still as expected, then the lag gate (unplanned) → gate decision  |
+//! | `gate`    | epoch still as expected, then the cooldown and the lag gate (unplanned) → gate decision |
 //! | `fence`   | make the old writer refuse writes (unplanned: only where reachable)     |
 //! | `catchUp` | planned only: `done` once the replica has replayed the fenced writer    |
 //! | `promote` | make this region's database the writer (`inProgress` → poll again)      |
 //! | `record`  | bump the writer epoch (conditional write) to this region, here and (best effort) in the peer's table |
 //!
-//! With `execution` set (a state machine passes `$$.Execution.Name`), `check` and `record`
-//! add their marks to that execution's timeline; `begin` and `end` (see `books.rs`) open and
-//! close it. `check` also holds unplanned failovers back during the cooldown.
+//! Each answers a [`StepAnswer`] of its own result type (`switchyard_core::steps`). With
+//! `execution` set (a state machine passes `$$.Execution.Name`), `gate` and `record` add their
+//! marks to that execution's timeline; `begin` and `end` (see `ledger.rs`) open and close it.
 //!
 //! The promoter runs in the region it promotes (static stability: a failover never depends
 //! on the failed region). The writer claim is read on every invocation, never cached.
@@ -22,20 +22,24 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchyard_core::{
     ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterClaim,
     WriterEpoch,
     config::{ConfigError, keys},
-    failover::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
+    ledger::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
     order::Timestamp,
     ports::{StepState, WriterRegistry},
+    steps::{
+        BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan, LagSource,
+        PeerTableWrite, PromoteResult, PromoterAction, RecordResult, StepAnswer,
+    },
 };
 use switchyard_postgres::DbEndpoints;
 
 use crate::{
-    books::{self, BeginRequest, EndRequest},
     engine::Engine,
+    ledger::{self, BeginRequest, EndRequest},
 };
 
 /// Which database engine the promoter acts on, and where it is.
@@ -119,21 +123,11 @@ impl PromoterConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Action {
-    Check,
-    Fence,
-    CatchUp,
-    Promote,
-    Record,
-}
-
 /// The task input a state machine sends.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromoteRequest {
-    pub action: Action,
+    pub action: PromoterAction,
     /// The region to become the writer: the one this function runs in.
     pub target_region: Region,
     pub mode: FailoverMode,
@@ -165,8 +159,8 @@ impl Request {
         let bad =
             |e: serde_json::Error| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed request: {e}"));
         match event.get("action").and_then(Value::as_str) {
-            Some(books @ ("begin" | "end")) => {
-                let begin = books == "begin";
+            Some(ledger @ ("begin" | "end")) => {
+                let begin = ledger == "begin";
                 if let Some(o) = event.as_object_mut() {
                     o.remove("action");
                 }
@@ -199,11 +193,22 @@ fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
 }
 
-fn state_str(s: StepState) -> &'static str {
-    match s {
-        StepState::Done => "done",
-        StepState::InProgress => "inProgress",
-    }
+/// A step's result in its envelope.
+fn envelope<T>(req: &PromoteRequest, result: T) -> StepAnswer<T> {
+    StepAnswer { action: req.action, target_region: req.target_region.clone(), at_ms: now_ms() as u64, result }
+}
+
+/// A promoter answer: one type per action (`switchyard_core::steps`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Begin(BeginAnswer),
+    Gate(StepAnswer<GateResult>),
+    Fence(StepAnswer<FenceResult>),
+    CatchUp(StepAnswer<CatchUpResult>),
+    Promote(StepAnswer<PromoteResult>),
+    Record(StepAnswer<RecordResult>),
+    End(Box<EndAnswer>),
 }
 
 impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
@@ -211,20 +216,22 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
         Promoter { config, registry, ledger, peer, engine }
     }
 
-    pub async fn handle_any(&self, event: Value) -> Result<Value, SwitchyardError> {
+    pub async fn handle_any(&self, event: Value) -> Result<Answer, SwitchyardError> {
         let d = &self.config.deployment;
         let local = &d.local_region;
         let peer = d.regions.peer_of(local)?;
         match Request::parse(event)? {
             Request::Step(req) => self.handle(req).await,
-            Request::Begin(req) => books::begin(&self.registry, &self.ledger, local, peer, req).await,
-            Request::End(req) => {
-                books::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req).await
+            Request::Begin(req) => {
+                ledger::begin(&self.registry, &self.ledger, local, peer, req).await.map(Answer::Begin)
             }
+            Request::End(req) => ledger::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req)
+                .await
+                .map(|a| Answer::End(Box::new(a))),
         }
     }
 
-    pub async fn handle(&self, req: PromoteRequest) -> Result<Value, SwitchyardError> {
+    pub async fn handle(&self, req: PromoteRequest) -> Result<Answer, SwitchyardError> {
         let d = &self.config.deployment;
         d.regions.check(&req.target_region)?;
         if req.target_region != d.local_region {
@@ -238,17 +245,20 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
         }
         let old_writer = d.regions.peer_of(&req.target_region)?.clone();
         let (target, old) = (&req.target_region, &old_writer);
-        let detail = match req.action {
-            Action::Check => self.check(&req, old, target).await?,
-            Action::Fence => match (self.engine.fence(old).await, req.mode) {
-                (Ok(s), _) => json!({ "state": state_str(s), "fenced": old_writer }),
-                // Unplanned: the old writer is usually unreachable. Fence it when it returns.
-                (Err(e), FailoverMode::Unplanned) if e.name == ErrorName::ServiceUnavailable => {
-                    json!({ "state": "unreachable", "fenced": Value::Null, "reason": e.message })
-                }
-                (Err(e), _) => return Err(e),
-            },
-            Action::CatchUp => {
+        let answer = match req.action {
+            PromoterAction::Gate => Answer::Gate(envelope(&req, self.gate(&req, old, target).await?)),
+            PromoterAction::Fence => Answer::Fence(envelope(
+                &req,
+                match (self.engine.fence(old).await, req.mode) {
+                    (Ok(s), _) => FenceResult { state: s.into(), fenced: Some(old_writer.clone()), reason: None },
+                    // Unplanned: the old writer is usually unreachable. Fence it when it returns.
+                    (Err(e), FailoverMode::Unplanned) if e.name == ErrorName::ServiceUnavailable => {
+                        FenceResult { state: FenceState::Unreachable, fenced: None, reason: Some(e.message) }
+                    }
+                    (Err(e), _) => return Err(e),
+                },
+            )),
+            PromoterAction::CatchUp => {
                 if req.mode != FailoverMode::Planned {
                     return Err(SwitchyardError::new(
                         ErrorName::InvalidInput,
@@ -257,19 +267,26 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
                 }
                 // After the handover is recorded the replica is the writer: nothing to catch up.
                 let claim = self.registry.current().await?;
-                if let Handover::AlreadyDone(_) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
-                    json!({ "state": "done", "handover": "alreadyDone" })
-                } else {
-                    json!({ "state": state_str(self.engine.catch_up(old, target).await?) })
-                }
+                Answer::CatchUp(envelope(
+                    &req,
+                    match claim.plan_handover(req.expected_epoch, &req.target_region)? {
+                        Handover::AlreadyDone(_) => {
+                            CatchUpResult { state: StepState::Done, handover: HandoverPlan::AlreadyDone }
+                        }
+                        Handover::Bump(_) => CatchUpResult {
+                            state: self.engine.catch_up(old, target).await?,
+                            handover: HandoverPlan::Bump,
+                        },
+                    },
+                ))
             }
-            Action::Promote => json!({ "state": state_str(self.engine.promote(target, req.mode).await?) }),
-            Action::Record => self.record(&req, target).await?,
+            PromoterAction::Promote => {
+                Answer::Promote(envelope(&req, PromoteResult { state: self.engine.promote(target, req.mode).await? }))
+            }
+            PromoterAction::Record => Answer::Record(envelope(&req, self.record(&req, target).await?)),
         };
-        tracing::info!(action = ?req.action, target = %req.target_region, mode = ?req.mode, %detail, "rds-promoter");
-        Ok(
-            json!({ "action": req.action, "targetRegion": req.target_region, "atMs": now_ms() as u64, "result": detail }),
-        )
+        tracing::info!(action = ?req.action, target = %req.target_region, mode = ?req.mode, ?answer, "rds-promoter");
+        Ok(answer)
     }
 
     /// Adds marks to the request's execution timeline, if it names one that exists.
@@ -282,14 +299,14 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
         Ok(())
     }
 
-    async fn check(&self, req: &PromoteRequest, old: &Region, target: &Region) -> Result<Value, SwitchyardError> {
+    async fn gate(&self, req: &PromoteRequest, old: &Region, target: &Region) -> Result<GateResult, SwitchyardError> {
         let claim = self.registry.current().await?;
         if let Handover::AlreadyDone(claim) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
-            return Ok(json!({ "handover": "alreadyDone", "claim": claim }));
+            return Ok(GateResult { handover: HandoverPlan::AlreadyDone, claim, gate: None, lag_measured_from: None });
         }
         let last = self.ledger.last_handover().await?;
         self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
-        let mut lag_source = "both";
+        let mut lag_source = LagSource::Both;
         let lag = match self.engine.lag(old, target).await {
             Ok(lag) => lag,
             // Planned switchover needs the current writer.
@@ -298,7 +315,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
             // account bounds the lag from above. Nothing at all is an unknown lag, which the
             // gate treats as above budget.
             Err(e) if matches!(e.name, ErrorName::ServiceUnavailable | ErrorName::NotReady) => {
-                lag_source = "target";
+                lag_source = LagSource::Target;
                 let fallback = self.engine.lag_from_target(target).await.unwrap_or_else(|e2| {
                     tracing::warn!(error = %e2, "lag from the target alone unknown too");
                     None
@@ -317,13 +334,20 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
             t.rpo = Some(RpoFigure::from(&decision));
         })
         .await?;
-        Ok(json!({ "handover": "bump", "claim": claim, "gate": decision, "lagMeasuredFrom": lag_source }))
+        Ok(GateResult {
+            handover: HandoverPlan::Bump,
+            claim,
+            gate: Some(decision),
+            lag_measured_from: Some(lag_source),
+        })
     }
 
-    async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<Value, SwitchyardError> {
+    async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<RecordResult, SwitchyardError> {
         let claim = self.registry.current().await?;
         match claim.plan_handover(req.expected_epoch, &req.target_region)? {
-            Handover::AlreadyDone(claim) => Ok(json!({ "state": "done", "claim": claim, "changed": false })),
+            Handover::AlreadyDone(claim) => {
+                Ok(RecordResult { state: StepState::Done, claim, changed: false, peer_table: None })
+            }
             Handover::Bump(next) => {
                 // Never name a writer that cannot write.
                 if !self.engine.accepts_writes(target).await? {
@@ -347,7 +371,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
                 })
                 .await?;
                 let peer = self.tell_peer(req.expected_epoch, &next, &handover).await;
-                Ok(json!({ "state": "done", "claim": next, "changed": true, "peerTable": peer }))
+                Ok(RecordResult { state: StepState::Done, claim: next, changed: true, peer_table: Some(peer) })
             }
         }
     }
@@ -355,9 +379,10 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
     /// Writes the new claim and handover into the peer region's table too, so a returning old
     /// writer finds them in its own region. Best effort and bounded: the peer is usually the
     /// failed region.
-    async fn tell_peer(&self, expected: WriterEpoch, next: &WriterClaim, handover: &HandoverRecord) -> Value {
+    async fn tell_peer(&self, expected: WriterEpoch, next: &WriterClaim, handover: &HandoverRecord) -> PeerTableWrite {
+        let not = |reason: String| PeerTableWrite { updated: false, reason: Some(reason) };
         let Some((registry, ledger)) = &self.peer else {
-            return json!({ "updated": false, "reason": "no peer table" });
+            return not("no peer table".to_owned());
         };
         let write = async {
             match registry.replace(expected, next.clone()).await {
@@ -369,9 +394,9 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
             ledger.record_handover(handover).await
         };
         match tokio::time::timeout(PEER_TIMEOUT, write).await {
-            Ok(Ok(())) => json!({ "updated": true }),
-            Ok(Err(e)) => json!({ "updated": false, "reason": e.to_string() }),
-            Err(_) => json!({ "updated": false, "reason": format!("no answer within {PEER_TIMEOUT:?}") }),
+            Ok(Ok(())) => PeerTableWrite { updated: true, reason: None },
+            Ok(Err(e)) => not(e.to_string()),
+            Err(_) => not(format!("no answer within {PEER_TIMEOUT:?}")),
         }
     }
 }
@@ -421,7 +446,7 @@ mod tests {
     fn requests_are_strict() {
         let ok = serde_json::json!({"action": "catchUp", "targetRegion": "us-east-2", "mode": "planned", "expectedEpoch": 1});
         let req: PromoteRequest = serde_json::from_value(ok).expect("valid");
-        assert_eq!((req.action, req.allow_data_loss), (Action::CatchUp, false));
+        assert_eq!((req.action, req.allow_data_loss), (PromoterAction::CatchUp, false));
         let bad = [
             serde_json::json!({"action": "promote", "targetRegion": "us-east-9", "mode": "planned", "expectedEpoch": 1}),
             serde_json::json!({"action": "promote", "targetRegion": "us-east-2", "mode": "sideways", "expectedEpoch": 1}),
@@ -444,7 +469,7 @@ mod tests {
             types::{GlobalCluster, GlobalClusterMember},
         };
         use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-        use switchyard_core::{WriterClaim, failover::InMemoryLedger, ports::InMemoryWriterRegistry};
+        use switchyard_core::{WriterClaim, ledger::InMemoryLedger, ports::InMemoryWriterRegistry};
 
         use super::*;
         use crate::engine::{Aurora, Engine};
@@ -506,7 +531,7 @@ mod tests {
             Promoter::new(config, InMemoryWriterRegistry::new(claim), InMemoryLedger::default(), None, engine)
         }
 
-        fn request(action: Action, allow_data_loss: bool) -> PromoteRequest {
+        fn request(action: PromoterAction, allow_data_loss: bool) -> PromoteRequest {
             PromoteRequest {
                 action,
                 target_region: "us-east-2".parse().expect("region"),
@@ -521,18 +546,20 @@ mod tests {
         async fn the_lag_gate_reads_aurora_lag_from_cloudwatch() {
             // 90 s of lag against a 60 s budget: refused, then allowed with allowDataLoss.
             let p = promoter(&[], &[&lag_ms(&[90_000.0])]);
-            let err = p.handle(request(Action::Check, false)).await.expect_err("above budget");
+            let err = p.handle(request(PromoterAction::Gate, false)).await.expect_err("above budget");
             assert_eq!(err.name, ErrorName::LagAboveBudget, "{err}");
             assert!(err.message.contains("250 orders at risk"), "{err}");
-            let ok = p.handle(request(Action::Check, true)).await.expect("allowed");
-            assert_eq!(ok["result"]["gate"]["dataLossAccepted"], json!(true));
+            let Answer::Gate(ok) = p.handle(request(PromoterAction::Gate, true)).await.expect("allowed") else {
+                panic!("not a gate answer")
+            };
+            assert!(ok.result.gate.is_some_and(|g| g.data_loss_accepted));
             // No datapoint: unknown lag, refused.
             let p = promoter(&[], &[&lag_ms(&[])]);
-            let err = p.handle(request(Action::Check, false)).await.expect_err("unknown");
+            let err = p.handle(request(PromoterAction::Gate, false)).await.expect_err("unknown");
             assert!(err.name == ErrorName::LagAboveBudget && err.message.contains("unknown"), "{err}");
             // Within budget: passes.
             let p = promoter(&[], &[&lag_ms(&[800.0])]);
-            assert!(p.handle(request(Action::Check, false)).await.is_ok());
+            assert!(p.handle(request(PromoterAction::Gate, false)).await.is_ok());
         }
 
         #[tokio::test]
@@ -541,26 +568,26 @@ mod tests {
                 .then_output(|| FailoverGlobalClusterOutput::builder().build());
             let before = writer_is(EAST1);
             let p = promoter(&[&before, &failover], &[]);
-            for action in [Action::Fence] {
-                assert_eq!(p.handle(request(action, false)).await.expect("done")["result"]["state"], json!("done"));
-            }
-            let promoted = p.handle(request(Action::Promote, false)).await.expect("promote");
-            assert_eq!(promoted["result"]["state"], json!("inProgress"));
+            let fenced = p.handle(request(PromoterAction::Fence, false)).await.expect("done");
+            assert!(matches!(fenced, Answer::Fence(f) if f.result.state == FenceState::Done));
+            let promoted = p.handle(request(PromoterAction::Promote, false)).await.expect("promote");
+            assert!(matches!(promoted, Answer::Promote(p) if p.result.state == StepState::InProgress));
             assert_eq!(failover.num_calls(), 1);
             // The target is not the writer yet: recording must wait.
-            let err = p.handle(request(Action::Record, false)).await.expect_err("not yet");
+            let err = p.handle(request(PromoterAction::Record, false)).await.expect_err("not yet");
             assert_eq!(err.name, ErrorName::NotReady);
 
             let after = writer_is(EAST2);
             let p = promoter(&[&after, &failover], &[]);
-            assert_eq!(
-                p.handle(request(Action::Promote, false)).await.expect("done")["result"]["state"],
-                json!("done")
-            );
+            let promoted = p.handle(request(PromoterAction::Promote, false)).await.expect("done");
+            assert!(matches!(promoted, Answer::Promote(p) if p.result.state == StepState::Done));
             assert_eq!(failover.num_calls(), 1, "a finished failover was started again");
-            let recorded = p.handle(request(Action::Record, false)).await.expect("record");
-            assert_eq!(recorded["result"]["changed"], json!(true));
-            assert_eq!(recorded["result"]["claim"]["writer"], json!("us-east-2"));
+            let Answer::Record(recorded) = p.handle(request(PromoterAction::Record, false)).await.expect("record")
+            else {
+                panic!("not a record answer")
+            };
+            assert!(recorded.result.changed);
+            assert_eq!(recorded.result.claim.writer.as_str(), "us-east-2");
         }
     }
 }

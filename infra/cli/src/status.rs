@@ -8,7 +8,7 @@ use serde::Serialize;
 use switchyard_aws::control_table::ControlTable;
 use switchyard_core::{
     Region, WriterClaim,
-    failover::{ExecutionLedger, HandoverRecord},
+    ledger::{ExecutionLedger, HandoverRecord},
     ports::WriterRegistry,
 };
 

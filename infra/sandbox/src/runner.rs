@@ -207,12 +207,11 @@ impl RunnerSpec {
             "lambda": self.lambda,
             "aws": { "endpoint": self.aws_endpoint },
         });
-        let (wait, retry) = match self.timing {
-            Timing::AsDefined => (None, None),
-            Timing::Shortened { wait_ms, retry_ms } => (Some(wait_ms), Some(retry_ms)),
-        };
-        spec["waitMs"] = json!(wait);
-        spec["retryMs"] = json!(retry);
+        // As defined: no override keys at all.
+        if let Timing::Shortened { wait_ms, retry_ms } = self.timing {
+            spec["waitMs"] = json!(wait_ms);
+            spec["retryMs"] = json!(retry_ms);
+        }
         spec
     }
 }

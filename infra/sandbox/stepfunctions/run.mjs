@@ -1,5 +1,5 @@
 // Runs one execution of a state machine definition with aws-local-stepfunctions, for the
-// sandbox. Driven by `xtask::stepfunctions` (Rust), which computes everything below from the
+// sandbox. Driven by `switchyard_sandbox::runner` (Rust), which computes everything below from the
 // deployment model; this script only executes.
 //
 // stdin: one JSON object
@@ -95,8 +95,10 @@ for (const [name, state] of Object.entries(spec.definition.States)) {
   }
 }
 
+// No override (absent or null) means as defined: an override of null would make every Wait
+// ~0 ms and crash every Retry (aws-local-stepfunctions reads override[i] of null).
 const overrideAll = (type, ms) =>
-  ms === undefined
+  ms == null
     ? undefined
     : Object.fromEntries(
         Object.entries(spec.definition.States)

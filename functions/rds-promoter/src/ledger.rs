@@ -1,21 +1,23 @@
-//! The promoter's bookkeeping actions, which open and close an execution:
+//! The promoter's ledger actions, which open and close an execution's entry in the ledger
+//! (lock, timeline):
 //!
 //! | action  | does                                                                           |
 //! |---------|--------------------------------------------------------------------------------|
 //! | `begin` | reads the claim; takes the lock for the incident; starts the timeline → `acquired`, `duplicate` (another execution has this incident) or `nothingToDo` (this region already writes) |
 //! | `end`   | closes the timeline (succeeded/failed, with the cause), releases the lock, and words the notification |
 //!
-//! They live in the promoter because the books are kept in the control table of the region
+//! They live in the promoter because the ledger is kept in the control table of the region
 //! being promoted, which the promoter is already the one writer of on the failover path; a
-//! sixth function would add a cold start to the worst day. See `switchyard_core::failover`.
+//! sixth function would add a cold start to the worst day. See `switchyard_core::ledger`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchyard_core::{
     ErrorName, FailoverMode, Region, SwitchyardError, WriterClaim,
-    failover::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
+    ledger::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
     order::Timestamp,
     ports::WriterRegistry,
+    steps::{BeginAnswer, BeginOutcome, EndAnswer, StepsSoFar},
 };
 
 /// What a state machine was started with: the alarm's state change (through the EventBridge
@@ -84,13 +86,9 @@ pub struct EndRequest {
     /// The caught error, on the failure path.
     pub error: Option<Caught>,
     /// The results of the execution's steps so far (`$.steps`), from which the marks the
-    /// promoter did not see itself are taken: `switch.at` and `consumer.firstAppliedAt`.
+    /// promoter did not see itself are taken: the switch and the first order applied.
     #[serde(default)]
-    pub steps: Value,
-}
-
-fn mark(steps: &Value, pointer: &str) -> Option<Timestamp> {
-    steps.pointer(pointer).and_then(Value::as_str).and_then(|s| s.parse().ok())
+    pub steps: StepsSoFar,
 }
 
 /// Opens an execution. Never fails for a held lock of the same incident: that execution does
@@ -101,7 +99,7 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
     local: &Region,
     peer: &Region,
     req: BeginRequest,
-) -> Result<Value, SwitchyardError> {
+) -> Result<BeginAnswer, SwitchyardError> {
     let input = &req.input;
     if let Some(to) = &input.to
         && to != local
@@ -132,27 +130,27 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
     let mut timeline = existing.clone().unwrap_or_else(|| {
         Timeline::start(&req.execution, &incident, req.mode, claim.writer.clone(), local.clone(), detected)
     });
-    let base = json!({
-        "execution": req.execution,
-        "incident": timeline.incident,
-        "mode": req.mode,
-        "targetRegion": local,
-        "oldWriter": peer,
-        "allowDataLoss": input.allow_data_loss,
-    });
-    let answer = |outcome: &str, extra: Value| {
-        let mut v = base.clone();
-        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            o.insert("outcome".into(), json!(outcome));
-            o.extend(e.clone());
-        }
-        v
+    let timeline_incident = timeline.incident.clone();
+    let answer = |outcome: BeginOutcome| BeginAnswer {
+        execution: req.execution.clone(),
+        incident: timeline_incident.clone(),
+        mode: req.mode,
+        target_region: local.clone(),
+        old_writer: peer.clone(),
+        allow_data_loss: input.allow_data_loss,
+        outcome,
+        claim: claim.clone(),
+        expected_epoch: None,
+        lock_expires_at: None,
+        cause: None,
     };
     // A retried `begin` whose first attempt bowed out answers the same; one that took the
     // lock takes it again (it is its own).
     match existing.as_ref().map(|t| t.status) {
-        Some(ExecutionStatus::Duplicate) => return Ok(answer("duplicate", json!({ "cause": timeline.cause }))),
-        Some(ExecutionStatus::NothingToDo) => return Ok(answer("nothingToDo", json!({ "claim": claim }))),
+        Some(ExecutionStatus::Duplicate) => {
+            return Ok(BeginAnswer { cause: timeline.cause.clone(), ..answer(BeginOutcome::Duplicate) });
+        }
+        Some(ExecutionStatus::NothingToDo) => return Ok(answer(BeginOutcome::NothingToDo)),
         Some(ExecutionStatus::Succeeded | ExecutionStatus::Failed) => {
             return Err(SwitchyardError::new(
                 ErrorName::InvalidInput,
@@ -164,7 +162,7 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
     if claim.writer == *local {
         timeline.finish(ExecutionStatus::NothingToDo, Timestamp::now());
         ledger.save_timeline(&timeline).await?;
-        return Ok(answer("nothingToDo", json!({ "claim": claim })));
+        return Ok(answer(BeginOutcome::NothingToDo));
     }
     let now = Timestamp::now();
     let lock = Lock {
@@ -176,13 +174,18 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
     match ledger.acquire(&lock).await? {
         LockOutcome::Acquired => {
             ledger.save_timeline(&timeline).await?;
-            Ok(answer("acquired", json!({ "expectedEpoch": claim.epoch, "lockExpiresAt": lock.expires_at })))
+            Ok(BeginAnswer {
+                expected_epoch: Some(claim.epoch),
+                lock_expires_at: Some(lock.expires_at),
+                ..answer(BeginOutcome::Acquired)
+            })
         }
         LockOutcome::Duplicate { owner } => {
             timeline.finish(ExecutionStatus::Duplicate, now);
-            timeline.cause = Some(format!("execution {owner} handles incident {incident}"));
+            let cause = format!("execution {owner} handles incident {incident}");
+            timeline.cause = Some(cause.clone());
             ledger.save_timeline(&timeline).await?;
-            Ok(answer("duplicate", json!({ "duplicateOf": owner })))
+            Ok(BeginAnswer { cause: Some(cause), ..answer(BeginOutcome::Duplicate) })
         }
         LockOutcome::HeldBy { owner, incident: theirs } => Err(SwitchyardError::new(
             ErrorName::LockHeld,
@@ -200,16 +203,15 @@ pub async fn end<R: WriterRegistry, L: ExecutionLedger>(
     local: &Region,
     peer: &Region,
     req: EndRequest,
-) -> Result<Value, SwitchyardError> {
+) -> Result<EndAnswer, SwitchyardError> {
     let now = Timestamp::now();
     let mut timeline = match ledger.timeline(&req.execution).await? {
         Some(t) => t,
         // Failed before `begin` kept any books (bad input, a held lock).
         None => Timeline::start(&req.execution, "unknown", FailoverMode::Unplanned, peer.clone(), local.clone(), now),
     };
-    timeline.switched = timeline.switched.or_else(|| mark(&req.steps, "/switch/at"));
-    timeline.first_order_applied =
-        timeline.first_order_applied.or_else(|| mark(&req.steps, "/consumer/firstAppliedAt"));
+    timeline.switched = timeline.switched.or_else(|| req.steps.switched());
+    timeline.first_order_applied = timeline.first_order_applied.or_else(|| req.steps.first_order_applied());
     let status = match req.outcome {
         EndOutcome::Succeeded => ExecutionStatus::Succeeded,
         EndOutcome::Failed => ExecutionStatus::Failed,
@@ -225,13 +227,7 @@ pub async fn end<R: WriterRegistry, L: ExecutionLedger>(
     let released = ledger.release(&req.execution).await?;
     let writer = registry.current().await.ok();
     let message = notification(&timeline, writer.as_ref());
-    Ok(json!({
-        "timeline": timeline,
-        "lockReleased": released,
-        "writer": writer,
-        "subject": timeline.headline(environment),
-        "message": message,
-    }))
+    Ok(EndAnswer { subject: timeline.headline(environment), timeline, lock_released: released, writer, message })
 }
 
 /// The notification's body: what happened, where the writer is now, what a person must do.
@@ -277,7 +273,7 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use switchyard_core::{WriterEpoch, failover::InMemoryLedger, ports::InMemoryWriterRegistry};
+    use switchyard_core::{WriterEpoch, ledger::InMemoryLedger, ports::InMemoryWriterRegistry};
 
     use super::*;
 
@@ -300,9 +296,10 @@ mod tests {
         let registry = InMemoryWriterRegistry::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() });
         let ledger = InMemoryLedger::default();
         let first = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
-        assert_eq!((first["outcome"].as_str(), first["expectedEpoch"].as_u64()), (Some("acquired"), Some(1)));
+        assert_eq!((first.outcome, first.expected_epoch), (BeginOutcome::Acquired, Some(WriterEpoch(1))));
         let second = begin(&registry, &ledger, &e2, &e1, begin_req("b")).await.expect("begin");
-        assert_eq!((second["outcome"].as_str(), second["duplicateOf"].as_str()), (Some("duplicate"), Some("a")));
+        assert_eq!(second.outcome, BeginOutcome::Duplicate);
+        assert!(second.cause.as_deref().is_some_and(|c| c.contains("execution a ")), "{second:?}");
 
         let end_req = EndRequest {
             execution: "a".into(),
@@ -311,21 +308,18 @@ mod tests {
                 error: "LagAboveBudget".into(),
                 cause: Some(r#"{"errorType":"LagAboveBudget","errorMessage":"lag 90 s"}"#.into()),
             }),
-            steps: json!({}),
+            steps: StepsSoFar::default(),
         };
         let ended = end(&registry, &ledger, "t", &e2, &e1, end_req.clone()).await.expect("end");
-        assert_eq!(ended["lockReleased"], json!(true));
-        assert_eq!(ended["timeline"]["cause"], json!("lag 90 s"));
-        assert!(ended["message"].as_str().is_some_and(|m| m.contains("did not move")), "{ended}");
+        assert!(ended.lock_released);
+        assert_eq!(ended.timeline.cause.as_deref(), Some("lag 90 s"));
+        assert!(ended.message.contains("did not move"), "{ended:?}");
         // Retried: nothing changes, the lock stays free.
         let again = end(&registry, &ledger, "t", &e2, &e1, end_req).await.expect("end");
-        assert_eq!(
-            (again["lockReleased"].clone(), again["timeline"]["status"].clone()),
-            (json!(false), json!("failed"))
-        );
+        assert_eq!((again.lock_released, again.timeline.status), (false, ExecutionStatus::Failed));
         // Another incident may take the lock now.
         let third = begin(&registry, &ledger, &e2, &e1, begin_req("c")).await.expect("begin");
-        assert_eq!(third["outcome"], json!("acquired"));
+        assert_eq!(third.outcome, BeginOutcome::Acquired);
     }
 
     #[tokio::test]
@@ -334,7 +328,7 @@ mod tests {
         let registry = InMemoryWriterRegistry::new(WriterClaim { epoch: WriterEpoch(2), writer: e2.clone() });
         let ledger = InMemoryLedger::default();
         let done = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
-        assert_eq!(done["outcome"], json!("nothingToDo"));
+        assert_eq!(done.outcome, BeginOutcome::NothingToDo);
         let mut wrong = begin_req("b");
         wrong.input.to = Some(e1.clone());
         let err = begin(&registry, &ledger, &e2, &e1, wrong).await.expect_err("wrong region");
