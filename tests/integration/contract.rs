@@ -20,7 +20,55 @@ pub fn trials() -> Vec<Trial> {
         trial("contract::an_operator_s_execution_waits_and_retries_as_defined", || Box::pin(timing_as_defined())),
         trial("contract::the_crate_graph_only_points_down", || Box::pin(crate_graph())),
         trial("contract::every_asl_path_resolves_in_the_typed_step_answers", || Box::pin(asl_paths_resolve())),
+        trial("contract::the_two_machines_do_not_drift_apart", || Box::pin(machines_do_not_drift())),
     ]
+}
+
+/// What may differ between a state both machines have: each machine's `mode`, comments, the
+/// failover's `allowDataLoss` and Gate's next state (Fence runs straight after it, the
+/// switchover's CatchUp after Fence), and the page's subject.
+const MAY_DIFFER: &[&str] = &["/Comment", "/Parameters/mode", "/Parameters/allowDataLoss.$", "/Parameters/Subject"];
+
+/// The two definitions are written by hand (one reviewable file per workflow, as AWS's
+/// samples keep them), so a shared state changed in one file only is a failure here: they
+/// share most states, and those must stay equal but for [`MAY_DIFFER`].
+async fn machines_do_not_drift() -> anyhow::Result<()> {
+    let defs: std::collections::BTreeMap<_, _> = definitions()?.into_iter().collect();
+    let (failover, switchover) = (&defs["failover"]["States"], &defs["switchover"]["States"]);
+    let strip = |state: &Value, name: &str| {
+        let mut s = state.clone();
+        for p in MAY_DIFFER {
+            let (parent, key) = p.rsplit_once('/').unwrap_or_default();
+            if let Some(o) = s.pointer_mut(parent).and_then(Value::as_object_mut) {
+                o.remove(key);
+            }
+        }
+        // Gate's successor differs by design (Fence, then CatchUp only when planned).
+        if name == "Fence" || name == "Gate" {
+            s.as_object_mut().map(|o| o.remove("Next"));
+        }
+        s
+    };
+    let mut shared = Vec::new();
+    for (name, f) in failover.as_object().context("States")? {
+        let Some(s) = switchover.get(name) else { continue };
+        ensure!(strip(f, name) == strip(s, name), "state {name} differs beyond {MAY_DIFFER:?}:\n{f:#}\n{s:#}");
+        shared.push(name.clone());
+    }
+    ensure!(shared.len() >= 24, "only {} shared states: {shared:?}", shared.len());
+    // One name per action: a promoter action runs in the state of its name, in both machines.
+    for states in [failover, switchover] {
+        for (name, state) in states.as_object().into_iter().flatten() {
+            if let Some(action) = state["Parameters"]["action"].as_str() {
+                let expected: Vec<String> = match action {
+                    "end" => vec!["EndSucceeded".into(), "EndFailed".into()],
+                    other => vec![switchyard_model::pascal(other)],
+                };
+                ensure!(expected.contains(name), "state {name} runs action {action}: name it {expected:?}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The answer a task state's function gives, as its type serializes it, with every optional
