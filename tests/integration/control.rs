@@ -21,7 +21,7 @@ async fn older_epoch_never_wins(sb: &Sandbox) -> anyhow::Result<()> {
     let table = format!("switchyard-contract-{}", std::process::id());
     let initial = d.initial_writer_claim();
     aws::create_control_table(&ddb, &table, &d.tags(), &initial).await?;
-    let outcome = contract::writer_registry(&ControlTable::new(ddb.clone(), &table), &initial, region).await;
+    let outcome = contract::claim_store(&ControlTable::new(ddb.clone(), &table), &initial, region).await;
     ddb.delete_table().table_name(&table).send().await.context("deleting the scratch table")?;
     outcome.map_err(anyhow::Error::msg)
 }

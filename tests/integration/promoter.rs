@@ -9,7 +9,7 @@ use switchyard_aws::{control_table::ControlTable, sdk_config};
 use switchyard_core::{
     WriterClaim, WriterEpoch,
     config::keys,
-    ports::{ReplicationMonitor, WriterRegistry},
+    ports::{ClaimStore, ReplicationMonitor},
 };
 use switchyard_sandbox::{
     Sandbox,
@@ -128,7 +128,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     let d = sb.deployment();
     let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), &d.regions.standby).await);
     let table = ControlTable::new(ddb, d.regional_names(&d.regions.standby).control_table);
-    ensure!(table.current().await? == expected_claim, "control table disagrees");
+    ensure!(table.strong_read().await.proven()? == expected_claim, "control table disagrees");
     let count: i64 = new.connect().await?.query_one("SELECT count(*) FROM promoter_probe", &[]).await?.get(0);
     ensure!(count == 500, "{count} of 500 rows on the new writer");
     ensure!(new.accepts_writes().await? && !old.accepts_writes().await?, "roles not swapped");
@@ -142,7 +142,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     }
     let again = ok(east2, request("record", "planned", 1)).await?;
     ensure!(again["changed"] == false, "record again: {again}");
-    ensure!(table.current().await? == expected_claim, "re-running moved the claim");
+    ensure!(table.strong_read().await.proven()? == expected_claim, "re-running moved the claim");
     let (kind, message) = refused(east2, request("record", "planned", 0)).await?;
     ensure!(kind == "StaleEpoch", "an epoch-0 request: {kind}: {message}");
     Ok(())

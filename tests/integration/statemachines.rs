@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, sdk_config};
+use switchyard_core::ports::ClaimStore;
 use switchyard_core::ports::ReplicationMonitor;
-use switchyard_core::ports::WriterRegistry;
 use switchyard_sandbox::{
     Sandbox,
     event_source::OrdersEventSource,
@@ -148,7 +148,7 @@ async fn claim(sb: &Sandbox, region: &str) -> anyhow::Result<(u64, String)> {
     let config = sdk_config(&sb.aws_target(), r).await;
     let table =
         ControlTable::new(aws_sdk_dynamodb::Client::new(&config), sb.deployment().regional_names(r).control_table);
-    let claim = table.current().await?;
+    let claim = table.strong_read().await.proven()?;
     Ok((claim.epoch.0, claim.writer.to_string()))
 }
 

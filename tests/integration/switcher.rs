@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, route53_records::FailoverRecords, sdk_config};
 use switchyard_core::{
     WriterClaim, WriterEpoch,
-    ports::{TrafficRouter, WriterRegistry},
+    ports::{ClaimStore, TrafficRouter},
 };
 use switchyard_sandbox::{
     Sandbox,
@@ -51,7 +51,7 @@ async fn switch(sb: &Sandbox) -> anyhow::Result<()> {
     // Record the handover in us-east-2 (as rds-promoter's `record` does), then switch.
     let table =
         ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.standby).control_table);
-    table.replace(WriterEpoch(1), WriterClaim { epoch: WriterEpoch(2), writer: d.regions.standby.clone() }).await?;
+    table.bump(WriterEpoch(1), WriterClaim { epoch: WriterEpoch(2), writer: d.regions.standby.clone() }).await?;
     let Ok(first) = invoke(east2, request(2)).await? else { bail!("switch refused") };
     ensure!(first["state"] == "done" && first["changed"] == true && first["previousTarget"] == "us-east-1", "{first}");
 

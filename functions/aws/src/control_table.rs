@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
     ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
     ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
-    ports::{PortResult, WriterRegistry},
+    ports::{ClaimRead, ClaimStore, PortResult},
 };
 
 use crate::errors::classify;
@@ -50,8 +50,20 @@ fn parse_claim(item: &std::collections::HashMap<String, AttributeValue>) -> Port
     Ok(WriterClaim { epoch: WriterEpoch(epoch), writer })
 }
 
-impl WriterRegistry for ControlTable {
-    async fn current(&self) -> PortResult<WriterClaim> {
+impl ClaimStore for ControlTable {
+    /// A `GetItem` with `ConsistentRead`; any failure, or no claim item, cannot prove.
+    async fn strong_read(&self) -> ClaimRead {
+        self.read_claim().await.into()
+    }
+
+    /// A `PutItem` conditional on the stored epoch.
+    async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+        self.write_claim(expected, next).await
+    }
+}
+
+impl ControlTable {
+    async fn read_claim(&self) -> PortResult<WriterClaim> {
         let out = self
             .client
             .get_item()
@@ -67,7 +79,7 @@ impl WriterRegistry for ControlTable {
         parse_claim(&item)
     }
 
-    async fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+    async fn write_claim(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
         if next.epoch <= expected {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
@@ -265,11 +277,11 @@ mod tests {
                 .build()
         });
         let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&found]), "t");
-        assert_eq!(table.current().await, Ok(claim(7, "us-east-2")));
+        assert_eq!(table.strong_read().await.proven(), Ok(claim(7, "us-east-2")));
 
         let missing = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
         let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&missing]), "t");
-        assert_eq!(table.current().await.map_err(|e| e.name), Err(ErrorName::ResourceNotFound));
+        assert_eq!(table.strong_read().await.proven().map_err(|e| e.name), Err(ErrorName::ResourceNotFound));
     }
 
     #[tokio::test]
@@ -278,7 +290,7 @@ mod tests {
             PutItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
         });
         let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&lost]), "t");
-        let got = table.replace(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
+        let got = table.bump(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::StaleEpoch));
     }
 
@@ -298,8 +310,8 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled, &denied]);
         let table = ControlTable::new(client, "t");
-        assert_eq!(table.current().await.map_err(|e| e.name), Err(ErrorName::Throttled));
-        let got = table.replace(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
+        assert_eq!(table.strong_read().await.proven().map_err(|e| e.name), Err(ErrorName::Throttled));
+        let got = table.bump(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::AccessDenied));
     }
 }

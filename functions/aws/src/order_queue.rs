@@ -7,7 +7,11 @@ use aws_sdk_sqs::{
     Client,
     types::{MessageAttributeValue, SendMessageBatchRequestEntry},
 };
-use switchyard_core::{ErrorName, SwitchyardError, ports::PortResult};
+pub use switchyard_core::ports::Requeue;
+use switchyard_core::{
+    ErrorName, SwitchyardError,
+    ports::{OrderRequeue, PortResult},
+};
 
 use crate::errors::classify;
 
@@ -20,21 +24,16 @@ pub struct OrderQueue {
     url: String,
 }
 
-/// A message to copy back onto the queue.
-#[derive(Debug, Clone, Copy)]
-pub struct Requeue<'a> {
-    pub message_id: &'a str,
-    pub body: &'a str,
-}
-
 impl OrderQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
         OrderQueue { client, url: url.into() }
     }
+}
 
+impl OrderRequeue for OrderQueue {
     /// Sends a copy of each message (at most 10: one SQS batch). Returns the ids of the
     /// messages whose copy the queue accepted; the caller deletes only those originals.
-    pub async fn requeue(&self, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
+    async fn requeue(&self, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }

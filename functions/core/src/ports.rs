@@ -5,11 +5,15 @@
 //! Every method returns [`SwitchyardError`], whose name tells the caller (and Step Functions)
 //! whether to retry. Adapters must classify, never flatten errors into strings.
 
-use std::{future::Future, sync::Mutex};
+use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorName, Region, ReplicationStatus, SwitchyardError, WriterClaim, WriterEpoch};
+use crate::{Order, Region, ReplicationStatus, SwitchyardError, WriterClaim, WriterEpoch, order::Timestamp};
+
+pub mod memory;
+
+pub use memory::InMemoryClaimStore;
 
 pub type PortResult<T> = Result<T, SwitchyardError>;
 
@@ -35,12 +39,120 @@ pub trait DatabasePromoter: Send + Sync {
     fn fence(&self) -> impl Future<Output = PortResult<StepState>> + Send;
 }
 
-/// The store of the writer claim. Implementations must make `replace` a conditional write:
-/// **an older epoch can never win**.
-pub trait WriterRegistry: Send + Sync {
-    fn current(&self) -> impl Future<Output = PortResult<WriterClaim>> + Send;
-    /// Replaces the claim only if the stored epoch is still `expected`; otherwise `StaleEpoch`.
-    fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+/// What a strongly consistent read of the writer claim proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimRead {
+    /// The claim the store holds now.
+    Claim(WriterClaim),
+    /// The store could not prove which claim holds (unreachable, no majority, no claim, a
+    /// refused call): **a region that cannot prove it holds the claim does not act as
+    /// writer**. The error says why, by name.
+    CannotProve(SwitchyardError),
+}
+
+impl ClaimRead {
+    /// The claim, or why it cannot be proven as an error (for callers that stop on it).
+    pub fn proven(self) -> PortResult<WriterClaim> {
+        match self {
+            ClaimRead::Claim(c) => Ok(c),
+            ClaimRead::CannotProve(e) => Err(e),
+        }
+    }
+}
+
+impl From<PortResult<WriterClaim>> for ClaimRead {
+    fn from(r: PortResult<WriterClaim>) -> ClaimRead {
+        match r {
+            Ok(c) => ClaimRead::Claim(c),
+            Err(e) => ClaimRead::CannotProve(e),
+        }
+    }
+}
+
+/// The store of the writer claim: one linearizable store (see DESIGN: a majority-backed
+/// claim). Every read is strongly consistent, and `bump` is a conditional write: **an older
+/// epoch can never win**.
+pub trait ClaimStore: Send + Sync {
+    /// The claim as the store holds it now, or why that cannot be proven. Never a cached or
+    /// eventually consistent answer.
+    fn strong_read(&self) -> impl Future<Output = ClaimRead> + Send;
+    /// Writes `next` only if the stored epoch is still `expected` and `next` is newer;
+    /// otherwise `StaleEpoch`.
+    fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// One order and the SQS message that carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub message_id: &'a str,
+    pub order: &'a Order,
+}
+
+/// What a database holds under an order's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Absent,
+    /// This very order (same fingerprint).
+    Same,
+    /// Another order under the same id.
+    Different,
+}
+
+/// What applying an order did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Inserted,
+    /// Already applied earlier (a redelivery): nothing written.
+    AlreadyPresent,
+    /// The id holds another order: nothing written.
+    Conflict,
+}
+
+/// The first order applied under an epoch, and how many were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstApplied {
+    pub at: Timestamp,
+    pub count: u64,
+}
+
+/// The orders database of the consumer's region. **Idempotent on the order id**: an order is
+/// inserted at most once, an id that arrives with other content is a conflict, never an
+/// overwrite.
+pub trait OrderStore: Send + Sync {
+    /// Inserts every delivery's order whose id is new, as applied by `claim.writer` under
+    /// `claim.epoch`, in one transaction; reports each delivery's outcome in order. Between
+    /// the inserts and the commit it awaits `still_current`: unless that is `Ok`, nothing is
+    /// applied and its error is returned. Deliveries carry distinct order ids.
+    fn apply<G>(
+        &self,
+        deliveries: &[Delivery<'_>],
+        claim: &WriterClaim,
+        still_current: G,
+    ) -> impl Future<Output = PortResult<Vec<Applied>>> + Send
+    where
+        G: Future<Output = PortResult<()>> + Send;
+    /// Which of `orders` the database (in the shadow region: the replica) holds, in order.
+    fn presence(&self, orders: &[&Order]) -> impl Future<Output = PortResult<Vec<Presence>>> + Send;
+    /// When `region` applied its first order under `epoch` (`None`: none yet).
+    fn first_applied(
+        &self,
+        region: &Region,
+        epoch: WriterEpoch,
+    ) -> impl Future<Output = PortResult<Option<FirstApplied>>> + Send;
+}
+
+/// A message to copy back onto its queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Requeue<'a> {
+    pub message_id: &'a str,
+    pub body: &'a str,
+}
+
+/// The consumer's queue, for what the event source mapping does not do: re-enqueueing.
+pub trait OrderRequeue: Send + Sync {
+    /// Sends a copy of each message; answers the ids of the messages whose copy the queue
+    /// accepted (the caller lets only those originals go).
+    fn requeue(&self, messages: &[Requeue<'_>]) -> impl Future<Output = PortResult<Vec<String>>> + Send;
 }
 
 /// Moves client traffic to the writer's region.
@@ -62,58 +174,19 @@ pub trait MetricsSink: Send + Sync {
     fn publish(&self, datapoints: &[Datapoint]) -> impl Future<Output = PortResult<()>> + Send;
 }
 
-/// The reference semantics of [`WriterRegistry`], for domain tests. Adapters must behave the
-/// same way (their tests reuse the same cases).
-#[derive(Debug)]
-pub struct InMemoryWriterRegistry {
-    claim: Mutex<WriterClaim>,
-}
-
-impl InMemoryWriterRegistry {
-    pub fn new(claim: WriterClaim) -> Self {
-        InMemoryWriterRegistry { claim: Mutex::new(claim) }
-    }
-
-    fn lock(&self) -> PortResult<std::sync::MutexGuard<'_, WriterClaim>> {
-        self.claim.lock().map_err(|_| SwitchyardError::new(ErrorName::Internal, "writer registry lock poisoned"))
-    }
-}
-
-impl WriterRegistry for InMemoryWriterRegistry {
-    async fn current(&self) -> PortResult<WriterClaim> {
-        Ok(self.lock()?.clone())
-    }
-
-    async fn replace(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
-        let mut claim = self.lock()?;
-        if claim.epoch != expected || next.epoch <= expected {
-            return Err(SwitchyardError::new(
-                ErrorName::StaleEpoch,
-                format!("stored epoch is {}, request expected {expected} and offered {}", claim.epoch, next.epoch),
-            ));
-        }
-        *claim = next;
-        Ok(())
-    }
-}
-
-/// Behaviour every [`WriterRegistry`] must show, checked against the in-memory reference in
+/// Behaviour every [`ClaimStore`] must show, checked against the in-memory reference in
 /// this crate's tests and against each adapter in its own. `registry` must hold `initial`.
 pub mod contract {
-    use super::WriterRegistry;
+    use super::ClaimStore;
     use crate::{ErrorName, Region, WriterClaim, WriterEpoch};
 
-    pub async fn writer_registry(
-        registry: &impl WriterRegistry,
-        initial: &WriterClaim,
-        other: &Region,
-    ) -> Result<(), String> {
-        let current = registry.current().await.map_err(|e| format!("reading the initial claim: {e}"))?;
+    pub async fn claim_store(registry: &impl ClaimStore, initial: &WriterClaim, other: &Region) -> Result<(), String> {
+        let current = registry.strong_read().await.proven().map_err(|e| format!("reading the initial claim: {e}"))?;
         if current != *initial {
             return Err(format!("holds {current:?}, expected {initial:?}"));
         }
         let next = WriterClaim { epoch: initial.epoch.next(), writer: other.clone() };
-        registry.replace(initial.epoch, next.clone()).await.map_err(|e| format!("first handover: {e}"))?;
+        registry.bump(initial.epoch, next.clone()).await.map_err(|e| format!("first handover: {e}"))?;
         // Every later attempt from a stale view loses, whatever it offers.
         let stale = [
             (initial.epoch, WriterClaim { epoch: next.epoch, writer: initial.writer.clone() }),
@@ -122,14 +195,14 @@ pub mod contract {
             (WriterEpoch(0), WriterClaim { epoch: WriterEpoch(99), writer: initial.writer.clone() }),
         ];
         for (expected, offered) in stale {
-            match registry.replace(expected, offered.clone()).await {
+            match registry.bump(expected, offered.clone()).await {
                 Err(e) if e.name == ErrorName::StaleEpoch => {}
                 other => {
                     return Err(format!("expected {expected}, offered {offered:?}: got {other:?}, not StaleEpoch"));
                 }
             }
         }
-        let last = registry.current().await.map_err(|e| format!("reading the final claim: {e}"))?;
+        let last = registry.strong_read().await.proven().map_err(|e| format!("reading the final claim: {e}"))?;
         if last != next {
             return Err(format!("holds {last:?} after the handover, expected {next:?}"));
         }
@@ -154,8 +227,8 @@ mod tests {
 
     #[test]
     fn an_older_epoch_never_wins() {
-        let reg = InMemoryWriterRegistry::new(claim(1, "us-east-1"));
+        let reg = InMemoryClaimStore::new(claim(1, "us-east-1"));
         let other = "us-east-2".parse().expect("region");
-        now(contract::writer_registry(&reg, &claim(1, "us-east-1"), &other)).expect("contract holds");
+        now(contract::claim_store(&reg, &claim(1, "us-east-1"), &other)).expect("contract holds");
     }
 }

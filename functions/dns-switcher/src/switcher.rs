@@ -15,7 +15,7 @@ use switchyard_core::{
     ConfigReader, DeploymentConfig, DnsMode, ErrorName, Region, SwitchyardError, WriterEpoch,
     config::{ConfigError, keys},
     order::Timestamp,
-    ports::{TrafficRouter, WriterRegistry},
+    ports::{ClaimStore, TrafficRouter},
     steps::SwitchAnswer,
 };
 
@@ -77,14 +77,14 @@ pub struct Switcher<W, R, H> {
     signal: H,
 }
 
-impl<W: WriterRegistry, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
+impl<W: ClaimStore, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
     pub fn new(config: SwitcherConfig, registry: W, records: R, signal: H) -> Self {
         Switcher { config, registry, records, signal }
     }
 
     pub async fn handle(&self, req: SwitchRequest) -> Result<SwitchAnswer, SwitchyardError> {
         self.config.deployment.regions.check(&req.target_region)?;
-        let claim = self.registry.current().await?;
+        let claim = self.registry.strong_read().await.proven()?;
         if req.epoch < claim.epoch {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
@@ -134,7 +134,7 @@ mod tests {
 
     use switchyard_core::{
         WriterClaim,
-        ports::{InMemoryWriterRegistry, PortResult, StepState},
+        ports::{InMemoryClaimStore, PortResult, StepState},
     };
 
     use super::*;
@@ -157,7 +157,7 @@ mod tests {
         s.parse().expect("region")
     }
 
-    fn switcher(claim_epoch: u64, writer: &str) -> Switcher<InMemoryWriterRegistry, Traffic, Traffic> {
+    fn switcher(claim_epoch: u64, writer: &str) -> Switcher<InMemoryClaimStore, Traffic, Traffic> {
         let config = SwitcherConfig::from_lookup(|k| {
             Some(
                 match k {
@@ -176,7 +176,7 @@ mod tests {
         .expect("config");
         let claim = WriterClaim { epoch: WriterEpoch(claim_epoch), writer: region(writer) };
         let traffic = || Traffic(Mutex::new(region("us-east-1")));
-        Switcher::new(config, InMemoryWriterRegistry::new(claim), traffic(), traffic())
+        Switcher::new(config, InMemoryClaimStore::new(claim), traffic(), traffic())
     }
 
     fn request(target: &str, epoch: u64) -> SwitchRequest {

@@ -23,23 +23,14 @@ use std::{
 };
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use switchyard_aws::{
-    control_table::ControlTable,
-    db_secret::DbSecret,
-    order_queue::{OrderQueue, Requeue},
-};
 use switchyard_core::{
     ConfigReader, DeploymentConfig, ErrorName, Order, Rejection, SwitchyardError, WriterClaim,
     config::{ConfigError, keys},
     order::parse_body,
-    ports::PortResult,
+    ports::{Applied, ClaimStore, Delivery, OrderRequeue, OrderStore, PortResult, Presence, Requeue},
     steps::ActivationAnswer,
 };
-use switchyard_postgres::{
-    DbSettings, PgEndpoint, PgNode, bounded,
-    orders::{self, Applied, Delivery, Presence},
-};
-use tokio_postgres::Client;
+use switchyard_postgres::{DbSettings, PgEndpoint};
 
 use crate::mode::{Mode, decide, newest_claim};
 
@@ -196,44 +187,24 @@ pub fn due_for_requeue(messages: &[Message], verdicts: &[Verdict], max_receives:
 struct State {
     /// The claim the last batch ran under.
     previous: Option<WriterClaim>,
-    migrated: bool,
     peer_quiet_until: Option<Instant>,
 }
 
+/// The consumer of one region, over its ports: the orders database `S`, the queue `Q` (for
+/// re-enqueueing) and the writer claim `C` of this region and of the peer.
 #[derive(Debug)]
-pub struct Consumer {
+pub struct Consumer<S, Q, C> {
     config: ConsumerConfig,
-    local_claims: ControlTable,
-    peer_claims: ControlTable,
-    queue: OrderQueue,
-    secret: Option<DbSecret>,
-    db: PgNode,
-    /// Reused across invocations; replaced when it breaks.
-    connection: tokio::sync::Mutex<Option<Client>>,
+    local_claims: C,
+    peer_claims: C,
+    queue: Q,
+    store: S,
     state: std::sync::Mutex<State>,
 }
 
-impl Consumer {
-    pub fn new(
-        config: ConsumerConfig,
-        local_claims: ControlTable,
-        peer_claims: ControlTable,
-        queue: OrderQueue,
-        secret: Option<DbSecret>,
-    ) -> Self {
-        let mut db = PgNode::new(config.database.clone(), format!("order-consumer-{}", config.deployment.local_region));
-        db.timeout = Duration::from_secs(5);
-        db.access.tls = config.tls.clone();
-        Consumer {
-            config,
-            local_claims,
-            peer_claims,
-            queue,
-            secret,
-            db,
-            connection: tokio::sync::Mutex::new(None),
-            state: std::sync::Mutex::new(State::default()),
-        }
+impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
+    pub fn new(config: ConsumerConfig, local_claims: C, peer_claims: C, queue: Q, store: S) -> Self {
+        Consumer { config, local_claims, peer_claims, queue, store, state: std::sync::Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -312,14 +283,7 @@ impl Consumer {
                 ));
             }
         };
-        let mut slot = self.connection.lock().await;
-        let result = async {
-            let client = self.connection(&mut slot).await?;
-            orders::first_applied(&*client, self.db.timeout, local, claim.epoch).await
-        }
-        .await;
-        drop_broken(&mut slot, &result);
-        let first = result?;
+        let first = self.store.first_applied(local, claim.epoch).await?;
         Ok(ActivationAnswer {
             region: local.clone(),
             epoch: claim.epoch,
@@ -361,23 +325,6 @@ impl Consumer {
         Ok(mode)
     }
 
-    /// The reused connection, opened (again) if there is none or it broke.
-    async fn connection<'a>(
-        &self,
-        slot: &'a mut tokio::sync::MutexGuard<'_, Option<Client>>,
-    ) -> PortResult<&'a mut Client> {
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            // Credentials are read per connection, so a rotated password is picked up at the
-            // next one; connections are reused, so that is rare.
-            let mut node = self.db.clone();
-            if let Some(secret) = &self.secret {
-                node.access.credentials = Some(secret.credentials().await?);
-            }
-            **slot = Some(node.connect().await?);
-        }
-        slot.as_mut().ok_or_else(|| SwitchyardError::new(ErrorName::Internal, "no connection"))
-    }
-
     /// Active: insert every new order in one transaction, under `claim`, and commit only if
     /// the claim is still `claim` just before the commit.
     async fn apply(
@@ -389,32 +336,24 @@ impl Consumer {
         if firsts.is_empty() {
             return Ok(Vec::new());
         }
-        let t = self.db.timeout;
-        let mut slot = self.connection.lock().await;
-        let result = async {
-            let client = self.connection(&mut slot).await?;
-            if !self.state().migrated {
-                self.db.migrate(client).await?;
-                self.state().migrated = true;
-            }
-            let deliveries: Vec<Delivery<'_>> =
-                firsts.iter().map(|(i, o)| Delivery { message_id: &messages[*i].id, order: o }).collect();
-            let tx = bounded(t, "begin", client.transaction()).await?;
-            let applied = orders::apply(&tx, t, &deliveries, &claim.writer, claim.epoch).await?;
+        let deliveries: Vec<Delivery<'_>> =
+            firsts.iter().map(|(i, o)| Delivery { message_id: &messages[*i].id, order: o }).collect();
+        // Read again just before the commit: a claim that moved during the batch applies nothing.
+        let still_current = async {
             let now = self.claim().await?;
-            if now != *claim {
-                // Dropping the transaction rolls it back: nothing was applied.
-                return Err(SwitchyardError::new(
+            if now == *claim {
+                Ok(())
+            } else {
+                Err(SwitchyardError::new(
                     ErrorName::StaleEpoch,
                     format!("the claim moved to epoch {} ({}) during the batch: not applied", now.epoch, now.writer),
-                ));
+                ))
             }
-            bounded(t, "commit", tx.commit()).await?;
-            Ok(applied)
-        }
-        .await;
-        drop_broken(&mut slot, &result);
-        Ok(result?
+        };
+        Ok(self
+            .store
+            .apply(&deliveries, claim, still_current)
+            .await?
             .into_iter()
             .zip(firsts)
             .map(|(a, (_, o))| match a {
@@ -432,15 +371,11 @@ impl Consumer {
         if firsts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut slot = self.connection.lock().await;
-        let result = async {
-            let client = self.connection(&mut slot).await?;
-            let orders: Vec<&Order> = firsts.iter().map(|(_, o)| o).collect();
-            orders::presence(&*client, self.db.timeout, &orders).await
-        }
-        .await;
-        drop_broken(&mut slot, &result);
-        Ok(result?
+        let orders: Vec<&Order> = firsts.iter().map(|(_, o)| o).collect();
+        Ok(self
+            .store
+            .presence(&orders)
+            .await?
             .into_iter()
             .zip(firsts)
             .map(|(p, (_, o))| match p {
@@ -511,14 +446,6 @@ impl Consumer {
             poison = n("poison"),
             "batch done"
         );
-    }
-}
-
-/// Forgets a connection after an error that may have broken it (unreachable, or refused
-/// credentials: the secret may have been rotated), so the next batch opens a fresh one.
-fn drop_broken<T>(slot: &mut Option<Client>, result: &PortResult<T>) {
-    if result.as_ref().is_err_and(|e| matches!(e.name, ErrorName::ServiceUnavailable | ErrorName::AccessDenied)) {
-        *slot = None;
     }
 }
 
@@ -652,6 +579,253 @@ mod tests {
             ["SWITCHYARD_CONTROL_TABLE", "SWITCHYARD_ORDERS_QUEUE_URL", "SWITCHYARD_ORDERS_MAX_RECEIVES", "us-east-1"]
         {
             assert!(text.contains(needle), "{needle} not in {text}");
+        }
+    }
+
+    /// `Consumer::handle` over the in-memory twins of its ports, one table row per case.
+    mod with_twins {
+        use switchyard_core::{
+            Region, WriterEpoch,
+            ports::{
+                ClaimRead, InMemoryClaimStore,
+                memory::{InMemoryOrderStore, InMemoryQueue},
+            },
+        };
+
+        use super::*;
+
+        type Twin = Consumer<InMemoryOrderStore, InMemoryQueue, InMemoryClaimStore>;
+
+        fn claim(epoch: u64, writer: &str) -> WriterClaim {
+            WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+        }
+
+        fn consumer(local: &str, here: WriterClaim, peer: WriterClaim) -> Twin {
+            let local = local.to_owned();
+            let config = ConsumerConfig::from_lookup(move |k| match k {
+                "SWITCHYARD_ENV" => Some("t".into()),
+                "AWS_REGION" => Some(local.clone()),
+                "SWITCHYARD_PRIMARY_REGION" => Some("us-east-1".into()),
+                "SWITCHYARD_STANDBY_REGION" => Some("us-east-2".into()),
+                "SWITCHYARD_CONTROL_TABLE" | "SWITCHYARD_ORDERS_QUEUE_URL" => Some("x".into()),
+                "SWITCHYARD_ORDERS_MAX_RECEIVES" => Some("5".into()),
+                "SWITCHYARD_DB_ENDPOINTS" => Some(
+                    r#"{"us-east-1":{"host":"127.0.0.1","port":1,"user":"u","dbname":"d"},"us-east-2":{"host":"127.0.0.1","port":2,"user":"u","dbname":"d"}}"#.into(),
+                ),
+                _ => None,
+            })
+            .expect("config");
+            Consumer::new(
+                config,
+                InMemoryClaimStore::new(here),
+                InMemoryClaimStore::new(peer),
+                InMemoryQueue::default(),
+                InMemoryOrderStore::default(),
+            )
+        }
+
+        fn event(batch: &[(&str, String, u32)]) -> SqsEvent {
+            let records: Vec<serde_json::Value> = batch
+                .iter()
+                .map(|(id, body, count)| {
+                    json!({ "messageId": id, "body": body, "attributes": { "ApproximateReceiveCount": count.to_string() } })
+                })
+                .collect();
+            serde_json::from_value(json!({ "Records": records })).expect("event")
+        }
+
+        fn parsed(body: &str) -> Order {
+            parse_body(body).expect("an order")
+        }
+
+        struct Case {
+            name: &'static str,
+            /// The consumer's region; the claim its own table holds, and the peer's.
+            local: &'static str,
+            here: WriterClaim,
+            peer: WriterClaim,
+            setup: fn(&Twin),
+            batch: Vec<(&'static str, String, u32)>,
+            /// Message ids that stay on the queue (`batchItemFailures`).
+            stays: &'static [&'static str],
+            /// Order ids the database holds afterwards, applied by this consumer (not replicated).
+            applied: &'static [&'static str],
+            requeued: &'static [&'static str],
+        }
+
+        fn cases() -> Vec<Case> {
+            let e1 = || claim(1, "us-east-1");
+            vec![
+                Case {
+                    name: "active applies new orders once and lets them go",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |_| {},
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1), ("m3", order("o1", 1), 1)],
+                    stays: &[],
+                    applied: &["o1", "o2"],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a redelivery goes, an id reused for other content is poison",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| {
+                        let r: Region = "us-east-1".parse().expect("region");
+                        c.store.replicate(&parsed(&order("o1", 1)), &r, WriterEpoch(1));
+                        c.store.replicate(&parsed(&order("o2", 1)), &r, WriterEpoch(1));
+                    },
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 7), 1)],
+                    stays: &["m2"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "not an order stays for the DLQ, the rest is applied",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |_| {},
+                    batch: vec![("m1", "{".into(), 1), ("m2", order("o1", 1), 1)],
+                    stays: &["m1"],
+                    applied: &["o1"],
+                    requeued: &[],
+                },
+                Case {
+                    name: "shadow lets go only what the replica holds",
+                    local: "us-east-2",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| {
+                        c.store.replicate(
+                            &parsed(&order("o1", 1)),
+                            &"us-east-1".parse().expect("region"),
+                            WriterEpoch(1),
+                        )
+                    },
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1)],
+                    stays: &["m2"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a kept order near its last receive is re-enqueued, not dead-lettered",
+                    local: "us-east-2",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |_| {},
+                    batch: vec![("m1", order("o1", 1), 4), ("m2", order("o2", 1), 2)],
+                    stays: &["m2"],
+                    applied: &[],
+                    requeued: &["m1"],
+                },
+                Case {
+                    name: "a failed re-enqueue keeps the message",
+                    local: "us-east-2",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| c.queue.set_failing(Some(SwitchyardError::new(ErrorName::Throttled, "slow down"))),
+                    batch: vec![("m1", order("o1", 1), 4)],
+                    stays: &["m1"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a claim that moves during the batch applies nothing",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| {
+                        c.local_claims
+                            .script([ClaimRead::Claim(claim(1, "us-east-1")), ClaimRead::Claim(claim(2, "us-east-2"))])
+                    },
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1)],
+                    stays: &["m1", "m2"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a claim that cannot be proven applies nothing and keeps everything",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| {
+                        c.local_claims
+                            .set_unprovable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "no majority")))
+                    },
+                    batch: vec![("m1", order("o1", 1), 1)],
+                    stays: &["m1"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a database that does not answer keeps everything",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| {
+                        c.store.set_unavailable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "down")))
+                    },
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", "{".into(), 1)],
+                    stays: &["m1", "m2"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a fenced writer keeps everything",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: e1(),
+                    setup: |c| c.store.set_read_only(true),
+                    batch: vec![("m1", order("o1", 1), 1)],
+                    stays: &["m1"],
+                    applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a returning old writer reads the peer's newer epoch and applies nothing",
+                    local: "us-east-1",
+                    here: e1(),
+                    peer: claim(2, "us-east-2"),
+                    setup: |_| {},
+                    batch: vec![("m1", order("o1", 1), 1)],
+                    stays: &["m1"],
+                    applied: &[],
+                    requeued: &[],
+                },
+            ]
+        }
+
+        #[tokio::test]
+        async fn each_batch_ends_as_its_row_says() {
+            for case in cases() {
+                let c = consumer(case.local, case.here.clone(), case.peer.clone());
+                (case.setup)(&c);
+                let held_before = c.store.orders();
+                let answer = c.handle(event(&case.batch)).await.expect(case.name);
+                let stays: Vec<String> = answer.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+                assert_eq!(stays, case.stays, "{}: messages that stay", case.name);
+                let applied: Vec<String> =
+                    c.store.orders().into_keys().filter(|id| !held_before.contains_key(id)).collect();
+                assert_eq!(applied, case.applied, "{}: orders applied", case.name);
+                let requeued: Vec<String> = c.queue.copies().into_iter().map(|(id, _)| id).collect();
+                assert_eq!(requeued, case.requeued, "{}: copies re-enqueued", case.name);
+            }
+        }
+
+        #[tokio::test]
+        async fn an_order_is_applied_under_the_claim_it_was_checked_against() {
+            let c = consumer("us-east-2", claim(3, "us-east-2"), claim(3, "us-east-2"));
+            c.handle(event(&[("m1", order("o1", 1), 1)])).await.expect("batch");
+            let held = c.store.orders();
+            let o1 = held.get("o1").expect("applied");
+            assert_eq!((o1.region.as_str(), o1.epoch, o1.message_id.as_str()), ("us-east-2", WriterEpoch(3), "m1"));
+            let first = c.activation(ActivationRequest { epoch: WriterEpoch(3) }).await.expect("active");
+            assert_eq!((first.applied_under_epoch, first.first_applied_at.is_some()), (1, true));
+            let stale = c.activation(ActivationRequest { epoch: WriterEpoch(2) }).await.expect_err("not epoch 2");
+            assert_eq!(stale.name, ErrorName::NotReady);
         }
     }
 }

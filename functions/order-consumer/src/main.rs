@@ -7,6 +7,7 @@
 
 mod consumer;
 mod mode;
+mod pg_store;
 
 use std::sync::Arc;
 
@@ -15,11 +16,17 @@ use switchyard_aws::{
 };
 use switchyard_core::{ErrorName, SwitchyardError};
 
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerInput};
+use crate::{
+    consumer::{Consumer, ConsumerConfig, ConsumerInput},
+    pg_store::PgOrderStore,
+};
+
+/// The consumer as deployed: PostgreSQL, SQS, the control tables.
+type Deployed = Consumer<PgOrderStore, OrderQueue, ControlTable>;
 
 /// Built once per cold start: SDK clients and the database connection are reused across
 /// invocations. Configuration problems are answered per invocation, by name.
-async fn consumer() -> Result<Arc<Consumer>, SwitchyardError> {
+async fn consumer() -> Result<Arc<Deployed>, SwitchyardError> {
     let config = ConsumerConfig::from_lookup(|k| std::env::var(k).ok())?;
     let d = &config.deployment;
     let local = deployment_sdk_config(d, &d.local_region).await?;
@@ -28,7 +35,8 @@ async fn consumer() -> Result<Arc<Consumer>, SwitchyardError> {
     let peer_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer), &config.control_table);
     let queue = OrderQueue::new(aws_sdk_sqs::Client::new(&local), &config.queue_url);
     let secret = config.db_secret_id.as_ref().map(|id| DbSecret::new(aws_sdk_secretsmanager::Client::new(&local), id));
-    Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue, secret)))
+    let store = PgOrderStore::new(&config, secret);
+    Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue, store)))
 }
 
 #[tokio::main]

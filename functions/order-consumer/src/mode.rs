@@ -11,7 +11,7 @@
 //! shadow); the same rule makes a returning old writer's consumer shadow, as long as it can
 //! read the new claim.
 
-use switchyard_core::ports::WriterRegistry;
+use switchyard_core::ports::{ClaimRead, ClaimStore};
 use switchyard_core::{EpochCheck, Region, WriterClaim, ports::PortResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +51,14 @@ pub fn decide(local: &Region, previous: Option<&WriterClaim>, observed: &WriterC
 /// region may come back with its own table still naming itself; reading the peer's table
 /// too is what makes its consumer turn shadow. The peer read is bounded and optional
 /// (static stability): an unreachable peer leaves the local claim in force.
-pub async fn newest_claim<L: WriterRegistry, P: WriterRegistry>(
+pub async fn newest_claim<L: ClaimStore, P: ClaimStore>(
     local: &L,
     peer: Option<&P>,
     peer_timeout: std::time::Duration,
 ) -> PortResult<(WriterClaim, Option<String>)> {
-    let mine = local.current().await?;
+    let mine = local.strong_read().await.proven()?;
     let Some(peer) = peer else { return Ok((mine, None)) };
-    match tokio::time::timeout(peer_timeout, peer.current()).await {
+    match tokio::time::timeout(peer_timeout, peer.strong_read()).await.map(ClaimRead::proven) {
         Ok(Ok(theirs)) if theirs.epoch > mine.epoch => Ok((theirs, None)),
         Ok(Ok(theirs)) if theirs.epoch == mine.epoch && theirs.writer != mine.writer => {
             Err(switchyard_core::SwitchyardError::new(
@@ -79,7 +79,7 @@ pub async fn newest_claim<L: WriterRegistry, P: WriterRegistry>(
 mod tests {
     use std::time::Duration;
 
-    use switchyard_core::{ErrorName, WriterEpoch, ports::InMemoryWriterRegistry};
+    use switchyard_core::{ErrorName, WriterEpoch, ports::InMemoryClaimStore};
 
     use super::*;
 
@@ -109,16 +109,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_newest_of_both_tables_wins_and_the_peer_is_optional() {
-        let local = InMemoryWriterRegistry::new(claim(1, "us-east-1"));
-        let peer = InMemoryWriterRegistry::new(claim(2, "us-east-2"));
+        let local = InMemoryClaimStore::new(claim(1, "us-east-1"));
+        let peer = InMemoryClaimStore::new(claim(2, "us-east-2"));
         let t = Duration::from_secs(1);
         assert_eq!(newest_claim(&local, Some(&peer), t).await.expect("read").0, claim(2, "us-east-2"));
         assert_eq!(newest_claim(&peer, Some(&local), t).await.expect("read").0, claim(2, "us-east-2"));
         assert_eq!(
-            newest_claim::<_, InMemoryWriterRegistry>(&local, None, t).await.expect("read").0,
+            newest_claim::<_, InMemoryClaimStore>(&local, None, t).await.expect("read").0,
             claim(1, "us-east-1")
         );
-        let split = InMemoryWriterRegistry::new(claim(1, "us-east-2"));
+        let split = InMemoryClaimStore::new(claim(1, "us-east-2"));
         let err = newest_claim(&local, Some(&split), t).await.expect_err("split claim");
         assert_eq!(err.name, ErrorName::Internal);
     }

@@ -7,37 +7,11 @@
 
 use std::{collections::HashMap, time::Duration};
 
+pub use switchyard_core::ports::{Applied, Delivery, FirstApplied, Presence};
 use switchyard_core::{Order, Region, WriterEpoch, ports::PortResult};
 use tokio_postgres::GenericClient;
 
 use crate::bounded;
-
-/// One order and the SQS message that carried it.
-#[derive(Debug, Clone, Copy)]
-pub struct Delivery<'a> {
-    pub message_id: &'a str,
-    pub order: &'a Order,
-}
-
-/// What a database holds under an order's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    Absent,
-    /// This very order (same fingerprint).
-    Same,
-    /// Another order under the same id.
-    Different,
-}
-
-/// What applying an order did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    Inserted,
-    /// Already applied earlier (a redelivery): nothing written.
-    AlreadyPresent,
-    /// The id holds another order: nothing written.
-    Conflict,
-}
 
 /// The fingerprint column holds sha256 of [`Order::fingerprint`], computed by the server.
 const FINGERPRINT: &str = "encode(sha256(convert_to(n.fp, 'UTF8')), 'hex')";
@@ -127,13 +101,6 @@ pub async fn presence<C: GenericClient>(db: &C, timeout: Duration, orders: &[&Or
             _ => Presence::Absent,
         })
         .collect())
-}
-
-/// The first order applied under an epoch, and how many were.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirstApplied {
-    pub at: switchyard_core::order::Timestamp,
-    pub count: u64,
 }
 
 /// When `region` applied its first order under `epoch` (`None`: none yet). The evidence of

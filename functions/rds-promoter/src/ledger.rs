@@ -16,7 +16,7 @@ use switchyard_core::{
     ErrorName, FailoverMode, Region, SwitchyardError, WriterClaim,
     ledger::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
     order::Timestamp,
-    ports::WriterRegistry,
+    ports::ClaimStore,
     steps::{BeginAnswer, BeginOutcome, EndAnswer, StepsSoFar},
 };
 
@@ -93,7 +93,7 @@ pub struct EndRequest {
 
 /// Opens an execution. Never fails for a held lock of the same incident: that execution does
 /// the work and this one bows out (`duplicate`).
-pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
+pub async fn begin<R: ClaimStore, L: ExecutionLedger>(
     registry: &R,
     ledger: &L,
     local: &Region,
@@ -123,7 +123,7 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
             "a planned switchover never loses data: drop allowDataLoss",
         ));
     }
-    let claim: WriterClaim = registry.current().await?;
+    let claim: WriterClaim = registry.strong_read().await.proven()?;
     let incident = incident(claim.epoch, local);
     let detected = input.detected_at.unwrap_or(req.started_at);
     let existing = ledger.timeline(&req.execution).await?;
@@ -196,7 +196,7 @@ pub async fn begin<R: WriterRegistry, L: ExecutionLedger>(
 
 /// Closes an execution: the timeline is final, the lock is free, the notification is worded.
 /// Safe to retry, and safe on a failure path that never got the lock.
-pub async fn end<R: WriterRegistry, L: ExecutionLedger>(
+pub async fn end<R: ClaimStore, L: ExecutionLedger>(
     registry: &R,
     ledger: &L,
     environment: &str,
@@ -225,7 +225,7 @@ pub async fn end<R: WriterRegistry, L: ExecutionLedger>(
     timeline.finish(status, now);
     ledger.save_timeline(&timeline).await?;
     let released = ledger.release(&req.execution).await?;
-    let writer = registry.current().await.ok();
+    let writer = registry.strong_read().await.proven().ok();
     let message = notification(&timeline, writer.as_ref());
     Ok(EndAnswer { subject: timeline.headline(environment), timeline, lock_released: released, writer, message })
 }
@@ -273,7 +273,7 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use switchyard_core::{WriterEpoch, ledger::InMemoryLedger, ports::InMemoryWriterRegistry};
+    use switchyard_core::{WriterEpoch, ledger::InMemoryLedger, ports::InMemoryClaimStore};
 
     use super::*;
 
@@ -293,7 +293,7 @@ mod tests {
     #[tokio::test]
     async fn one_execution_per_incident_and_the_lock_is_released_at_the_end() {
         let (e1, e2) = (region("us-east-1"), region("us-east-2"));
-        let registry = InMemoryWriterRegistry::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() });
+        let registry = InMemoryClaimStore::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() });
         let ledger = InMemoryLedger::default();
         let first = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
         assert_eq!((first.outcome, first.expected_epoch), (BeginOutcome::Acquired, Some(WriterEpoch(1))));
@@ -325,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn a_region_that_writes_already_has_nothing_to_do_and_directions_are_checked() {
         let (e1, e2) = (region("us-east-1"), region("us-east-2"));
-        let registry = InMemoryWriterRegistry::new(WriterClaim { epoch: WriterEpoch(2), writer: e2.clone() });
+        let registry = InMemoryClaimStore::new(WriterClaim { epoch: WriterEpoch(2), writer: e2.clone() });
         let ledger = InMemoryLedger::default();
         let done = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
         assert_eq!(done.outcome, BeginOutcome::NothingToDo);

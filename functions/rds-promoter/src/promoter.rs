@@ -29,7 +29,7 @@ use switchyard_core::{
     config::{ConfigError, keys},
     ledger::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
     order::Timestamp,
-    ports::{StepState, WriterRegistry},
+    ports::{ClaimStore, StepState},
     steps::{
         BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan, LagSource,
         PeerTableWrite, PromoteResult, PromoterAction, RecordResult, StepAnswer,
@@ -211,7 +211,7 @@ pub enum Answer {
     End(Box<EndAnswer>),
 }
 
-impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
+impl<R: ClaimStore, L: ExecutionLedger> Promoter<R, L> {
     pub fn new(config: PromoterConfig, registry: R, ledger: L, peer: Option<(R, L)>, engine: Engine) -> Self {
         Promoter { config, registry, ledger, peer, engine }
     }
@@ -266,7 +266,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
                     ));
                 }
                 // After the handover is recorded the replica is the writer: nothing to catch up.
-                let claim = self.registry.current().await?;
+                let claim = self.registry.strong_read().await.proven()?;
                 Answer::CatchUp(envelope(
                     &req,
                     match claim.plan_handover(req.expected_epoch, &req.target_region)? {
@@ -300,7 +300,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
     }
 
     async fn gate(&self, req: &PromoteRequest, old: &Region, target: &Region) -> Result<GateResult, SwitchyardError> {
-        let claim = self.registry.current().await?;
+        let claim = self.registry.strong_read().await.proven()?;
         if let Handover::AlreadyDone(claim) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
             return Ok(GateResult { handover: HandoverPlan::AlreadyDone, claim, gate: None, lag_measured_from: None });
         }
@@ -343,7 +343,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
     }
 
     async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<RecordResult, SwitchyardError> {
-        let claim = self.registry.current().await?;
+        let claim = self.registry.strong_read().await.proven()?;
         match claim.plan_handover(req.expected_epoch, &req.target_region)? {
             Handover::AlreadyDone(claim) => {
                 Ok(RecordResult { state: StepState::Done, claim, changed: false, peer_table: None })
@@ -356,7 +356,7 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
                         format!("{} does not accept writes yet: promote before recording", req.target_region),
                     ));
                 }
-                self.registry.replace(req.expected_epoch, next.clone()).await?;
+                self.registry.bump(req.expected_epoch, next.clone()).await?;
                 let handover = HandoverRecord {
                     epoch: next.epoch,
                     writer: next.writer.clone(),
@@ -385,10 +385,12 @@ impl<R: WriterRegistry, L: ExecutionLedger> Promoter<R, L> {
             return not("no peer table".to_owned());
         };
         let write = async {
-            match registry.replace(expected, next.clone()).await {
+            match registry.bump(expected, next.clone()).await {
                 Ok(()) => {}
                 // Already there (a retried record): fine. Anything else is reported.
-                Err(e) if e.name == ErrorName::StaleEpoch && registry.current().await.as_ref() == Ok(next) => {}
+                Err(e)
+                    if e.name == ErrorName::StaleEpoch
+                        && registry.strong_read().await.proven().as_ref() == Ok(next) => {}
                 Err(e) => return Err(e),
             }
             ledger.record_handover(handover).await
@@ -469,7 +471,7 @@ mod tests {
             types::{GlobalCluster, GlobalClusterMember},
         };
         use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-        use switchyard_core::{WriterClaim, ledger::InMemoryLedger, ports::InMemoryWriterRegistry};
+        use switchyard_core::{WriterClaim, ledger::InMemoryLedger, ports::InMemoryClaimStore};
 
         use super::*;
         use crate::engine::{Aurora, Engine};
@@ -518,7 +520,7 @@ mod tests {
             })
         }
 
-        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryWriterRegistry, InMemoryLedger> {
+        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryClaimStore, InMemoryLedger> {
             let config = config();
             let EngineConfig::Aurora { global_cluster, cluster_arns } = config.engine.clone() else { panic!("aurora") };
             let engine = Engine::Aurora(Aurora {
@@ -528,7 +530,7 @@ mod tests {
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
             });
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
-            Promoter::new(config, InMemoryWriterRegistry::new(claim), InMemoryLedger::default(), None, engine)
+            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), None, engine)
         }
 
         fn request(action: PromoterAction, allow_data_loss: bool) -> PromoteRequest {

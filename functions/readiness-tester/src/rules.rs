@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use switchyard_aws::{aurora_lag::aurora_replication_lag, control_table::ControlTable, errors::classify, queues};
 use switchyard_core::{
     DatabaseRole, ErrorCategory, ErrorName, LagGate, LagVerdict, Region, SwitchyardError, WriterClaim,
-    ports::{ReplicationMonitor, WriterRegistry},
+    ports::{ClaimStore, ReplicationMonitor},
     readiness::{RuleResult, rules},
 };
 use switchyard_model::Names;
@@ -79,7 +79,7 @@ fn api_error(rule: &str, e: SwitchyardError) -> RuleResult {
 
 /// Reads both regions' claims (phase one: the other rules need to know the writer).
 pub async fn read_claims(s: &Sources) -> Vec<(Region, Result<WriterClaim, SwitchyardError>)> {
-    let reads = s.regions.iter().map(|r| async move { (r.region.clone(), r.claims.current().await) });
+    let reads = s.regions.iter().map(|r| async move { (r.region.clone(), r.claims.strong_read().await.proven()) });
     futures_util::future::join_all(reads).await
 }
 

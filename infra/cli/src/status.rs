@@ -9,7 +9,7 @@ use switchyard_aws::control_table::ControlTable;
 use switchyard_core::{
     Region, WriterClaim,
     ledger::{ExecutionLedger, HandoverRecord},
-    ports::WriterRegistry,
+    ports::ClaimStore,
 };
 
 use crate::{Exit, Global, Output, loaded_sandbox};
@@ -33,8 +33,12 @@ pub async fn run(g: &Global) -> Result<Exit> {
     for region in d.regions.iter() {
         let config = switchyard_aws::sdk_config(&sb.aws_target(), region).await;
         let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(region).control_table);
-        let read =
-            async { Ok::<_, switchyard_core::SwitchyardError>((table.current().await?, table.last_handover().await?)) };
+        let read = async {
+            Ok::<_, switchyard_core::SwitchyardError>((
+                table.strong_read().await.proven()?,
+                table.last_handover().await?,
+            ))
+        };
         let view = match tokio::time::timeout(READ_DEADLINE, read).await {
             Ok(Ok((claim, last))) => {
                 RegionView { region: region.clone(), claim: Some(claim), last_handover: last, error: None }

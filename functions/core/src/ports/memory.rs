@@ -1,0 +1,289 @@
+//! In-memory twins of the ports: the reference semantics the adapters must share (the
+//! contract tests run against both), with the faults the domain's tests need. No I/O.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Mutex,
+};
+
+use super::{
+    Applied, ClaimRead, ClaimStore, Delivery, FirstApplied, OrderRequeue, OrderStore, PortResult, Presence, Requeue,
+};
+use crate::{ErrorName, Order, Region, SwitchyardError, WriterClaim, WriterEpoch, order::Timestamp};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The reference semantics of [`ClaimStore`], for domain tests, with the faults a test
+/// needs: reads that cannot prove the claim, and scripted reads (a claim that moves between
+/// two reads of one batch). Adapters must behave the same way ([`contract::claim_store`]).
+#[derive(Debug)]
+pub struct InMemoryClaimStore {
+    state: Mutex<ClaimState>,
+}
+
+#[derive(Debug)]
+struct ClaimState {
+    claim: WriterClaim,
+    /// While set, every read answers `CannotProve` with this error.
+    unprovable: Option<SwitchyardError>,
+    /// Answered by the next reads, in order, before the stored claim.
+    script: VecDeque<ClaimRead>,
+    reads: usize,
+}
+
+impl InMemoryClaimStore {
+    pub fn new(claim: WriterClaim) -> Self {
+        InMemoryClaimStore {
+            state: Mutex::new(ClaimState { claim, unprovable: None, script: Default::default(), reads: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClaimState> {
+        lock(&self.state)
+    }
+
+    /// Every read from now on cannot prove the claim (`None`: reads answer again).
+    pub fn set_unprovable(&self, why: Option<SwitchyardError>) {
+        self.lock().unprovable = why;
+    }
+
+    /// The next reads answer these, in order, then the stored claim again.
+    pub fn script(&self, reads: impl IntoIterator<Item = ClaimRead>) {
+        self.lock().script.extend(reads);
+    }
+
+    /// Overwrites the claim (a handover done elsewhere).
+    pub fn set(&self, claim: WriterClaim) {
+        self.lock().claim = claim;
+    }
+
+    /// How many reads were made.
+    pub fn reads(&self) -> usize {
+        self.lock().reads
+    }
+}
+
+impl ClaimStore for InMemoryClaimStore {
+    async fn strong_read(&self) -> ClaimRead {
+        let mut s = self.lock();
+        s.reads += 1;
+        if let Some(scripted) = s.script.pop_front() {
+            return scripted;
+        }
+        match &s.unprovable {
+            Some(e) => ClaimRead::CannotProve(e.clone()),
+            None => ClaimRead::Claim(s.claim.clone()),
+        }
+    }
+
+    async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+        let mut s = self.lock();
+        if let Some(e) = &s.unprovable {
+            return Err(e.clone());
+        }
+        let claim = &mut s.claim;
+        if claim.epoch != expected || next.epoch <= expected {
+            return Err(SwitchyardError::new(
+                ErrorName::StaleEpoch,
+                format!("stored epoch is {}, request expected {expected} and offered {}", claim.epoch, next.epoch),
+            ));
+        }
+        *claim = next;
+        Ok(())
+    }
+}
+
+/// One order as a database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub fingerprint: String,
+    pub region: Region,
+    pub epoch: WriterEpoch,
+    pub message_id: String,
+    pub at: Timestamp,
+}
+
+/// The reference semantics of [`OrderStore`]: one region's database. A shadow region's is
+/// its replica: fill it with [`InMemoryOrderStore::replicate`].
+#[derive(Debug, Default)]
+pub struct InMemoryOrderStore {
+    state: Mutex<OrderState>,
+}
+
+#[derive(Debug, Default)]
+struct OrderState {
+    orders: BTreeMap<String, StoredOrder>,
+    /// While set, every call fails with this error (an outage, refused credentials).
+    unavailable: Option<SwitchyardError>,
+    /// A fenced writer or a replica: writes fail with `StaleEpoch`, as PostgreSQL's
+    /// read-only transactions are classified.
+    read_only: bool,
+    /// Logical clock of `applied_at`, in ms.
+    clock: i64,
+    transactions: usize,
+}
+
+impl InMemoryOrderStore {
+    /// What the database holds, by order id.
+    pub fn orders(&self) -> BTreeMap<String, StoredOrder> {
+        lock(&self.state).orders.clone()
+    }
+
+    /// Every call fails with `e` from now on (`None`: it answers again).
+    pub fn set_unavailable(&self, e: Option<SwitchyardError>) {
+        lock(&self.state).unavailable = e;
+    }
+
+    pub fn set_read_only(&self, read_only: bool) {
+        lock(&self.state).read_only = read_only;
+    }
+
+    /// Puts `order` in the database as the writer applied it (what replication delivers).
+    pub fn replicate(&self, order: &Order, region: &Region, epoch: WriterEpoch) {
+        let mut s = lock(&self.state);
+        s.clock += 1;
+        let at = Timestamp::from_unix_millis(s.clock);
+        s.orders.insert(
+            order.order_id.clone(),
+            StoredOrder {
+                fingerprint: order.fingerprint(),
+                region: region.clone(),
+                epoch,
+                message_id: "replicated".into(),
+                at,
+            },
+        );
+    }
+
+    /// Committed transactions.
+    pub fn transactions(&self) -> usize {
+        lock(&self.state).transactions
+    }
+
+    fn available(&self) -> PortResult<()> {
+        lock(&self.state).unavailable.clone().map_or(Ok(()), Err)
+    }
+}
+
+impl OrderStore for InMemoryOrderStore {
+    async fn apply<G>(
+        &self,
+        deliveries: &[Delivery<'_>],
+        claim: &WriterClaim,
+        still_current: G,
+    ) -> PortResult<Vec<Applied>>
+    where
+        G: std::future::Future<Output = PortResult<()>> + Send,
+    {
+        self.available()?;
+        let (outcomes, staged) = {
+            let s = lock(&self.state);
+            if s.read_only {
+                return Err(SwitchyardError::new(
+                    ErrorName::StaleEpoch,
+                    "cannot execute INSERT in a read-only transaction",
+                ));
+            }
+            let mut staged: BTreeMap<String, StoredOrder> = BTreeMap::new();
+            let mut clock = s.clock;
+            let outcomes = deliveries
+                .iter()
+                .map(|d| {
+                    let fingerprint = d.order.fingerprint();
+                    match s.orders.get(&d.order.order_id).or_else(|| staged.get(&d.order.order_id)) {
+                        Some(held) if held.fingerprint == fingerprint => Applied::AlreadyPresent,
+                        Some(_) => Applied::Conflict,
+                        None => {
+                            clock += 1;
+                            staged.insert(
+                                d.order.order_id.clone(),
+                                StoredOrder {
+                                    fingerprint,
+                                    region: claim.writer.clone(),
+                                    epoch: claim.epoch,
+                                    message_id: d.message_id.to_owned(),
+                                    at: Timestamp::from_unix_millis(clock),
+                                },
+                            );
+                            Applied::Inserted
+                        }
+                    }
+                })
+                .collect::<Vec<_>>();
+            (outcomes, staged)
+        };
+        // The transaction is open here: the caller's last word decides.
+        still_current.await?;
+        let mut s = lock(&self.state);
+        s.clock += staged.len() as i64;
+        s.orders.extend(staged);
+        s.transactions += 1;
+        Ok(outcomes)
+    }
+
+    async fn presence(&self, orders: &[&Order]) -> PortResult<Vec<Presence>> {
+        self.available()?;
+        let s = lock(&self.state);
+        Ok(orders
+            .iter()
+            .map(|o| match s.orders.get(&o.order_id) {
+                None => Presence::Absent,
+                Some(held) if held.fingerprint == o.fingerprint() => Presence::Same,
+                Some(_) => Presence::Different,
+            })
+            .collect())
+    }
+
+    async fn first_applied(&self, region: &Region, epoch: WriterEpoch) -> PortResult<Option<FirstApplied>> {
+        self.available()?;
+        let s = lock(&self.state);
+        let under: Vec<&StoredOrder> = s.orders.values().filter(|o| o.region == *region && o.epoch == epoch).collect();
+        Ok(under.iter().map(|o| o.at).min().map(|at| FirstApplied { at, count: under.len() as u64 }))
+    }
+}
+
+/// The reference semantics of [`OrderRequeue`]: records every copy; can fail whole, or
+/// accept only the first few of a call.
+#[derive(Debug, Default)]
+pub struct InMemoryQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    copies: Vec<(String, String)>,
+    failing: Option<SwitchyardError>,
+    accept_at_most: Option<usize>,
+}
+
+impl InMemoryQueue {
+    /// (id of the original, body) of every accepted copy.
+    pub fn copies(&self) -> Vec<(String, String)> {
+        lock(&self.state).copies.clone()
+    }
+
+    pub fn set_failing(&self, e: Option<SwitchyardError>) {
+        lock(&self.state).failing = e;
+    }
+
+    /// Each call accepts only its first `n` messages (SQS batches can partly fail).
+    pub fn accept_at_most(&self, n: Option<usize>) {
+        lock(&self.state).accept_at_most = n;
+    }
+}
+
+impl OrderRequeue for InMemoryQueue {
+    async fn requeue(&self, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
+        let mut s = lock(&self.state);
+        if let Some(e) = &s.failing {
+            return Err(e.clone());
+        }
+        let n = s.accept_at_most.unwrap_or(messages.len()).min(messages.len());
+        let accepted: Vec<(String, String)> =
+            messages[..n].iter().map(|m| (m.message_id.to_owned(), m.body.to_owned())).collect();
+        s.copies.extend(accepted.iter().cloned());
+        Ok(accepted.into_iter().map(|(id, _)| id).collect())
+    }
+}
