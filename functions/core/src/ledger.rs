@@ -319,9 +319,93 @@ impl ExecutionLedger for InMemoryLedger {
     }
 }
 
+/// Behaviour every [`ExecutionLedger`] must show, checked against [`InMemoryLedger`] in this
+/// crate's tests and against the control table on DynamoDB in the integration tests. The
+/// ledger must start empty.
+pub mod contract {
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_800_000_000_000 + ms)
+    }
+
+    fn lock(owner: &str, incident: &str, acquired: i64) -> Lock {
+        Lock {
+            owner: owner.into(),
+            incident: incident.into(),
+            acquired_at: at(acquired),
+            expires_at: at(acquired + LOCK_TTL.as_millis() as i64),
+        }
+    }
+
+    fn check(what: &str, ok: bool) -> Result<(), String> {
+        if ok { Ok(()) } else { Err(what.to_owned()) }
+    }
+
+    pub async fn execution_ledger(ledger: &impl ExecutionLedger) -> Result<(), String> {
+        let e = |what: &'static str| move |err: SwitchyardError| format!("{what}: {err}");
+        // The lock: one holder per incident, a duplicate for the same incident, a refusal for
+        // another, taken over once expired, released only by its owner.
+        let a = lock("a", "epoch-1-to-us-east-2", 0);
+        check("a free lock is acquired", ledger.acquire(&a).await.map_err(e("acquire a"))? == LockOutcome::Acquired)?;
+        check(
+            "the owner takes its own lock again (a retried begin)",
+            ledger.acquire(&a).await.map_err(e("acquire a again"))? == LockOutcome::Acquired,
+        )?;
+        let same = ledger.acquire(&lock("b", "epoch-1-to-us-east-2", 1)).await.map_err(e("acquire b"))?;
+        check("the same incident is a duplicate", same == LockOutcome::Duplicate { owner: "a".into() })?;
+        let other = ledger.acquire(&lock("c", "epoch-2-to-us-east-1", 2)).await.map_err(e("acquire c"))?;
+        check(
+            "another incident is held off",
+            other == LockOutcome::HeldBy { owner: "a".into(), incident: "epoch-1-to-us-east-2".into() },
+        )?;
+        check("only the owner releases", !ledger.release("b").await.map_err(e("release b"))?)?;
+        let late = lock("d", "epoch-2-to-us-east-1", LOCK_TTL.as_millis() as i64 + 1);
+        check(
+            "an expired lock is taken over",
+            ledger.acquire(&late).await.map_err(e("acquire d"))? == LockOutcome::Acquired,
+        )?;
+        check("the expired owner releases nothing", !ledger.release("a").await.map_err(e("release a"))?)?;
+        check("the owner releases", ledger.release("d").await.map_err(e("release d"))?)?;
+        check(
+            "a released lock is free",
+            ledger.acquire(&lock("f", "x", 5)).await.map_err(e("acquire f"))? == LockOutcome::Acquired,
+        )?;
+        ledger.release("f").await.map_err(e("release f"))?;
+        // The last handover: an older one never replaces a newer one.
+        check("no handover yet", ledger.last_handover().await.map_err(e("last handover"))?.is_none())?;
+        let handover = |epoch: u64| HandoverRecord {
+            epoch: WriterEpoch(epoch),
+            writer: "us-east-2".parse().unwrap_or_else(|_| unreachable!("known region")),
+            at: at(epoch as i64),
+            execution: format!("x{epoch}"),
+            mode: FailoverMode::Unplanned,
+        };
+        ledger.record_handover(&handover(3)).await.map_err(e("record 3"))?;
+        ledger.record_handover(&handover(2)).await.map_err(e("record 2"))?;
+        let last = ledger.last_handover().await.map_err(e("last handover"))?;
+        check("an older handover never wins", last.map(|h| h.epoch) == Some(WriterEpoch(3)))?;
+        // Timelines: by execution, saved whole.
+        let r = |s: &str| s.parse::<Region>().unwrap_or_else(|_| unreachable!("known region"));
+        let mut t = Timeline::start("x3", "i", FailoverMode::Unplanned, r("us-east-1"), r("us-east-2"), at(0));
+        ledger.save_timeline(&t).await.map_err(e("save"))?;
+        t.finish(ExecutionStatus::Succeeded, at(9));
+        ledger.save_timeline(&t).await.map_err(e("save again"))?;
+        let read = ledger.timeline("x3").await.map_err(e("timeline"))?;
+        check("a timeline reads back as saved last", read.as_ref() == Some(&t))?;
+        check("an unknown execution has none", ledger.timeline("nope").await.map_err(e("timeline"))?.is_none())?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_memory_ledger_keeps_the_contract() {
+        crate::testing::now(contract::execution_ledger(&InMemoryLedger::default())).expect("contract");
+    }
 
     fn at(s: &str) -> Timestamp {
         s.parse().expect("timestamp")

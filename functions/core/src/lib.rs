@@ -37,4 +37,14 @@ pub(crate) mod testing {
     pub fn claim(epoch: u64, writer: &str) -> WriterClaim {
         WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
     }
+
+    /// Drives a future that never waits (an in-memory port) without an async runtime.
+    pub fn now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("an in-memory port must not wait"),
+        }
+    }
 }

@@ -9,7 +9,10 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Order, Region, ReplicationStatus, SwitchyardError, WriterClaim, WriterEpoch, order::Timestamp};
+use crate::{
+    FailoverMode, Order, Region, ReplicationLag, ReplicationStatus, SwitchyardError, WriterClaim, WriterEpoch,
+    order::Timestamp,
+};
 
 pub mod memory;
 
@@ -67,6 +70,26 @@ impl From<PortResult<WriterClaim>> for ClaimRead {
             Err(e) => ClaimRead::CannotProve(e),
         }
     }
+}
+
+/// Moves the writer role between the two regions' databases, step by step, each step
+/// idempotent (asking again after success is `Done`, while the engine works `InProgress`).
+/// The promoter runs every step in the region it promotes.
+pub trait PromotionEngine: Send + Sync {
+    /// How far `target` is behind `old`; `None` when it cannot be told.
+    fn lag(&self, old: &Region, target: &Region) -> impl Future<Output = PortResult<Option<ReplicationLag>>> + Send;
+    /// `target`'s lag judged from `target` alone, for when `old` does not answer; `None` when
+    /// the engine has no such figure.
+    fn lag_from_target(&self, target: &Region) -> impl Future<Output = PortResult<Option<ReplicationLag>>> + Send;
+    /// Makes `old` refuse writes (where it answers: `ServiceUnavailable` when it does not).
+    fn fence(&self, old: &Region) -> impl Future<Output = PortResult<StepState>> + Send;
+    /// Planned only: `Done` once `target` has replayed everything the fenced `old` wrote;
+    /// `NotReady` while `old` still accepts writes.
+    fn catch_up(&self, old: &Region, target: &Region) -> impl Future<Output = PortResult<StepState>> + Send;
+    /// Makes `target` the writer.
+    fn promote(&self, target: &Region, mode: FailoverMode) -> impl Future<Output = PortResult<StepState>> + Send;
+    /// Whether `target` accepts writes now (the epoch is bumped only to a writer that does).
+    fn accepts_writes(&self, target: &Region) -> impl Future<Output = PortResult<bool>> + Send;
 }
 
 /// The store of the writer claim: one linearizable store (see DESIGN: a majority-backed
@@ -213,17 +236,7 @@ pub mod contract {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::claim;
-
-    /// Drives a future that never waits (the in-memory port) without an async runtime.
-    fn now<F: Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("in-memory port must not wait"),
-        }
-    }
+    use crate::testing::{claim, now};
 
     #[test]
     fn an_older_epoch_never_wins() {

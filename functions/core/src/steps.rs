@@ -270,7 +270,7 @@ mod tests {
         }))
         .expect("typed");
         assert_eq!(steps.switched(), None);
-        assert_eq!(steps.first_order_applied().map(|t| t.to_string()).as_deref(), Some("2026-12-01T10:00:05Z"));
+        assert_eq!(steps.first_order_applied(), "2026-12-01T10:00:05Z".parse().ok());
         assert_eq!(StepsSoFar::default().switched(), None);
     }
 

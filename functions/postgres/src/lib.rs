@@ -11,6 +11,7 @@
 //! caller's secret store) wherever a [`PgAccess`] carries TLS; plain TCP otherwise, which
 //! [`PgEndpoint::config`] allows to loopback only (the sandbox's superuser connections).
 
+pub mod engine;
 pub mod heartbeat;
 mod migrate;
 pub mod orders;

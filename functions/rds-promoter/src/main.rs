@@ -4,44 +4,67 @@
 //!
 //! Database engine (`SWITCHYARD_DB_ENGINE`): `postgres` (the sandbox, self-managed
 //! PostgreSQL) or `aurora` (an Aurora Global Database, through the RDS and CloudWatch APIs of
-//! the region the function runs in). See `engine.rs`.
+//! the region the function runs in): `switchyard_postgres::engine`, `switchyard_aws::aurora_engine`.
 
-mod engine;
 mod ledger;
 mod promoter;
 
-use switchyard_aws::{control_table::ControlTable, deployment_sdk_config};
-use switchyard_core::SwitchyardError;
+use switchyard_aws::{aurora_engine::AuroraEngine, control_table::ControlTable, deployment_sdk_config};
+use switchyard_core::{SwitchyardError, ports::PromotionEngine};
+use switchyard_postgres::engine::PostgresEngine;
 
-use crate::{
-    engine::{Aurora, Engine},
-    promoter::{EngineConfig, Promoter, PromoterConfig},
-};
+use crate::promoter::{EngineConfig, Promoter, PromoterConfig};
+
+type Deployed<E> = Promoter<ControlTable, ControlTable, E>;
+
+/// The promoter as configured (`SWITCHYARD_DB_ENGINE`): one engine or the other.
+enum Built {
+    Postgres(Deployed<PostgresEngine>),
+    Aurora(Deployed<AuroraEngine>),
+}
 
 /// Built once per cold start; configuration problems are answered per invocation, by name.
-async fn promoter() -> Result<Promoter<ControlTable, ControlTable>, SwitchyardError> {
+async fn promoter() -> Result<Built, SwitchyardError> {
     let config = PromoterConfig::from_env()?;
     let d = &config.deployment;
     let sdk = deployment_sdk_config(d, &d.local_region).await?;
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
     let peer_sdk = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;
     let peer = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer_sdk), &config.control_table);
-    let engine = match &config.engine {
-        EngineConfig::Postgres(dbs) => Engine::Postgres(dbs.clone()),
-        EngineConfig::Aurora { global_cluster, cluster_arns } => Engine::Aurora(Aurora {
-            global_cluster: global_cluster.clone(),
-            cluster_arns: cluster_arns.clone(),
-            rds: aws_sdk_rds::Client::new(&sdk),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-        }),
-    };
-    Ok(Promoter::new(config, table.clone(), table, Some((peer.clone(), peer)), engine))
+    let peer = Some((peer.clone(), peer));
+    Ok(match config.engine.clone() {
+        EngineConfig::Postgres(endpoints) => {
+            Built::Postgres(Promoter::new(config, table.clone(), table, peer, PostgresEngine { endpoints }))
+        }
+        EngineConfig::Aurora { global_cluster, cluster_arns } => {
+            let engine = AuroraEngine {
+                global_cluster,
+                cluster_arns,
+                rds: aws_sdk_rds::Client::new(&sdk),
+                cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            };
+            Built::Aurora(Promoter::new(config, table.clone(), table, peer, engine))
+        }
+    })
+}
+
+async fn serve<E: PromotionEngine + Clone>(
+    built: Result<Deployed<E>, SwitchyardError>,
+) -> Result<(), lambda_runtime::Error> {
+    switchyard_lambda::serve_built(
+        "rds-promoter",
+        built,
+        |promoter, input| async move { promoter.handle_any(input).await },
+    )
+    .await
 }
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_built("rds-promoter", promoter().await, |promoter, input| async move {
-        promoter.handle_any(input).await
-    })
-    .await
+    match promoter().await {
+        Ok(Built::Postgres(p)) => serve(Ok(p)).await,
+        Ok(Built::Aurora(p)) => serve(Ok(p)).await,
+        // Answered per invocation; the engine type does not matter then.
+        Err(e) => serve::<PostgresEngine>(Err(e)).await,
+    }
 }

@@ -29,7 +29,7 @@ use switchyard_core::{
     config::{ConfigError, keys},
     ledger::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
     order::Timestamp,
-    ports::{ClaimStore, StepState},
+    ports::{ClaimStore, PromotionEngine, StepState},
     steps::{
         BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan, LagSource,
         PeerTableWrite, PromoteResult, PromoterAction, RecordResult, StepAnswer,
@@ -37,10 +37,7 @@ use switchyard_core::{
 };
 use switchyard_postgres::DbEndpoints;
 
-use crate::{
-    engine::Engine,
-    ledger::{self, BeginRequest, EndRequest},
-};
+use crate::ledger::{self, BeginRequest, EndRequest};
 
 /// Which database engine the promoter acts on, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,14 +176,16 @@ impl Request {
 /// on the failed region (static stability).
 const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The promoter of one region, over its ports: the writer claim `R`, the ledger `L` (both in
+/// this region's control table, and the peer's for `record`), and the database engine `E`.
 #[derive(Debug, Clone)]
-pub struct Promoter<R, L> {
+pub struct Promoter<R, L, E> {
     config: PromoterConfig,
     registry: R,
     ledger: L,
     /// The peer region's control table, written best effort by `record`.
     peer: Option<(R, L)>,
-    engine: Engine,
+    engine: E,
 }
 
 fn now_ms() -> u128 {
@@ -211,8 +210,8 @@ pub enum Answer {
     End(Box<EndAnswer>),
 }
 
-impl<R: ClaimStore, L: ExecutionLedger> Promoter<R, L> {
-    pub fn new(config: PromoterConfig, registry: R, ledger: L, peer: Option<(R, L)>, engine: Engine) -> Self {
+impl<R: ClaimStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
+    pub fn new(config: PromoterConfig, registry: R, ledger: L, peer: Option<(R, L)>, engine: E) -> Self {
         Promoter { config, registry, ledger, peer, engine }
     }
 
@@ -461,6 +460,184 @@ mod tests {
         }
     }
 
+    /// The promoter's steps over the in-memory twins of its ports: the flows a state machine
+    /// runs, and each refusal, without a database or a control table.
+    mod flow {
+        use switchyard_core::{
+            WriterClaim,
+            ledger::InMemoryLedger,
+            ports::{InMemoryClaimStore, memory::InMemoryEngine},
+        };
+
+        use super::*;
+
+        type Twin = Promoter<InMemoryClaimStore, InMemoryLedger, InMemoryEngine>;
+
+        fn region(s: &str) -> Region {
+            s.parse().expect("region")
+        }
+
+        /// The promoter of us-east-2; us-east-1 writes at epoch 1.
+        fn promoter() -> Twin {
+            let endpoints = r#"{"us-east-1":{"host":"127.0.0.1","port":1,"user":"u","dbname":"d"},"us-east-2":{"host":"127.0.0.1","port":2,"user":"u","dbname":"d"}}"#;
+            let config = PromoterConfig::from_lookup(env(&[
+                (keys::ENVIRONMENT, "t"),
+                (keys::LOCAL_REGION, "us-east-2"),
+                (keys::PRIMARY_REGION, "us-east-1"),
+                (keys::STANDBY_REGION, "us-east-2"),
+                (keys::CONTROL_TABLE, "t-control"),
+                (keys::DB_ENDPOINTS, endpoints),
+            ]))
+            .expect("config");
+            let claim = WriterClaim { epoch: WriterEpoch(1), writer: region("us-east-1") };
+            let peer = (InMemoryClaimStore::new(claim.clone()), InMemoryLedger::default());
+            let engine = InMemoryEngine::new(&region("us-east-1"), &region("us-east-2"));
+            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), Some(peer), engine)
+        }
+
+        async fn step(p: &Twin, action: PromoterAction, mode: FailoverMode, allow: bool) -> Result<Answer, ErrorName> {
+            let req = PromoteRequest {
+                action,
+                target_region: region("us-east-2"),
+                mode,
+                expected_epoch: WriterEpoch(1),
+                allow_data_loss: allow,
+                execution: None,
+            };
+            p.handle(req).await.map_err(|e| e.name)
+        }
+
+        fn state(a: &Answer) -> Option<StepState> {
+            match a {
+                Answer::CatchUp(x) => Some(x.result.state),
+                Answer::Promote(x) => Some(x.result.state),
+                Answer::Record(x) => Some(x.result.state),
+                _ => None,
+            }
+        }
+
+        fn lag(seconds: f64) -> switchyard_core::ports::PortResult<Option<switchyard_core::ReplicationLag>> {
+            Ok(Some(switchyard_core::ReplicationLag { bytes: 1, seconds }))
+        }
+
+        #[tokio::test]
+        async fn a_planned_switchover_polls_to_the_end_and_a_rerun_changes_nothing() {
+            use PromoterAction::*;
+            let p = promoter();
+            p.engine.set_polls(1, 1);
+            let planned = FailoverMode::Planned;
+            let Ok(Answer::Gate(g)) = step(&p, Gate, planned, false).await else { panic!("gate") };
+            assert_eq!((g.result.handover, g.result.lag_measured_from), (HandoverPlan::Bump, Some(LagSource::Both)));
+            assert!(
+                matches!(step(&p, Fence, planned, false).await, Ok(Answer::Fence(f)) if f.result.state == FenceState::Done)
+            );
+            assert!(p.engine.node(&region("us-east-1")).is_some_and(|n| n.fenced));
+            let polls = [CatchUp, CatchUp, Promote, Promote];
+            let mut states = Vec::new();
+            for a in polls {
+                states.push(state(&step(&p, a, planned, false).await.expect("step")));
+            }
+            use StepState::{Done, InProgress};
+            assert_eq!(states, [Some(InProgress), Some(Done), Some(InProgress), Some(Done)]);
+            let Ok(Answer::Record(r)) = step(&p, Record, planned, false).await else { panic!("record") };
+            assert!(
+                r.result.changed
+                    && r.result.claim.epoch == WriterEpoch(2)
+                    && r.result.claim.writer == region("us-east-2")
+            );
+            assert_eq!(r.result.peer_table.map(|t| t.updated), Some(true));
+            let peer = &p.peer.as_ref().expect("peer").0;
+            assert_eq!(peer.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(2)));
+            assert_eq!(p.ledger.last_handover().await.ok().flatten().map(|h| h.epoch), Some(WriterEpoch(2)));
+            // The same execution again (a retried state machine): nothing moves twice.
+            let Ok(Answer::Gate(g)) = step(&p, Gate, planned, false).await else { panic!("gate") };
+            assert_eq!(g.result.handover, HandoverPlan::AlreadyDone);
+            let Ok(Answer::CatchUp(c)) = step(&p, CatchUp, planned, false).await else { panic!("catch up") };
+            assert_eq!(c.result.handover, HandoverPlan::AlreadyDone);
+            assert_eq!(state(&step(&p, Promote, planned, false).await.expect("promote")), Some(Done));
+            let Ok(Answer::Record(r)) = step(&p, Record, planned, false).await else { panic!("record") };
+            assert!(!r.result.changed);
+            assert_eq!(p.engine.promotions_started(), 1, "a finished promotion was started again");
+        }
+
+        #[tokio::test]
+        async fn an_unplanned_failover_goes_on_without_the_old_writer() {
+            use PromoterAction::*;
+            let p = promoter();
+            p.engine.set_reachable(&region("us-east-1"), false);
+            p.engine.set_lag_from_target(lag(5.0));
+            let unplanned = FailoverMode::Unplanned;
+            let Ok(Answer::Gate(g)) = step(&p, Gate, unplanned, false).await else { panic!("gate") };
+            assert_eq!(g.result.lag_measured_from, Some(LagSource::Target), "the replica alone bounds the lag");
+            let Ok(Answer::Fence(f)) = step(&p, Fence, unplanned, false).await else { panic!("fence") };
+            assert_eq!((f.result.state, f.result.fenced), (FenceState::Unreachable, None));
+            assert_eq!(step(&p, CatchUp, unplanned, false).await.err(), Some(ErrorName::InvalidInput));
+            assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
+            let Ok(Answer::Record(r)) = step(&p, Record, unplanned, false).await else { panic!("record") };
+            assert_eq!(r.result.claim.writer, region("us-east-2"));
+        }
+
+        #[tokio::test]
+        async fn the_gate_refuses_what_it_must() {
+            use FailoverMode::{Planned, Unplanned};
+            // (lag with both answering, old writer reachable, lag from the target, mode,
+            //  allowDataLoss, expected)
+            let table: [(_, bool, _, _, bool, Result<bool, ErrorName>); 7] = [
+                (lag(10.0), true, lag(0.0), Unplanned, false, Ok(false)),
+                (lag(90.0), true, lag(0.0), Unplanned, false, Err(ErrorName::LagAboveBudget)),
+                (lag(90.0), true, lag(0.0), Unplanned, true, Ok(true)),
+                (Ok(None), true, lag(0.0), Unplanned, false, Err(ErrorName::LagAboveBudget)),
+                (lag(0.0), false, Ok(None), Unplanned, false, Err(ErrorName::LagAboveBudget)),
+                // A planned switchover needs the writer it drains.
+                (lag(0.0), false, lag(0.0), Planned, false, Err(ErrorName::ServiceUnavailable)),
+                // Planned never loses data, whatever the lag: the catch-up waits for it.
+                (lag(90.0), true, lag(0.0), Planned, false, Ok(false)),
+            ];
+            for (i, (both, reachable, target, mode, allow, expected)) in table.into_iter().enumerate() {
+                let p = promoter();
+                p.engine.set_lag(both);
+                p.engine.set_reachable(&region("us-east-1"), reachable);
+                p.engine.set_lag_from_target(target);
+                let got = step(&p, PromoterAction::Gate, mode, allow).await.map(|a| match a {
+                    Answer::Gate(g) => g.result.gate.is_some_and(|d| d.data_loss_accepted),
+                    other => panic!("row {i}: {other:?}"),
+                });
+                assert_eq!(got, expected, "row {i}");
+            }
+        }
+
+        #[tokio::test]
+        async fn nothing_is_recorded_before_the_target_writes_nor_from_a_stale_view() {
+            let p = promoter();
+            assert_eq!(
+                step(&p, PromoterAction::Record, FailoverMode::Unplanned, false).await.err(),
+                Some(ErrorName::NotReady)
+            );
+            assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)));
+            // Another handover won meanwhile: every step of this one is stale.
+            p.registry.set(WriterClaim { epoch: WriterEpoch(3), writer: region("us-east-1") });
+            for action in [PromoterAction::Gate, PromoterAction::Record] {
+                assert_eq!(step(&p, action, FailoverMode::Unplanned, false).await.err(), Some(ErrorName::StaleEpoch));
+            }
+        }
+
+        #[tokio::test]
+        async fn the_cooldown_holds_back_automatic_failover_only() {
+            let p = promoter();
+            let recent = HandoverRecord {
+                epoch: WriterEpoch(1),
+                writer: region("us-east-1"),
+                at: Timestamp::now(),
+                execution: "failback".into(),
+                mode: FailoverMode::Planned,
+            };
+            p.ledger.record_handover(&recent).await.expect("recorded");
+            let unplanned = step(&p, PromoterAction::Gate, FailoverMode::Unplanned, false).await;
+            assert_eq!(unplanned.err(), Some(ErrorName::CooldownActive));
+            assert!(step(&p, PromoterAction::Gate, FailoverMode::Planned, false).await.is_ok());
+        }
+    }
+
     mod aurora {
         use aws_sdk_cloudwatch::{operation::get_metric_data::GetMetricDataOutput, types::MetricDataResult};
         use aws_sdk_rds::{
@@ -473,8 +650,9 @@ mod tests {
         use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
         use switchyard_core::{WriterClaim, ledger::InMemoryLedger, ports::InMemoryClaimStore};
 
+        use switchyard_aws::aurora_engine::AuroraEngine;
+
         use super::*;
-        use crate::engine::{Aurora, Engine};
 
         const EAST1: &str = "arn:aws:rds:us-east-1:123456789012:cluster:switchyard-prod-us-east-1";
         const EAST2: &str = "arn:aws:rds:us-east-2:123456789012:cluster:switchyard-prod-us-east-2";
@@ -520,15 +698,15 @@ mod tests {
             })
         }
 
-        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryClaimStore, InMemoryLedger> {
+        fn promoter(rds: &[&Rule], cloudwatch: &[&Rule]) -> Promoter<InMemoryClaimStore, InMemoryLedger, AuroraEngine> {
             let config = config();
             let EngineConfig::Aurora { global_cluster, cluster_arns } = config.engine.clone() else { panic!("aurora") };
-            let engine = Engine::Aurora(Aurora {
+            let engine = AuroraEngine {
                 global_cluster,
                 cluster_arns,
                 rds: mock_client!(aws_sdk_rds, RuleMode::MatchAny, rds),
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
-            });
+            };
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
             Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), None, engine)
         }

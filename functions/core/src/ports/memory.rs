@@ -7,9 +7,12 @@ use std::{
 };
 
 use super::{
-    Applied, ClaimRead, ClaimStore, Delivery, FirstApplied, OrderRequeue, OrderStore, PortResult, Presence, Requeue,
+    Applied, ClaimRead, ClaimStore, Delivery, FirstApplied, OrderRequeue, OrderStore, PortResult, Presence,
+    PromotionEngine, Requeue, StepState,
 };
-use crate::{ErrorName, Order, Region, SwitchyardError, WriterClaim, WriterEpoch, order::Timestamp};
+use crate::{
+    ErrorName, FailoverMode, Order, Region, ReplicationLag, SwitchyardError, WriterClaim, WriterEpoch, order::Timestamp,
+};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -285,5 +288,167 @@ impl OrderRequeue for InMemoryQueue {
             messages[..n].iter().map(|m| (m.message_id.to_owned(), m.body.to_owned())).collect();
         s.copies.extend(accepted.iter().cloned());
         Ok(accepted.into_iter().map(|(id, _)| id).collect())
+    }
+}
+
+/// One region's database as [`InMemoryEngine`] holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineNode {
+    pub writer: bool,
+    pub fenced: bool,
+    pub reachable: bool,
+}
+
+/// The reference semantics of [`PromotionEngine`]: two databases, one writing, with settable
+/// lag, reachability and how many polls promotion and catch-up take.
+#[derive(Debug)]
+pub struct InMemoryEngine {
+    state: Mutex<EngineState>,
+}
+
+#[derive(Debug)]
+struct EngineState {
+    nodes: BTreeMap<Region, EngineNode>,
+    lag: PortResult<Option<ReplicationLag>>,
+    lag_from_target: PortResult<Option<ReplicationLag>>,
+    /// Polls a promotion answers `InProgress` before it is done.
+    promote_polls: u32,
+    /// Polls a catch-up answers `InProgress` before it is done.
+    catch_up_polls: u32,
+    promotions_started: u32,
+    promotion_running: bool,
+}
+
+impl InMemoryEngine {
+    /// `writer` writes, `replica` replays it, no lag, every step done at once.
+    pub fn new(writer: &Region, replica: &Region) -> Self {
+        let node = |writer| EngineNode { writer, fenced: false, reachable: true };
+        let nodes = BTreeMap::from([(writer.clone(), node(true)), (replica.clone(), node(false))]);
+        let zero = Ok(Some(ReplicationLag { bytes: 0, seconds: 0.0 }));
+        InMemoryEngine {
+            state: Mutex::new(EngineState {
+                nodes,
+                lag: zero.clone(),
+                lag_from_target: zero,
+                promote_polls: 0,
+                catch_up_polls: 0,
+                promotions_started: 0,
+                promotion_running: false,
+            }),
+        }
+    }
+
+    pub fn node(&self, region: &Region) -> Option<EngineNode> {
+        lock(&self.state).nodes.get(region).copied()
+    }
+
+    pub fn set_reachable(&self, region: &Region, reachable: bool) {
+        if let Some(n) = lock(&self.state).nodes.get_mut(region) {
+            n.reachable = reachable;
+        }
+    }
+
+    /// What `lag` answers while both databases answer.
+    pub fn set_lag(&self, lag: PortResult<Option<ReplicationLag>>) {
+        lock(&self.state).lag = lag;
+    }
+
+    /// What `lag_from_target` answers while the target answers.
+    pub fn set_lag_from_target(&self, lag: PortResult<Option<ReplicationLag>>) {
+        lock(&self.state).lag_from_target = lag;
+    }
+
+    pub fn set_polls(&self, promote: u32, catch_up: u32) {
+        let mut s = lock(&self.state);
+        (s.promote_polls, s.catch_up_polls) = (promote, catch_up);
+    }
+
+    /// How many promotions were started (a finished one must never start again).
+    pub fn promotions_started(&self) -> u32 {
+        lock(&self.state).promotions_started
+    }
+}
+
+fn unreachable_node(region: &Region) -> SwitchyardError {
+    SwitchyardError::new(ErrorName::ServiceUnavailable, format!("the database in {region} does not answer"))
+}
+
+impl EngineState {
+    fn answering(&mut self, region: &Region) -> PortResult<&mut EngineNode> {
+        match self.nodes.get_mut(region) {
+            Some(n) if n.reachable => Ok(n),
+            Some(_) => Err(unreachable_node(region)),
+            None => Err(SwitchyardError::new(ErrorName::MissingConfig, format!("no database in {region}"))),
+        }
+    }
+}
+
+impl PromotionEngine for InMemoryEngine {
+    async fn lag(&self, old: &Region, target: &Region) -> PortResult<Option<ReplicationLag>> {
+        let mut s = lock(&self.state);
+        s.answering(old)?;
+        s.answering(target)?;
+        s.lag.clone()
+    }
+
+    async fn lag_from_target(&self, target: &Region) -> PortResult<Option<ReplicationLag>> {
+        let mut s = lock(&self.state);
+        s.answering(target)?;
+        s.lag_from_target.clone()
+    }
+
+    async fn fence(&self, old: &Region) -> PortResult<StepState> {
+        let mut s = lock(&self.state);
+        let node = s.answering(old)?;
+        if node.writer {
+            node.fenced = true;
+        }
+        Ok(StepState::Done)
+    }
+
+    async fn catch_up(&self, old: &Region, target: &Region) -> PortResult<StepState> {
+        let mut s = lock(&self.state);
+        let writes = {
+            let n = s.answering(old)?;
+            n.writer && !n.fenced
+        };
+        s.answering(target)?;
+        if writes {
+            return Err(SwitchyardError::new(
+                ErrorName::NotReady,
+                format!("{old} still accepts writes: fence it first"),
+            ));
+        }
+        if s.catch_up_polls > 0 {
+            s.catch_up_polls -= 1;
+            return Ok(StepState::InProgress);
+        }
+        Ok(StepState::Done)
+    }
+
+    async fn promote(&self, target: &Region, _mode: FailoverMode) -> PortResult<StepState> {
+        let mut s = lock(&self.state);
+        if s.answering(target)?.writer {
+            return Ok(StepState::Done);
+        }
+        if !s.promotion_running {
+            s.promotion_running = true;
+            s.promotions_started += 1;
+        }
+        if s.promote_polls > 0 {
+            s.promote_polls -= 1;
+            return Ok(StepState::InProgress);
+        }
+        s.promotion_running = false;
+        // Promotion lifts a fence the replica inherited.
+        let node = s.answering(target)?;
+        (node.writer, node.fenced) = (true, false);
+        Ok(StepState::Done)
+    }
+
+    async fn accepts_writes(&self, target: &Region) -> PortResult<bool> {
+        let mut s = lock(&self.state);
+        let n = s.answering(target)?;
+        Ok(n.writer && !n.fenced)
     }
 }
