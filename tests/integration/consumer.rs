@@ -17,7 +17,7 @@ use switchyard_sandbox::{
     Sandbox,
     event_source::{OrdersEventSource, Poll},
 };
-use switchyard_tests::{eventually, finish_own, own_sandbox, sandbox_trial, trial};
+use switchyard_tests::{eventually, own_sandbox_trial, sandbox_trial};
 
 use crate::promoter::{ok, request, until_done};
 
@@ -32,8 +32,12 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(tls_and_secret(sb))
         }),
         sandbox_trial("consumer::an_outage_never_moves_a_valid_order_into_the_dlq", |sb| Box::pin(outage(sb))),
-        trial("consumer::after_a_failover_every_acknowledged_order_is_applied_once", || Box::pin(failover()))
-            .with_kind("sandbox"),
+        own_sandbox_trial(
+            "consumer::after_a_failover_every_acknowledged_order_is_applied_once",
+            "consumer-failover",
+            |sb| Box::pin(failover_in(sb)),
+        )
+        .with_kind("sandbox"),
     ]
 }
 
@@ -313,12 +317,6 @@ async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(dlq_depth == 0, "a valid order reached the DLQ");
     ensure!(copies == [true], "expected the re-enqueued copy on the queue, found {copies:?}");
     Ok(())
-}
-
-async fn failover() -> anyhow::Result<()> {
-    let sb = own_sandbox("consumer-failover").await?;
-    let outcome = failover_in(&sb).await;
-    finish_own(sb, outcome)
 }
 
 /// Orders keep arriving through a regional outage: some applied and replicated, some applied

@@ -15,31 +15,20 @@ use libtest_mimic::Trial;
 use switchyard_core::ports::{DatabasePromoter, ReplicationMonitor, StepState};
 use switchyard_postgres::{PgNode, catch_up, pair_lag};
 use switchyard_sandbox::Sandbox;
-use switchyard_tests::{eventually, finish_own, own_sandbox, trial};
+use switchyard_tests::{eventually, own_sandbox_trial};
 use tokio_postgres::error::SqlState;
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("failover::planned_switchover_loses_no_acknowledged_row", || Box::pin(planned_switchover())),
-        trial("failover::unplanned_failover_counts_lost_rows_and_fences_the_returning_writer", || {
-            Box::pin(unplanned_failover())
+        own_sandbox_trial("failover::planned_switchover_loses_no_acknowledged_row", "switchover", |sb| {
+            Box::pin(planned(sb))
         }),
+        own_sandbox_trial(
+            "failover::unplanned_failover_counts_lost_rows_and_fences_the_returning_writer",
+            "failover",
+            |sb| Box::pin(unplanned(sb)),
+        ),
     ]
-    .into_iter()
-    .map(|t| t.with_kind("sandbox"))
-    .collect()
-}
-
-async fn planned_switchover() -> anyhow::Result<()> {
-    let sb = own_sandbox("switchover").await?;
-    let outcome = planned(&sb).await;
-    finish_own(sb, outcome)
-}
-
-async fn unplanned_failover() -> anyhow::Result<()> {
-    let sb = own_sandbox("failover").await?;
-    let outcome = unplanned(&sb).await;
-    finish_own(sb, outcome)
 }
 
 /// Polls an idempotent step until it reports `Done`.

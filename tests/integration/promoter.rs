@@ -16,14 +16,16 @@ use switchyard_sandbox::{
     lambda::{self, Invocation, LambdaService},
     postgres, process,
 };
-use switchyard_tests::{finish_own, own_sandbox, sandbox_trial, trial};
+use switchyard_tests::{own_sandbox_trial, sandbox_trial};
 
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("promoter::planned_switchover_through_the_function", || Box::pin(planned_switchover()))
-            .with_kind("sandbox"),
-        trial("promoter::unplanned_failover_after_a_crash_through_the_function", || Box::pin(unplanned_failover()))
-            .with_kind("sandbox"),
+        own_sandbox_trial("promoter::planned_switchover_through_the_function", "promoter", |sb| Box::pin(planned(sb))),
+        own_sandbox_trial(
+            "promoter::unplanned_failover_after_a_crash_through_the_function",
+            "promoter-unplanned",
+            |sb| Box::pin(unplanned(sb)),
+        ),
         sandbox_trial("promoter::lag_gate_refuses_unplanned_failover_unless_data_loss_is_allowed", |sb| {
             Box::pin(lag_gate(sb))
         }),
@@ -58,18 +60,6 @@ pub(crate) async fn until_done(service: &LambdaService, payload: Value) -> anyho
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("{payload} never reported done")
-}
-
-async fn planned_switchover() -> anyhow::Result<()> {
-    let sb = own_sandbox("promoter").await?;
-    let outcome = planned(&sb).await;
-    finish_own(sb, outcome)
-}
-
-async fn unplanned_failover() -> anyhow::Result<()> {
-    let sb = own_sandbox("promoter-unplanned").await?;
-    let outcome = unplanned(&sb).await;
-    finish_own(sb, outcome)
 }
 
 /// The writer's region is gone: its lag cannot be measured, so the gate wants an explicit

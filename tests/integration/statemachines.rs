@@ -17,38 +17,33 @@ use switchyard_sandbox::{
     process,
     runner::{Execution, Start, Timing, execute},
 };
-use switchyard_tests::{finish_own, own_sandbox, trial};
+use switchyard_tests::own_sandbox_trial;
 
 use crate::{
     consumer::{order, publish},
     promoter::{one_second_budget, replica_behind},
 };
 
-/// Runs `test` on a sandbox of its own (every test here moves roles), stopped afterwards.
-macro_rules! own {
-    ($name:expr, $test:ident) => {
-        async {
-            let sb = own_sandbox($name).await?;
-            let outcome = $test(&sb).await;
-            finish_own(sb, outcome)
-        }
-    };
-}
-
 pub fn trials() -> Vec<Trial> {
     vec![
-        trial("statemachines::failover_happy_path_leaves_a_timeline", || Box::pin(own!("sm-happy", happy_failover))),
-        trial("statemachines::the_lag_gate_stops_an_unplanned_failover", || Box::pin(own!("sm-gate", lag_gate))),
-        trial("statemachines::a_transient_promoter_error_is_retried", || Box::pin(own!("sm-retry", transient))),
-        trial("statemachines::a_fatal_error_is_caught_releases_the_lock_and_notifies", || {
-            Box::pin(own!("sm-fatal", fatal))
+        own_sandbox_trial("statemachines::failover_happy_path_leaves_a_timeline", "sm-happy", |sb| {
+            Box::pin(happy_failover(sb))
         }),
-        trial("statemachines::cooldown_refuses_a_second_failover", || Box::pin(own!("sm-cool", cooldown))),
-        trial("statemachines::concurrent_starts_for_one_incident_do_the_work_once", || {
-            Box::pin(own!("sm-storm", storm))
+        own_sandbox_trial("statemachines::the_lag_gate_stops_an_unplanned_failover", "sm-gate", |sb| {
+            Box::pin(lag_gate(sb))
         }),
-        trial("statemachines::switchover_then_failback_restores_the_layout", || {
-            Box::pin(own!("sm-switch", switchover_and_back))
+        own_sandbox_trial("statemachines::a_transient_promoter_error_is_retried", "sm-retry", |sb| {
+            Box::pin(transient(sb))
+        }),
+        own_sandbox_trial("statemachines::a_fatal_error_is_caught_releases_the_lock_and_notifies", "sm-fatal", |sb| {
+            Box::pin(fatal(sb))
+        }),
+        own_sandbox_trial("statemachines::cooldown_refuses_a_second_failover", "sm-cool", |sb| Box::pin(cooldown(sb))),
+        own_sandbox_trial("statemachines::concurrent_starts_for_one_incident_do_the_work_once", "sm-storm", |sb| {
+            Box::pin(storm(sb))
+        }),
+        own_sandbox_trial("statemachines::switchover_then_failback_restores_the_layout", "sm-switch", |sb| {
+            Box::pin(switchover_and_back(sb))
         }),
     ]
 }

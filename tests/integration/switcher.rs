@@ -13,13 +13,12 @@ use switchyard_sandbox::{
     Sandbox,
     lambda::{Invocation, LambdaService},
 };
-use switchyard_tests::{finish_own, own_sandbox, trial};
+use switchyard_tests::own_sandbox_trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![
-        trial("switcher::both_modes_move_traffic_only_to_the_recorded_writer", || Box::pin(both_modes()))
-            .with_kind("sandbox"),
-    ]
+    vec![own_sandbox_trial("switcher::both_modes_move_traffic_only_to_the_recorded_writer", "switcher", |sb| {
+        Box::pin(switch(sb))
+    })]
 }
 
 async fn invoke(service: &LambdaService, payload: Value) -> anyhow::Result<Result<Value, String>> {
@@ -27,12 +26,6 @@ async fn invoke(service: &LambdaService, payload: Value) -> anyhow::Result<Resul
         Invocation::Ok(v) => Ok(v),
         Invocation::FunctionError { error_type, .. } => Err(error_type),
     })
-}
-
-async fn both_modes() -> anyhow::Result<()> {
-    let sb = own_sandbox("switcher").await?;
-    let outcome = switch(&sb).await;
-    finish_own(sb, outcome)
 }
 
 async fn switch(sb: &Sandbox) -> anyhow::Result<()> {

@@ -59,6 +59,23 @@ pub fn finish_own(sb: Sandbox, outcome: anyhow::Result<()>) -> anyhow::Result<()
     stopped
 }
 
+/// A test on a sandbox of its own (for tests that change roles: promote, crash, fence),
+/// started under `instance` and stopped whatever the test's outcome (its error reported first).
+pub type OwnSandboxTest = for<'a> fn(&'a Sandbox) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+pub fn own_sandbox_trial(name: &str, instance: &'static str, test: OwnSandboxTest) -> Trial {
+    Trial::test(name, move || {
+        runtime()
+            .block_on(async {
+                let sb = own_sandbox(instance).await?;
+                let outcome = test(&sb).await;
+                finish_own(sb, outcome)
+            })
+            .map_err(|e| Failed::from(format!("{e:#}")))
+    })
+    .with_kind("sandbox")
+}
+
 /// A test that needs the sandbox.
 pub fn sandbox_trial(name: &str, test: fn(&'static Sandbox) -> TestFuture) -> Trial {
     Trial::test(name, move || {

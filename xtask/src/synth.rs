@@ -1,6 +1,7 @@
 //! `cargo xtask synth`: the CloudFormation templates of a deployment, emitted by
-//! `switchyard-stacks` from the model, and the committed reference set (`infra/templates/`)
-//! that a test keeps current.
+//! `switchyard-stacks` from the model, and what is committed from the model, which a test
+//! keeps current: the reference templates (`infra/templates/`) and the configuration
+//! reference (`docs/configuration.md`).
 
 use std::path::{Path, PathBuf};
 
@@ -78,10 +79,19 @@ pub fn write(d: &Deployment, dir: &Path) -> Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// Every committed template that differs from what the model emits now (or is missing, or
-/// should not be there), by path.
+/// The generated configuration reference.
+pub fn configuration_reference_path() -> PathBuf {
+    repo_root().join("docs/configuration.md")
+}
+
+/// Every committed template (and the configuration reference) that differs from what the
+/// model emits now (or is missing, or should not be there), by path.
 pub fn stale() -> Result<Vec<String>> {
     let mut stale = Vec::new();
+    let reference = configuration_reference_path();
+    if std::fs::read_to_string(&reference).ok() != Some(switchyard_model::configuration_reference()) {
+        stale.push(reference.display().to_string());
+    }
     for (d, dir) in reference_sets() {
         let emitted = emit(&d)?;
         for e in &emitted {
@@ -109,9 +119,11 @@ pub fn reference(check: bool) -> Result<()> {
         if !stale.is_empty() {
             bail!("the committed templates are stale (run `cargo xtask synth`): {}", stale.join(", "));
         }
-        println!("infra/templates is current");
+        println!("infra/templates and docs/configuration.md are current");
         return Ok(());
     }
+    std::fs::write(configuration_reference_path(), switchyard_model::configuration_reference())?;
+    println!("docs/configuration.md");
     for (d, dir) in reference_sets() {
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;

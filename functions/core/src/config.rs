@@ -11,64 +11,80 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ErrorName, Region, RegionPair, RpoBudget, SwitchyardError};
 
-/// Environment variable names.
-pub mod keys {
-    /// Set by Lambda itself: the region the function runs in.
-    pub const LOCAL_REGION: &str = "AWS_REGION";
-    /// Deployment name suffix, e.g. `prod` or `sandbox` (lowercase letters, digits, `-`).
-    pub const ENVIRONMENT: &str = "SWITCHYARD_ENV";
-    pub const PRIMARY_REGION: &str = "SWITCHYARD_PRIMARY_REGION";
-    pub const STANDBY_REGION: &str = "SWITCHYARD_STANDBY_REGION";
-    /// Whole seconds; defaults to [`super::DEFAULT_RPO_BUDGET_SECONDS`].
-    pub const RPO_BUDGET_SECONDS: &str = "SWITCHYARD_RPO_BUDGET_SECONDS";
-    /// Only in the sandbox: the loopback URL of the AWS API emulator. Absent in AWS.
-    pub const AWS_ENDPOINT_URL: &str = "SWITCHYARD_AWS_ENDPOINT_URL";
-    /// The region's control table (writer claim, lock, timelines).
-    pub const CONTROL_TABLE: &str = "SWITCHYARD_CONTROL_TABLE";
-    /// Orders per hour the platform expects; turns lag into orders at risk. Default 10,000.
-    pub const ORDERS_PER_HOUR: &str = "SWITCHYARD_ORDERS_PER_HOUR";
-    /// JSON map region → PostgreSQL endpoint (`{"host","port","user","dbname"}`) of each
-    /// region's database, for functions that act on databases directly.
-    pub const DB_ENDPOINTS: &str = "SWITCHYARD_DB_ENDPOINTS";
-    /// rds-promoter's engine: `postgres` (default) or `aurora`.
-    pub const DB_ENGINE: &str = "SWITCHYARD_DB_ENGINE";
-    /// Aurora: the global cluster identifier.
-    pub const GLOBAL_CLUSTER: &str = "SWITCHYARD_GLOBAL_CLUSTER";
-    /// Aurora: JSON map region → regional cluster ARN.
-    pub const DB_CLUSTER_ARNS: &str = "SWITCHYARD_DB_CLUSTER_ARNS";
-    /// The Route 53 hosted zone of the API record (an id AWS assigns: a stack output).
-    pub const HOSTED_ZONE_ID: &str = "SWITCHYARD_HOSTED_ZONE_ID";
-    /// The name clients resolve, e.g. `api.trading.example.com`.
-    pub const API_RECORD: &str = "SWITCHYARD_API_RECORD";
-    /// How dns-switcher moves traffic: `health-check` (default) or `records`.
-    pub const DNS_MODE: &str = "SWITCHYARD_DNS_MODE";
-    /// order-consumer: the Secrets Manager secret (id or ARN, in the function's region) with the
-    /// database `username` and `password`. Required unless the database is on loopback.
-    pub const DB_SECRET_ID: &str = "SWITCHYARD_DB_SECRET_ID";
-    /// order-consumer: path of the PEM CA bundle that signs the database's certificate (the
-    /// RDS bundle in AWS). Set → TLS required; required unless the database is on loopback.
-    pub const DB_CA_BUNDLE: &str = "SWITCHYARD_DB_CA_BUNDLE";
-    /// The region's orders queue URL (order-consumer re-enqueues there; see its docs).
-    pub const ORDERS_QUEUE_URL: &str = "SWITCHYARD_ORDERS_QUEUE_URL";
-    /// The orders queue's `maxReceiveCount` (its redrive policy); the consumer re-enqueues a
-    /// valid order before its last receive, so an outage never moves one into the DLQ.
-    pub const ORDERS_MAX_RECEIVES: &str = "SWITCHYARD_ORDERS_MAX_RECEIVES";
-    /// health-probe: seconds between probe rounds; 10, 30 or a multiple of 60 (the periods a
-    /// high-resolution CloudWatch alarm can evaluate). Default 10.
-    pub const PROBE_INTERVAL_SECONDS: &str = "SWITCHYARD_PROBE_INTERVAL_SECONDS";
-    /// health-probe: rounds per invocation (the schedule invokes once a minute). Default 6.
-    pub const PROBE_ROUNDS: &str = "SWITCHYARD_PROBE_ROUNDS";
-    /// health-probe: JSON map region → URL of the platform's regional `/health` endpoint.
-    /// Optional: without it no endpoint is probed (the sandbox has no trading API).
-    pub const HEALTH_URLS: &str = "SWITCHYARD_HEALTH_URLS";
-    /// health-probe: its database secret (as [`DB_SECRET_ID`] is the consumer's).
-    pub const PROBE_DB_SECRET_ID: &str = "SWITCHYARD_PROBE_DB_SECRET_ID";
-    /// readiness-tester: its database secret.
-    pub const READINESS_DB_SECRET_ID: &str = "SWITCHYARD_READINESS_DB_SECRET_ID";
-    /// readiness-tester: the SNS topic (ARN, in its region) told when readiness changes.
-    pub const ALERTS_TOPIC_ARN: &str = "SWITCHYARD_ALERTS_TOPIC_ARN";
-    /// Whole seconds without automatic failover after a handover (rds-promoter); default 3600.
-    pub const FAILOVER_COOLDOWN_SECONDS: &str = "SWITCHYARD_FAILOVER_COOLDOWN_SECONDS";
+/// One environment variable the functions read: its name, who reads it, what it means. The
+/// configuration reference (`docs/configuration.md`) is generated from [`keys::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub read_by: &'static str,
+    pub meaning: &'static str,
+}
+
+macro_rules! keys {
+    ($( $(#[$doc:meta])* $id:ident = $name:literal, read by $read_by:literal: $meaning:literal; )+) => {
+        /// Environment variable names, each with who reads it and what it means.
+        pub mod keys {
+            $( $(#[$doc])* #[doc = $meaning] pub const $id: &str = $name; )+
+
+            /// Every variable, in this order in the reference.
+            pub const ALL: &[super::Key] = &[ $( super::Key { name: $name, read_by: $read_by, meaning: $meaning } ),+ ];
+        }
+    };
+}
+
+keys! {
+    LOCAL_REGION = "AWS_REGION", read by "all":
+        "Set by Lambda: the region the function runs in; one of the two below.";
+    ENVIRONMENT = "SWITCHYARD_ENV", read by "all":
+        "The deployment's name (`prod`, `sandbox`: lowercase letters, digits, `-`); every resource name derives from it.";
+    PRIMARY_REGION = "SWITCHYARD_PRIMARY_REGION", read by "all":
+        "The region that writes when the deployment starts (the roles swap after a failover; this pair does not).";
+    STANDBY_REGION = "SWITCHYARD_STANDBY_REGION", read by "all":
+        "The other region of the pair.";
+    RPO_BUDGET_SECONDS = "SWITCHYARD_RPO_BUDGET_SECONDS", read by "all":
+        "Whole seconds of replication lag an unplanned failover may lose without an override; default 60.";
+    AWS_ENDPOINT_URL = "SWITCHYARD_AWS_ENDPOINT_URL", read by "all":
+        "Sandbox only: the loopback URL of the AWS API emulator. Absent in AWS.";
+    CONTROL_TABLE = "SWITCHYARD_CONTROL_TABLE", read by "rds-promoter, dns-switcher, order-consumer":
+        "The region's control table: the writer claim and the ledger (lock, last handover, timelines).";
+    ORDERS_PER_HOUR = "SWITCHYARD_ORDERS_PER_HOUR", read by "rds-promoter, readiness-tester":
+        "Orders per hour the platform expects, to turn lag into orders at risk; default 10000.";
+    DB_ENDPOINTS = "SWITCHYARD_DB_ENDPOINTS", read by "rds-promoter (postgres), order-consumer, health-probe, readiness-tester":
+        "JSON map region → `{host, port, user, dbname}` of each region's database.";
+    DB_ENGINE = "SWITCHYARD_DB_ENGINE", read by "rds-promoter, readiness-tester":
+        "`postgres` (default; the sandbox, self-managed PostgreSQL) or `aurora`.";
+    GLOBAL_CLUSTER = "SWITCHYARD_GLOBAL_CLUSTER", read by "rds-promoter (aurora)":
+        "The Aurora global cluster's identifier.";
+    DB_CLUSTER_ARNS = "SWITCHYARD_DB_CLUSTER_ARNS", read by "rds-promoter (aurora)":
+        "JSON map region → regional Aurora cluster ARN.";
+    HOSTED_ZONE_ID = "SWITCHYARD_HOSTED_ZONE_ID", read by "dns-switcher, readiness-tester":
+        "The Route 53 hosted zone of the API record (an id AWS assigns: a stack output).";
+    API_RECORD = "SWITCHYARD_API_RECORD", read by "dns-switcher, readiness-tester":
+        "The name clients resolve, e.g. `api.trading.example.com`.";
+    DNS_MODE = "SWITCHYARD_DNS_MODE", read by "dns-switcher":
+        "How traffic moves: `health-check` (default: the data plane of the surviving region) or `records` (the Route 53 control plane).";
+    DB_SECRET_ID = "SWITCHYARD_DB_SECRET_ID", read by "order-consumer":
+        "The Secrets Manager secret (id or ARN) with its database `username` and `password`; required unless the database is on loopback.";
+    DB_CA_BUNDLE = "SWITCHYARD_DB_CA_BUNDLE", read by "order-consumer, health-probe, readiness-tester":
+        "Path of the PEM CA bundle that signs the database's certificate (the RDS bundle in AWS): TLS is then required; required unless the database is on loopback.";
+    ORDERS_QUEUE_URL = "SWITCHYARD_ORDERS_QUEUE_URL", read by "order-consumer, health-probe":
+        "The region's orders queue, where valid orders not applied yet are re-enqueued.";
+    ORDERS_MAX_RECEIVES = "SWITCHYARD_ORDERS_MAX_RECEIVES", read by "order-consumer, readiness-tester":
+        "The orders queue's redrive `maxReceiveCount`; a valid order is re-enqueued before its last receive, so only poison reaches the DLQ. Default 5.";
+    PROBE_INTERVAL_SECONDS = "SWITCHYARD_PROBE_INTERVAL_SECONDS", read by "health-probe":
+        "Seconds between probe rounds: 10, 30 or a multiple of 60 (the periods a high-resolution alarm evaluates); default 10.";
+    PROBE_ROUNDS = "SWITCHYARD_PROBE_ROUNDS", read by "health-probe":
+        "Rounds per invocation (the schedule invokes once a minute); default 6.";
+    HEALTH_URLS = "SWITCHYARD_HEALTH_URLS", read by "health-probe":
+        "JSON map region → the platform's regional `/health` URL (`https://`, or `http://` to loopback); optional.";
+    PROBE_DB_SECRET_ID = "SWITCHYARD_PROBE_DB_SECRET_ID", read by "health-probe":
+        "Its own database secret (its role writes the heartbeat and has `pg_monitor`).";
+    READINESS_DB_SECRET_ID = "SWITCHYARD_READINESS_DB_SECRET_ID", read by "readiness-tester":
+        "Its own database secret (`pg_monitor` only).";
+    ALERTS_TOPIC_ARN = "SWITCHYARD_ALERTS_TOPIC_ARN", read by "readiness-tester":
+        "The SNS topic told when readiness changes.";
+    FAILOVER_COOLDOWN_SECONDS = "SWITCHYARD_FAILOVER_COOLDOWN_SECONDS", read by "rds-promoter":
+        "Whole seconds without automatic (unplanned) failover after a handover; default 3600. Planned switchovers are not held back.";
 }
 
 pub const DEFAULT_RPO_BUDGET_SECONDS: u64 = 60;
@@ -251,6 +267,34 @@ pub struct DeploymentConfig {
 }
 
 impl DeploymentConfig {
+    /// A function's whole configuration: the deployment's part, then the function's own read
+    /// by `own` (given the deployment when that part is valid), every problem of both reported
+    /// at once. `own` reads every value before it combines them (`Some((a?, b?))`), so a
+    /// missing first value does not hide a missing second.
+    pub fn read_with<L, T>(
+        lookup: L,
+        own: impl FnOnce(&mut ConfigReader<L>, Option<&DeploymentConfig>) -> Option<T>,
+    ) -> Result<(DeploymentConfig, T), ConfigError>
+    where
+        L: Fn(&str) -> Option<String> + Clone,
+    {
+        let deployment = DeploymentConfig::from_lookup(lookup.clone());
+        let mut r = ConfigReader::new(lookup);
+        let own = own(&mut r, deployment.as_ref().ok());
+        r.finish_after(deployment.as_ref().err())?;
+        match (deployment, own) {
+            (Ok(deployment), Some(own)) => Ok((deployment, own)),
+            // No problem recorded, yet a value is missing: `own` returned early.
+            _ => Err(ConfigError {
+                problems: vec![ConfigProblem::Invalid {
+                    key: keys::ENVIRONMENT,
+                    value: String::new(),
+                    reason: "the configuration could not be read (a reader stopped without saying why)".into(),
+                }],
+            }),
+        }
+    }
+
     /// Reads the deployment configuration, reporting all problems at once.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut r = ConfigReader::new(lookup);

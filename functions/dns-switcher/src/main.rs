@@ -12,7 +12,7 @@ use crate::switcher::{Switcher, SwitcherConfig};
 
 /// Built once per cold start; configuration problems are answered per invocation, by name.
 async fn switcher() -> Result<Switcher<ControlTable, FailoverRecords, ServingSignal>, SwitchyardError> {
-    let config = SwitcherConfig::from_env()?;
+    let config = SwitcherConfig::from_lookup(switchyard_lambda::env)?;
     let local = config.deployment.local_region.clone();
     let peer = config.deployment.regions.peer_of(&local)?.clone();
     let sdk = deployment_sdk_config(&config.deployment, &local).await?;

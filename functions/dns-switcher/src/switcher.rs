@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 use switchyard_core::{
-    ConfigReader, DeploymentConfig, DnsMode, ErrorName, Region, SwitchyardError, WriterEpoch,
+    DeploymentConfig, DnsMode, ErrorName, Region, SwitchyardError, WriterEpoch,
     config::{ConfigError, keys},
     order::Timestamp,
     ports::{ClaimStore, TrafficRouter},
@@ -30,24 +30,15 @@ pub struct SwitcherConfig {
 
 impl SwitcherConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let deployment = DeploymentConfig::from_lookup(lookup.clone());
-        let mut r = ConfigReader::new(lookup);
-        let control_table = r.required::<String>(keys::CONTROL_TABLE);
-        let hosted_zone_id = r.required::<String>(keys::HOSTED_ZONE_ID);
-        let api_record = r.required::<String>(keys::API_RECORD);
-        let dns_mode = r.optional::<DnsMode>(keys::DNS_MODE).unwrap_or(DnsMode::HealthCheck);
-        r.finish_after(deployment.as_ref().err())?;
-        match (deployment, control_table, hosted_zone_id, api_record) {
-            (Ok(deployment), Some(control_table), Some(hosted_zone_id), Some(api_record)) => {
-                Ok(SwitcherConfig { deployment, control_table, hosted_zone_id, api_record, dns_mode })
-            }
-            // finish_after returned Ok, so every required value was read.
-            _ => Err(ConfigError { problems: Vec::new() }),
-        }
-    }
-
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        let (deployment, (control_table, hosted_zone_id, api_record, dns_mode)) =
+            DeploymentConfig::read_with(lookup, |r, _| {
+                let control_table = r.required::<String>(keys::CONTROL_TABLE);
+                let hosted_zone_id = r.required::<String>(keys::HOSTED_ZONE_ID);
+                let api_record = r.required::<String>(keys::API_RECORD);
+                let dns_mode = r.optional::<DnsMode>(keys::DNS_MODE).unwrap_or(DnsMode::HealthCheck);
+                Some((control_table?, hosted_zone_id?, api_record?, dns_mode))
+            })?;
+        Ok(SwitcherConfig { deployment, control_table, hosted_zone_id, api_record, dns_mode })
     }
 }
 

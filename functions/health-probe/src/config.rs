@@ -56,8 +56,15 @@ fn alarm_period(seconds: u64) -> bool {
 
 impl ProbeConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let deployment = DeploymentConfig::from_lookup(lookup.clone());
-        let mut r = ConfigReader::new(lookup);
+        let (deployment, with) = DeploymentConfig::read_with(lookup, |r, d| Self::read_own(r, d))?;
+        Ok(with(deployment))
+    }
+
+    /// The probe's own settings, as the config they make with the deployment's.
+    fn read_own<L: Fn(&str) -> Option<String>>(
+        r: &mut ConfigReader<L>,
+        d: Option<&DeploymentConfig>,
+    ) -> Option<impl FnOnce(DeploymentConfig) -> ProbeConfig + use<L>> {
         let interval = r.optional::<u64>(keys::PROBE_INTERVAL_SECONDS).unwrap_or(10);
         if !alarm_period(interval) {
             r.invalid(keys::PROBE_INTERVAL_SECONDS, interval.to_string(), "10, 30 or a multiple of 60");
@@ -68,27 +75,24 @@ impl ProbeConfig {
         }
         let health_urls = r.optional::<HealthUrls>(keys::HEALTH_URLS).map(|u| u.0).unwrap_or_default();
         let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
-        let db = DbSettings::read(&mut r, keys::PROBE_DB_SECRET_ID);
-        let database = deployment.as_ref().ok().and_then(|d| db.endpoint(&mut r, &d.local_region));
-        if let Ok(d) = &deployment {
+        let db = DbSettings::read(r, keys::PROBE_DB_SECRET_ID);
+        let database = d.and_then(|d| db.endpoint(r, &d.local_region));
+        if let Some(d) = d {
             for region in health_urls.keys().filter(|region| !d.regions.contains(region)) {
                 r.invalid(keys::HEALTH_URLS, region.as_str(), "not a region of this deployment");
             }
         }
-        r.finish_after(deployment.as_ref().err())?;
-        match (deployment, database, queue_url) {
-            (Ok(deployment), Some(database), Some(queue_url)) => Ok(ProbeConfig {
-                deployment,
-                interval: Duration::from_secs(interval),
-                rounds,
-                health_urls,
-                database,
-                db_secret_id: db.secret_id,
-                tls: db.tls,
-                queue_url,
-            }),
-            _ => Err(ConfigError { problems: Vec::new() }),
-        }
+        let (database, queue_url) = (database?, queue_url?);
+        Some(move |deployment| ProbeConfig {
+            deployment,
+            interval: Duration::from_secs(interval),
+            rounds,
+            health_urls,
+            database,
+            db_secret_id: db.secret_id,
+            tls: db.tls,
+            queue_url,
+        })
     }
 
     /// How long one probe may take: well inside the interval, so that a hanging probe never

@@ -19,7 +19,7 @@ use switchyard_core::SwitchyardError;
 use crate::{config::ProbeConfig, run::Prober};
 
 async fn prober() -> Result<Arc<Prober>, SwitchyardError> {
-    let config = ProbeConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let config = ProbeConfig::from_lookup(switchyard_lambda::env)?;
     let local = deployment_sdk_config(&config.deployment, &config.deployment.local_region).await;
     let local = local?;
     let secret = config.db_secret_id.as_ref().map(|id| DbSecret::new(aws_sdk_secretsmanager::Client::new(&local), id));

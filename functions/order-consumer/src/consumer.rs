@@ -24,7 +24,7 @@ use std::{
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use switchyard_core::{
-    ConfigReader, DeploymentConfig, ErrorName, Order, Rejection, SwitchyardError, WriterClaim,
+    DeploymentConfig, ErrorName, Order, Rejection, SwitchyardError, WriterClaim,
     config::{ConfigError, keys},
     order::parse_body,
     ports::{Applied, ClaimStore, Delivery, OrderRequeue, OrderStore, PortResult, Presence, Requeue},
@@ -71,24 +71,24 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let deployment = DeploymentConfig::from_lookup(lookup.clone());
-        let mut r = ConfigReader::new(lookup);
-        let control_table = r.required::<String>(keys::CONTROL_TABLE);
-        let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
-        let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
-        let db = DbSettings::read(&mut r, keys::DB_SECRET_ID);
-        if max_receives < 2 {
-            r.invalid(keys::ORDERS_MAX_RECEIVES, max_receives.to_string(), "at least 2: one delivery, one re-enqueue");
-        }
-        let database = deployment.as_ref().ok().and_then(|d| db.endpoint(&mut r, &d.local_region));
-        r.finish_after(deployment.as_ref().err())?;
-        match (deployment, control_table, database, queue_url) {
-            (Ok(deployment), Some(control_table), Some(database), Some(queue_url)) => {
-                let DbSettings { secret_id: db_secret_id, tls, .. } = db;
-                Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives, db_secret_id, tls })
-            }
-            _ => Err(ConfigError { problems: Vec::new() }),
-        }
+        let (deployment, (control_table, queue_url, max_receives, database, db)) =
+            DeploymentConfig::read_with(lookup, |r, d| {
+                let control_table = r.required::<String>(keys::CONTROL_TABLE);
+                let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
+                let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
+                let db = DbSettings::read(r, keys::DB_SECRET_ID);
+                if max_receives < 2 {
+                    r.invalid(
+                        keys::ORDERS_MAX_RECEIVES,
+                        max_receives.to_string(),
+                        "at least 2: one delivery, one re-enqueue",
+                    );
+                }
+                let database = d.and_then(|d| db.endpoint(r, &d.local_region));
+                Some((control_table?, queue_url?, max_receives, database?, db))
+            })?;
+        let DbSettings { secret_id: db_secret_id, tls, .. } = db;
+        Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives, db_secret_id, tls })
     }
 }
 

@@ -27,7 +27,7 @@ type Deployed = Consumer<PgOrderStore, OrderQueue, ControlTable>;
 /// Built once per cold start: SDK clients and the database connection are reused across
 /// invocations. Configuration problems are answered per invocation, by name.
 async fn consumer() -> Result<Arc<Deployed>, SwitchyardError> {
-    let config = ConsumerConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let config = ConsumerConfig::from_lookup(switchyard_lambda::env)?;
     let d = &config.deployment;
     let local = deployment_sdk_config(d, &d.local_region).await?;
     let peer = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;

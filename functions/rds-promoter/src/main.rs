@@ -25,7 +25,7 @@ enum Built {
 
 /// Built once per cold start; configuration problems are answered per invocation, by name.
 async fn promoter() -> Result<Built, SwitchyardError> {
-    let config = PromoterConfig::from_env()?;
+    let config = PromoterConfig::from_lookup(switchyard_lambda::env)?;
     let d = &config.deployment;
     let sdk = deployment_sdk_config(d, &d.local_region).await?;
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);

@@ -71,8 +71,15 @@ pub struct PromoterConfig {
 
 impl PromoterConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let deployment = DeploymentConfig::from_lookup(lookup.clone());
-        let mut r = ConfigReader::new(lookup);
+        let (deployment, with) = DeploymentConfig::read_with(lookup, |r, d| Self::read_own(r, d))?;
+        Ok(with(deployment))
+    }
+
+    /// The promoter's own settings, as the config they make with the deployment's.
+    fn read_own<L: Fn(&str) -> Option<String>>(
+        r: &mut ConfigReader<L>,
+        d: Option<&DeploymentConfig>,
+    ) -> Option<impl FnOnce(DeploymentConfig) -> PromoterConfig + use<L>> {
         let control_table = r.required::<String>(keys::CONTROL_TABLE);
         let orders_per_hour = r.optional::<u32>(keys::ORDERS_PER_HOUR).unwrap_or(10_000);
         let cooldown = r
@@ -92,7 +99,7 @@ impl PromoterConfig {
                 None
             }
         };
-        if let (Ok(d), Some(engine)) = (&deployment, &engine) {
+        if let (Some(d), Some(engine)) = (d, &engine) {
             for region in d.regions.iter() {
                 let (known, key) = match engine {
                     EngineConfig::Postgres(dbs) => (dbs.0.contains_key(region), keys::DB_ENDPOINTS),
@@ -105,18 +112,8 @@ impl PromoterConfig {
                 }
             }
         }
-        r.finish_after(deployment.as_ref().err())?;
-        match (deployment, control_table, engine) {
-            (Ok(deployment), Some(control_table), Some(engine)) => {
-                Ok(PromoterConfig { deployment, control_table, engine, orders_per_hour, cooldown })
-            }
-            // finish_after returned Ok, so every required value was read.
-            _ => Err(ConfigError { problems: Vec::new() }),
-        }
-    }
-
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        let (control_table, engine) = (control_table?, engine?);
+        Some(move |deployment| PromoterConfig { deployment, control_table, engine, orders_per_hour, cooldown })
     }
 }
 

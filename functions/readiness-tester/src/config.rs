@@ -33,8 +33,15 @@ pub struct ReadinessConfig {
 
 impl ReadinessConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let deployment = DeploymentConfig::from_lookup(lookup.clone());
-        let mut r = ConfigReader::new(lookup);
+        let (deployment, with) = DeploymentConfig::read_with(lookup, |r, d| Self::read_own(r, d))?;
+        Ok(with(deployment))
+    }
+
+    /// The tester's own settings, as the config they make with the deployment's.
+    fn read_own<L: Fn(&str) -> Option<String>>(
+        r: &mut ConfigReader<L>,
+        d: Option<&DeploymentConfig>,
+    ) -> Option<impl FnOnce(DeploymentConfig) -> ReadinessConfig + use<L>> {
         let hosted_zone_id = r.required::<String>(keys::HOSTED_ZONE_ID);
         let api_record = r.required::<String>(keys::API_RECORD);
         let alerts_topic_arn = r.required::<String>(keys::ALERTS_TOPIC_ARN);
@@ -43,9 +50,9 @@ impl ReadinessConfig {
         let engine = match r.optional::<String>(keys::DB_ENGINE).as_deref().unwrap_or("postgres") {
             "aurora" => Some(Engine::Aurora),
             "postgres" => {
-                let db = DbSettings::read(&mut r, keys::READINESS_DB_SECRET_ID);
-                let endpoints = deployment.as_ref().ok().map(|d| {
-                    d.regions.iter().filter_map(|region| Some((region.clone(), db.endpoint(&mut r, region)?))).collect()
+                let db = DbSettings::read(r, keys::READINESS_DB_SECRET_ID);
+                let endpoints = d.map(|d| {
+                    d.regions.iter().filter_map(|region| Some((region.clone(), db.endpoint(r, region)?))).collect()
                 });
                 endpoints.map(|endpoints| Engine::Postgres { endpoints, secret_id: db.secret_id, tls: db.tls })
             }
@@ -54,22 +61,18 @@ impl ReadinessConfig {
                 None
             }
         };
-        r.finish_after(deployment.as_ref().err())?;
-        match (deployment, engine, hosted_zone_id, api_record, alerts_topic_arn) {
-            (Ok(deployment), Some(engine), Some(hosted_zone_id), Some(api_record), Some(alerts_topic_arn)) => {
-                Ok(ReadinessConfig {
-                    names: Names::new(&deployment.environment),
-                    deployment,
-                    engine,
-                    hosted_zone_id,
-                    api_record,
-                    alerts_topic_arn,
-                    orders_per_hour,
-                    orders_max_receives,
-                })
-            }
-            _ => Err(ConfigError { problems: Vec::new() }),
-        }
+        let (engine, hosted_zone_id, api_record, alerts_topic_arn) =
+            (engine?, hosted_zone_id?, api_record?, alerts_topic_arn?);
+        Some(move |deployment: DeploymentConfig| ReadinessConfig {
+            names: Names::new(&deployment.environment),
+            deployment,
+            engine,
+            hosted_zone_id,
+            api_record,
+            alerts_topic_arn,
+            orders_per_hour,
+            orders_max_receives,
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
 };
 
 async fn tester() -> Result<Arc<Tester>, SwitchyardError> {
-    let config = ReadinessConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let config = ReadinessConfig::from_lookup(switchyard_lambda::env)?;
     let d = &config.deployment;
     let mut regions = Vec::new();
     for region in d.regions.iter() {
