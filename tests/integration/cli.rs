@@ -1,13 +1,67 @@
 //! The `switchyard` CLI as a user runs it: the binary, against the run's sandbox.
 
+use std::process::Command;
+
 use anyhow::ensure;
 use libtest_mimic::Trial;
 use serde_json::Value;
-use switchyard_sandbox::Sandbox;
-use switchyard_tests::{TestFuture, run_cli, sandbox_trial};
+use switchyard_sandbox::{
+    Sandbox,
+    workspace::{cargo, repo_root},
+};
+use switchyard_tests::{TestFuture, cli_binary, run_cli, sandbox_trial, trial};
 
 pub fn trials() -> Vec<Trial> {
-    vec![sandbox_trial("cli::a_failed_execution_runs_its_catch_path_and_exits_1", |sb| Box::pin(caught(sb)))]
+    vec![
+        trial("cli::help_never_acts_and_unknown_flags_are_refused", || Box::pin(help_and_unknown_flags())),
+        trial("cli::a_misspelt_synth_flag_writes_nothing", || Box::pin(misspelt_synth_flag())),
+        sandbox_trial("cli::a_failed_execution_runs_its_catch_path_and_exits_1", |sb| Box::pin(caught(sb))),
+    ]
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<(i32, String, String)> {
+    let out = cmd.env_remove("SWITCHYARD_SANDBOX").output()?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok((out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr)))
+}
+
+/// As a user types them, through the binary: `--help` prints help and starts nothing (it
+/// used to start a sandbox, or run the drill), and a misspelt flag is a usage error that
+/// names it (it used to be ignored, acting on the `default` sandbox).
+async fn help_and_unknown_flags() -> anyhow::Result<()> {
+    let bin = cli_binary()?;
+    let name = format!("help-{}", std::process::id());
+    let dir = repo_root().join("target/sandbox").join(&name);
+    for args in [&["sandbox", "up", "--help"][..], &["drill", "--help"], &["sandbox", "down", "--help"]] {
+        let (code, stdout, _) = run(Command::new(&bin).args(["--sandbox", &name]).args(args))?;
+        ensure!(code == 0 && stdout.contains("Usage:"), "{args:?}: exit {code}, {stdout}");
+        ensure!(!dir.exists(), "{args:?} started sandbox {name}");
+    }
+    let (code, _, stderr) = run(Command::new(&bin).args(["sandbox", "status", "--instnace", "ux"]))?;
+    ensure!(code == 2 && stderr.contains("--instnace"), "exit {code}: {stderr}");
+    let (code, _, stderr) = run(Command::new(&bin).args(["sandbox", "stauts"]))?;
+    ensure!(code == 2 && stderr.contains("status"), "no did-you-mean, exit {code}: {stderr}");
+    // `cargo xtask sandbox …` forwards untouched, exit code included.
+    let (code, stdout, _) = run(cargo().args(["xtask", "sandbox", "up", "--help", "--sandbox", &name]))?;
+    ensure!(code == 0 && stdout.contains("Usage:"), "xtask forward: exit {code}, {stdout}");
+    ensure!(!dir.exists(), "cargo xtask sandbox up --help started sandbox {name}");
+    let (code, _, _) = run(cargo().args(["xtask", "sandbox", "stauts"]))?;
+    ensure!(code == 2, "xtask forwards the CLI's exit code: {code}");
+    Ok(())
+}
+
+/// `cargo xtask synth --out DIR --enviroment prod` used to write the sandbox's templates into
+/// DIR with exit 0 (the misspelt flag ignored): a wrong deploy artefact.
+async fn misspelt_synth_flag() -> anyhow::Result<()> {
+    let out = std::env::temp_dir().join(format!("switchyard-synth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (code, _, stderr) = run(cargo().args(["xtask", "synth", "--out"]).arg(&out).args(["--enviroment", "prod"]))?;
+    let written = out.exists();
+    let _ = std::fs::remove_dir_all(&out);
+    ensure!(code == 2, "exit {code}: {stderr}");
+    ensure!(stderr.contains("--enviroment") && stderr.contains("--environment"), "{stderr}");
+    ensure!(!written, "templates written despite the usage error");
+    Ok(())
 }
 
 /// An execution whose first task fails must go through its Catch: EndFailed closes the
