@@ -269,21 +269,23 @@ pub struct DeploymentConfig {
 impl DeploymentConfig {
     /// A function's whole configuration: the deployment's part, then the function's own read
     /// by `own` (given the deployment when that part is valid), every problem of both reported
-    /// at once. `own` reads every value before it combines them (`Some((a?, b?))`), so a
-    /// missing first value does not hide a missing second.
-    pub fn read_with<L, T>(
+    /// at once. `own` reads every value before it combines them (`let (a, b) = (a?, b?)`), so
+    /// a missing first value does not hide a missing second, and answers how its values make
+    /// the config with the deployment's.
+    pub fn read_with<L, T, M>(
         lookup: L,
-        own: impl FnOnce(&mut ConfigReader<L>, Option<&DeploymentConfig>) -> Option<T>,
-    ) -> Result<(DeploymentConfig, T), ConfigError>
+        own: impl FnOnce(&mut ConfigReader<L>, Option<&DeploymentConfig>) -> Option<M>,
+    ) -> Result<T, ConfigError>
     where
         L: Fn(&str) -> Option<String> + Clone,
+        M: FnOnce(DeploymentConfig) -> T,
     {
         let deployment = DeploymentConfig::from_lookup(lookup.clone());
         let mut r = ConfigReader::new(lookup);
         let own = own(&mut r, deployment.as_ref().ok());
         r.finish_after(deployment.as_ref().err())?;
         match (deployment, own) {
-            (Ok(deployment), Some(own)) => Ok((deployment, own)),
+            (Ok(deployment), Some(make)) => Ok(make(deployment)),
             // No problem recorded, yet a value is missing: `own` returned early.
             _ => Err(ConfigError {
                 problems: vec![ConfigProblem::Invalid {

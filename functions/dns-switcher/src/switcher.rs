@@ -30,15 +30,14 @@ pub struct SwitcherConfig {
 
 impl SwitcherConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let (deployment, (control_table, hosted_zone_id, api_record, dns_mode)) =
-            DeploymentConfig::read_with(lookup, |r, _| {
-                let control_table = r.required::<String>(keys::CONTROL_TABLE);
-                let hosted_zone_id = r.required::<String>(keys::HOSTED_ZONE_ID);
-                let api_record = r.required::<String>(keys::API_RECORD);
-                let dns_mode = r.optional::<DnsMode>(keys::DNS_MODE).unwrap_or(DnsMode::HealthCheck);
-                Some((control_table?, hosted_zone_id?, api_record?, dns_mode))
-            })?;
-        Ok(SwitcherConfig { deployment, control_table, hosted_zone_id, api_record, dns_mode })
+        DeploymentConfig::read_with(lookup, |r, _| {
+            let control_table = r.required::<String>(keys::CONTROL_TABLE);
+            let hosted_zone_id = r.required::<String>(keys::HOSTED_ZONE_ID);
+            let api_record = r.required::<String>(keys::API_RECORD);
+            let dns_mode = r.optional::<DnsMode>(keys::DNS_MODE).unwrap_or(DnsMode::HealthCheck);
+            let (control_table, hosted_zone_id, api_record) = (control_table?, hosted_zone_id?, api_record?);
+            Some(move |deployment| SwitcherConfig { deployment, control_table, hosted_zone_id, api_record, dns_mode })
+        })
     }
 }
 

@@ -71,24 +71,31 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let (deployment, (control_table, queue_url, max_receives, database, db)) =
-            DeploymentConfig::read_with(lookup, |r, d| {
-                let control_table = r.required::<String>(keys::CONTROL_TABLE);
-                let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
-                let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
-                let db = DbSettings::read(r, keys::DB_SECRET_ID);
-                if max_receives < 2 {
-                    r.invalid(
-                        keys::ORDERS_MAX_RECEIVES,
-                        max_receives.to_string(),
-                        "at least 2: one delivery, one re-enqueue",
-                    );
-                }
-                let database = d.and_then(|d| db.endpoint(r, &d.local_region));
-                Some((control_table?, queue_url?, max_receives, database?, db))
-            })?;
-        let DbSettings { secret_id: db_secret_id, tls, .. } = db;
-        Ok(ConsumerConfig { deployment, control_table, database, queue_url, max_receives, db_secret_id, tls })
+        DeploymentConfig::read_with(lookup, |r, d| {
+            let control_table = r.required::<String>(keys::CONTROL_TABLE);
+            let queue_url = r.required::<String>(keys::ORDERS_QUEUE_URL);
+            let max_receives = r.optional::<u32>(keys::ORDERS_MAX_RECEIVES).unwrap_or(5);
+            let db = DbSettings::read(r, keys::DB_SECRET_ID);
+            if max_receives < 2 {
+                r.invalid(
+                    keys::ORDERS_MAX_RECEIVES,
+                    max_receives.to_string(),
+                    "at least 2: one delivery, one re-enqueue",
+                );
+            }
+            let database = d.and_then(|d| db.endpoint(r, &d.local_region));
+            let DbSettings { secret_id: db_secret_id, tls, .. } = db;
+            let (control_table, queue_url, database) = (control_table?, queue_url?, database?);
+            Some(move |deployment| ConsumerConfig {
+                deployment,
+                control_table,
+                database,
+                queue_url,
+                max_receives,
+                db_secret_id,
+                tls,
+            })
+        })
     }
 }
 

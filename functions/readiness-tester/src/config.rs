@@ -33,8 +33,7 @@ pub struct ReadinessConfig {
 
 impl ReadinessConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String> + Clone) -> Result<Self, ConfigError> {
-        let (deployment, with) = DeploymentConfig::read_with(lookup, |r, d| Self::read_own(r, d))?;
-        Ok(with(deployment))
+        DeploymentConfig::read_with(lookup, Self::read_own)
     }
 
     /// The tester's own settings, as the config they make with the deployment's.
