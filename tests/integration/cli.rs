@@ -65,7 +65,7 @@ async fn misspelt_synth_flag() -> anyhow::Result<()> {
 }
 
 /// An execution whose first task fails must go through its Catch: EndFailed closes the
-/// books and releases the lock, NotifyFailure pages, and the verdict names the function's
+/// ledger entry and releases the lock, NotifyFailure pages, and the verdict names the function's
 /// error. It used to end `FAILED TypeError` with none of that (the runner was told `null`
 /// overrides and crashed in its retry logic).
 fn caught(sb: &'static Sandbox) -> TestFuture {

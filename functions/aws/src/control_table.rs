@@ -1,5 +1,5 @@
 //! The control table (DynamoDB, one per region): the writer claim, with conditional writes so
-//! that **an older epoch never wins**, and the books of failover executions.
+//! that **an older epoch never wins**, and the ledger of failover and switchover executions.
 //!
 //! | item `pk`          | attributes                                   | written by            |
 //! |--------------------|----------------------------------------------|-----------------------|

@@ -1,4 +1,4 @@
-//! The books a failover or switchover execution keeps, in the control table of the region it
+//! The ledger a failover or switchover execution keeps, in the control table of the region it
 //! promotes: the **lock** (one execution at a time), the **cooldown** (no automatic failover
 //! soon after a handover) and the **timeline** (the evidence: detected, decided, promoted,
 //! switched, first order applied, with RTO and RPO figures).
@@ -245,7 +245,7 @@ impl Timeline {
     }
 }
 
-/// Where executions keep their books. Implementations: the control table (DynamoDB) and
+/// Where executions keep their ledger. Implementations: the control table (DynamoDB) and
 /// [`InMemoryLedger`] for tests.
 pub trait ExecutionLedger: Send + Sync {
     /// Takes the lock if [`Lock::may_take`] allows it, atomically; otherwise says why not.

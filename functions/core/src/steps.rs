@@ -30,7 +30,7 @@ use crate::{
     ports::StepState,
 };
 
-/// The rds-promoter's step actions (every action but `begin` and `end`, which keep the books).
+/// The rds-promoter's step actions (every action but `begin` and `end`, which keep the ledger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PromoterAction {
@@ -231,14 +231,25 @@ pub struct EndAnswer {
 }
 
 /// What `end` reads of `$.steps`: the marks the promoter did not see itself. Other steps are
-/// ignored; a step that did not run is `None`.
+/// ignored; a step that did not run is `None`, and so is one whose answer has another shape
+/// (a function of another version during a deploy): `end` must close the ledger entry and
+/// release the lock whatever it finds here, so a mark is lost rather than the lock kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepsSoFar {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub switch: Option<SwitchAnswer>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub consumer: Option<ActivationAnswer>,
+}
+
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 impl StepsSoFar {
@@ -272,6 +283,11 @@ mod tests {
         assert_eq!(steps.switched(), None);
         assert_eq!(steps.first_order_applied(), "2026-12-01T10:00:05Z".parse().ok());
         assert_eq!(StepsSoFar::default().switched(), None);
+        // An answer of another shape loses its mark, never the whole `end`.
+        let odd: StepsSoFar =
+            serde_json::from_value(serde_json::json!({ "switch": { "state": "done" }, "consumer": 7 }))
+                .expect("lenient");
+        assert_eq!(odd, StepsSoFar::default());
     }
 
     #[test]

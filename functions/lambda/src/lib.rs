@@ -27,13 +27,13 @@ impl From<FunctionError> for Diagnostic {
     }
 }
 
-/// Deserializes an event into the handler's input type, naming the failure `InvalidInput`.
 /// The process environment as a configuration lookup: what every function's `main` reads its
 /// config from (the config readers themselves take any lookup, so tests pass a map).
 pub fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
+/// Deserializes an event into the handler's input type, naming the failure `InvalidInput`.
 pub fn parse_event<T: DeserializeOwned>(event: serde_json::Value) -> Result<T, SwitchyardError> {
     serde_json::from_value(event)
         .map_err(|e| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed event: {e}")))

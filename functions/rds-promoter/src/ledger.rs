@@ -207,7 +207,7 @@ pub async fn end<R: ClaimStore, L: ExecutionLedger>(
     let now = Timestamp::now();
     let mut timeline = match ledger.timeline(&req.execution).await? {
         Some(t) => t,
-        // Failed before `begin` kept any books (bad input, a held lock).
+        // Failed before `begin` kept any ledger entry (bad input, a held lock).
         None => Timeline::start(&req.execution, "unknown", FailoverMode::Unplanned, peer.clone(), local.clone(), now),
     };
     timeline.switched = timeline.switched.or_else(|| req.steps.switched());

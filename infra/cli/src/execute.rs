@@ -1,21 +1,21 @@
 //! `switchyard execute failover|switchover REGION`: one execution of a state machine in the
 //! sandbox, with the definition's own waits and retry pauses.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use switchyard_core::ErrorName;
 use switchyard_core::error::ErrorCategory;
 use switchyard_sandbox::runner::{Execution, Start, Timing, execute};
 
-use crate::{Exit, Global, Output, Refused, loaded_sandbox};
+use crate::{BadValue, Exit, Global, Output, Refused, loaded_sandbox};
 
 #[derive(Debug, Clone, Args)]
 pub struct ExecuteArgs {
     /// Which state machine.
     pub machine: Machine,
-    /// The region whose state machine runs (the one the writer moves to).
-    pub region: String,
+    /// The region whose state machine runs (the one the writer moves to); or `--region`.
+    pub region: Option<String>,
     /// The execution input: JSON, or `file://PATH` (default: {"trigger":"manual"}).
     #[arg(long)]
     pub input: Option<String>,
@@ -40,29 +40,37 @@ impl Machine {
 }
 
 pub async fn run(g: &Global, args: ExecuteArgs) -> Result<Exit> {
-    let sb = loaded_sandbox(g)?;
-    let d = sb.deployment();
-    if !d.regions.iter().any(|r| r.as_str() == args.region) {
-        let known: Vec<_> = d.regions.iter().map(|r| r.to_string()).collect();
-        return Err(Refused(format!("{}: the sandbox has {}", args.region, known.join(" and "))).into());
-    }
+    let region = match (args.region, &g.region) {
+        (Some(r), _) => r,
+        (None, Some(r)) => r.clone(),
+        (None, None) => {
+            return Err(BadValue("name the region whose state machine runs: REGION or --region".into()).into());
+        }
+    };
     let input: Value = match args.input.as_deref() {
         None => json!({ "trigger": "manual" }),
         Some(text) => {
             let (what, text) = match text.strip_prefix("file://") {
-                Some(path) => {
-                    (path.to_owned(), std::fs::read_to_string(path).with_context(|| format!("--input {path}"))?)
-                }
+                Some(path) => (
+                    format!("--input file://{path}"),
+                    std::fs::read_to_string(path).map_err(|e| BadValue(format!("--input file://{path}: {e}")))?,
+                ),
                 None => ("--input".to_owned(), text.to_owned()),
             };
-            serde_json::from_str(&text).with_context(|| format!("{what} is not JSON"))?
+            serde_json::from_str(&text).map_err(|e| BadValue(format!("{what} is not JSON: {e}")))?
         }
     };
+    let sb = loaded_sandbox(g)?;
+    let d = sb.deployment();
+    if !d.regions.iter().any(|r| r.as_str() == region) {
+        let known: Vec<_> = d.regions.iter().map(|r| r.to_string()).collect();
+        return Err(Refused(format!("{region}: the sandbox has {}", known.join(" and "))).into());
+    }
     let machine = args.machine.name();
     let name =
         args.name.unwrap_or_else(|| format!("{machine}-{}", switchyard_core::order::Timestamp::now().unix_millis()));
     // The definition's own waits and retry pauses: this is what an operator runs.
-    let start = Start::new(machine, &args.region, name, input, Timing::AsDefined)?;
+    let start = Start::new(machine, &region, name, input, Timing::AsDefined)?;
     let x = execute(&sb, &start).await?;
     let exit = verdict(&x);
     match g.output {
@@ -88,8 +96,12 @@ pub async fn run(g: &Global, args: ExecuteArgs) -> Result<Exit> {
     Ok(exit)
 }
 
-/// What the execution amounts to: a no-op or a duplicate is not a success, a refusal by a
-/// precondition is not a failure of the machinery.
+/// The first state that changes anything: an execution that failed before it only refused.
+const FIRST_CHANGE: &str = "Fence";
+
+/// What the execution amounts to: a no-op or a duplicate is not a success, and a precondition
+/// that stopped it before anything changed is a refusal. A failure after the old writer was
+/// touched is a failure, whatever its name.
 fn verdict(x: &Execution) -> Exit {
     if x.succeeded() {
         let outcome = x.output.as_ref().and_then(|o| o.pointer("/steps/begin/outcome")).and_then(Value::as_str);
@@ -98,9 +110,10 @@ fn verdict(x: &Execution) -> Exit {
             _ => Exit::Done,
         };
     }
+    let changed_something = x.path().iter().any(|s| s == FIRST_CHANGE);
     // The execution's error is the one its Catch recorded (`$.error.Error`).
     match x.error.as_deref().and_then(ErrorName::parse).map(ErrorName::category) {
-        Some(ErrorCategory::Precondition) => Exit::Refused,
+        Some(ErrorCategory::Precondition) if !changed_something => Exit::Refused,
         _ => Exit::Failed,
     }
 }
@@ -126,4 +139,51 @@ fn cause_message(cause: &str) -> String {
         .ok()
         .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
         .unwrap_or_else(|| cause.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(status: &str, error: Option<&str>, states: &[&str], output: Option<Value>) -> Execution {
+        Execution {
+            name: "x".into(),
+            status: status.into(),
+            output,
+            error: error.map(str::to_owned),
+            cause: None,
+            events: states.iter().map(|s| json!({ "type": "StateEntered", "state": { "name": s } })).collect(),
+        }
+    }
+
+    #[test]
+    fn the_exit_code_says_what_happened() {
+        let begin = |outcome: &str| Some(json!({ "steps": { "begin": { "outcome": outcome } } }));
+        let table = [
+            (execution("SUCCEEDED", None, &["Begin", "Gate", "Fence", "Promote"], begin("acquired")), Exit::Done),
+            (
+                execution("SUCCEEDED", None, &["Begin", "Proceed", "NothingToDo"], begin("nothingToDo")),
+                Exit::NothingToDo,
+            ),
+            (execution("SUCCEEDED", None, &["Begin", "Proceed", "Duplicate"], begin("duplicate")), Exit::NothingToDo),
+            // The gate said no before anything changed: refused.
+            (execution("FAILED", Some("LagAboveBudget"), &["Begin", "Gate", "EndFailed"], None), Exit::Refused),
+            (execution("FAILED", Some("LockHeld"), &["Begin", "EndFailed"], None), Exit::Refused),
+            // NotReady after the epoch bump (the new writer's health): the writer moved; a failure.
+            (
+                execution(
+                    "FAILED",
+                    Some("NotReady"),
+                    &["Begin", "Gate", "Fence", "Promote", "Record", "VerifyHealth"],
+                    None,
+                ),
+                Exit::Failed,
+            ),
+            (execution("FAILED", Some("InvalidInput"), &["Begin", "EndFailed"], None), Exit::Failed),
+            (execution("FAILED", Some("TypeError"), &["Begin"], None), Exit::Failed),
+        ];
+        for (x, expected) in table {
+            assert_eq!(verdict(&x), expected, "{:?} after {:?}", x.error, x.path());
+        }
+    }
 }

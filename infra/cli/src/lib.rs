@@ -63,6 +63,19 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// A bad value that only a command can tell (an `--input` that is not JSON): exit 2, like the
+/// usage errors clap finds.
+#[derive(Debug)]
+pub struct BadValue(pub String);
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadValue {}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchyard",
@@ -81,9 +94,9 @@ pub struct Cli {
 /// Flags every command takes, in the AWS CLI's spelling where it has one.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The AWS region a command acts in (default: the command's own choice, e.g. the
-    /// standby for a failover).
-    #[arg(long, global = true, env = "AWS_REGION")]
+    /// The AWS region a command acts in, for commands that act in one (`execute`: the region
+    /// whose state machine runs, when REGION is not given).
+    #[arg(long, global = true)]
     pub region: Option<String>,
     /// An AWS profile: act on a real deployment instead of a sandbox.
     #[arg(long, global = true)]
@@ -94,17 +107,30 @@ pub struct Global {
     /// How to print the answer.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-    /// The sandbox to act on.
+    /// The sandbox to act on: NAME, or with no NAME `$SWITCHYARD_SANDBOX`, then `default`.
     #[arg(
         long,
         global = true,
         env = "SWITCHYARD_SANDBOX",
         default_value = "default",
         num_args = 0..=1,
-        default_missing_value = "default",
+        default_missing_value = "",
         value_name = "NAME"
     )]
-    pub sandbox: String,
+    sandbox: String,
+}
+
+impl Global {
+    /// The sandbox's name: `--sandbox NAME`; a bare `--sandbox`, or none, means
+    /// `$SWITCHYARD_SANDBOX`, then `default`.
+    pub fn sandbox(&self) -> String {
+        match self.sandbox.as_str() {
+            "" => {
+                std::env::var("SWITCHYARD_SANDBOX").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into())
+            }
+            name => name.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,7 +148,8 @@ pub enum Command {
     Sandbox(SandboxCommand),
     /// Run a state machine of REGION in the sandbox, with its real waits and retries.
     Execute(execute::ExecuteArgs),
-    /// The main job, in a fresh sandbox of its own (today: the sandbox smoke check).
+    /// The main job, in a fresh sandbox of its own named `drill` that it always stops (today:
+    /// the sandbox smoke check).
     Drill,
 }
 
@@ -163,7 +190,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<Refused>().is_some() { Exit::Refused.into() } else { Exit::Failed.into() }
+            if e.downcast_ref::<Refused>().is_some() {
+                Exit::Refused.into()
+            } else if e.downcast_ref::<BadValue>().is_some() {
+                Exit::Usage.into()
+            } else {
+                Exit::Failed.into()
+            }
         }
     }
 }
@@ -174,7 +207,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status => status::run(g).await,
         Command::Sandbox(c) => sandbox::run(g, c).await,
         Command::Execute(args) => execute::run(g, args).await,
-        Command::Drill => drill::run().await,
+        Command::Drill => {
+            refuse_aws_flags(g)?;
+            drill::run().await
+        }
     }
 }
 
@@ -182,9 +218,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
 /// that are).
 pub(crate) fn loaded_sandbox(g: &Global) -> anyhow::Result<switchyard_sandbox::Sandbox> {
     refuse_aws_flags(g)?;
-    match switchyard_sandbox::Sandbox::load(&g.sandbox)? {
+    let name = g.sandbox();
+    match switchyard_sandbox::Sandbox::load(&name)? {
         Some(sb) => Ok(sb),
-        None => Err(Refused(not_up(&g.sandbox)).into()),
+        None => Err(Refused(not_up(&name)).into()),
     }
 }
 
@@ -262,10 +299,12 @@ mod tests {
     #[test]
     fn the_sandbox_flag_takes_an_optional_name() {
         let cli = kind(&["--sandbox", "ux", "sandbox", "status"]).expect("parses");
-        assert_eq!(cli.global.sandbox, "ux");
+        assert_eq!(cli.global.sandbox(), "ux");
         let cli = kind(&["sandbox", "status", "--sandbox=ci", "--output", "json"]).expect("parses");
-        assert_eq!((cli.global.sandbox.as_str(), cli.global.output), ("ci", Output::Json));
+        assert_eq!((cli.global.sandbox().as_str(), cli.global.output), ("ci", Output::Json));
+        // A bare --sandbox is the default (the environment's, else `default`).
         let cli = kind(&["status", "--sandbox"]).expect("parses");
-        assert_eq!(cli.global.sandbox, "default");
+        let expected = std::env::var("SWITCHYARD_SANDBOX").ok().filter(|s| !s.is_empty());
+        assert_eq!(cli.global.sandbox(), expected.unwrap_or_else(|| "default".into()));
     }
 }

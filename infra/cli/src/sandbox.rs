@@ -3,11 +3,12 @@
 use anyhow::Result;
 use switchyard_sandbox::{Sandbox, instance};
 
-use crate::{Exit, Global, Output, SandboxCommand, loaded_sandbox, not_up, refuse_aws_flags};
+use crate::{Exit, Global, Output, Refused, SandboxCommand, loaded_sandbox, not_up, refuse_aws_flags};
 
 pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
     refuse_aws_flags(g)?;
-    let name = g.sandbox.as_str();
+    let name = g.sandbox();
+    let name = name.as_str();
     match command {
         SandboxCommand::Up => {
             let sb = Sandbox::up(name).await?;
@@ -20,31 +21,32 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
         }
         SandboxCommand::Status => {
             let Some(sb) = Sandbox::load(name)? else {
-                match g.output {
-                    Output::Json => println!("{}", serde_json::json!({ "instance": name, "up": false })),
-                    Output::Table => println!("{}", not_up(name)),
+                if g.output == Output::Json {
+                    println!("{}", serde_json::json!({ "instance": name, "up": false }));
                 }
-                return Ok(Exit::Failed);
+                return Err(Refused(not_up(name)).into());
             };
             let status = sb.status().await;
             print_status(g.output, &status)?;
             Ok(if status.healthy { Exit::Done } else { Exit::Failed })
         }
-        SandboxCommand::Down => match Sandbox::load(name)? {
-            Some(sb) => {
-                sb.down()?;
-                println!("sandbox {name:?} stopped; no process or port left");
-                Ok(Exit::Done)
+        SandboxCommand::Down => {
+            let (exit, said) = match Sandbox::load(name)? {
+                Some(sb) => {
+                    sb.down()?;
+                    (Exit::Done, "stopped; no process or port left")
+                }
+                None if instance::stop_interrupted(name)? => {
+                    (Exit::Done, "stopped what an interrupted `up` had started")
+                }
+                None => (Exit::NothingToDo, "is not up; nothing to stop"),
+            };
+            match g.output {
+                Output::Json => println!("{}", serde_json::json!({ "instance": name, "stopped": exit == Exit::Done })),
+                Output::Table => println!("sandbox {name:?} {said}"),
             }
-            None if instance::stop_interrupted(name)? => {
-                println!("sandbox {name:?}: stopped what an interrupted `up` had started");
-                Ok(Exit::Done)
-            }
-            None => {
-                println!("sandbox {name:?} is not up; nothing to stop");
-                Ok(Exit::NothingToDo)
-            }
-        },
+            Ok(exit)
+        }
         SandboxCommand::List => {
             let all = instance::list();
             match g.output {
@@ -56,7 +58,10 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
                 Output::Table if all.is_empty() => println!("no sandbox (start one: switchyard sandbox up)"),
                 Output::Table => {
                     for (n, up) in &all {
-                        println!("{n:<24} {}", if *up { "up" } else { "down (left by an interrupted run)" });
+                        println!(
+                            "{n:<24} {}",
+                            if *up { "up" } else { "down (files left behind: `sandbox down` removes them)" }
+                        );
                     }
                 }
             }

@@ -1,5 +1,5 @@
 //! Provisions the sandbox's AWS resources in moto, in both regions, from the deployment model
-//! (`switchyard-infra`), so the sandbox and the emitted stacks share every name.
+//! (`switchyard-model`), so the sandbox and the emitted stacks share every name.
 //!
 //! moto starts empty each time its process starts, so provisioning runs against a fresh
 //! server; it is not meant to converge an existing account.

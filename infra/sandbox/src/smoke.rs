@@ -1,4 +1,4 @@
-//! End-to-end checks of the sandbox's wiring, shared by `cargo xtask drill` and the tests.
+//! End-to-end checks of the sandbox's wiring, shared by `switchyard drill` and the tests.
 
 use std::time::{Duration, Instant};
 

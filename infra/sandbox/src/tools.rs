@@ -28,7 +28,7 @@ pub fn cargo_lambda() -> PathBuf {
     venv_dir().join("bin/cargo-lambda")
 }
 
-/// Creates or updates `.tools/venv` so that it holds exactly xtask/requirements.txt. A stamp
+/// Creates or updates `.tools/venv` so that it holds exactly infra/sandbox/requirements.txt. A stamp
 /// file holding the requirements' content makes repeated calls free.
 pub fn ensure_python_tools() -> Result<()> {
     let requirements = repo_root().join("infra/sandbox/requirements.txt");
