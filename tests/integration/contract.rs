@@ -21,7 +21,87 @@ pub fn trials() -> Vec<Trial> {
         trial("contract::the_crate_graph_only_points_down", || Box::pin(crate_graph())),
         trial("contract::every_asl_path_resolves_in_the_typed_step_answers", || Box::pin(asl_paths_resolve())),
         trial("contract::the_two_machines_do_not_drift_apart", || Box::pin(machines_do_not_drift())),
+        trial("contract::the_sandbox_s_modules_import_no_cycle", || Box::pin(sandbox_modules_acyclic())),
     ]
+}
+
+/// The modules of a crate (its `src/*.rs`) and the ones each imports (`crate::m`, `crate::{m,
+/// …}`), comments left out.
+fn module_imports(src: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, BTreeSet<String>>> {
+    let mut graph = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(src)? {
+        let path = entry?.path();
+        let Some(module) = path.file_stem().and_then(|s| s.to_str()).filter(|m| *m != "lib") else { continue };
+        let code: String = std::fs::read_to_string(&path)?
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut used = BTreeSet::new();
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            // The top-level names of `crate::m::…` or of the group `crate::{m::{…}, n, …}`.
+            let mut names = Vec::new();
+            if let Some(group) = rest.strip_prefix('{') {
+                let (mut depth, mut current, mut at_top) = (0, String::new(), true);
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            names.push(std::mem::take(&mut current));
+                            at_top = true;
+                            continue;
+                        }
+                        ':' if depth == 0 => at_top = false,
+                        _ if depth == 0 && at_top => current.push(c),
+                        _ => {}
+                    }
+                }
+                names.push(current);
+            } else {
+                names.push(rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect());
+            }
+            for name in names {
+                let name = name.trim();
+                if !name.is_empty() && name != module && name.chars().all(|c| c.is_lowercase() || c == '_') {
+                    used.insert(name.to_owned());
+                }
+            }
+        }
+        graph.insert(module.to_owned(), used);
+    }
+    Ok(graph)
+}
+
+/// The sandbox's modules form layers (see its lib.rs): no module imports one that imports it
+/// back, directly or not. The crate once had `package` ↔ `tools` and `aws` → `stepfunctions`
+/// → `sandbox` cycles.
+async fn sandbox_modules_acyclic() -> anyhow::Result<()> {
+    let graph = module_imports(&switchyard_sandbox::workspace::repo_root().join("infra/sandbox/src"))?;
+    ensure!(graph.len() >= 10 && graph["instance"].contains("aws"), "the reader missed imports: {graph:?}");
+    fn reaches(
+        graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        to: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        graph
+            .get(from)
+            .into_iter()
+            .flatten()
+            .any(|m| m == to || (seen.insert(m.clone()) && reaches(graph, m, to, seen)))
+    }
+    for module in graph.keys() {
+        ensure!(
+            !reaches(&graph, module, module, &mut BTreeSet::new()),
+            "{module} imports itself through {:?}",
+            graph[module]
+        );
+    }
+    Ok(())
 }
 
 /// What may differ between a state both machines have: each machine's `mode`, comments, the

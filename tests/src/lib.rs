@@ -46,19 +46,6 @@ pub fn finish() -> Result<(), String> {
     }
 }
 
-/// A sandbox instance of the test's own, for tests that change roles (promote, crash, fence)
-/// and so cannot share the run's sandbox. Stop it with [`finish_own`].
-pub async fn own_sandbox(name: &str) -> anyhow::Result<Sandbox> {
-    Sandbox::up(&format!("{INSTANCE_PREFIX}{}-{name}", std::process::id())).await
-}
-
-/// Stops an own sandbox whatever the test's outcome; the test's error is reported first.
-pub fn finish_own(sb: Sandbox, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
-    let stopped = sb.down();
-    outcome?;
-    stopped
-}
-
 /// A test on a sandbox of its own (for tests that change roles: promote, crash, fence),
 /// started under `instance` and stopped whatever the test's outcome (its error reported first).
 pub type OwnSandboxTest = for<'a> fn(&'a Sandbox) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
@@ -67,9 +54,11 @@ pub fn own_sandbox_trial(name: &str, instance: &'static str, test: OwnSandboxTes
     Trial::test(name, move || {
         runtime()
             .block_on(async {
-                let sb = own_sandbox(instance).await?;
+                let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-{instance}", std::process::id())).await?;
                 let outcome = test(&sb).await;
-                finish_own(sb, outcome)
+                let stopped = sb.down();
+                outcome?;
+                stopped
             })
             .map_err(|e| Failed::from(format!("{e:#}")))
     })

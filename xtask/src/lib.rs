@@ -7,5 +7,3 @@ pub mod bench;
 pub mod cli;
 pub mod package;
 pub mod synth;
-
-pub use switchyard_sandbox::workspace::repo_root;
