@@ -30,8 +30,12 @@ impl Emitted {
 }
 
 /// The three templates of `d`, in deployment order: global (in the primary region), primary,
-/// standby.
+/// standby. A deployment AWS would refuse (`Deployment::validate`) emits nothing.
 pub fn emit(d: &Deployment) -> Result<Vec<Emitted>> {
+    let problems = d.validate();
+    if !problems.is_empty() {
+        bail!("the deployment breaks documented AWS constraints:\n  {}", problems.join("\n  "));
+    }
     let definitions: Vec<(&str, Value)> = STATE_MACHINES
         .iter()
         .map(|(machine, file)| {

@@ -48,7 +48,7 @@ impl ServingSignal {
             .dimensions(dimension(about))
             .value(if serving { 1.0 } else { 0.0 })
             .unit(StandardUnit::None)
-            .storage_resolution(1)
+            .storage_resolution(switchyard_core::health::metric::REGION_SERVING_STORAGE_RESOLUTION)
             .build();
         client
             .put_metric_data()

@@ -52,6 +52,46 @@ pub struct FailoverAlarm {
     pub rule: AlarmRule,
 }
 
+/// The alarm a region's Route 53 health check follows in the `health-check` DNS mode (see
+/// [`Deployment::serving_alarm`]): on `switchyard/RegionServing{Region}`, in the peer region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServingAlarm {
+    pub home: Region,
+    pub name: String,
+    pub statistic: &'static str,
+    pub period_seconds: u32,
+    /// The `StorageResolution` the metric is published with (1: high, 60: standard).
+    pub metric_storage_resolution: i32,
+}
+
+/// The statistics a Route 53 health check's alarm may use (Route 53 API Reference,
+/// `AlarmIdentifier`: "Statistics: Average, Minimum, Maximum, Sum, and SampleCount. Extended
+/// statistics aren't supported").
+pub const ROUTE53_ALARM_STATISTICS: [&str; 5] = ["Average", "Minimum", "Maximum", "Sum", "SampleCount"];
+
+impl ServingAlarm {
+    /// What Route 53 accepts behind a CLOUDWATCH_METRIC health check
+    /// (<https://docs.aws.amazon.com/Route53/latest/APIReference/API_AlarmIdentifier.html>):
+    /// standard-resolution metrics only, and the basic statistics. moto accepts anything, so
+    /// the model refuses it here, before a template or the sandbox is made from it.
+    pub fn route53_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.metric_storage_resolution != 60 {
+            problems.push(format!(
+                "{}: Route 53 health checks follow alarms on standard-resolution metrics only, and {} is published \
+                 with StorageResolution {} (Route 53 API Reference, AlarmIdentifier)",
+                self.name,
+                switchyard_core::health::metric::REGION_SERVING,
+                self.metric_storage_resolution
+            ));
+        }
+        if !ROUTE53_ALARM_STATISTICS.contains(&self.statistic) {
+            problems.push(format!("{}: Route 53 does not support statistic {}", self.name, self.statistic));
+        }
+        problems
+    }
+}
+
 /// A resource that exists once per region under the same name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionalNames {
@@ -343,9 +383,26 @@ impl Deployment {
     /// Where the alarm that `record_region`'s health check follows lives, and its name. It
     /// lives in the *peer* region, so that the region taking over can mark the failed one as
     /// not serving with a call to its own CloudWatch (see dns-switcher's health-check mode).
-    pub fn serving_alarm(&self, record_region: &Region) -> (Region, String) {
+    pub fn serving_alarm(&self, record_region: &Region) -> ServingAlarm {
         let home = self.regions.peer_of(record_region).cloned().unwrap_or_else(|_| record_region.clone());
-        (home, format!("switchyard-{}-{record_region}-serving", self.environment))
+        ServingAlarm {
+            home,
+            name: format!("switchyard-{}-{record_region}-serving", self.environment),
+            statistic: "Minimum",
+            period_seconds: 60,
+            metric_storage_resolution: switchyard_core::health::metric::REGION_SERVING_STORAGE_RESOLUTION,
+        }
+    }
+
+    /// What AWS would refuse or ignore in this deployment, by documented constraint; empty
+    /// when none. Templates are emitted and the sandbox is provisioned only from a valid one.
+    pub fn validate(&self) -> Vec<String> {
+        match self.dns_mode {
+            DnsMode::HealthCheck => {
+                self.regions.iter().flat_map(|r| self.serving_alarm(r).route53_problems()).collect()
+            }
+            DnsMode::Records => Vec::new(),
+        }
     }
 
     /// The failover alarm of `region`: it watches the peer region's `Healthy` as `region`'s
@@ -538,6 +595,20 @@ mod tests {
         assert_eq!(schedules, ["rate(1 hour)", "rate(1 minute)"]);
         let to_failover = rules.iter().find(|r| matches!(r.target, RuleTarget::StateMachine { .. })).expect("rule");
         assert_eq!(to_failover.name, d.regional_names(east2).failover_rule);
+    }
+
+    #[test]
+    fn the_sandbox_model_is_what_aws_accepts() {
+        for dns_mode in [DnsMode::HealthCheck, DnsMode::Records] {
+            let d = Deployment { dns_mode, ..Deployment::sandbox() };
+            assert_eq!(d.validate(), Vec::<String>::new(), "{dns_mode:?}");
+        }
+        // A high-resolution metric behind the health check's alarm is refused, citing why.
+        let d = Deployment::sandbox();
+        let high = ServingAlarm { metric_storage_resolution: 1, ..d.serving_alarm(&d.regions.primary) };
+        assert!(high.route53_problems().iter().any(|p| p.contains("standard-resolution")), "{high:?}");
+        let extended = ServingAlarm { statistic: "p99", ..d.serving_alarm(&d.regions.primary) };
+        assert_eq!(extended.route53_problems().len(), 1);
     }
 
     #[test]

@@ -400,13 +400,13 @@ async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalRe
     for region in d.regions.iter() {
         // CLOUDWATCH_METRIC health checks follow an alarm in the *peer* region, whose metric the
         // region taking over flips in its own CloudWatch (dns-switcher health-check mode).
-        let (alarm_region, alarm_name) = d.serving_alarm(region);
+        let alarm = d.serving_alarm(region);
         let config = HealthCheckConfig::builder()
             .r#type(HealthCheckType::CloudwatchMetric)
             .alarm_identifier(
                 AlarmIdentifier::builder()
-                    .region(CloudWatchRegion::from(alarm_region.as_str()))
-                    .name(alarm_name)
+                    .region(CloudWatchRegion::from(alarm.home.as_str()))
+                    .name(alarm.name)
                     .build()?,
             )
             .insufficient_data_health_status(InsufficientDataHealthStatus::LastKnownStatus)

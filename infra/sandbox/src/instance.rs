@@ -153,6 +153,11 @@ impl Sandbox {
     /// Brings an instance up: installs missing tools, starts what is not running, initialises
     /// what does not exist, provisions a fresh moto. Running it again changes nothing.
     pub async fn up(instance: &str) -> Result<Sandbox> {
+        // moto accepts what AWS refuses: the sandbox is made only from a model AWS would take.
+        let problems = Deployment::sandbox().validate();
+        if !problems.is_empty() {
+            bail!("the sandbox's model breaks documented AWS constraints:\n  {}", problems.join("\n  "));
+        }
         let dir = instance_dir(instance);
         std::fs::create_dir_all(&dir)?;
         let mut started = Started::load(&dir).unwrap_or_default();

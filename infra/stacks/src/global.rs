@@ -51,10 +51,10 @@ pub fn global_stack(d: &Deployment) -> Value {
             // The region taking over flips a metric in its own CloudWatch; the alarm on it
             // (created by the peer region's stack) is what this health check follows.
             DnsMode::HealthCheck => {
-                let (alarm_region, alarm_name) = d.serving_alarm(region);
+                let alarm = d.serving_alarm(region);
                 json!({
                     "Type": "CLOUDWATCH_METRIC",
-                    "AlarmIdentifier": { "Name": alarm_name, "Region": alarm_region.as_str() },
+                    "AlarmIdentifier": { "Name": alarm.name, "Region": alarm.home.as_str() },
                     "InsufficientDataHealthStatus": "LastKnownStatus",
                 })
             }

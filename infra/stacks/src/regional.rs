@@ -709,19 +709,19 @@ impl Regional<'_> {
             ),
         );
         if self.d.dns_mode == DnsMode::HealthCheck {
-            let (home, name) = self.d.serving_alarm(&self.peer);
-            debug_assert_eq!(&home, self.region, "the peer's serving alarm lives here");
+            let alarm = self.d.serving_alarm(&self.peer);
+            debug_assert_eq!(&alarm.home, self.region, "the peer's serving alarm lives here");
             t.resource(
                 "PeerServingAlarm",
                 Self::alarm(
-                    &name,
+                    &alarm.name,
                     format!("{}'s DNS record is healthy while this alarm is OK (Route 53 health check)", self.peer),
                     json!({
                         "Namespace": health::NAMESPACE,
                         "MetricName": health::metric::REGION_SERVING,
                         "Dimensions": [{ "Name": "Region", "Value": self.peer.as_str() }],
-                        "Statistic": "Minimum",
-                        "Period": 60,
+                        "Statistic": alarm.statistic,
+                        "Period": alarm.period_seconds,
                         "EvaluationPeriods": 1,
                         // No data (this region down or nothing flipped yet) keeps the last state.
                         "TreatMissingData": "ignore",
