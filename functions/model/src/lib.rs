@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use serde::Serialize;
+pub mod dns;
+
 pub use switchyard_core::DnsMode;
 use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,
@@ -394,6 +396,26 @@ impl Deployment {
         }
     }
 
+    /// The role of `region`'s failover record: the primary region's is PRIMARY. The roles of
+    /// the records never change; the health checks decide which one answers.
+    pub fn failover_role(&self, region: &Region) -> dns::RecordRole {
+        if *region == self.regions.primary { dns::RecordRole::Primary } else { dns::RecordRole::Secondary }
+    }
+
+    /// What the serving alarms' health checks report without data: the last known status, so
+    /// a region whose peer (where its alarm lives) is down keeps its record's status.
+    pub const SERVING_CHECK_INSUFFICIENT_DATA: dns::InsufficientData = dns::InsufficientData::LastKnownStatus;
+
+    /// Which region `api.<domain>` answers with, given each region's record health (both
+    /// records have a health check in both DNS modes).
+    pub fn dns_answer(&self, health: impl Fn(&Region) -> dns::CheckStatus) -> Region {
+        let (p, s) = (&self.regions.primary, &self.regions.standby);
+        match dns::failover_answer(Some(health(p)), Some(health(s))) {
+            dns::RecordRole::Primary => p.clone(),
+            dns::RecordRole::Secondary => s.clone(),
+        }
+    }
+
     /// What AWS would refuse or ignore in this deployment, by documented constraint; empty
     /// when none. Templates are emitted and the sandbox is provisioned only from a valid one.
     pub fn validate(&self) -> Vec<String> {
@@ -609,6 +631,24 @@ mod tests {
         assert!(high.route53_problems().iter().any(|p| p.contains("standard-resolution")), "{high:?}");
         let extended = ServingAlarm { statistic: "p99", ..d.serving_alarm(&d.regions.primary) };
         assert_eq!(extended.route53_problems().len(), 1);
+    }
+
+    #[test]
+    fn traffic_follows_the_serving_alarms_after_a_failover_with_the_old_region_down() {
+        use dns::{AlarmState, CheckStatus, alarm_check_status};
+        let d = Deployment::sandbox();
+        let (east1, east2) = (d.regions.primary.clone(), d.regions.standby.clone());
+        // us-east-2 took over: it set us-east-1 "not serving" in its own CloudWatch (the
+        // alarm us-east-1's record follows lives there: ALARM). The alarm us-east-2's record
+        // follows lives in us-east-1, which is down: no data, last known status healthy.
+        let state = |record: &Region| if *record == east1 { AlarmState::Alarm } else { AlarmState::InsufficientData };
+        let health = |r: &Region| {
+            alarm_check_status(state(r), Deployment::SERVING_CHECK_INSUFFICIENT_DATA, CheckStatus::Healthy)
+        };
+        assert_eq!(d.dns_answer(health), east2);
+        // Before anything moved: both healthy, the primary answers.
+        assert_eq!(d.dns_answer(|_| CheckStatus::Healthy), east1);
+        assert_eq!(d.failover_role(&east2), dns::RecordRole::Secondary);
     }
 
     #[test]

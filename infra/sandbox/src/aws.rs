@@ -409,7 +409,9 @@ async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalRe
                     .name(alarm.name)
                     .build()?,
             )
-            .insufficient_data_health_status(InsufficientDataHealthStatus::LastKnownStatus)
+            .insufficient_data_health_status(InsufficientDataHealthStatus::from(
+                Deployment::SERVING_CHECK_INSUFFICIENT_DATA.as_str(),
+            ))
             .build()?;
         let hc = route53
             .create_health_check()

@@ -55,7 +55,7 @@ pub fn global_stack(d: &Deployment) -> Value {
                 json!({
                     "Type": "CLOUDWATCH_METRIC",
                     "AlarmIdentifier": { "Name": alarm.name, "Region": alarm.home.as_str() },
-                    "InsufficientDataHealthStatus": "LastKnownStatus",
+                    "InsufficientDataHealthStatus": Deployment::SERVING_CHECK_INSUFFICIENT_DATA.as_str(),
                 })
             }
             // Route 53's own checkers call the regional endpoint; the dns-switcher rewrites
@@ -74,7 +74,7 @@ pub fn global_stack(d: &Deployment) -> Value {
             &format!("{id}HealthCheck"),
             json!({ "Type": "AWS::Route53::HealthCheck", "Properties": { "HealthCheckConfig": config } }),
         );
-        let failover = if *region == d.regions.primary { "PRIMARY" } else { "SECONDARY" };
+        let failover = d.failover_role(region).as_str();
         t.resource(
             &format!("{id}Record"),
             json!({
