@@ -9,14 +9,53 @@ use switchyard_sandbox::{
     Sandbox,
     workspace::{cargo, repo_root},
 };
-use switchyard_tests::{TestFuture, cli_binary, run_cli, sandbox_trial, trial};
+use switchyard_tests::{TestFuture, cli_binary, own_sandbox_trial, run_cli, sandbox_trial, trial};
 
 pub fn trials() -> Vec<Trial> {
     vec![
         trial("cli::help_never_acts_and_unknown_flags_are_refused", || Box::pin(help_and_unknown_flags())),
         trial("cli::a_misspelt_synth_flag_writes_nothing", || Box::pin(misspelt_synth_flag())),
         sandbox_trial("cli::a_failed_execution_runs_its_catch_path_and_exits_1", |sb| Box::pin(caught(sb))),
+        own_sandbox_trial("cli::crash_then_rejoin_makes_the_old_writer_a_replica_of_the_new", "crash-rejoin", |sb| {
+            Box::pin(crash_and_rejoin(sb))
+        }),
     ]
+}
+
+/// `sandbox crash` takes a region's database down hard; once the other region writes,
+/// `sandbox rejoin` rebuilds the crashed one as its streaming replica. Rejoining the writer to
+/// a replica is refused.
+async fn crash_and_rejoin(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_core::{
+        DatabaseRole,
+        ports::{DatabasePromoter, ReplicationMonitor, StepState},
+    };
+    let (code, stdout, stderr) = run_cli(sb, &["sandbox", "crash", "us-east-1", "--database"])?;
+    ensure!(code == 0, "crash: exit {code}: {stdout}{stderr}");
+    ensure!(sb.node("us-east-1")?.replication_status().await.is_err(), "us-east-1 still answers");
+    let (code, _, _) = run_cli(sb, &["sandbox", "crash", "us-east-1"])?;
+    ensure!(code == 3, "a second crash has nothing to do: exit {code}");
+    // Until us-east-2 writes there is nothing to rejoin.
+    let (code, _, stderr) = run_cli(sb, &["sandbox", "rejoin", "us-east-1"])?;
+    ensure!(code == 4 && stderr.contains("does not accept writes"), "exit {code}: {stderr}");
+    let east2 = sb.node("us-east-2")?;
+    let mut promoted = false;
+    for _ in 0..30 {
+        if east2.promote().await.map_err(anyhow::Error::msg)? == StepState::Done {
+            promoted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    ensure!(promoted, "us-east-2 never finished promoting");
+    let (code, stdout, stderr) = run_cli(sb, &["sandbox", "rejoin", "us-east-1"])?;
+    ensure!(code == 0, "rejoin: exit {code}: {stdout}{stderr}");
+    let status = sb.node("us-east-1")?.replication_status().await.map_err(anyhow::Error::msg)?;
+    ensure!(status.role == DatabaseRole::Replica, "us-east-1 after rejoin: {status:?}");
+    switchyard_sandbox::postgres::canary(&east2, &sb.node("us-east-1")?, std::time::Duration::from_secs(20)).await?;
+    let (code, _, stderr) = run_cli(sb, &["sandbox", "rejoin", "us-east-2"])?;
+    ensure!(code == 4, "rejoining the writer to its replica: exit {code}: {stderr}");
+    Ok(())
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<(i32, String, String)> {

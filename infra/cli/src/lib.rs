@@ -153,7 +153,7 @@ pub enum Command {
     Drill,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum SandboxCommand {
     /// Start the sandbox (or keep the one that runs): both regions, provisioned from the model.
     Up,
@@ -165,6 +165,17 @@ pub enum SandboxCommand {
     List,
     /// `export` lines for a shell (`eval "$(switchyard sandbox env)"`).
     Env,
+    /// Crash a region's part as a sudden regional failure would: its database (immediate
+    /// shutdown: no checkpoint, nothing more sent to the replica).
+    Crash {
+        region: String,
+        /// The region's database: the default, and the only part that can be crashed today.
+        #[arg(long)]
+        database: bool,
+    },
+    /// Rebuild a region's database as a streaming replica of the other region's writer (a
+    /// fresh base backup: what the region wrote since it lost the writer role is discarded).
+    Rejoin { region: String },
 }
 
 /// What a command line means; `Err` for help, version and usage errors (print it with

@@ -1,7 +1,7 @@
 //! `switchyard sandbox up|down|status|list|env`.
 
 use anyhow::Result;
-use switchyard_sandbox::{Sandbox, instance};
+use switchyard_sandbox::{Sandbox, instance, postgres};
 
 use crate::{Exit, Global, Output, Refused, SandboxCommand, loaded_sandbox, not_up, refuse_aws_flags};
 
@@ -65,6 +65,36 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
                     }
                 }
             }
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Crash { region, database: _ } => {
+            let sb = loaded_sandbox(g)?;
+            let data_dir = &sb.region(&region).map_err(|e| Refused(e.to_string()))?.data_dir;
+            if postgres::postmaster_pid(data_dir).is_none() {
+                println!("{region}'s database is not running; nothing to crash");
+                return Ok(Exit::NothingToDo);
+            }
+            sb.crash_database(&region)?;
+            println!(
+                "crashed {region}'s database (immediate shutdown: no checkpoint, nothing more sent to the replica)"
+            );
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Rejoin { region } => {
+            let sb = loaded_sandbox(g)?;
+            sb.region(&region).map_err(|e| Refused(e.to_string()))?;
+            let d = sb.deployment();
+            let writer = d.regions.iter().find(|r| r.as_str() != region).map(|r| r.to_string()).unwrap_or_default();
+            // Follow only a writer that writes: never replace a database with a copy of a replica.
+            let writes = sb.node(&writer)?.accepts_writes().await.unwrap_or(false);
+            if !writes {
+                return Err(Refused(format!(
+                    "{writer} does not accept writes: {region} can rejoin only a writer (promote {writer} first)"
+                ))
+                .into());
+            }
+            sb.rejoin_as_replica(&region, &writer)?;
+            println!("{region} rebuilt as a streaming replica of {writer}");
             Ok(Exit::Done)
         }
         SandboxCommand::Env => {
