@@ -33,14 +33,11 @@ struct ClaimState {
     unprovable: Option<SwitchyardError>,
     /// Answered by the next reads, in order, before the stored claim.
     script: VecDeque<ClaimRead>,
-    reads: usize,
 }
 
 impl InMemoryClaimStore {
     pub fn new(claim: WriterClaim) -> Self {
-        InMemoryClaimStore {
-            state: Mutex::new(ClaimState { claim, unprovable: None, script: Default::default(), reads: 0 }),
-        }
+        InMemoryClaimStore { state: Mutex::new(ClaimState { claim, unprovable: None, script: Default::default() }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClaimState> {
@@ -61,17 +58,11 @@ impl InMemoryClaimStore {
     pub fn set(&self, claim: WriterClaim) {
         self.lock().claim = claim;
     }
-
-    /// How many reads were made.
-    pub fn reads(&self) -> usize {
-        self.lock().reads
-    }
 }
 
 impl ClaimStore for InMemoryClaimStore {
     async fn strong_read(&self) -> ClaimRead {
         let mut s = self.lock();
-        s.reads += 1;
         if let Some(scripted) = s.script.pop_front() {
             return scripted;
         }
@@ -125,7 +116,6 @@ struct OrderState {
     read_only: bool,
     /// Logical clock of `applied_at`, in ms.
     clock: i64,
-    transactions: usize,
 }
 
 impl InMemoryOrderStore {
@@ -158,11 +148,6 @@ impl InMemoryOrderStore {
                 at,
             },
         );
-    }
-
-    /// Committed transactions.
-    pub fn transactions(&self) -> usize {
-        lock(&self.state).transactions
     }
 
     fn available(&self) -> PortResult<()> {
@@ -222,7 +207,6 @@ impl OrderStore for InMemoryOrderStore {
         let mut s = lock(&self.state);
         s.clock += staged.len() as i64;
         s.orders.extend(staged);
-        s.transactions += 1;
         Ok(outcomes)
     }
 
@@ -247,8 +231,7 @@ impl OrderStore for InMemoryOrderStore {
     }
 }
 
-/// The reference semantics of [`OrderRequeue`]: records every copy; can fail whole, or
-/// accept only the first few of a call.
+/// The reference semantics of [`OrderRequeue`]: records every copy; can fail.
 #[derive(Debug, Default)]
 pub struct InMemoryQueue {
     state: Mutex<QueueState>,
@@ -258,7 +241,6 @@ pub struct InMemoryQueue {
 struct QueueState {
     copies: Vec<(String, String)>,
     failing: Option<SwitchyardError>,
-    accept_at_most: Option<usize>,
 }
 
 impl InMemoryQueue {
@@ -270,11 +252,6 @@ impl InMemoryQueue {
     pub fn set_failing(&self, e: Option<SwitchyardError>) {
         lock(&self.state).failing = e;
     }
-
-    /// Each call accepts only its first `n` messages (SQS batches can partly fail).
-    pub fn accept_at_most(&self, n: Option<usize>) {
-        lock(&self.state).accept_at_most = n;
-    }
 }
 
 impl OrderRequeue for InMemoryQueue {
@@ -283,9 +260,8 @@ impl OrderRequeue for InMemoryQueue {
         if let Some(e) = &s.failing {
             return Err(e.clone());
         }
-        let n = s.accept_at_most.unwrap_or(messages.len()).min(messages.len());
         let accepted: Vec<(String, String)> =
-            messages[..n].iter().map(|m| (m.message_id.to_owned(), m.body.to_owned())).collect();
+            messages.iter().map(|m| (m.message_id.to_owned(), m.body.to_owned())).collect();
         s.copies.extend(accepted.iter().cloned());
         Ok(accepted.into_iter().map(|(id, _)| id).collect())
     }
