@@ -30,46 +30,42 @@ pub mod serving_signal;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
-use switchyard_core::{ErrorName, Region, SwitchyardError};
+use switchyard_core::{ErrorName, Region, SwitchyardError, config::AwsEndpoints};
 
 /// Where AWS API calls go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AwsTarget {
     /// Real AWS: credentials from the environment (the Lambda execution role).
     Aws,
-    /// The sandbox's API emulator at a loopback URL.
-    Sandbox { endpoint_url: String },
+    /// The sandbox: each region's AWS APIs at a loopback URL (a link the sandbox can cut).
+    Sandbox { endpoints: AwsEndpoints },
 }
 
 impl AwsTarget {
-    /// `None` means real AWS. A sandbox URL must be loopback: the sandbox never sends
-    /// traffic anywhere else, and its dummy credentials must never reach a real endpoint.
-    pub fn from_endpoint(endpoint_url: Option<&str>) -> Result<Self, SwitchyardError> {
-        let Some(url) = endpoint_url else {
-            return Ok(AwsTarget::Aws);
-        };
-        let rest = url.strip_prefix("http://").unwrap_or("");
-        let host = rest.split([':', '/']).next().unwrap_or("");
-        if host == "127.0.0.1" || host == "localhost" {
-            Ok(AwsTarget::Sandbox { endpoint_url: url.trim_end_matches('/').to_owned() })
-        } else {
-            Err(SwitchyardError::new(
-                ErrorName::MissingConfig,
-                format!("sandbox endpoint {url:?} must be http://127.0.0.1:PORT or http://localhost:PORT"),
-            ))
-        }
+    /// The sandbox, every region at one loopback URL (the operator's view: no links).
+    pub fn sandbox_everywhere(url: &str, regions: impl IntoIterator<Item = Region>) -> Result<Self, SwitchyardError> {
+        let map = regions.into_iter().map(|r| (r, url.trim_end_matches('/').to_owned())).collect();
+        let endpoints = AwsEndpoints::new(map).map_err(|e| SwitchyardError::new(ErrorName::MissingConfig, e))?;
+        Ok(AwsTarget::Sandbox { endpoints })
     }
 }
 
 /// SDK configuration for calls to `region` in `deployment`'s target (AWS, or the sandbox when
-/// it names an endpoint).
+/// it names endpoints).
 pub async fn deployment_sdk_config(
     deployment: &switchyard_core::DeploymentConfig,
     region: &Region,
 ) -> Result<SdkConfig, SwitchyardError> {
-    let target = AwsTarget::from_endpoint(deployment.aws_endpoint_url.as_deref())?;
+    let target = match &deployment.aws_endpoints {
+        None => AwsTarget::Aws,
+        Some(endpoints) => AwsTarget::Sandbox { endpoints: endpoints.clone() },
+    };
     Ok(sdk_config(&target, region).await)
 }
+
+/// A sandbox region that no endpoint names is unreachable from here: its calls go to a
+/// loopback port nothing listens on (TCP port 1), never to AWS.
+const NO_PATH: &str = "http://127.0.0.1:1";
 
 /// SDK configuration for calls to `region`.
 pub async fn sdk_config(target: &AwsTarget, region: &Region) -> SdkConfig {
@@ -77,9 +73,9 @@ pub async fn sdk_config(target: &AwsTarget, region: &Region) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(region.as_str().to_owned()));
     match target {
         AwsTarget::Aws => loader.load().await,
-        AwsTarget::Sandbox { endpoint_url } => {
+        AwsTarget::Sandbox { endpoints } => {
             loader
-                .endpoint_url(endpoint_url)
+                .endpoint_url(endpoints.0.get(region).map_or(NO_PATH, String::as_str))
                 .credentials_provider(Credentials::from_keys("sandbox", "sandbox", None))
                 .load()
                 .await
@@ -93,16 +89,15 @@ mod tests {
 
     #[test]
     fn sandbox_endpoints_are_loopback_only() {
-        let table = [
-            (None, Some(AwsTarget::Aws)),
-            (Some("http://127.0.0.1:5000"), Some(AwsTarget::Sandbox { endpoint_url: "http://127.0.0.1:5000".into() })),
-            (Some("http://localhost:5000/"), Some(AwsTarget::Sandbox { endpoint_url: "http://localhost:5000".into() })),
-            (Some("https://sqs.us-east-1.amazonaws.com"), None),
-            (Some("http://10.0.0.2:5000"), None),
-            (Some("http://127.0.0.1.evil.example:5000"), None),
-        ];
-        for (input, expected) in table {
-            assert_eq!(AwsTarget::from_endpoint(input).ok(), expected, "{input:?}");
+        let regions = || ["us-east-1".parse::<Region>().unwrap()];
+        for (url, ok) in [
+            ("http://127.0.0.1:5000", true),
+            ("http://localhost:5000/", true),
+            ("https://sqs.us-east-1.amazonaws.com", false),
+            ("http://10.0.0.2:5000", false),
+            ("http://127.0.0.1.evil.example:5000", false),
+        ] {
+            assert_eq!(AwsTarget::sandbox_everywhere(url, regions()).is_ok(), ok, "{url:?}");
         }
     }
 }

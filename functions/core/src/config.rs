@@ -43,8 +43,8 @@ keys! {
         "The other region of the pair.";
     RPO_BUDGET_SECONDS = "SWITCHYARD_RPO_BUDGET_SECONDS", read by "all":
         "Whole seconds of replication lag an unplanned failover may lose without an override; default 60.";
-    AWS_ENDPOINT_URL = "SWITCHYARD_AWS_ENDPOINT_URL", read by "all":
-        "Sandbox only: the loopback URL of the AWS API emulator. Absent in AWS.";
+    AWS_ENDPOINTS = "SWITCHYARD_AWS_ENDPOINTS", read by "all":
+        "Sandbox only: JSON map region → the loopback URL through which this region reaches that region's AWS APIs (the sandbox's cuttable links). Absent in AWS.";
     CONTROL_TABLE = "SWITCHYARD_CONTROL_TABLE", read by "rds-promoter, dns-switcher, order-consumer":
         "The region's control table: the writer claim and the ledger (lock, last handover, timelines).";
     ORDERS_PER_HOUR = "SWITCHYARD_ORDERS_PER_HOUR", read by "rds-promoter, readiness-tester":
@@ -254,6 +254,34 @@ impl fmt::Display for EnvironmentName {
     }
 }
 
+/// The sandbox's AWS endpoints as seen from one region: region → loopback URL. Every path
+/// goes through the sandbox's links, so a partition can cut it; loopback only, so the
+/// sandbox's dummy credentials never reach a real endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct AwsEndpoints(pub std::collections::BTreeMap<Region, String>);
+
+impl AwsEndpoints {
+    pub fn new(endpoints: std::collections::BTreeMap<Region, String>) -> Result<Self, String> {
+        for (region, url) in &endpoints {
+            let host = url.strip_prefix("http://").and_then(|rest| rest.split([':', '/']).next()).unwrap_or("");
+            if host != "127.0.0.1" && host != "localhost" {
+                return Err(format!("{region}: {url:?} must be http://127.0.0.1:PORT or http://localhost:PORT"));
+            }
+        }
+        Ok(AwsEndpoints(endpoints))
+    }
+}
+
+impl FromStr for AwsEndpoints {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let endpoints: std::collections::BTreeMap<Region, String> =
+            serde_json::from_str(s).map_err(|e| format!("expected a JSON map of region to URL: {e}"))?;
+        AwsEndpoints::new(endpoints)
+    }
+}
+
 /// What every switchyard function knows about the deployment it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentConfig {
@@ -262,8 +290,8 @@ pub struct DeploymentConfig {
     /// The region this process runs in; always one of `regions`.
     pub local_region: Region,
     pub rpo_budget: RpoBudget,
-    /// `Some` only in the sandbox.
-    pub aws_endpoint_url: Option<String>,
+    /// `Some` only in the sandbox: where this region reaches each region's AWS APIs.
+    pub aws_endpoints: Option<AwsEndpoints>,
 }
 
 impl DeploymentConfig {
@@ -305,7 +333,7 @@ impl DeploymentConfig {
         let primary = r.required::<Region>(keys::PRIMARY_REGION);
         let standby = r.required::<Region>(keys::STANDBY_REGION);
         let rpo_seconds = r.optional::<u64>(keys::RPO_BUDGET_SECONDS).unwrap_or(DEFAULT_RPO_BUDGET_SECONDS);
-        let aws_endpoint_url = r.optional::<String>(keys::AWS_ENDPOINT_URL);
+        let aws_endpoints = r.optional::<AwsEndpoints>(keys::AWS_ENDPOINTS);
 
         let mut regions = None;
         if let (Some(p), Some(s)) = (primary, standby) {
@@ -329,7 +357,7 @@ impl DeploymentConfig {
                 regions,
                 local_region,
                 rpo_budget: RpoBudget(Duration::from_secs(rpo_seconds)),
-                aws_endpoint_url,
+                aws_endpoints,
             }),
             // finish() returned Ok, so every required value was recorded.
             _ => Err(ConfigError { problems: Vec::new() }),
@@ -368,7 +396,7 @@ mod tests {
         assert_eq!(c.local_region.as_str(), "us-east-2");
         assert_eq!(c.regions.primary.as_str(), "us-east-1");
         assert_eq!(c.rpo_budget, RpoBudget(Duration::from_secs(60)));
-        assert_eq!(c.aws_endpoint_url, None);
+        assert_eq!(c.aws_endpoints, None);
     }
 
     #[test]

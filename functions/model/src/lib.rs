@@ -419,12 +419,38 @@ impl Deployment {
     /// What AWS would refuse or ignore in this deployment, by documented constraint; empty
     /// when none. Templates are emitted and the sandbox is provisioned only from a valid one.
     pub fn validate(&self) -> Vec<String> {
-        match self.dns_mode {
+        let mut problems = match self.dns_mode {
             DnsMode::HealthCheck => {
                 self.regions.iter().flat_map(|r| self.serving_alarm(r).route53_problems()).collect()
             }
             DnsMode::Records => Vec::new(),
+        };
+        if self.claim_store_witness().is_none() {
+            problems.push(format!(
+                "{} and {} are not in one DynamoDB multi-Region strong consistency Region set, so the writer claim \
+                 has no witness (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-dynamodb-globaltable-globaltablewitness.html)",
+                self.regions.primary, self.regions.standby
+            ));
         }
+        problems
+    }
+
+    /// The third region of the writer-claim store: a DynamoDB MRSC global table has replicas
+    /// in the pair and a witness in the third region of their Region set. "The witness must be
+    /// in a different Region than the replicas and within the same Region set" (US: us-east-1,
+    /// us-east-2, us-west-2; EU: eu-west-1, eu-west-2, eu-west-3, eu-central-1; AP:
+    /// ap-northeast-1, -2, -3):
+    /// <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-dynamodb-globaltable-globaltablewitness.html>.
+    /// The first member of the set outside the pair; `None` when the pair spans no one set.
+    pub fn claim_store_witness(&self) -> Option<Region> {
+        const REGION_SETS: [&[&str]; 3] = [
+            &["us-east-1", "us-east-2", "us-west-2"],
+            &["eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1"],
+            &["ap-northeast-1", "ap-northeast-2", "ap-northeast-3"],
+        ];
+        let (p, s) = (self.regions.primary.as_str(), self.regions.standby.as_str());
+        let set = REGION_SETS.iter().find(|set| set.contains(&p) && set.contains(&s))?;
+        set.iter().find(|r| **r != p && **r != s).and_then(|r| r.parse().ok())
     }
 
     /// The failover alarm of `region`: it watches the peer region's `Healthy` as `region`'s
@@ -600,6 +626,16 @@ mod tests {
             assert_eq!(config.regions, d.regions);
             assert_eq!(config.rpo_budget, d.rpo_budget);
         }
+    }
+
+    #[test]
+    fn the_claim_store_witness_is_the_third_region_of_the_pair_s_region_set() {
+        let mut d = Deployment::sandbox();
+        assert_eq!(d.claim_store_witness().map(|r| r.to_string()).as_deref(), Some("us-west-2"));
+        assert!(d.validate().is_empty(), "{:?}", d.validate());
+        d.regions = RegionPair::new("us-east-1".parse().unwrap(), "eu-west-1".parse().unwrap()).unwrap();
+        assert_eq!(d.claim_store_witness(), None);
+        assert!(d.validate().iter().any(|p| p.contains("Region set")), "{:?}", d.validate());
     }
 
     #[test]

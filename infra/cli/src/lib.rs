@@ -165,17 +165,66 @@ pub enum SandboxCommand {
     List,
     /// `export` lines for a shell (`eval "$(switchyard sandbox env)"`).
     Env,
-    /// Crash a region's part as a sudden regional failure would: its database (immediate
-    /// shutdown: no checkpoint, nothing more sent to the replica).
+    /// Crash a region's part as a sudden regional failure would: its database (the default:
+    /// immediate shutdown, no checkpoint, nothing more sent to the replica), its order API
+    /// (connections refused) or its functions (their Lambda service stops).
     Crash {
         region: String,
-        /// The region's database: the default, and the only part that can be crashed today.
         #[arg(long)]
         database: bool,
+        #[arg(long)]
+        api: bool,
+        #[arg(long)]
+        functions: bool,
     },
-    /// Rebuild a region's database as a streaming replica of the other region's writer (a
-    /// fresh base backup: what the region wrote since it lost the writer role is discarded).
+    /// Bring a crashed region back: its order API and functions restart, and its database is
+    /// rebuilt as a streaming replica of the other region's writer (a fresh base backup: what
+    /// the region wrote since it lost the writer role is discarded).
     Rejoin { region: String },
+    /// Cut links between the three places (the pair and the claim store's witness region).
+    /// Cuts add up until `heal`.
+    Partition(PartitionArgs),
+    /// Open every link again (and set the cross-region delay back to 0).
+    Heal,
+    /// Make a region's database sick but answering, for failure-path tests (`--undo` cures it).
+    Sicken {
+        region: String,
+        /// `connection-slots` (the functions' roles get "too many connections"), `reject-auth`
+        /// (pg_hba rejects them) or `disk-full` (every write fails with SQLSTATE 53100).
+        #[arg(long, value_parser = ["connection-slots", "reject-auth", "disk-full"], required_unless_present = "undo")]
+        fault: Option<String>,
+        /// Cure every sickness of the region's database.
+        #[arg(long, conflicts_with = "fault")]
+        undo: bool,
+    },
+    /// Serve the world (links, AWS fronts, order APIs) of a sandbox: started by `sandbox up`.
+    #[command(hide = true)]
+    World {
+        #[arg(long)]
+        plan: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(group(clap::ArgGroup::new("shape").args(["isolate", "link", "witness_down", "delay_ms"]).multiple(true).required(true)))]
+pub struct PartitionArgs {
+    /// Cut every link of REGION (from the other region and from the witness).
+    #[arg(long, value_name = "REGION")]
+    pub isolate: Option<String>,
+    /// Cut the link between two places, e.g. `us-east-1:us-east-2`.
+    #[arg(long, value_name = "A:B")]
+    pub link: Option<String>,
+    /// Cut every link of the witness region.
+    #[arg(long)]
+    pub witness_down: bool,
+    /// What a cut does: `refuse` (connections reset at once), `blackhole` (calls hang until
+    /// the caller's deadline) or `drop-response` (the request is applied, the answer lost).
+    #[arg(long, default_value = "refuse", value_parser = ["refuse", "blackhole", "drop-response"])]
+    pub mode: String,
+    /// Milliseconds every crossing of an open link between two places pays (real strongly
+    /// consistent reads pay tens of ms).
+    #[arg(long, value_name = "MS")]
+    pub delay_ms: Option<u64>,
 }
 
 /// What a command line means; `Err` for help, version and usage errors (print it with

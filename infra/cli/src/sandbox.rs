@@ -1,9 +1,14 @@
-//! `switchyard sandbox up|down|status|list|env`.
+//! `switchyard sandbox up|down|status|list|env|crash|rejoin|partition|heal|sicken` (and the
+//! hidden `world`, the daemon `up` starts).
 
 use anyhow::Result;
-use switchyard_sandbox::{Sandbox, instance, postgres};
+use switchyard_core::Region;
+use switchyard_sandbox::{
+    Sandbox, instance, postgres,
+    world::{self, CutMode, Links, Shape},
+};
 
-use crate::{Exit, Global, Output, Refused, SandboxCommand, loaded_sandbox, not_up, refuse_aws_flags};
+use crate::{BadValue, Exit, Global, Output, Refused, SandboxCommand, loaded_sandbox, not_up, refuse_aws_flags};
 
 pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
     refuse_aws_flags(g)?;
@@ -67,34 +72,117 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
             }
             Ok(Exit::Done)
         }
-        SandboxCommand::Crash { region, database: _ } => {
+        SandboxCommand::Crash { region, database, api, functions } => {
             let sb = loaded_sandbox(g)?;
             let data_dir = &sb.region(&region).map_err(|e| Refused(e.to_string()))?.data_dir;
-            if postgres::postmaster_pid(data_dir).is_none() {
-                println!("{region}'s database is not running; nothing to crash");
+            let database = database || !(api || functions);
+            let mut crashed = Vec::new();
+            if database && postgres::postmaster_pid(data_dir).is_some() {
+                sb.crash_database(&region)?;
+                crashed.push("its database (immediate shutdown: no checkpoint, nothing more sent to the replica)");
+            }
+            if api {
+                sb.set_api(&region, false).await?;
+                crashed.push("its order API (connections refused)");
+            }
+            if functions && sb.crash_functions(&region)? {
+                crashed.push("its functions (the Lambda service stopped)");
+            }
+            if crashed.is_empty() {
+                println!("nothing of {region} was running; nothing to crash");
                 return Ok(Exit::NothingToDo);
             }
-            sb.crash_database(&region)?;
-            println!(
-                "crashed {region}'s database (immediate shutdown: no checkpoint, nothing more sent to the replica)"
-            );
+            println!("crashed {region}: {}", crashed.join("; "));
             Ok(Exit::Done)
         }
         SandboxCommand::Rejoin { region } => {
-            let sb = loaded_sandbox(g)?;
+            let mut sb = loaded_sandbox(g)?;
             sb.region(&region).map_err(|e| Refused(e.to_string()))?;
             let d = sb.deployment();
             let writer = d.regions.iter().find(|r| r.as_str() != region).map(|r| r.to_string()).unwrap_or_default();
-            // Follow only a writer that writes: never replace a database with a copy of a replica.
-            let writes = sb.node(&writer)?.accepts_writes().await.unwrap_or(false);
-            if !writes {
-                return Err(Refused(format!(
-                    "{writer} does not accept writes: {region} can rejoin only a writer (promote {writer} first)"
-                ))
-                .into());
+            let other_writes = sb.node(&writer)?.accepts_writes().await.unwrap_or(false);
+            let self_writes = sb.node(&region)?.accepts_writes().await.unwrap_or(false);
+            // Follow only a writer that writes: never replace a database with a copy of a
+            // replica, nor pick between two writers.
+            let rebuild = match (other_writes, self_writes) {
+                (true, false) => true,
+                (false, true) => false,
+                (true, true) => {
+                    return Err(Refused(format!(
+                        "both {region} and {writer} accept writes: decide which one writes (fence the other) before a rejoin"
+                    ))
+                    .into());
+                }
+                (false, false) => {
+                    return Err(Refused(format!(
+                        "{writer} does not accept writes: {region} can rejoin only a writer (promote {writer} first)"
+                    ))
+                    .into());
+                }
+            };
+            sb.set_api(&region, true).await?;
+            let restarted = sb.restart_functions(&region)?;
+            if rebuild {
+                sb.rejoin_as_replica(&region, &writer)?;
+                println!("{region} rebuilt as a streaming replica of {writer}");
+            } else {
+                println!("{region} still writes: its database is kept");
             }
-            sb.rejoin_as_replica(&region, &writer)?;
-            println!("{region} rebuilt as a streaming replica of {writer}");
+            println!("{region}'s order API serves{}", if restarted { "; its functions restarted" } else { "" });
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Partition(args) => {
+            let sb = loaded_sandbox(g)?;
+            let mode: CutMode = args.mode.parse().map_err(|e: String| BadValue(e))?;
+            let region = |s: &str| s.parse::<Region>().map_err(|e| BadValue(format!("{s:?}: {e}")));
+            let mut links = world::control::links(sb.world.control_port).await?;
+            let mut shapes = Vec::new();
+            if let Some(r) = &args.isolate {
+                shapes.push(Shape::Isolate(region(r)?));
+            }
+            if let Some(pair) = &args.link {
+                let (a, b) = pair.split_once(':').ok_or_else(|| BadValue(format!("--link {pair}: expected A:B")))?;
+                shapes.push(Shape::Link(region(a)?, region(b)?));
+            }
+            if args.witness_down {
+                shapes.push(Shape::WitnessDown);
+            }
+            for shape in &shapes {
+                links.apply(shape, mode, &sb.world.places, sb.world.witness()).map_err(Refused)?;
+            }
+            if let Some(ms) = args.delay_ms {
+                links.delay_ms = ms;
+            }
+            let links = world::control::set_links(sb.world.control_port, &links).await?;
+            print_links(g.output, &sb, &links)?;
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Heal => {
+            let sb = loaded_sandbox(g)?;
+            let links = world::control::set_links(sb.world.control_port, &Links::default()).await?;
+            print_links(g.output, &sb, &links)?;
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Sicken { region, fault, undo } => {
+            let sb = loaded_sandbox(g)?;
+            sb.region(&region).map_err(|e| Refused(e.to_string()))?;
+            match (fault, undo) {
+                (_, true) => {
+                    sb.cure_database(&region).await?;
+                    println!("{region}'s database cured");
+                }
+                (Some(fault), false) => {
+                    let sickness: postgres::Sickness = fault.parse().map_err(|e: String| BadValue(e))?;
+                    sb.sicken_database(&region, sickness).await.map_err(|e| Refused(format!("{e:#}")))?;
+                    println!("{region}'s database is sick: {fault} (cure it: switchyard sandbox sicken {region} --undo)");
+                }
+                (None, false) => return Err(BadValue("give --fault KIND or --undo".into()).into()),
+            }
+            Ok(Exit::Done)
+        }
+        SandboxCommand::World { plan } => {
+            let text = std::fs::read_to_string(&plan)?;
+            world::serve(serde_json::from_str(&text)?).await?;
             Ok(Exit::Done)
         }
         SandboxCommand::Env => {
@@ -110,6 +198,28 @@ fn print_status(output: Output, status: &instance::SandboxStatus) -> Result<()> 
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(status)?),
         Output::Table => print!("{status}"),
+    }
+    Ok(())
+}
+
+/// Prints every link of the three places: open, or cut and how.
+fn print_links(output: Output, sb: &Sandbox, links: &Links) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(links)?),
+        Output::Table => {
+            let places = &sb.world.places;
+            for (i, a) in places.iter().enumerate() {
+                for b in &places[i + 1..] {
+                    let state = links.between(a, b).map_or("open", CutMode::as_str);
+                    println!("{a:<10} ↔ {b:<10} {state}");
+                }
+            }
+            println!("cross-region delay: {} ms", links.delay_ms);
+            for r in places {
+                let majority = links.reaches_majority(r, places);
+                println!("{r:<10} {}", if majority { "reaches a majority" } else { "cut off from the majority" });
+            }
+        }
     }
     Ok(())
 }

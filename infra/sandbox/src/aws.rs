@@ -56,6 +56,7 @@ pub async fn provision(
     target: &AwsTarget,
     d: &Deployment,
     db_roles: &[(&'static str, DbCredentials)],
+    world: &crate::world::WorldPlan,
 ) -> Result<Resources> {
     let mut regions = BTreeMap::new();
     for region in d.regions.iter() {
@@ -69,7 +70,7 @@ pub async fn provision(
                 .with_context(|| format!("{function}'s secret in {region}"))?;
         }
     }
-    subscribe_fan_out(target, d, &regions).await.context("cross-region SNS → SQS fan-out")?;
+    subscribe_fan_out(target, d, &regions, world).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
     crate::definitions::register(target, d).await.context("registering the state machines")?;
     let packages = crate::packages::sandbox_packages().context("packaging the functions for the sandbox")?;
@@ -212,9 +213,14 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         topic_arns.push(req.send().await?.topic_arn.context("no topic arn")?);
     }
 
-    // The control table: writer claim (conditional writes), lock, cooldown, timelines.
-    let ddb = aws_sdk_dynamodb::Client::new(&config);
-    create_control_table(&ddb, &names.control_table, &tags, &d.initial_writer_claim()).await?;
+    // The control table: writer claim (conditional writes), lock, cooldown, timelines. In
+    // AWS one global table with multi-Region strong consistency, replicas in the pair; the
+    // sandbox's world keeps its one copy in the primary region's moto and routes both
+    // regions' calls there (`world::front`), so it is created once.
+    if *region == d.regions.primary {
+        let ddb = aws_sdk_dynamodb::Client::new(&config);
+        create_control_table(&ddb, &names.control_table, &tags, &d.initial_writer_claim()).await?;
+    }
 
     // Configuration both regions must agree on.
     let ssm = aws_sdk_ssm::Client::new(&config);
@@ -362,23 +368,29 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
 }
 
 /// Each region's orders topic delivers every order to *both* regions' queues (the zero-loss
-/// design: the standby already holds what the active region acknowledged).
+/// design: the standby already holds what the active region acknowledged). The other
+/// region's queue is reached through the world's relay, so a cut link delays that delivery
+/// (SNS retries a cross-region SQS delivery; the relay does too).
 async fn subscribe_fan_out(
     target: &AwsTarget,
     d: &Deployment,
     regions: &BTreeMap<String, RegionResources>,
+    world: &crate::world::WorldPlan,
 ) -> Result<()> {
     for topic_region in d.regions.iter() {
         let sns = aws_sdk_sns::Client::new(&sdk_config(target, topic_region).await);
         let topic = &regions[topic_region.as_str()].orders_topic_arn;
-        for queue in regions.values() {
-            sns.subscribe()
-                .topic_arn(topic)
-                .protocol("sqs")
-                .endpoint(&queue.orders_queue_arn)
-                .attributes("RawMessageDelivery", "true")
-                .send()
-                .await?;
+        for queue_region in d.regions.iter() {
+            let subscribe = sns.subscribe().topic_arn(topic);
+            let subscribe = if queue_region == topic_region {
+                subscribe
+                    .protocol("sqs")
+                    .endpoint(&regions[queue_region.as_str()].orders_queue_arn)
+                    .attributes("RawMessageDelivery", "true")
+            } else {
+                subscribe.protocol("http").endpoint(world.relay_url(topic_region, queue_region))
+            };
+            subscribe.send().await?;
         }
     }
     Ok(())

@@ -20,7 +20,7 @@ use switchyard_core::{
 use switchyard_model::Deployment;
 use switchyard_postgres::{PgEndpoint, PgNode, pair_lag};
 
-use crate::{aws, lambda, postgres, process, tools, workspace::repo_root};
+use crate::{aws, lambda, postgres, process, tools, workspace::repo_root, world::WorldPlan};
 
 /// One region of the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,8 +40,15 @@ pub struct Sandbox {
     pub instance: String,
     pub dir: PathBuf,
     pub environment: String,
+    /// The operator's AWS endpoint (tests, the CLI): the world's front outside every region,
+    /// never cut. The regions' own endpoints are in `world`.
     pub aws_endpoint_url: String,
+    /// moto itself: only the world talks to it.
+    pub moto_url: String,
     pub moto_pid: u32,
+    /// The three places, their links and the order APIs (see [`crate::world`]).
+    pub world: WorldPlan,
+    pub world_pid: u32,
     pub regions: Vec<RegionSandbox>,
     /// The functions, served per region by `cargo lambda watch`.
     pub lambda: Vec<lambda::LambdaService>,
@@ -101,10 +108,19 @@ impl Sandbox {
     pub fn shell_env(&self) -> String {
         // `cargo lambda` (for `cargo lambda invoke`) lives in the repository's venv.
         let mut s = format!("export PATH=\"{}:$PATH\"\n", tools::venv_dir().join("bin").display());
+        // The operator's view: every region at the front no partition cuts.
+        let everywhere = switchyard_core::config::AwsEndpoints(
+            self.world.places.iter().map(|r| (r.clone(), self.aws_endpoint_url.clone())).collect(),
+        );
         s += &format!(
-            "export SWITCHYARD_AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=sandbox\nexport AWS_SECRET_ACCESS_KEY=sandbox\n",
+            "export SWITCHYARD_AWS_ENDPOINTS='{}'\nexport AWS_ENDPOINT_URL={}\nexport AWS_ACCESS_KEY_ID=sandbox\nexport AWS_SECRET_ACCESS_KEY=sandbox\n",
+            serde_json::to_string(&everywhere).unwrap_or_default(),
             self.aws_endpoint_url
         );
+        for a in &self.world.apis {
+            let var = a.target.as_str().to_uppercase().replace('-', "_");
+            s += &format!("export SWITCHYARD_API_{var}=http://127.0.0.1:{}\n", a.port);
+        }
         for l in &self.lambda {
             let var = l.region.as_str().to_uppercase().replace('-', "_");
             s += &format!("export SWITCHYARD_LAMBDA_{var}=http://127.0.0.1:{}\n", l.port);
@@ -121,8 +137,18 @@ impl Sandbox {
         Deployment::sandbox()
     }
 
+    /// The operator's view of AWS (outside every region: no partition cuts it).
     pub fn aws_target(&self) -> AwsTarget {
-        AwsTarget::Sandbox { endpoint_url: self.aws_endpoint_url.clone() }
+        AwsTarget::Sandbox {
+            endpoints: switchyard_core::config::AwsEndpoints(
+                self.world.places.iter().map(|r| (r.clone(), self.aws_endpoint_url.clone())).collect(),
+            ),
+        }
+    }
+
+    /// AWS as `region`'s functions reach it: through the world's links.
+    pub fn region_aws_target(&self, region: &Region) -> AwsTarget {
+        AwsTarget::Sandbox { endpoints: self.world.aws_endpoints(region) }
     }
 
     pub fn region(&self, region: &str) -> Result<&RegionSandbox> {
@@ -185,13 +211,10 @@ impl Sandbox {
         };
 
         // The AWS API emulator.
-        let (aws_endpoint_url, moto_pid, mut resources) = match &previous {
-            Some(p) if process::is_alive(p.moto_pid) => (p.aws_endpoint_url.clone(), p.moto_pid, p.resources.clone()),
+        let (moto_url, moto_pid, mut resources) = match &previous {
+            Some(p) if process::is_alive(p.moto_pid) => (p.moto_url.clone(), p.moto_pid, p.resources.clone()),
             _ => {
-                let port = previous
-                    .as_ref()
-                    .and_then(|p| moto_port(&p.aws_endpoint_url))
-                    .filter(|p| !process::port_is_open(*p));
+                let port = previous.as_ref().and_then(|p| moto_port(&p.moto_url)).filter(|p| !process::port_is_open(*p));
                 let port = match port {
                     Some(p) => p,
                     None => process::free_port()?,
@@ -208,37 +231,62 @@ impl Sandbox {
             }
         };
 
-        // The regional databases: primary first (the replica is a base backup of it), with
-        // TLS, and the order consumer's password-authenticated role.
+        // Where each region's database listens (kept across `up`s while its data exists).
+        let pair = [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)];
+        let mut endpoints = std::collections::BTreeMap::new();
+        for (region, _) in pair {
+            let known = previous.as_ref().and_then(|p| p.regions.iter().find(|r| r.region == *region));
+            let port = match known {
+                Some(k) if data_root.join(region.as_str()).join("PG_VERSION").exists() => k.postgres.port,
+                _ => process::free_port()?,
+            };
+            endpoints.insert(
+                region.clone(),
+                PgEndpoint { host: "127.0.0.1".into(), port, user: postgres::DB_USER.into(), dbname: postgres::DB_NAME.into() },
+            );
+        }
+
+        // The world: links between the three places, the AWS fronts, the order APIs. Kept
+        // while it runs over the same moto and databases.
+        // Its ports stay those of the last `up` (a replica's `primary_conninfo` names its link).
+        let moto = moto_port(&moto_url).context("moto's port")?;
+        let world = match &previous {
+            Some(p) if p.world.databases == endpoints => WorldPlan { moto_port: moto, ..p.world.clone() },
+            _ => WorldPlan::new(&deployment, moto, endpoints.clone())?,
+        };
+        let world_pid = match &previous {
+            Some(p) if process::is_alive(p.world_pid) && p.world == world => p.world_pid,
+            _ => {
+                if let Some(p) = previous.as_ref().filter(|p| process::is_alive(p.world_pid)) {
+                    process::stop_group(p.world_pid, "TERM", Duration::from_secs(10))?;
+                }
+                let pid = start_world(&dir, &world)?;
+                started.group(pid);
+                pid
+            }
+        };
+
+        // The regional databases: primary first (the replica is a base backup of it, and
+        // streams from it over the link between the regions), with TLS, and each function's
+        // password-authenticated role.
         let tls = postgres::ensure_tls(&dir)?;
         let db_roles = postgres::ROLES
             .iter()
             .map(|role| Ok((role.function, postgres::credentials(&dir, role)?)))
             .collect::<Result<Vec<_>>>()?;
         let mut regions = Vec::new();
-        for (region, role) in
-            [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)]
-        {
-            let known = previous.as_ref().and_then(|p| p.regions.iter().find(|r| r.region == *region)).cloned();
+        for (region, role) in pair {
             let data_dir = data_root.join(region.as_str());
             let log = data_root.join(format!("{region}.log"));
-            let port = match &known {
-                Some(k) if data_dir.join("PG_VERSION").exists() => k.postgres.port,
-                _ => process::free_port()?,
-            };
-            let endpoint = PgEndpoint {
-                host: "127.0.0.1".into(),
-                port,
-                user: postgres::DB_USER.into(),
-                dbname: postgres::DB_NAME.into(),
-            };
+            let endpoint = endpoints[region].clone();
             if !data_dir.join("PG_VERSION").exists() {
                 let _ = std::fs::remove_dir_all(&data_dir);
                 match role {
-                    DatabaseRole::Writer => pg.init_primary(&data_dir, port, region.as_str())?,
+                    DatabaseRole::Writer => pg.init_primary(&data_dir, endpoint.port, region.as_str())?,
                     DatabaseRole::Replica => {
-                        let primary: &RegionSandbox = regions.first().context("primary before replica")?;
-                        pg.init_replica(&data_dir, port, region.as_str(), &primary.postgres)?
+                        let primary = &deployment.regions.primary;
+                        let upstream = world.database_from(region, primary).context("no link to the primary")?;
+                        pg.init_replica(&data_dir, endpoint.port, region.as_str(), &upstream)?
                     }
                 }
                 pg.enable_tls(&data_dir, &tls)?;
@@ -267,8 +315,11 @@ impl Sandbox {
             instance: instance.to_owned(),
             dir,
             environment: deployment.environment.to_string(),
-            aws_endpoint_url,
+            aws_endpoint_url: world.operator_url(),
+            moto_url,
             moto_pid,
+            world,
+            world_pid,
             regions,
             lambda: Vec::new(),
             resources: None,
@@ -276,7 +327,7 @@ impl Sandbox {
         sandbox.save()?;
         let provisioned_now = resources.is_none();
         if provisioned_now {
-            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &db_roles).await;
+            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &db_roles, &sandbox.world).await;
             resources = Some(provisioned.context("provisioning moto")?);
         }
         sandbox.resources = resources;
@@ -352,6 +403,9 @@ impl Sandbox {
                 errors.push(format!("cargo lambda watch {}: {e:#}", l.region));
             }
         }
+        if let Err(e) = process::stop_group(self.world_pid, "TERM", Duration::from_secs(10)) {
+            errors.push(format!("the world: {e:#}"));
+        }
         if let Err(e) = process::stop_group(self.moto_pid, "TERM", Duration::from_secs(10)) {
             errors.push(format!("moto: {e:#}"));
         }
@@ -381,7 +435,7 @@ impl Sandbox {
 
     /// The environment the functions of `region` get in this sandbox.
     pub fn function_environment(&self, region: &Region) -> Vec<(&'static str, String)> {
-        let mut env = function_environment(&self.deployment(), region, &self.aws_endpoint_url, &self.regions);
+        let mut env = function_environment(&self.deployment(), region, &self.world);
         if let Some(r) = &self.resources {
             env.push((keys::HOSTED_ZONE_ID, r.global.hosted_zone_id.clone()));
             if let Some(regional) = r.regions.get(region.as_str()) {
@@ -423,16 +477,63 @@ impl Sandbox {
         postgres::stop(&r.data_dir)?;
         std::fs::remove_dir_all(&r.data_dir).with_context(|| format!("removing {}", r.data_dir.display()))?;
         let pg = postgres::PgTools::find()?;
-        pg.init_replica(&r.data_dir, r.postgres.port, region, &w.postgres)?;
+        let upstream = self.world.database_from(&r.region, &w.region).context("no link between the regions")?;
+        pg.init_replica(&r.data_dir, r.postgres.port, region, &upstream)?;
         pg.enable_tls(&r.data_dir, &postgres::ensure_tls(&self.dir)?)?;
         pg.start(&r.data_dir, &r.log)?;
         Ok(())
     }
 
+    /// Stops a region's functions (its `cargo lambda watch`), as a crashed Lambda service in
+    /// that region would look to its callers.
+    pub fn crash_functions(&self, region: &str) -> Result<bool> {
+        let l = self.lambda(region)?;
+        if !process::is_alive(l.pid) {
+            return Ok(false);
+        }
+        process::stop_group(l.pid, "TERM", Duration::from_secs(10))?;
+        Ok(true)
+    }
+
+    /// Starts a region's functions again if they are not running (saving the new PID).
+    pub fn restart_functions(&mut self, region: &str) -> Result<bool> {
+        let l = self.lambda(region)?.clone();
+        if process::is_alive(l.pid) {
+            return Ok(false);
+        }
+        let log = self.dir.join(format!("lambda-{region}.log"));
+        let env = self.function_environment(&l.region);
+        let service = lambda::spawn(&l.region, &env, l.port, &log)?;
+        service.wait_ready()?;
+        if let Some(slot) = self.lambda.iter_mut().find(|s| s.region == l.region) {
+            *slot = service;
+        }
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Crashes (`up == false`) or restores a region's order API.
+    pub async fn set_api(&self, region: &str, up: bool) -> Result<()> {
+        let r = self.region(region)?;
+        crate::world::control::set_api(self.world.control_port, &r.region, up).await
+    }
+
+    /// Makes a region's database sick but answering (see [`postgres::Sickness`]).
+    pub async fn sicken_database(&self, region: &str, sickness: postgres::Sickness) -> Result<()> {
+        let r = self.region(region)?;
+        postgres::sicken(&r.data_dir, &r.postgres, sickness).await
+    }
+
+    pub async fn cure_database(&self, region: &str) -> Result<()> {
+        let r = self.region(region)?;
+        postgres::cure(&r.data_dir, &r.postgres).await
+    }
+
     /// Every loopback port the instance listens on.
     pub fn ports(&self) -> Vec<u16> {
-        moto_port(&self.aws_endpoint_url)
+        moto_port(&self.moto_url)
             .into_iter()
+            .chain(self.world.ports())
             .chain(self.regions.iter().map(|r| r.postgres.port))
             .chain(self.lambda.iter().map(|l| l.port))
             .collect()
@@ -442,7 +543,7 @@ impl Sandbox {
     pub fn live_pids(&self) -> Vec<u32> {
         let pg = self.regions.iter().filter_map(|r| postgres::postmaster_pid(&r.data_dir));
         let lambda = self.lambda.iter().map(|l| l.pid);
-        std::iter::once(self.moto_pid).chain(lambda).filter(|p| process::is_alive(*p)).chain(pg).collect()
+        [self.moto_pid, self.world_pid].into_iter().chain(lambda).filter(|p| process::is_alive(*p)).chain(pg).collect()
     }
 
     /// Probes every component. Never fails: a broken component is reported, not raised.
@@ -535,22 +636,37 @@ impl Sandbox {
     }
 }
 
-/// What a deployed function would get, plus what only the sandbox knows: the AWS endpoint,
-/// dummy credentials, and where each region's database listens.
-fn function_environment(
-    d: &Deployment,
-    region: &Region,
-    aws_endpoint_url: &str,
-    databases: &[RegionSandbox],
-) -> Vec<(&'static str, String)> {
-    let endpoints: std::collections::BTreeMap<&str, &PgEndpoint> =
-        databases.iter().map(|r| (r.region.as_str(), &r.postgres)).collect();
+/// What a deployed function would get, plus what only the sandbox knows: its paths to each
+/// region's AWS APIs, databases and order APIs (the world's links), and dummy credentials.
+fn function_environment(d: &Deployment, region: &Region, world: &WorldPlan) -> Vec<(&'static str, String)> {
+    let databases: std::collections::BTreeMap<&str, PgEndpoint> =
+        d.regions.iter().filter_map(|t| Some((t.as_str(), world.database_from(region, t)?))).collect();
+    let health: std::collections::BTreeMap<&str, String> = d
+        .regions
+        .iter()
+        .filter_map(|t| Some((t.as_str(), format!("{}/health", world.api_url(region, t)?))))
+        .collect();
     let mut env = d.function_environment(region);
-    env.push((keys::AWS_ENDPOINT_URL, aws_endpoint_url.to_owned()));
-    env.push((keys::DB_ENDPOINTS, serde_json::to_string(&endpoints).unwrap_or_default()));
+    env.push((keys::AWS_ENDPOINTS, serde_json::to_string(&world.aws_endpoints(region)).unwrap_or_default()));
+    env.push((keys::DB_ENDPOINTS, serde_json::to_string(&databases).unwrap_or_default()));
+    env.push((keys::HEALTH_URLS, serde_json::to_string(&health).unwrap_or_default()));
     env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
     env.push(("AWS_SECRET_ACCESS_KEY", "sandbox".to_owned()));
     env
+}
+
+/// Starts the world daemon (`switchyard sandbox world --plan FILE`) and waits for it.
+fn start_world(dir: &Path, plan: &WorldPlan) -> Result<u32> {
+    let plan_file = dir.join("world.json");
+    std::fs::write(&plan_file, serde_json::to_string_pretty(plan)?)?;
+    let log = dir.join("world.log");
+    let binary = crate::workspace::switchyard_binary()?;
+    let pid = process::spawn_detached(
+        Command::new(&binary).args(["sandbox", "world", "--plan"]).arg(&plan_file),
+        &log,
+    )?;
+    process::wait_for_port(plan.control_port, Duration::from_secs(30), "the sandbox world", &log, Some(pid))?;
+    Ok(pid)
 }
 
 /// What `up` started, journalled to `started.json` as it goes, so that a run killed in the

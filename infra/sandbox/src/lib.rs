@@ -9,6 +9,8 @@
 //! - [`tools`]: what the sandbox installs into `.tools/` (Python venv, PostgreSQL, cfn-guard);
 //! - [`packages`]: the functions' zips for moto's Lambda API;
 //! - [`postgres`], [`lambda`], [`definitions`], [`aws`] (provisioning from the model);
+//! - [`world`]: the three places and the links between them, the AWS fronts (with the
+//!   claim store's majority rule), the order APIs and the relay: one daemon process;
 //! - [`instance`]: one sandbox's lifecycle (`up`, `down`, `status`) and its endpoints file;
 //! - [`runner`] (Step Functions executions), [`event_source`] (the SQS event source mapping's
 //!   stand-in), [`smoke`].
@@ -25,5 +27,6 @@ pub mod runner;
 pub mod smoke;
 pub mod tools;
 pub mod workspace;
+pub mod world;
 
 pub use instance::Sandbox;

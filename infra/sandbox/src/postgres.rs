@@ -431,3 +431,106 @@ pub async fn ensure_role(writer: &PgEndpoint, role: &DbRole, credentials: &DbCre
     }
     Ok(())
 }
+
+/// A database that is sick but answering: what the failure-path tests need besides a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sickness {
+    /// The functions' roles get "too many connections for role" (SQLSTATE 53300, the class
+    /// of exhausted connection slots): `ALTER ROLE … CONNECTION LIMIT 0`. On the writer (a
+    /// replica's roles follow its writer's).
+    ConnectionSlots,
+    /// `pg_hba.conf` rejects the functions' roles ("pg_hba.conf rejects connection"); the
+    /// superuser and replication still connect, so the sandbox can watch.
+    RejectAuth,
+    /// Every write to a table fails with SQLSTATE 53100 `disk_full` ("could not extend file:
+    /// No space left on device"), by a trigger; reads still work. On the writer.
+    DiskFull,
+}
+
+impl Sickness {
+    pub const ALL: [Sickness; 3] = [Sickness::ConnectionSlots, Sickness::RejectAuth, Sickness::DiskFull];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sickness::ConnectionSlots => "connection-slots",
+            Sickness::RejectAuth => "reject-auth",
+            Sickness::DiskFull => "disk-full",
+        }
+    }
+}
+
+impl std::str::FromStr for Sickness {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Sickness::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            format!("{s:?} is not a sickness (connection-slots, reject-auth, disk-full)")
+        })
+    }
+}
+
+const HBA_MARK: &str = "# switchyard sandbox: sicken reject-auth";
+const DISK_FULL_TRIGGER: &str = "switchyard_sandbox_disk_full";
+
+/// Makes the database of `data_dir` (listening at `endpoint`) sick in one way.
+pub async fn sicken(data_dir: &Path, endpoint: &PgEndpoint, sickness: Sickness) -> Result<()> {
+    let node = PgNode::new(endpoint.clone(), "switchyard-sandbox-sicken");
+    let client = node.connect().await.map_err(anyhow::Error::msg)?;
+    let replica: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
+    match sickness {
+        Sickness::RejectAuth => {
+            let hba = data_dir.join("pg_hba.conf");
+            let text = std::fs::read_to_string(&hba)?;
+            if !text.contains(HBA_MARK) {
+                let roles: Vec<&str> = ROLES.iter().map(|r| r.name).collect();
+                let lines = format!("{HBA_MARK}\nhost all {} 127.0.0.1/32 reject\n", roles.join(","));
+                std::fs::write(&hba, lines + &text)?;
+            }
+            client.batch_execute("SELECT pg_reload_conf()").await?;
+        }
+        _ if replica => bail!("{} is made on the writer: a replica's roles and tables follow its writer's", sickness.as_str()),
+        Sickness::ConnectionSlots => {
+            for role in ROLES {
+                client.batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 0", role.name)).await?;
+            }
+        }
+        Sickness::DiskFull => {
+            client
+                .batch_execute(&format!(
+                    "CREATE OR REPLACE FUNCTION {DISK_FULL_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                       RAISE EXCEPTION 'could not extend file \"base/sandbox\": No space left on device'
+                         USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+                     END $$;
+                     DO $$ DECLARE t record; BEGIN
+                       FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+                         EXECUTE format('CREATE OR REPLACE TRIGGER {DISK_FULL_TRIGGER} BEFORE INSERT OR UPDATE OR DELETE ON %I
+                                         FOR EACH STATEMENT EXECUTE FUNCTION {DISK_FULL_TRIGGER}()', t.tablename);
+                       END LOOP;
+                     END $$;"
+                ))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Cures every sickness of the database ([`sicken`]'s undo).
+pub async fn cure(data_dir: &Path, endpoint: &PgEndpoint) -> Result<()> {
+    let hba = data_dir.join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba)?;
+    if let Some(rest) = text.strip_prefix(&format!("{HBA_MARK}\n")) {
+        let rest = rest.split_once('\n').map_or("", |(_, after)| after);
+        std::fs::write(&hba, rest)?;
+    }
+    let node = PgNode::new(endpoint.clone(), "switchyard-sandbox-cure");
+    let client = node.connect().await.map_err(anyhow::Error::msg)?;
+    client.batch_execute("SELECT pg_reload_conf()").await?;
+    let replica: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
+    if !replica {
+        for role in ROLES {
+            client.batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT -1", role.name)).await?;
+        }
+        client.batch_execute(&format!("DROP FUNCTION IF EXISTS {DISK_FULL_TRIGGER}() CASCADE")).await?;
+    }
+    Ok(())
+}

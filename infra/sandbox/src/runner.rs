@@ -176,7 +176,8 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
         name: start.name.clone(),
         state_machine: start.machine.to_owned(),
         lambda,
-        aws_endpoint: sb.aws_endpoint_url.clone(),
+        // The machine runs in its region: its SNS publishes go through that region's own path.
+        aws_endpoint: sb.world.aws_endpoints(&start.region).0.get(&start.region).cloned().unwrap_or_else(|| sb.aws_endpoint_url.clone()),
         timing: start.timing,
     };
     run(&spec).await

@@ -21,3 +21,25 @@ pub fn cargo() -> Command {
     c.current_dir(repo_root());
     c
 }
+
+/// The `switchyard` binary, which serves the sandbox's world (`switchyard sandbox world`):
+/// `$SWITCHYARD_BIN`, else the running binary if it is `switchyard`, else the one beside it
+/// or in cargo's target dir (tests: `target/debug/deps/…` → `target/debug/switchyard`).
+pub fn switchyard_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SWITCHYARD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let current = std::env::current_exe()?;
+    if current.file_name().is_some_and(|n| n == "switchyard") {
+        return Ok(current);
+    }
+    let beside = current.ancestors().skip(1).take(2).map(|dir| dir.join("switchyard"));
+    let candidates: Vec<PathBuf> = beside.chain([target_dir().join("debug/switchyard")]).collect();
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the sandbox's world runs from the switchyard binary, which is not built (looked at {}): \
+             run `cargo build -p switchyard-cli` (`cargo xtask test` does)",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}

@@ -1,0 +1,174 @@
+//! The reachability graph between the sandbox's three places (the pair and the claim store's
+//! witness region), and what a cut does to the calls that cross it.
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::Region;
+
+/// What a cut link does to a call that crosses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutMode {
+    /// The connection is reset at once (the caller sees a refused or reset connection).
+    Refuse,
+    /// Nothing crosses and nothing answers: the call hangs until the caller's own deadline.
+    Blackhole,
+    /// The request crosses and is applied; the answer is lost, so the caller's deadline
+    /// expires on a call that happened.
+    DropResponse,
+}
+
+impl CutMode {
+    pub const ALL: [CutMode; 3] = [CutMode::Refuse, CutMode::Blackhole, CutMode::DropResponse];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CutMode::Refuse => "refuse",
+            CutMode::Blackhole => "blackhole",
+            CutMode::DropResponse => "drop-response",
+        }
+    }
+}
+
+impl std::str::FromStr for CutMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        CutMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a cut mode (refuse, blackhole, drop-response)"))
+    }
+}
+
+/// One cut link, both directions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cut {
+    pub between: [Region; 2],
+    pub mode: CutMode,
+}
+
+/// The state of every link: which are cut, and the delay every cross-place call pays.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Links {
+    pub cuts: Vec<Cut>,
+    /// Added to each crossing of an open link between two places (a round trip pays it
+    /// once). Real multi-Region strongly consistent reads and writes pay tens of ms.
+    pub delay_ms: u64,
+}
+
+/// A partition shape on the graph {primary, standby, witness}.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// Cut every link of one place.
+    Isolate(Region),
+    /// Cut the link between two places.
+    Link(Region, Region),
+    /// Cut every link of the witness region.
+    WitnessDown,
+}
+
+impl Links {
+    /// How the link between `a` and `b` is cut; `None` when it is open (a place always
+    /// reaches itself).
+    pub fn between(&self, a: &Region, b: &Region) -> Option<CutMode> {
+        if a == b {
+            return None;
+        }
+        self.cuts.iter().find(|c| c.between.contains(a) && c.between.contains(b)).map(|c| c.mode)
+    }
+
+    /// Cuts the link between `a` and `b` in `mode` (replacing a cut already there).
+    pub fn cut(&mut self, a: &Region, b: &Region, mode: CutMode) {
+        if a == b {
+            return;
+        }
+        self.cuts.retain(|c| !(c.between.contains(a) && c.between.contains(b)));
+        self.cuts.push(Cut { between: [a.clone(), b.clone()], mode });
+    }
+
+    /// Adds the cuts of `shape` over `places` (the first is the witness for `WitnessDown`'s
+    /// sake: see [`Links::apply`]). Refuses places that are not in the graph.
+    pub fn apply(&mut self, shape: &Shape, mode: CutMode, places: &[Region], witness: &Region) -> Result<(), String> {
+        let known = |r: &Region| {
+            if places.contains(r) {
+                Ok(())
+            } else {
+                let names: Vec<&str> = places.iter().map(Region::as_str).collect();
+                Err(format!("{r} is not a sandbox place ({})", names.join(", ")))
+            }
+        };
+        match shape {
+            Shape::Isolate(r) => {
+                known(r)?;
+                for other in places {
+                    self.cut(r, other, mode);
+                }
+            }
+            Shape::WitnessDown => {
+                for other in places {
+                    self.cut(witness, other, mode);
+                }
+            }
+            Shape::Link(a, b) => {
+                known(a)?;
+                known(b)?;
+                if a == b {
+                    return Err(format!("--link {a}:{b} names one place twice"));
+                }
+                self.cut(a, b, mode);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `place` reaches a majority of `places` (itself included): the condition under
+    /// which a multi-Region strongly consistent replica serves strong reads and writes.
+    pub fn reaches_majority(&self, place: &Region, places: &[Region]) -> bool {
+        let reached = places.iter().filter(|p| self.between(place, p).is_none()).count();
+        reached * 2 > places.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Region {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_shape_cuts_what_it_names_and_majority_follows() {
+        let places = [r("us-east-1"), r("us-east-2"), r("us-west-2")];
+        let (e1, e2, w) = (&places[0], &places[1], &places[2]);
+        let majority = |l: &Links| places.iter().map(|p| l.reaches_majority(p, &places)).collect::<Vec<_>>();
+
+        let open = Links::default();
+        assert_eq!(majority(&open), [true, true, true]);
+
+        let mut isolated = Links::default();
+        isolated.apply(&Shape::Isolate(e1.clone()), CutMode::Blackhole, &places, w).unwrap();
+        assert_eq!(isolated.between(e1, e2), Some(CutMode::Blackhole));
+        assert_eq!(isolated.between(e1, w), Some(CutMode::Blackhole));
+        assert_eq!(isolated.between(e2, w), None);
+        assert_eq!(majority(&isolated), [false, true, true]);
+
+        // The pair cannot talk, yet each still reaches the witness: both keep a majority,
+        // which is why the claim store (not the pair) must decide who writes.
+        let mut pair = Links::default();
+        pair.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).unwrap();
+        assert_eq!(majority(&pair), [true, true, true]);
+        assert_eq!(pair.between(e2, e1), Some(CutMode::Refuse));
+
+        let mut witness = Links::default();
+        witness.apply(&Shape::WitnessDown, CutMode::DropResponse, &places, w).unwrap();
+        assert_eq!(majority(&witness), [true, true, false]);
+        // And with the pair cut too, neither replica has a majority.
+        witness.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).unwrap();
+        assert_eq!(majority(&witness), [false, false, false]);
+
+        let mut bad = Links::default();
+        assert!(bad.apply(&Shape::Isolate(r("eu-west-1")), CutMode::Refuse, &places, w).is_err());
+        assert!(bad.apply(&Shape::Link(e1.clone(), e1.clone()), CutMode::Refuse, &places, w).is_err());
+        assert_eq!(bad, Links::default());
+    }
+}
