@@ -19,6 +19,7 @@ mod readiness;
 mod replication;
 mod statemachines;
 mod switcher;
+mod world;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         contract::trials(),
         cli::trials(),
         infra::trials(),
+        world::trials(),
         replication::trials(),
         failover::trials(),
         control::trials(),

@@ -33,6 +33,8 @@ pub fn sandbox() -> Result<&'static Sandbox, Failed> {
             }
         }
         let instance = format!("{INSTANCE_PREFIX}{}", std::process::id());
+        // The sandbox's world runs from the switchyard binary.
+        cli_binary().map_err(|e| format!("{e:#}"))?;
         runtime().block_on(Sandbox::up(&instance)).map_err(|e| format!("sandbox up failed: {e:#}"))
     });
     result.as_ref().map_err(|e| Failed::from(e.as_str()))
@@ -54,6 +56,7 @@ pub fn own_sandbox_trial(name: &str, instance: &'static str, test: OwnSandboxTes
     Trial::test(name, move || {
         runtime()
             .block_on(async {
+                cli_binary()?;
                 let sb = Sandbox::up(&format!("{INSTANCE_PREFIX}{}-{instance}", std::process::id())).await?;
                 let outcome = test(&sb).await;
                 let stopped = sb.down();

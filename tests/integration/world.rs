@@ -1,0 +1,383 @@
+//! The sandbox's world itself: each partition shape and cut mode does what it says to the
+//! paths it names, the claim store keeps MRSC's majority rule (a stale eventual read, failing
+//! strong reads and writes, refused transactions and TTL), orders cross regions only over an
+//! open link, and a sick database answers with the errors it names.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use aws_sdk_dynamodb::types::AttributeValue;
+use libtest_mimic::Trial;
+use serde_json::json;
+use switchyard_aws::sdk_config;
+use switchyard_core::Region;
+use switchyard_postgres::{PgAccess, PgNode, tls_trusting};
+use switchyard_sandbox::{
+    Sandbox,
+    postgres::Sickness,
+    world::{CutMode, Links, Shape, control, http},
+};
+use switchyard_tests::{eventually, run_cli, sandbox_trial};
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        sandbox_trial("world::each_cut_mode_does_what_it_says_on_aws_and_database_links", |sb| {
+            Box::pin(healed(sb, cut_modes(sb)))
+        }),
+        sandbox_trial("world::the_claim_store_needs_a_majority_and_an_isolated_replica_reads_stale", |sb| {
+            Box::pin(healed(sb, claim_store_majority(sb)))
+        }),
+        sandbox_trial("world::the_claim_store_refuses_what_mrsc_does_not_support", |sb| {
+            Box::pin(mrsc_unsupported(sb))
+        }),
+        sandbox_trial("world::orders_cross_regions_only_over_an_open_link", |sb| {
+            Box::pin(healed(sb, orders_cross_over_links(sb)))
+        }),
+        sandbox_trial("world::partition_and_heal_through_the_cli", |sb| Box::pin(healed(sb, partition_cli(sb)))),
+        sandbox_trial("world::a_sick_database_answers_with_the_error_it_names", |sb| Box::pin(sick_database(sb))),
+    ]
+}
+
+fn region(s: &str) -> Region {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// Runs `test`, then opens every link again whatever happened (the run's sandbox is shared).
+async fn healed(sb: &Sandbox, test: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let outcome = test.await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    outcome
+}
+
+async fn cut(sb: &Sandbox, shape: Shape, mode: CutMode) -> anyhow::Result<()> {
+    let mut links = Links::default();
+    links.apply(&shape, mode, &sb.world.places, sb.world.witness()).map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    Ok(())
+}
+
+/// An SQS client of `caller`'s functions for `target`'s API, with one attempt and a deadline.
+async fn sqs_from(sb: &Sandbox, caller: &str, target: &str, deadline: Duration) -> aws_sdk_sqs::Client {
+    let config = sdk_config(&sb.region_aws_target(&region(caller)), &region(target)).await;
+    let config = aws_sdk_sqs::config::Builder::from(&config)
+        .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+        .timeout_config(aws_sdk_sqs::config::timeout::TimeoutConfig::builder().operation_timeout(deadline).build())
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+async fn timed<T, E>(f: impl std::future::Future<Output = Result<T, E>>) -> (Result<T, E>, Duration) {
+    let start = Instant::now();
+    let r = f.await;
+    (r, start.elapsed())
+}
+
+async fn cut_modes(sb: &Sandbox) -> anyhow::Result<()> {
+    let resources = sb.resources.as_ref().context("not provisioned")?;
+    let east2_queue = &resources.regions["us-east-2"].orders_queue_url;
+    let deadline = Duration::from_secs(2);
+    let east1 = sb.node("us-east-1")?;
+    let replica = sb.node("us-east-2")?;
+    let link_db = |caller: &str, target: &str| -> anyhow::Result<PgNode> {
+        let endpoint = sb.world.database_from(&region(caller), &region(target)).context("no db link")?;
+        let mut node = PgNode::new(endpoint, "world-test");
+        node.timeout = deadline;
+        Ok(node)
+    };
+    // Open: every path answers.
+    sqs_from(sb, "us-east-1", "us-east-2", deadline).await.list_queues().send().await.context("open link")?;
+    link_db("us-east-1", "us-east-2")?.connect().await.map_err(anyhow::Error::msg).context("open db link")?;
+
+    // refuse: at once, on AWS and database links; the region's own services still answer,
+    // and so does the link between the two others.
+    cut(sb, Shape::Isolate(region("us-east-1")), CutMode::Refuse).await?;
+    let (r, took) = timed(sqs_from(sb, "us-east-1", "us-east-2", deadline).await.list_queues().send()).await;
+    ensure!(r.is_err() && took < Duration::from_secs(1), "refuse: {r:?} after {took:?}");
+    let (r, took) = timed(link_db("us-east-1", "us-east-2")?.connect()).await;
+    ensure!(r.is_err() && took < Duration::from_secs(1), "refuse (db): after {took:?}");
+    sqs_from(sb, "us-east-1", "us-east-1", deadline).await.list_queues().send().await.context("own region")?;
+    sqs_from(sb, "us-east-2", "us-west-2", deadline).await.list_queues().send().await.context("us-east-2 → witness")?;
+
+    // blackhole: the call hangs until the caller's deadline; replication stops, and resumes
+    // with everything after the link heals.
+    cut(sb, Shape::Isolate(region("us-east-1")), CutMode::Blackhole).await?;
+    let (r, took) = timed(sqs_from(sb, "us-east-1", "us-east-2", deadline).await.list_queues().send()).await;
+    ensure!(r.is_err() && took >= deadline - Duration::from_millis(100), "blackhole: {r:?} after {took:?}");
+    let (r, took) = timed(link_db("us-east-2", "us-east-1")?.connect()).await;
+    ensure!(r.is_err() && took >= deadline - Duration::from_millis(100), "blackhole (db): after {took:?}");
+    let token = format!("world-{}", std::process::id());
+    let w = east1.connect().await.map_err(anyhow::Error::msg)?;
+    w.batch_execute("CREATE TABLE IF NOT EXISTS world_probe (token text PRIMARY KEY)").await?;
+    w.execute("INSERT INTO world_probe VALUES ($1) ON CONFLICT DO NOTHING", &[&token]).await?;
+    let seen = || async {
+        let r = replica.connect().await.map_err(anyhow::Error::msg)?;
+        let row = r.query_opt("SELECT 1 FROM world_probe WHERE token = $1", &[&token]).await.ok().flatten();
+        anyhow::Ok(row.is_some())
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure!(!seen().await?, "a row crossed a blackholed link");
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    eventually(Duration::from_secs(10), "the row after healing", || async { Ok(seen().await?.then_some(())) }).await?;
+
+    // drop-response: the request is applied, the answer lost.
+    cut(sb, Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::DropResponse).await?;
+    let marker = format!("drop-response-{}", std::process::id());
+    let sqs = sqs_from(sb, "us-east-1", "us-east-2", deadline).await;
+    let (r, took) = timed(sqs.send_message().queue_url(east2_queue).message_body(&marker).send()).await;
+    ensure!(r.is_err() && took >= deadline - Duration::from_millis(100), "drop-response: {r:?} after {took:?}");
+    let operator = aws_sdk_sqs::Client::new(&sdk_config(&sb.aws_target(), &region("us-east-2")).await);
+    let received = operator.receive_message().queue_url(east2_queue).max_number_of_messages(10).send().await?;
+    let found: Vec<_> = received.messages().iter().filter(|m| m.body() == Some(marker.as_str())).collect();
+    ensure!(found.len() == 1, "the request whose answer was dropped was not applied once: {found:?}");
+    for m in found {
+        operator.delete_message().queue_url(east2_queue).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+    }
+    Ok(())
+}
+
+/// The writer item of the control table, read by `caller`'s functions with or without
+/// `ConsistentRead`; its epoch.
+async fn claim_epoch(sb: &Sandbox, caller: &str, strong: bool) -> anyhow::Result<u64> {
+    let ddb = dynamodb_from(sb, caller).await;
+    let table = sb.deployment().regional_names(&region(caller)).control_table;
+    let item = ddb
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S("writer".into()))
+        .consistent_read(strong)
+        .send()
+        .await?;
+    let epoch = item.item().and_then(|i| i.get("epoch")).and_then(|e| e.as_n().ok()).context("no epoch")?;
+    Ok(epoch.parse()?)
+}
+
+async fn dynamodb_from(sb: &Sandbox, caller: &str) -> aws_sdk_dynamodb::Client {
+    let config = sdk_config(&sb.region_aws_target(&region(caller)), &region(caller)).await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&config)
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+async fn set_epoch(sb: &Sandbox, caller: &str, epoch: u64) -> anyhow::Result<()> {
+    let ddb = dynamodb_from(sb, caller).await;
+    let table = sb.deployment().regional_names(&region(caller)).control_table;
+    ddb.update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S("writer".into()))
+        .update_expression("SET epoch = :e")
+        .expression_attribute_values(":e", AttributeValue::N(epoch.to_string()))
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn claim_store_majority(sb: &Sandbox) -> anyhow::Result<()> {
+    // One table: what one replica writes, the other reads strongly.
+    let before = claim_epoch(sb, "us-east-1", true).await?;
+    set_epoch(sb, "us-east-2", before + 1).await?;
+    ensure!(claim_epoch(sb, "us-east-1", true).await? == before + 1, "the replicas are not one table");
+
+    let outcome = async {
+        // us-east-1 cut off from both others: no majority.
+        cut(sb, Shape::Isolate(region("us-east-1")), CutMode::Refuse).await?;
+        let strong = claim_epoch(sb, "us-east-1", true).await;
+        let message = format!("{:?}", strong.as_ref().err());
+        ensure!(strong.is_err() && message.contains("InternalServerError"), "strong read in a minority: {strong:?}");
+        let write = set_epoch(sb, "us-east-1", before + 7).await;
+        ensure!(write.is_err(), "a write in a minority succeeded");
+        // The majority side (us-east-2 with the witness) moves on…
+        set_epoch(sb, "us-east-2", before + 2).await.context("write in the majority")?;
+        ensure!(claim_epoch(sb, "us-east-2", true).await? == before + 2);
+        // …and the isolated replica's eventual read still answers, stale.
+        let stale = claim_epoch(sb, "us-east-1", false).await?;
+        ensure!(stale == before + 1, "eventual read in a minority: epoch {stale}, expected the stale {}", before + 1);
+
+        // The pair cut but the witness reachable from both: both keep a majority.
+        cut(sb, Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::Blackhole).await?;
+        ensure!(claim_epoch(sb, "us-east-1", true).await? == before + 2, "a strong read after the isolation healed");
+        ensure!(claim_epoch(sb, "us-east-2", true).await? == before + 2);
+
+        // The witness down and the pair cut: nobody has a majority.
+        let mut links = Links::default();
+        let (places, witness) = (&sb.world.places, sb.world.witness());
+        links.apply(&Shape::WitnessDown, CutMode::Refuse, places, witness).map_err(anyhow::Error::msg)?;
+        links.apply(&Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::Refuse, places, witness).map_err(anyhow::Error::msg)?;
+        control::set_links(sb.world.control_port, &links).await?;
+        ensure!(claim_epoch(sb, "us-east-1", true).await.is_err() && claim_epoch(sb, "us-east-2", true).await.is_err());
+        ensure!(claim_epoch(sb, "us-east-2", false).await? == before + 2, "the eventual read of an isolated us-east-2");
+        Ok(())
+    }
+    .await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    set_epoch(sb, "us-east-1", before).await?;
+    outcome
+}
+
+async fn mrsc_unsupported(sb: &Sandbox) -> anyhow::Result<()> {
+    let ddb = dynamodb_from(sb, "us-east-2").await;
+    let table = sb.deployment().regional_names(&region("us-east-2")).control_table;
+    let put = |t: &str| {
+        aws_sdk_dynamodb::types::TransactWriteItem::builder()
+            .put(
+                aws_sdk_dynamodb::types::Put::builder()
+                    .table_name(t)
+                    .item("pk", AttributeValue::S(format!("txn-{}", std::process::id())))
+                    .build()
+                    .expect("put"),
+            )
+            .build()
+    };
+    let refused = ddb.transact_write_items().transact_items(put(&table)).send().await;
+    let message = format!("{:?}", refused.as_ref().err());
+    ensure!(refused.is_err() && message.contains("ValidationException") && message.contains("TransactWriteItems"), "{message}");
+    let ttl = ddb
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder().enabled(true).attribute_name("expires").build()?,
+        )
+        .send()
+        .await;
+    ensure!(format!("{:?}", ttl.as_ref().err()).contains("ValidationException"), "TTL on an MRSC table: {ttl:?}");
+    // moto itself accepts both: the refusal is the world's, from AWS's documented limits.
+    let scratch = format!("world-scratch-{}", std::process::id());
+    switchyard_sandbox::aws::create_control_table(&ddb, &scratch, &[], &sb.deployment().initial_writer_claim()).await?;
+    let accepted = ddb.transact_write_items().transact_items(put(&scratch)).send().await;
+    ddb.delete_table().table_name(&scratch).send().await?;
+    ensure!(accepted.is_ok(), "moto refused a transaction on a plain table: {accepted:?}");
+    Ok(())
+}
+
+fn new_order(id: &str) -> serde_json::Value {
+    json!({
+        "orderId": id, "account": "acct-1", "instrument": "AAPL", "side": "buy", "quantity": 3,
+        "price": "101.25", "submittedAt": switchyard_core::order::Timestamp::now().to_string(),
+    })
+}
+
+async fn post_order(sb: &Sandbox, api_region: &str, order: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+    let port = sb.world.apis.iter().find(|a| a.target.as_str() == api_region).context("no api")?.port;
+    http::call(port, "POST", "/orders", Some(order)).await
+}
+
+/// Receives and deletes every message of `region`'s orders queue; the order ids among them.
+async fn drain(sb: &Sandbox, region_name: &str) -> anyhow::Result<Vec<String>> {
+    let url = &sb.resources.as_ref().context("not provisioned")?.regions[region_name].orders_queue_url;
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&sb.aws_target(), &region(region_name)).await);
+    let mut ids = Vec::new();
+    loop {
+        let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await?;
+        if got.messages().is_empty() {
+            return Ok(ids);
+        }
+        for m in got.messages() {
+            let order: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
+            ids.extend(order["orderId"].as_str().map(str::to_owned));
+            sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+        }
+    }
+}
+
+async fn orders_cross_over_links(sb: &Sandbox) -> anyhow::Result<()> {
+    drain(sb, "us-east-1").await?;
+    drain(sb, "us-east-2").await?;
+    let id = |n: u32| format!("world-{}-{n}", std::process::id());
+
+    let (status, body) = post_order(sb, "us-east-1", &new_order(&id(1))).await?;
+    ensure!(status == 202 && body["acknowledged"] == true, "{status} {body}");
+    let (status, body) = post_order(sb, "us-east-1", &json!({ "orderId": "x" })).await?;
+    ensure!(status == 400 && body["error"] == "InvalidOrder", "a bad order: {status} {body}");
+    eventually(Duration::from_secs(10), "order 1 in both regions", || async {
+        Ok((control::relay_in_flight(sb.world.control_port).await? == 0).then_some(()))
+    })
+    .await?;
+    ensure!(drain(sb, "us-east-1").await? == [id(1)]);
+    ensure!(drain(sb, "us-east-2").await? == [id(1)], "the relay did not deliver across an open link");
+
+    // The pair cut: the order is acknowledged in us-east-1, held for us-east-2.
+    cut(sb, Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::Refuse).await?;
+    let (status, _) = post_order(sb, "us-east-1", &new_order(&id(2))).await?;
+    ensure!(status == 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure!(drain(sb, "us-east-1").await? == [id(2)]);
+    ensure!(drain(sb, "us-east-2").await?.is_empty(), "an order crossed a cut link");
+    ensure!(control::relay_in_flight(sb.world.control_port).await? == 1);
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    let late = eventually(Duration::from_secs(10), "order 2 after healing", || async {
+        let ids = drain(sb, "us-east-2").await?;
+        Ok((!ids.is_empty()).then_some(ids))
+    })
+    .await?;
+    ensure!(late == [id(2)], "{late:?}");
+
+    // Health, and an order API that crashes and comes back.
+    let api = sb.world.api_url(&region("us-east-2"), &region("us-east-2")).context("api")?;
+    let port: u16 = api.rsplit(':').next().unwrap_or_default().parse()?;
+    let (status, body) = http::call(port, "GET", "/health", None).await?;
+    ensure!(status == 200 && body["database"] == "replica", "{status} {body}");
+    sb.set_api("us-east-2", false).await?;
+    ensure!(http::call(port, "GET", "/health", None).await.is_err(), "a crashed API answered");
+    sb.set_api("us-east-2", true).await?;
+    ensure!(http::call(port, "GET", "/health", None).await?.0 == 200);
+    Ok(())
+}
+
+async fn partition_cli(sb: &Sandbox) -> anyhow::Result<()> {
+    let (code, out, err) =
+        run_cli(sb, &["sandbox", "partition", "--witness-down", "--mode", "blackhole", "--delay-ms", "15"])?;
+    ensure!(code == 0, "partition: {code} {out} {err}");
+    let words = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    ensure!(words.contains("us-east-2 ↔ us-west-2 blackhole") && words.contains("delay: 15 ms"), "{out}");
+    let links = control::links(sb.world.control_port).await?;
+    ensure!(links.delay_ms == 15 && links.between(&region("us-east-1"), sb.world.witness()) == Some(CutMode::Blackhole));
+    ensure!(links.between(&region("us-east-1"), &region("us-east-2")).is_none());
+    let (code, _, err) = run_cli(sb, &["sandbox", "partition", "--isolate", "eu-west-1"])?;
+    ensure!(code == 4 && err.contains("not a sandbox place"), "{code} {err}");
+    let (code, _, err) = run_cli(sb, &["sandbox", "partition", "--mode", "refuse"])?;
+    ensure!(code == 2, "a partition with no shape: {code} {err}");
+    let (code, out, _) = run_cli(sb, &["sandbox", "heal"])?;
+    ensure!(code == 0 && control::links(sb.world.control_port).await? == Links::default(), "{out}");
+    Ok(())
+}
+
+async fn sick_database(sb: &Sandbox) -> anyhow::Result<()> {
+    let ca = std::fs::read(sb.dir.join("tls/ca.pem"))?;
+    let consumer = || -> anyhow::Result<PgNode> {
+        let mut node = sb.node("us-east-1")?;
+        node.access = PgAccess {
+            credentials: Some(switchyard_sandbox::postgres::consumer_credentials(&sb.dir)?),
+            tls: Some(tls_trusting(&ca).map_err(anyhow::Error::msg)?),
+        };
+        Ok(node)
+    };
+    consumer()?.connect().await.map_err(anyhow::Error::msg).context("a healthy database")?;
+    let cases = [
+        (Sickness::RejectAuth, "pg_hba.conf rejects connection"),
+        (Sickness::ConnectionSlots, "too many connections for role"),
+    ];
+    let outcome = async {
+        for (sickness, expected) in cases {
+            sb.sicken_database("us-east-1", sickness).await?;
+            let err = match consumer()?.connect().await {
+                Ok(_) => bail!("{} let the consumer in", sickness.as_str()),
+                Err(e) => e.to_string(),
+            };
+            ensure!(err.contains(expected), "{}: {err}", sickness.as_str());
+            sb.cure_database("us-east-1").await?;
+            consumer()?.connect().await.map_err(anyhow::Error::msg).with_context(|| format!("cured of {}", sickness.as_str()))?;
+        }
+        sb.sicken_database("us-east-1", Sickness::DiskFull).await?;
+        let w = sb.node("us-east-1")?.connect().await.map_err(anyhow::Error::msg)?;
+        let write = w.batch_execute("CREATE TABLE IF NOT EXISTS world_probe (token text PRIMARY KEY); INSERT INTO world_probe VALUES ('disk') ON CONFLICT DO NOTHING").await;
+        let code = write.as_ref().err().and_then(|e| e.code()).map(|c| c.code().to_owned());
+        ensure!(code.as_deref() == Some("53100"), "disk-full: {write:?}");
+        w.query_one("SELECT count(*) FROM world_probe", &[]).await.context("reads still work")?;
+        let refused = sb.sicken_database("us-east-2", Sickness::DiskFull).await;
+        ensure!(refused.is_err(), "disk-full on a replica");
+        Ok(())
+    }
+    .await;
+    sb.cure_database("us-east-1").await?;
+    outcome
+}
