@@ -53,8 +53,25 @@ async fn crash_and_rejoin(sb: &Sandbox) -> anyhow::Result<()> {
     let status = sb.node("us-east-1")?.replication_status().await.map_err(anyhow::Error::msg)?;
     ensure!(status.role == DatabaseRole::Replica, "us-east-1 after rejoin: {status:?}");
     switchyard_sandbox::postgres::canary(&east2, &sb.node("us-east-1")?, std::time::Duration::from_secs(20)).await?;
-    let (code, _, stderr) = run_cli(sb, &["sandbox", "rejoin", "us-east-2"])?;
-    ensure!(code == 4, "rejoining the writer to its replica: exit {code}: {stderr}");
+    // The writer's other parts crash and come back; its database is never replaced.
+    let api = sb.world.api_url(&"us-east-2".parse()?, &"us-east-2".parse()?).unwrap_or_default();
+    let port: u16 = api.rsplit(':').next().unwrap_or_default().parse()?;
+    let (code, stdout, stderr) = run_cli(sb, &["sandbox", "crash", "us-east-2", "--api", "--functions"])?;
+    ensure!(
+        code == 0 && stdout.contains("order API") && stdout.contains("functions"),
+        "crash parts: {code} {stdout}{stderr}"
+    );
+    ensure!(
+        switchyard_sandbox::world::http::call(port, "GET", "/health", None).await.is_err(),
+        "a crashed API answered"
+    );
+    ensure!(!switchyard_sandbox::process::is_alive(sb.lambda("us-east-2")?.pid), "crashed functions still run");
+    let (code, stdout, stderr) = run_cli(sb, &["sandbox", "rejoin", "us-east-2"])?;
+    ensure!(code == 0 && stdout.contains("functions restarted"), "rejoin parts: {code} {stdout}{stderr}");
+    ensure!(switchyard_sandbox::world::http::call(port, "GET", "/health", None).await?.0 == 200);
+    ensure!(sb.node("us-east-2")?.accepts_writes().await.unwrap_or(false), "the writer's database was replaced");
+    let (code, stdout, stderr) = run_cli(sb, &["sandbox", "rejoin", "us-east-2"])?;
+    ensure!(code == 3, "rejoining a whole writer: exit {code}: {stdout}{stderr}");
     Ok(())
 }
 

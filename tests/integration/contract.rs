@@ -25,18 +25,24 @@ pub fn trials() -> Vec<Trial> {
     ]
 }
 
-/// The modules of a crate (its `src/*.rs`) and the ones each imports (`crate::m`, `crate::{m,
-/// …}`), comments left out.
+/// The modules of a crate (its `src/*.rs`, and `src/m/*.rs` as one module `m`) and the ones
+/// each imports (`crate::m`, `crate::{m, …}`), comments left out.
 fn module_imports(src: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, BTreeSet<String>>> {
     let mut graph = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(src)? {
         let path = entry?.path();
         let Some(module) = path.file_stem().and_then(|s| s.to_str()).filter(|m| *m != "lib") else { continue };
-        let code: String = std::fs::read_to_string(&path)?
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let files: Vec<std::path::PathBuf> = if path.is_dir() {
+            std::fs::read_dir(&path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?
+        } else {
+            vec![path.clone()]
+        };
+        let mut code = String::new();
+        for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
+            let text = std::fs::read_to_string(file)?;
+            code += &text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+            code += "\n";
+        }
         let mut used = BTreeSet::new();
         let mut rest = code.as_str();
         while let Some(i) = rest.find("crate::") {

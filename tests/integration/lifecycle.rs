@@ -14,8 +14,8 @@ async fn down_leaves_nothing() -> anyhow::Result<()> {
     let sb = Sandbox::up(&instance).await?;
     let (pids, ports) = (sb.live_pids(), sb.ports());
     let checked = async {
-        // moto, two postgres, two cargo lambda watch.
-        ensure!(pids.len() == 5, "expected 5 processes, found {pids:?}");
+        // moto, the world, two postgres, two cargo lambda watch.
+        ensure!(pids.len() == 6, "expected 6 processes, found {pids:?}");
         ensure!(ports.iter().all(|p| process::port_is_open(*p)), "not every port listens: {ports:?}");
         anyhow::Ok(())
     }

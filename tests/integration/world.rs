@@ -27,9 +27,7 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("world::the_claim_store_needs_a_majority_and_an_isolated_replica_reads_stale", |sb| {
             Box::pin(healed(sb, claim_store_majority(sb)))
         }),
-        sandbox_trial("world::the_claim_store_refuses_what_mrsc_does_not_support", |sb| {
-            Box::pin(mrsc_unsupported(sb))
-        }),
+        sandbox_trial("world::the_claim_store_refuses_what_mrsc_does_not_support", |sb| Box::pin(mrsc_unsupported(sb))),
         sandbox_trial("world::orders_cross_regions_only_over_an_open_link", |sb| {
             Box::pin(healed(sb, orders_cross_over_links(sb)))
         }),
@@ -130,7 +128,12 @@ async fn cut_modes(sb: &Sandbox) -> anyhow::Result<()> {
     let found: Vec<_> = received.messages().iter().filter(|m| m.body() == Some(marker.as_str())).collect();
     ensure!(found.len() == 1, "the request whose answer was dropped was not applied once: {found:?}");
     for m in found {
-        operator.delete_message().queue_url(east2_queue).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+        operator
+            .delete_message()
+            .queue_url(east2_queue)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await?;
     }
     Ok(())
 }
@@ -202,7 +205,9 @@ async fn claim_store_majority(sb: &Sandbox) -> anyhow::Result<()> {
         let mut links = Links::default();
         let (places, witness) = (&sb.world.places, sb.world.witness());
         links.apply(&Shape::WitnessDown, CutMode::Refuse, places, witness).map_err(anyhow::Error::msg)?;
-        links.apply(&Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::Refuse, places, witness).map_err(anyhow::Error::msg)?;
+        links
+            .apply(&Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::Refuse, places, witness)
+            .map_err(anyhow::Error::msg)?;
         control::set_links(sb.world.control_port, &links).await?;
         ensure!(claim_epoch(sb, "us-east-1", true).await.is_err() && claim_epoch(sb, "us-east-2", true).await.is_err());
         ensure!(claim_epoch(sb, "us-east-2", false).await? == before + 2, "the eventual read of an isolated us-east-2");
@@ -230,12 +235,18 @@ async fn mrsc_unsupported(sb: &Sandbox) -> anyhow::Result<()> {
     };
     let refused = ddb.transact_write_items().transact_items(put(&table)).send().await;
     let message = format!("{:?}", refused.as_ref().err());
-    ensure!(refused.is_err() && message.contains("ValidationException") && message.contains("TransactWriteItems"), "{message}");
+    ensure!(
+        refused.is_err() && message.contains("ValidationException") && message.contains("TransactWriteItems"),
+        "{message}"
+    );
     let ttl = ddb
         .update_time_to_live()
         .table_name(&table)
         .time_to_live_specification(
-            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder().enabled(true).attribute_name("expires").build()?,
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires")
+                .build()?,
         )
         .send()
         .await;
@@ -256,7 +267,11 @@ fn new_order(id: &str) -> serde_json::Value {
     })
 }
 
-async fn post_order(sb: &Sandbox, api_region: &str, order: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+async fn post_order(
+    sb: &Sandbox,
+    api_region: &str,
+    order: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let port = sb.world.apis.iter().find(|a| a.target.as_str() == api_region).context("no api")?.port;
     http::call(port, "POST", "/orders", Some(order)).await
 }
@@ -330,7 +345,9 @@ async fn partition_cli(sb: &Sandbox) -> anyhow::Result<()> {
     let words = out.split_whitespace().collect::<Vec<_>>().join(" ");
     ensure!(words.contains("us-east-2 ↔ us-west-2 blackhole") && words.contains("delay: 15 ms"), "{out}");
     let links = control::links(sb.world.control_port).await?;
-    ensure!(links.delay_ms == 15 && links.between(&region("us-east-1"), sb.world.witness()) == Some(CutMode::Blackhole));
+    ensure!(
+        links.delay_ms == 15 && links.between(&region("us-east-1"), sb.world.witness()) == Some(CutMode::Blackhole)
+    );
     ensure!(links.between(&region("us-east-1"), &region("us-east-2")).is_none());
     let (code, _, err) = run_cli(sb, &["sandbox", "partition", "--isolate", "eu-west-1"])?;
     ensure!(code == 4 && err.contains("not a sandbox place"), "{code} {err}");

@@ -120,15 +120,22 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
                     .into());
                 }
             };
-            sb.set_api(&region, true).await?;
+            let api_was_up = sb.set_api(&region, true).await?;
             let restarted = sb.restart_functions(&region)?;
             if rebuild {
                 sb.rejoin_as_replica(&region, &writer)?;
                 println!("{region} rebuilt as a streaming replica of {writer}");
-            } else {
-                println!("{region} still writes: its database is kept");
             }
-            println!("{region}'s order API serves{}", if restarted { "; its functions restarted" } else { "" });
+            if !api_was_up {
+                println!("{region}'s order API serves again");
+            }
+            if restarted {
+                println!("{region}'s functions restarted");
+            }
+            if !rebuild && api_was_up && !restarted {
+                println!("{region} writes, and its order API and functions run: nothing to rejoin");
+                return Ok(Exit::NothingToDo);
+            }
             Ok(Exit::Done)
         }
         SandboxCommand::Partition(args) => {
@@ -174,7 +181,9 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
                 (Some(fault), false) => {
                     let sickness: postgres::Sickness = fault.parse().map_err(|e: String| BadValue(e))?;
                     sb.sicken_database(&region, sickness).await.map_err(|e| Refused(format!("{e:#}")))?;
-                    println!("{region}'s database is sick: {fault} (cure it: switchyard sandbox sicken {region} --undo)");
+                    println!(
+                        "{region}'s database is sick: {fault} (cure it: switchyard sandbox sicken {region} --undo)"
+                    );
                 }
                 (None, false) => return Err(BadValue("give --fault KIND or --undo".into()).into()),
             }

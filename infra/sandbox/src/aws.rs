@@ -367,6 +367,9 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
     attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().context("no queue arn")
 }
 
+/// A filter policy no order matches (orders carry no message attributes).
+const RELAY_ONLY_FILTER: &str = r#"{"switchyard-sandbox-delivered-by-the-relay":["never"]}"#;
+
 /// Each region's orders topic delivers every order to *both* regions' queues (the zero-loss
 /// design: the standby already holds what the active region acknowledged). The other
 /// region's queue is reached through the world's relay, so a cut link delays that delivery
@@ -381,16 +384,26 @@ async fn subscribe_fan_out(
         let sns = aws_sdk_sns::Client::new(&sdk_config(target, topic_region).await);
         let topic = &regions[topic_region.as_str()].orders_topic_arn;
         for queue_region in d.regions.iter() {
-            let subscribe = sns.subscribe().topic_arn(topic);
-            let subscribe = if queue_region == topic_region {
-                subscribe
-                    .protocol("sqs")
-                    .endpoint(&regions[queue_region.as_str()].orders_queue_arn)
-                    .attributes("RawMessageDelivery", "true")
-            } else {
-                subscribe.protocol("http").endpoint(world.relay_url(topic_region, queue_region))
-            };
-            subscribe.send().await?;
+            let queue = sns
+                .subscribe()
+                .topic_arn(topic)
+                .protocol("sqs")
+                .endpoint(&regions[queue_region.as_str()].orders_queue_arn)
+                .attributes("RawMessageDelivery", "true");
+            if queue_region == topic_region {
+                queue.send().await?;
+                continue;
+            }
+            // The subscription AWS would have (readiness checks it), made never to match so
+            // that moto does not deliver across regions behind the world's back; the relay's
+            // subscription delivers instead, over the link.
+            queue.attributes("FilterPolicy", RELAY_ONLY_FILTER).send().await?;
+            sns.subscribe()
+                .topic_arn(topic)
+                .protocol("http")
+                .endpoint(world.relay_url(topic_region, queue_region))
+                .send()
+                .await?;
         }
     }
     Ok(())

@@ -214,7 +214,8 @@ impl Sandbox {
         let (moto_url, moto_pid, mut resources) = match &previous {
             Some(p) if process::is_alive(p.moto_pid) => (p.moto_url.clone(), p.moto_pid, p.resources.clone()),
             _ => {
-                let port = previous.as_ref().and_then(|p| moto_port(&p.moto_url)).filter(|p| !process::port_is_open(*p));
+                let port =
+                    previous.as_ref().and_then(|p| moto_port(&p.moto_url)).filter(|p| !process::port_is_open(*p));
                 let port = match port {
                     Some(p) => p,
                     None => process::free_port()?,
@@ -232,7 +233,8 @@ impl Sandbox {
         };
 
         // Where each region's database listens (kept across `up`s while its data exists).
-        let pair = [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)];
+        let pair =
+            [(&deployment.regions.primary, DatabaseRole::Writer), (&deployment.regions.standby, DatabaseRole::Replica)];
         let mut endpoints = std::collections::BTreeMap::new();
         for (region, _) in pair {
             let known = previous.as_ref().and_then(|p| p.regions.iter().find(|r| r.region == *region));
@@ -242,7 +244,12 @@ impl Sandbox {
             };
             endpoints.insert(
                 region.clone(),
-                PgEndpoint { host: "127.0.0.1".into(), port, user: postgres::DB_USER.into(), dbname: postgres::DB_NAME.into() },
+                PgEndpoint {
+                    host: "127.0.0.1".into(),
+                    port,
+                    user: postgres::DB_USER.into(),
+                    dbname: postgres::DB_NAME.into(),
+                },
             );
         }
 
@@ -398,7 +405,10 @@ impl Sandbox {
                 errors.push(format!("postgres {}: {e:#}", r.region));
             }
         }
-        for l in &self.lambda {
+        // A `rejoin` in another process may have restarted a Lambda service since this copy
+        // was loaded: stop the ones `sandbox.json` names too.
+        let saved = Sandbox::load(&self.instance).ok().flatten().filter(|s| s.dir == self.dir);
+        for l in self.lambda.iter().chain(saved.iter().flat_map(|s| s.lambda.iter())) {
             if let Err(e) = process::stop_group(l.pid, "TERM", Duration::from_secs(10)) {
                 errors.push(format!("cargo lambda watch {}: {e:#}", l.region));
             }
@@ -512,8 +522,8 @@ impl Sandbox {
         Ok(true)
     }
 
-    /// Crashes (`up == false`) or restores a region's order API.
-    pub async fn set_api(&self, region: &str, up: bool) -> Result<()> {
+    /// Crashes (`up == false`) or restores a region's order API; whether it was up before.
+    pub async fn set_api(&self, region: &str, up: bool) -> Result<bool> {
         let r = self.region(region)?;
         crate::world::control::set_api(self.world.control_port, &r.region, up).await
     }
@@ -641,11 +651,8 @@ impl Sandbox {
 fn function_environment(d: &Deployment, region: &Region, world: &WorldPlan) -> Vec<(&'static str, String)> {
     let databases: std::collections::BTreeMap<&str, PgEndpoint> =
         d.regions.iter().filter_map(|t| Some((t.as_str(), world.database_from(region, t)?))).collect();
-    let health: std::collections::BTreeMap<&str, String> = d
-        .regions
-        .iter()
-        .filter_map(|t| Some((t.as_str(), format!("{}/health", world.api_url(region, t)?))))
-        .collect();
+    let health: std::collections::BTreeMap<&str, String> =
+        d.regions.iter().filter_map(|t| Some((t.as_str(), format!("{}/health", world.api_url(region, t)?)))).collect();
     let mut env = d.function_environment(region);
     env.push((keys::AWS_ENDPOINTS, serde_json::to_string(&world.aws_endpoints(region)).unwrap_or_default()));
     env.push((keys::DB_ENDPOINTS, serde_json::to_string(&databases).unwrap_or_default()));
@@ -661,10 +668,8 @@ fn start_world(dir: &Path, plan: &WorldPlan) -> Result<u32> {
     std::fs::write(&plan_file, serde_json::to_string_pretty(plan)?)?;
     let log = dir.join("world.log");
     let binary = crate::workspace::switchyard_binary()?;
-    let pid = process::spawn_detached(
-        Command::new(&binary).args(["sandbox", "world", "--plan"]).arg(&plan_file),
-        &log,
-    )?;
+    let pid =
+        process::spawn_detached(Command::new(&binary).args(["sandbox", "world", "--plan"]).arg(&plan_file), &log)?;
     process::wait_for_port(plan.control_port, Duration::from_secs(30), "the sandbox world", &log, Some(pid))?;
     Ok(pid)
 }

@@ -462,9 +462,10 @@ impl Sickness {
 impl std::str::FromStr for Sickness {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Sickness::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            format!("{s:?} is not a sickness (connection-slots, reject-auth, disk-full)")
-        })
+        Sickness::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a sickness (connection-slots, reject-auth, disk-full)"))
     }
 }
 
@@ -487,7 +488,9 @@ pub async fn sicken(data_dir: &Path, endpoint: &PgEndpoint, sickness: Sickness) 
             }
             client.batch_execute("SELECT pg_reload_conf()").await?;
         }
-        _ if replica => bail!("{} is made on the writer: a replica's roles and tables follow its writer's", sickness.as_str()),
+        _ if replica => {
+            bail!("{} is made on the writer: a replica's roles and tables follow its writer's", sickness.as_str())
+        }
         Sickness::ConnectionSlots => {
             for role in ROLES {
                 client.batch_execute(&format!("ALTER ROLE {} CONNECTION LIMIT 0", role.name)).await?;

@@ -177,7 +177,13 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
         state_machine: start.machine.to_owned(),
         lambda,
         // The machine runs in its region: its SNS publishes go through that region's own path.
-        aws_endpoint: sb.world.aws_endpoints(&start.region).0.get(&start.region).cloned().unwrap_or_else(|| sb.aws_endpoint_url.clone()),
+        aws_endpoint: sb
+            .world
+            .aws_endpoints(&start.region)
+            .0
+            .get(&start.region)
+            .cloned()
+            .unwrap_or_else(|| sb.aws_endpoint_url.clone()),
         timing: start.timing,
     };
     run(&spec).await

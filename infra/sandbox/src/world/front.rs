@@ -67,7 +67,7 @@ pub async fn serve(world: Arc<World>, caller: Option<Region>, target: Option<Reg
     }
     let region = target.clone().or_else(|| signed_region(&request));
     if let Some(call) = ClaimCall::classify(&world, &request)
-        && let Some(region) = region.filter(|r| world.plan.replicas().contains(r))
+        && let Some(region) = region.clone().filter(|r| world.plan.replicas().contains(r))
     {
         if let Some(op) = call.unsupported() {
             let message = format!(
@@ -83,18 +83,32 @@ pub async fn serve(world: Arc<World>, caller: Option<Region>, target: Option<Reg
                         "the {region} replica cannot reach a second region of its multi-Region strongly consistent \
                          table (sandbox partition): strongly consistent reads and writes fail until it does"
                     );
-                    return answer(client, 500, "com.amazonaws.dynamodb.v20120810#InternalServerError", &message, drop_response)
-                        .await;
+                    return answer(
+                        client,
+                        500,
+                        "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                        &message,
+                        drop_response,
+                    )
+                    .await;
                 }
                 let body = call.from_snapshot(&world, &region, &request);
                 return match body {
                     Ok(body) if !drop_response => {
-                        let _ = http::respond(&mut client, 200, "application/x-amz-json-1.0", body.to_string().as_bytes()).await;
+                        let _ =
+                            http::respond(&mut client, 200, "application/x-amz-json-1.0", body.to_string().as_bytes())
+                                .await;
                     }
                     Ok(_) => hold(client).await,
                     Err(message) => {
-                        answer(client, 500, "com.amazonaws.dynamodb.v20120810#InternalServerError", &message, drop_response)
-                            .await
+                        answer(
+                            client,
+                            500,
+                            "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                            &message,
+                            drop_response,
+                        )
+                        .await
                     }
                 };
             }
@@ -109,12 +123,38 @@ pub async fn serve(world: Arc<World>, caller: Option<Region>, target: Option<Reg
     if drop_response {
         return hold(client).await;
     }
+    // A replica region lists the global table as its own, as AWS does.
+    let lists_tables = request.header("x-amz-target") == Some("DynamoDB_20120810.ListTables");
+    let response = match (response, region) {
+        (Ok(raw), Some(r)) if lists_tables && world.plan.replicas().contains(&r) && r != *world.plan.backing() => {
+            Ok(with_claim_tables(&world, raw))
+        }
+        (response, _) => response,
+    };
     match response {
         Ok(raw) => {
             let _ = tokio::io::AsyncWriteExt::write_all(&mut client, &raw).await;
         }
         Err(_) => reset(client),
     }
+}
+
+/// A `ListTables` answer with the claim tables added (one page: the sandbox has few tables).
+fn with_claim_tables(world: &World, raw: Vec<u8>) -> Vec<u8> {
+    let Some((200, body)) = http::split_response(&raw) else { return raw };
+    let Ok(mut listed) = serde_json::from_slice::<Value>(body) else { return raw };
+    let mut names: Vec<String> =
+        listed["TableNames"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_owned)).collect();
+    names.extend(claim_tables(world));
+    names.sort();
+    names.dedup();
+    listed["TableNames"] = json!(names);
+    let body = listed.to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// A DynamoDB call on a claim table.
@@ -172,7 +212,9 @@ impl ClaimCall {
                 Ok(found.map_or_else(|| json!({}), |item| json!({ "Item": item })))
             }
             "Scan" => Ok(json!({ "Count": items.len(), "ScannedCount": items.len(), "Items": items })),
-            "DescribeTable" | "ListTables" => Err(format!("{} is answered only while {region} reaches a majority", self.op)),
+            "DescribeTable" | "ListTables" => {
+                Err(format!("{} is answered only while {region} reaches a majority", self.op))
+            }
             other => Err(format!(
                 "the sandbox answers an isolated replica's eventually consistent reads for GetItem and Scan only, not {other}"
             )),

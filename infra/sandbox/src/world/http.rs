@@ -144,14 +144,20 @@ pub fn split_response(raw: &[u8]) -> Option<(u16, &[u8])> {
 }
 
 /// A client request with a JSON body (the world's control API, the tests).
-pub async fn call(port: u16, method: &str, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<(u16, serde_json::Value)> {
+pub async fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let raw = exchange(port, request.as_bytes(), Duration::from_secs(30)).await?;
-    let (status, body) = split_response(&raw).ok_or_else(|| anyhow::anyhow!("127.0.0.1:{port}: not an HTTP response"))?;
+    let (status, body) =
+        split_response(&raw).ok_or_else(|| anyhow::anyhow!("127.0.0.1:{port}: not an HTTP response"))?;
     let value = if body.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(body)? };
     Ok((status, value))
 }

@@ -317,15 +317,13 @@ async fn serve_control(world: Arc<World>, mut stream: TcpStream) {
             let region = path.trim_start_matches("/parts/").parse::<Region>().map_err(anyhow::Error::msg);
             match (region, serde_json::from_slice::<Parts>(&req.body)) {
                 (Ok(region), Ok(parts)) => {
-                    if let Ok(mut down) = world.down.lock() {
-                        if parts.api_up {
-                            down.remove(&region);
-                        } else {
-                            down.insert(region.clone());
-                        }
-                    }
+                    let was_up = match world.down.lock() {
+                        Ok(mut down) if parts.api_up => !down.remove(&region),
+                        Ok(mut down) => !down.insert(region.clone()),
+                        Err(_) => false,
+                    };
                     world.bump();
-                    Ok(serde_json::json!({ "region": region, "api_up": parts.api_up }))
+                    Ok(serde_json::json!({ "region": region, "api_up": parts.api_up, "was_up": was_up }))
                 }
                 (Err(e), _) => Err(e),
                 (_, Err(e)) => Err(anyhow::anyhow!("not a parts document: {e}")),
@@ -367,14 +365,14 @@ pub mod control {
         Ok(serde_json::from_value(body)?)
     }
 
-    /// Crashes (`false`) or restores (`true`) a region's order API.
-    pub async fn set_api(control_port: u16, region: &Region, up: bool) -> Result<()> {
+    /// Crashes (`false`) or restores (`true`) a region's order API; whether it was up before.
+    pub async fn set_api(control_port: u16, region: &Region, up: bool) -> Result<bool> {
         let body = serde_json::json!({ "api_up": up });
         let (status, body) = http::call(control_port, "PUT", &format!("/parts/{region}"), Some(&body)).await?;
         if status != 200 {
             bail!("the world refused ({status}): {body}");
         }
-        Ok(())
+        Ok(body["was_up"].as_bool().unwrap_or(false))
     }
 
     /// Orders the relay holds for a cut link.

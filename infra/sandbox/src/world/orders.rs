@@ -109,14 +109,20 @@ pub async fn serve_relay(world: Arc<World>, mut client: TcpStream) {
             let _ = http::respond_json(&mut client, 200, &json!({ "relayed": true })).await;
         }
         _ => {
-            let _ = http::respond_json(&mut client, 400, &json!({ "error": "expected POST /relay/FROM/TO with an SNS notification" })).await;
+            let _ = http::respond_json(
+                &mut client,
+                400,
+                &json!({ "error": "expected POST /relay/FROM/TO with an SNS notification" }),
+            )
+            .await;
         }
     }
 }
 
 /// Delivers what the relay holds, in order, while each link allows.
 pub async fn deliver_relayed(world: Arc<World>) {
-    let operator = AwsTarget::sandbox_everywhere(&format!("http://127.0.0.1:{}", world.plan.moto_port), world.plan.places.clone());
+    let operator =
+        AwsTarget::sandbox_everywhere(&format!("http://127.0.0.1:{}", world.plan.moto_port), world.plan.places.clone());
     let Ok(operator) = operator else { return };
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
