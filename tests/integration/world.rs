@@ -17,7 +17,7 @@ use switchyard_sandbox::{
     postgres::Sickness,
     world::{CutMode, Links, Shape, control, http},
 };
-use switchyard_tests::{eventually, run_cli, sandbox_trial};
+use switchyard_tests::{eventually, own_sandbox_trial, run_cli, sandbox_trial};
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -33,6 +33,12 @@ pub fn trials() -> Vec<Trial> {
         }),
         sandbox_trial("world::partition_and_heal_through_the_cli", |sb| Box::pin(healed(sb, partition_cli(sb)))),
         sandbox_trial("world::a_sick_database_answers_with_the_error_it_names", |sb| Box::pin(sick_database(sb))),
+        sandbox_trial("world::the_dns_answer_follows_route53_s_failover_rule", |sb| Box::pin(dns_answers(sb))),
+        own_sandbox_trial(
+            "world::the_failover_alarm_fires_below_its_threshold_and_its_rule_starts_the_failover_machine",
+            "clock",
+            |sb| Box::pin(alarm_fires(sb)),
+        ),
     ]
 }
 
@@ -397,4 +403,142 @@ async fn sick_database(sb: &Sandbox) -> anyhow::Result<()> {
     .await;
     sb.cure_database("us-east-1").await?;
     outcome
+}
+
+async fn set_alarm(sb: &Sandbox, home: &Region, name: &str, state: &str) -> anyhow::Result<()> {
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), home).await);
+    cw.set_alarm_state()
+        .alarm_name(name)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::from(state))
+        .state_reason("world test")
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Each combination of the serving alarms' states gives the answer Route 53's failover rule
+/// gives: the primary unless it is unhealthy and the secondary is not.
+async fn dns_answers(sb: &Sandbox) -> anyhow::Result<()> {
+    let d = sb.deployment();
+    let (p, s) = (d.regions.primary.clone(), d.regions.standby.clone());
+    let (pa, sa) = (d.serving_alarm(&p), d.serving_alarm(&s));
+    let cases = [
+        ("OK", "OK", &p),
+        ("ALARM", "OK", &s),
+        // Both unhealthy: Route 53 answers the primary.
+        ("ALARM", "ALARM", &p),
+        ("OK", "ALARM", &p),
+        // Back to ALARM/OK, then the primary's alarm loses its data: the last known status
+        // (unhealthy) holds, so the secondary still answers.
+        ("ALARM", "OK", &s),
+        ("INSUFFICIENT_DATA", "OK", &s),
+    ];
+    let outcome = async {
+        for (primary, secondary, expected) in cases {
+            set_alarm(sb, &pa.home, &pa.name, primary).await?;
+            set_alarm(sb, &sa.home, &sa.name, secondary).await?;
+            let answer = switchyard_sandbox::dns::answer(sb).await?;
+            ensure!(&answer.region == expected, "primary {primary}, secondary {secondary}: {answer}");
+        }
+        let (code, out, err) = run_cli(sb, &["sandbox", "dns"])?;
+        ensure!(code == 0 && out.contains(&format!("({s})")), "sandbox dns: {code} {out}{err}");
+        Ok(())
+    }
+    .await;
+    set_alarm(sb, &pa.home, &pa.name, "OK").await?;
+    set_alarm(sb, &sa.home, &sa.name, "OK").await?;
+    switchyard_sandbox::dns::answer(sb).await?;
+    outcome
+}
+
+/// Healthy datapoints of `watched` as `home`'s probe publishes them, one per period of the
+/// failover alarm, ending now.
+async fn put_healthy(sb: &Sandbox, home: &Region, watched: &Region, values: &[f64]) -> anyhow::Result<()> {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let period = sb.deployment().failover_alarm(home).rule.period.as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), home).await);
+    let mut data = Vec::new();
+    for (i, v) in values.iter().rev().enumerate() {
+        data.push(
+            MetricDatum::builder()
+                .metric_name(switchyard_core::health::metric::HEALTHY)
+                .dimensions(Dimension::builder().name("Region").value(watched.as_str()).build())
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now - i as i64 * period))
+                .value(*v)
+                .storage_resolution(1)
+                .build(),
+        );
+    }
+    cw.put_metric_data().namespace(switchyard_core::health::NAMESPACE).set_metric_data(Some(data)).send().await?;
+    Ok(())
+}
+
+/// The failover alarm as the model emits it (Healthy < 1 in 3 of 3 periods): at the
+/// threshold and with too few breaching periods it stays OK; below it in every period it
+/// fires, and the failover rule starts us-east-2's failover machine with the transformed input.
+async fn alarm_fires(sb: &Sandbox) -> anyhow::Result<()> {
+    let d = sb.deployment();
+    let (east1, east2) = (d.regions.primary.clone(), d.regions.standby.clone());
+    let alarm = d.failover_alarm(&east2);
+    let port = sb.world.control_port;
+    let state = |changes: &[switchyard_sandbox::world::clock::Change]| {
+        changes.iter().rev().find(|c| c.alarm == alarm.name && c.region == east2).map(|c| c.to.clone())
+    };
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), &east2).await);
+    let in_moto = || async {
+        let described = cw.describe_alarms().alarm_names(&alarm.name).send().await?;
+        anyhow::Ok(described.metric_alarms().first().and_then(|a| a.state_value()).map(|s| s.as_str().to_owned()))
+    };
+    // At the threshold: healthy (1 is not below 1).
+    put_healthy(sb, &east2, &east1, &[1.0, 1.0, 1.0]).await?;
+    let changes = control::tick(port).await?;
+    ensure!(
+        state(&changes).is_none_or(|s| s == "OK") && in_moto().await?.as_deref() == Some("OK"),
+        "at the threshold: {changes:?}"
+    );
+    // Two of three below: still OK (3 of 3 are needed).
+    put_healthy(sb, &east2, &east1, &[0.0, 0.0]).await?;
+    let changes = control::tick(port).await?;
+    ensure!(state(&changes).is_none(), "two of three breaching changed the state: {changes:?}");
+    let started = |report: &serde_json::Value| -> Vec<serde_json::Value> {
+        report["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["target"].as_str().is_some_and(|t| t.contains(":states:")))
+            .cloned()
+            .collect()
+    };
+    ensure!(started(&control::clock(port).await?).is_empty(), "a failover started without the alarm");
+    // Three of three below: ALARM, and the rule starts the failover machine.
+    put_healthy(sb, &east2, &east1, &[0.0, 0.0, 0.0]).await?;
+    let changes = control::tick(port).await?;
+    ensure!(state(&changes).as_deref() == Some("ALARM"), "three of three below: {changes:?}");
+    let report = control::clock(port).await?;
+    let executions = started(&report);
+    ensure!(executions.len() == 1, "expected one failover execution: {report}");
+    let e = &executions[0];
+    ensure!(e["target"].as_str().is_some_and(|t| t.ends_with(&d.regional_names(&east2).failover_state_machine)), "{e}");
+    ensure!(e["region"] == east2.as_str() && e["input"]["trigger"] == alarm.name.as_str(), "{e}");
+    ensure!(e["input"]["reason"].as_str().is_some_and(|r| r.contains("3 of the last 3")), "{e}");
+    ensure!(e["input"]["detectedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    // moto holds the state the clock decided.
+    ensure!(in_moto().await?.as_deref() == Some("ALARM"), "moto's alarm state after the tick");
+
+    // Schedules fire at their rate, compressed: rate(1 minute) / 600 fires within seconds.
+    control::set_clock(port, &switchyard_sandbox::world::clock::ClockSettings { running: true, compression: 600.0 })
+        .await?;
+    let fired = eventually(Duration::from_secs(15), "the probe schedule", || async {
+        let report = control::clock(port).await?;
+        let probes =
+            report["deliveries"].as_array().into_iter().flatten().any(|d| {
+                d["target"].as_str().is_some_and(|t| t.ends_with(":function:switchyard-sandbox-health-probe"))
+            });
+        Ok(probes.then_some(()))
+    })
+    .await;
+    control::set_clock(port, &switchyard_sandbox::world::clock::ClockSettings { running: false, compression: 1.0 })
+        .await?;
+    fired
 }

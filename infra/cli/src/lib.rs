@@ -197,6 +197,17 @@ pub enum SandboxCommand {
         #[arg(long, conflicts_with = "fault")]
         undo: bool,
     },
+    /// Which region `api.<domain>` answers now, by Route 53's failover rule over the records
+    /// and health checks (alarm states, or the regional APIs' `/health`).
+    Dns,
+    /// Alarms, rules and schedules: `start` them firing on their own (schedules `--compression`
+    /// times faster), `stop` them, `tick` (evaluate every alarm once, now) or `show` what fired.
+    Clock {
+        #[arg(value_parser = ["start", "stop", "tick", "show"])]
+        action: String,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        compression: u32,
+    },
     /// Serve the world (links, AWS fronts, order APIs) of a sandbox: started by `sandbox up`.
     #[command(hide = true)]
     World {

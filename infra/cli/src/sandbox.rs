@@ -189,6 +189,30 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
             }
             Ok(Exit::Done)
         }
+        SandboxCommand::Dns => {
+            let sb = loaded_sandbox(g)?;
+            let answer = switchyard_sandbox::dns::answer(&sb).await?;
+            match g.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+                Output::Table => print!("{answer}"),
+            }
+            Ok(Exit::Done)
+        }
+        SandboxCommand::Clock { action, compression } => {
+            let sb = loaded_sandbox(g)?;
+            let port = sb.world.control_port;
+            let report = match action.as_str() {
+                "start" | "stop" => {
+                    let settings =
+                        world::clock::ClockSettings { running: action == "start", compression: f64::from(compression) };
+                    world::control::set_clock(port, &settings).await.map_err(|e| BadValue(format!("{e:#}")))?
+                }
+                "tick" => serde_json::json!({ "changes": world::control::tick(port).await? }),
+                _ => world::control::clock(port).await?,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(Exit::Done)
+        }
         SandboxCommand::World { plan } => {
             let text = std::fs::read_to_string(&plan)?;
             world::serve(serde_json::from_str(&text)?).await?;

@@ -255,6 +255,30 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         req = req.tags(aws_sdk_cloudwatch::types::Tag::builder().key(*k).value(v).build());
     }
     req.send().await?;
+    // In the health-check DNS mode: the alarm the peer's record's health check follows
+    // (it lives here, so this region can mark the peer as not serving on its own).
+    if d.dns_mode == switchyard_core::dns::DnsMode::HealthCheck {
+        let peer = d.regions.peer_of(region).cloned().unwrap_or_else(|_| region.clone());
+        let serving = d.serving_alarm(&peer);
+        let mut req = cloudwatch
+            .put_metric_alarm()
+            .alarm_name(&serving.name)
+            .alarm_description(format!("{peer}'s DNS record is healthy while this alarm is OK (Route 53 health check)"))
+            .namespace(health::NAMESPACE)
+            .metric_name(health::metric::REGION_SERVING)
+            .dimensions(Dimension::builder().name("Region").value(peer.as_str()).build())
+            .statistic(Statistic::from(serving.statistic))
+            .period(serving.period_seconds as i32)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::LessThanThreshold)
+            .treat_missing_data("ignore")
+            .actions_enabled(true);
+        for (k, v) in &tags {
+            req = req.tags(aws_sdk_cloudwatch::types::Tag::builder().key(*k).value(v).build());
+        }
+        req.send().await?;
+    }
     // The region's EventBridge rules and their targets, from the model. moto keeps them but
     // fires no schedule and routes no alarm: the drill and the tests start what they would.
     let events = aws_sdk_eventbridge::Client::new(&config);

@@ -259,7 +259,7 @@ impl Sandbox {
         let moto = moto_port(&moto_url).context("moto's port")?;
         let world = match &previous {
             Some(p) if p.world.databases == endpoints => WorldPlan { moto_port: moto, ..p.world.clone() },
-            _ => WorldPlan::new(&deployment, moto, endpoints.clone())?,
+            _ => WorldPlan::new(&deployment, instance, moto, endpoints.clone())?,
         };
         let world_pid = match &previous {
             Some(p) if process::is_alive(p.world_pid) && p.world == world => p.world_pid,

@@ -12,11 +12,12 @@
 //! - [`world`]: the three places and the links between them, the AWS fronts (with the
 //!   claim store's majority rule), the order APIs and the relay: one daemon process;
 //! - [`instance`]: one sandbox's lifecycle (`up`, `down`, `status`) and its endpoints file;
-//! - [`runner`] (Step Functions executions), [`event_source`] (the SQS event source mapping's
+//! - [`dns`] (where `api.<domain>` answers now), [`runner`] (Step Functions executions), [`event_source`] (the SQS event source mapping's
 //!   stand-in), [`smoke`].
 
 pub mod aws;
 pub mod definitions;
+pub mod dns;
 pub mod event_source;
 pub mod instance;
 pub mod lambda;

@@ -8,11 +8,13 @@
 //!   every cross-region call to an order API ([`tcp`]);
 //! - the **regional order APIs** and the **relay** that carries orders across regions
 //!   ([`orders`]);
+//! - the **clock**: alarms evaluated, rules matched and delivered, schedules fired ([`clock`]);
 //! - a **control API** on loopback: `GET|PUT /links` (the partition), `PUT /parts/REGION`
-//!   (crash or restore a region's order API).
+//!   (crash or restore a region's order API), `GET|PUT /clock` and `POST /clock/tick`.
 //!
 //! What it does not model is listed in ARCHITECTURE.md ("Sandbox stand-ins").
 
+pub mod clock;
 pub mod front;
 pub mod http;
 pub mod links;
@@ -49,6 +51,8 @@ pub struct Route {
 /// saved in `sandbox.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorldPlan {
+    /// The sandbox instance it belongs to (the clock starts its executions there).
+    pub instance: String,
     /// The pair, then the witness.
     pub places: Vec<Region>,
     /// moto: the one AWS API emulator all fronts lead to.
@@ -71,7 +75,12 @@ pub struct WorldPlan {
 
 impl WorldPlan {
     /// Picks a free port for everything, given the places and the databases' own ports.
-    pub fn new(d: &Deployment, moto_port: u16, databases: BTreeMap<Region, PgEndpoint>) -> Result<Self> {
+    pub fn new(
+        d: &Deployment,
+        instance: &str,
+        moto_port: u16,
+        databases: BTreeMap<Region, PgEndpoint>,
+    ) -> Result<Self> {
         let witness = d.claim_store_witness().context("the pair has no claim-store witness region")?;
         let pair: Vec<Region> = d.regions.iter().cloned().collect();
         let places: Vec<Region> = pair.iter().cloned().chain([witness]).collect();
@@ -97,6 +106,7 @@ impl WorldPlan {
             }
         }
         Ok(WorldPlan {
+            instance: instance.to_owned(),
             places,
             moto_port,
             control_port: port()?,
@@ -179,6 +189,7 @@ pub struct World {
     /// Regions whose order API is crashed.
     down: Mutex<BTreeSet<Region>>,
     relay: Mutex<VecDeque<orders::InFlight>>,
+    clock: Mutex<clock::ClockState>,
 }
 
 impl World {
@@ -254,6 +265,7 @@ pub async fn serve(plan: WorldPlan) -> Result<()> {
         snapshots: Mutex::default(),
         down: Mutex::default(),
         relay: Mutex::default(),
+        clock: Mutex::default(),
     });
     let bind = |port: u16| async move {
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding 127.0.0.1:{port}"))
@@ -289,6 +301,7 @@ pub async fn serve(plan: WorldPlan) -> Result<()> {
         });
     }
     tokio::spawn(orders::deliver_relayed(world.clone()));
+    tokio::spawn(clock::run(world.clone()));
     loop {
         let (stream, _) = control.accept().await?;
         spawn(serve_control(world.clone(), stream));
@@ -328,6 +341,14 @@ async fn serve_control(world: Arc<World>, mut stream: TcpStream) {
                 (Err(e), _) => Err(e),
                 (_, Err(e)) => Err(anyhow::anyhow!("not a parts document: {e}")),
             }
+        }
+        ("GET", "/clock") => Ok(clock::report(&world)),
+        ("PUT", "/clock") => match serde_json::from_slice::<clock::ClockSettings>(&req.body) {
+            Ok(settings) => clock::settle(&world, &settings).map(|()| clock::report(&world)),
+            Err(e) => Err(anyhow::anyhow!("not clock settings: {e}")),
+        },
+        ("POST", "/clock/tick") => {
+            clock::evaluate_alarms(&world).await.map(|changes| serde_json::json!({ "changes": changes }))
         }
         ("GET", "/relay") => Ok(serde_json::json!({ "in_flight": world.relay.lock().map(|r| r.len()).unwrap_or(0) })),
         _ => {
@@ -373,6 +394,29 @@ pub mod control {
             bail!("the world refused ({status}): {body}");
         }
         Ok(body["was_up"].as_bool().unwrap_or(false))
+    }
+
+    /// Starts or stops the clock.
+    pub async fn set_clock(control_port: u16, settings: &super::clock::ClockSettings) -> Result<serde_json::Value> {
+        let (status, body) = http::call(control_port, "PUT", "/clock", Some(&serde_json::to_value(settings)?)).await?;
+        if status != 200 {
+            bail!("the world refused the clock settings ({status}): {body}");
+        }
+        Ok(body)
+    }
+
+    /// What the clock did: its state changes and deliveries.
+    pub async fn clock(control_port: u16) -> Result<serde_json::Value> {
+        Ok(http::call(control_port, "GET", "/clock", None).await?.1)
+    }
+
+    /// Evaluates every alarm once, now; the state changes it made.
+    pub async fn tick(control_port: u16) -> Result<Vec<super::clock::Change>> {
+        let (status, body) = http::call(control_port, "POST", "/clock/tick", None).await?;
+        if status != 200 {
+            bail!("the clock's tick failed ({status}): {body}");
+        }
+        Ok(serde_json::from_value(body["changes"].clone())?)
     }
 
     /// Orders the relay holds for a cut link.
