@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn sandbox_endpoints_are_loopback_only() {
-        let regions = || ["us-east-1".parse::<Region>().unwrap()];
+        let regions = || ["us-east-1".parse::<Region>().expect("test value")];
         for (url, ok) in [
             ("http://127.0.0.1:5000", true),
             ("http://localhost:5000/", true),

@@ -633,7 +633,8 @@ mod tests {
         let mut d = Deployment::sandbox();
         assert_eq!(d.claim_store_witness().map(|r| r.to_string()).as_deref(), Some("us-west-2"));
         assert!(d.validate().is_empty(), "{:?}", d.validate());
-        d.regions = RegionPair::new("us-east-1".parse().unwrap(), "eu-west-1".parse().unwrap()).unwrap();
+        d.regions = RegionPair::new("us-east-1".parse().expect("test value"), "eu-west-1".parse().expect("test value"))
+            .expect("test value");
         assert_eq!(d.claim_store_witness(), None);
         assert!(d.validate().iter().any(|p| p.contains("Region set")), "{:?}", d.validate());
     }

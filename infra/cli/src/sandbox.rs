@@ -214,8 +214,7 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
             Ok(Exit::Done)
         }
         SandboxCommand::World { plan } => {
-            let text = std::fs::read_to_string(&plan)?;
-            world::serve(serde_json::from_str(&text)?).await?;
+            switchyard_sandbox::daemon::serve(&plan).await?;
             Ok(Exit::Done)
         }
         SandboxCommand::Env => {

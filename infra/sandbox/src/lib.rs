@@ -8,14 +8,18 @@
 //! - [`workspace`]: the checkout, cargo's target dir; [`process`]: PIDs, ports, process groups;
 //! - [`tools`]: what the sandbox installs into `.tools/` (Python venv, PostgreSQL, cfn-guard);
 //! - [`packages`]: the functions' zips for moto's Lambda API;
-//! - [`postgres`], [`lambda`], [`definitions`], [`aws`] (provisioning from the model);
+//! - [`postgres`], [`lambda`], [`definitions`];
 //! - [`world`]: the three places and the links between them, the AWS fronts (with the
-//!   claim store's majority rule), the order APIs and the relay: one daemon process;
+//!   claim store's majority rule), the order APIs, the relay and the clock (the daemon's
+//!   contents, bound to nothing above it);
+//! - [`aws`] (provisioning from the model);
 //! - [`instance`]: one sandbox's lifecycle (`up`, `down`, `status`) and its endpoints file;
-//! - [`dns`] (where `api.<domain>` answers now), [`runner`] (Step Functions executions), [`event_source`] (the SQS event source mapping's
-//!   stand-in), [`smoke`].
+//! - [`dns`] (where `api.<domain>` answers now), [`runner`] (Step Functions executions),
+//!   [`event_source`] (the SQS event source mapping's stand-in), [`smoke`];
+//! - [`daemon`]: the world's process, its clock's targets bound to the runner and Lambda.
 
 pub mod aws;
+pub mod daemon;
 pub mod definitions;
 pub mod dns;
 pub mod event_source;

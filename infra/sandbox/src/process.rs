@@ -13,9 +13,31 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-/// Asks the kernel for a free loopback port. Another process could take it before we bind
-/// it again; the sandbox then fails to start with a clear "address in use" in the log.
+/// A free loopback port for a server of the sandbox, chosen **below the kernel's ephemeral
+/// range**: a port from that range can be taken as the local port of any outgoing connection
+/// while its server is down (a database restarting in `rejoin`), and the server then cannot
+/// bind it again ("Address already in use"). Another process could still take the port before
+/// we bind it; the sandbox then fails to start with that error in the log.
 pub fn free_port() -> Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    // Ports handed out by this process and maybe not bound yet: never twice.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..2000 {
+        let mut h = seed.build_hasher();
+        h.write_u32(attempt);
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

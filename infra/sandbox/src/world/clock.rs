@@ -39,6 +39,18 @@ use switchyard_core::Region;
 
 use super::World;
 
+type Pending<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>;
+
+/// What the clock's targets run on: the sandbox's Step Functions runner and Lambda services.
+/// Given to [`super::serve`] by a module above the world (`crate::daemon`), so the world
+/// depends on nothing of the sandbox instance.
+pub trait Targets: Send + Sync {
+    /// Runs an execution of `machine` in `region` to its end; its status (and error).
+    fn start_execution(&self, machine: &'static str, region: Region, name: String, input: Value) -> Pending<String>;
+    /// Invokes a function of `region`; a summary of its answer.
+    fn invoke(&self, region: Region, function: &'static str, payload: Value) -> Pending<String>;
+}
+
 /// What the clock did: one delivery of an event to a rule's target.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
@@ -464,26 +476,15 @@ async fn deliver_now(world: &Arc<World>, region: &Region, rule: &str, arn: &str,
                 .map(|(m, _)| *m)
                 .find(|m| name.ends_with(&format!("-{m}")))
                 .with_context(|| format!("no state machine {name}"))?;
-            let sb = crate::Sandbox::load(&world.plan.instance)?.context("the sandbox's state")?;
             let execution = format!("{rule}-{}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis());
-            let start = crate::runner::Start::new(
-                machine,
-                region.as_str(),
-                execution,
-                input,
-                crate::runner::Timing::AsDefined,
-            )?;
-            let done = crate::runner::execute(&sb, &start).await?;
-            Ok(format!("{}{}", done.status, done.error.map(|e| format!(" {e}")).unwrap_or_default()))
+            world.targets.start_execution(machine, region.clone(), execution, input).await
         }
         Some("lambda") => {
             let function = switchyard_model::FUNCTIONS
                 .iter()
                 .find(|f| d.function_arn(region, crate::definitions::SANDBOX_ACCOUNT, f) == arn)
                 .with_context(|| format!("no function {arn}"))?;
-            let sb = crate::Sandbox::load(&world.plan.instance)?.context("the sandbox's state")?;
-            let answer = sb.lambda(region.as_str())?.invoke(function, &input).await?;
-            Ok(format!("{answer:?}").chars().take(200).collect())
+            world.targets.invoke(region.clone(), function, input).await
         }
         Some("events") => {
             // Another region's default bus: the event crosses the link between the regions.
@@ -518,22 +519,22 @@ mod tests {
         let d = Deployment::sandbox();
         let east2 = d.regions.standby.clone();
         let rules = d.event_rules(&east2);
-        let failover = rules.iter().find(|r| r.name == d.regional_names(&east2).failover_rule).unwrap();
-        let pattern = failover.pattern.clone().unwrap();
+        let failover = rules.iter().find(|r| r.name == d.regional_names(&east2).failover_rule).expect("test value");
+        let pattern = failover.pattern.clone().expect("test value");
         let alarm = d.failover_alarm(&east2).name;
         assert!(matches(&pattern, &alarm_change("us-east-2", &alarm, "ALARM")));
         assert!(!matches(&pattern, &alarm_change("us-east-2", &alarm, "OK")), "OK starts nothing");
         assert!(!matches(&pattern, &alarm_change("us-east-1", &alarm, "ALARM")), "the peer's forwarded alarm");
         assert!(!matches(&pattern, &alarm_change("us-east-2", "someone-else", "ALARM")));
         let RuleTarget::StateMachine { input_paths, template, .. } = &failover.target else { panic!("target") };
-        let input = transform(input_paths, template, &alarm_change("us-east-2", &alarm, "ALARM")).unwrap();
+        let input = transform(input_paths, template, &alarm_change("us-east-2", &alarm, "ALARM")).expect("test value");
         assert_eq!(
             input,
             json!({ "detectedAt": "2026-12-01T17:00:00Z", "trigger": alarm, "reason": "3 of 3 below 1" })
         );
 
-        let forward = rules.iter().find(|r| r.name == d.regional_names(&east2).forward_rule).unwrap();
-        let pattern = forward.pattern.clone().unwrap();
+        let forward = rules.iter().find(|r| r.name == d.regional_names(&east2).forward_rule).expect("test value");
+        let pattern = forward.pattern.clone().expect("test value");
         assert!(matches(&pattern, &alarm_change("us-east-2", "switchyard-sandbox-peer-unhealthy", "OK")), "prefix");
         assert!(!matches(&pattern, &alarm_change("us-east-2", "other-app-alarm", "OK")));
     }
@@ -546,8 +547,8 @@ mod tests {
         assert!(matches(&json!({ "n": [2] }), &event), "an array matches if any element does");
         assert!(matches(&json!({ "b": [{ "exists": false }] }), &event));
         assert!(!matches(&json!({ "a": [{ "numeric": [">", 0] }] }), &event), "unmodelled filters match nothing");
-        let out =
-            transform(&json!({ "s": "$.s", "n": "$.n" }), r#"{"q": "<s>", "raw": <s>, "n": <n>}"#, &event).unwrap();
+        let out = transform(&json!({ "s": "$.s", "n": "$.n" }), r#"{"q": "<s>", "raw": <s>, "n": <n>}"#, &event)
+            .expect("test value");
         assert_eq!(out, json!({ "q": "say \"hi\"", "raw": "say \"hi\"", "n": [1, 2] }));
     }
 

@@ -92,7 +92,7 @@ pub async fn serve(world: Arc<World>, caller: Option<Region>, target: Option<Reg
                     )
                     .await;
                 }
-                let body = call.from_snapshot(&world, &region, &request);
+                let body = call.answer_from_snapshot(&world, &region);
                 return match body {
                     Ok(body) if !drop_response => {
                         let _ =
@@ -202,7 +202,7 @@ impl ClaimCall {
     }
 
     /// An eventually consistent read of an isolated replica: the snapshot's answer.
-    fn from_snapshot(&self, world: &World, region: &Region, _request: &http::Request) -> Result<Value, String> {
+    fn answer_from_snapshot(&self, world: &World, region: &Region) -> Result<Value, String> {
         let table = self.body["TableName"].as_str().unwrap_or_default();
         let items = world.snapshot(region, table).unwrap_or_default();
         match self.op.as_str() {

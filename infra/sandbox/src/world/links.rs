@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn r(s: &str) -> Region {
-        s.parse().unwrap()
+        s.parse().expect("test value")
     }
 
     #[test]
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(majority(&open), [true, true, true]);
 
         let mut isolated = Links::default();
-        isolated.apply(&Shape::Isolate(e1.clone()), CutMode::Blackhole, &places, w).unwrap();
+        isolated.apply(&Shape::Isolate(e1.clone()), CutMode::Blackhole, &places, w).expect("test value");
         assert_eq!(isolated.between(e1, e2), Some(CutMode::Blackhole));
         assert_eq!(isolated.between(e1, w), Some(CutMode::Blackhole));
         assert_eq!(isolated.between(e2, w), None);
@@ -155,15 +155,15 @@ mod tests {
         // The pair cannot talk, yet each still reaches the witness: both keep a majority,
         // which is why the claim store (not the pair) must decide who writes.
         let mut pair = Links::default();
-        pair.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).unwrap();
+        pair.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).expect("test value");
         assert_eq!(majority(&pair), [true, true, true]);
         assert_eq!(pair.between(e2, e1), Some(CutMode::Refuse));
 
         let mut witness = Links::default();
-        witness.apply(&Shape::WitnessDown, CutMode::DropResponse, &places, w).unwrap();
+        witness.apply(&Shape::WitnessDown, CutMode::DropResponse, &places, w).expect("test value");
         assert_eq!(majority(&witness), [true, true, false]);
         // And with the pair cut too, neither replica has a majority.
-        witness.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).unwrap();
+        witness.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).expect("test value");
         assert_eq!(majority(&witness), [false, false, false]);
 
         let mut bad = Links::default();

@@ -177,7 +177,6 @@ impl WorldPlan {
 }
 
 /// What the daemon holds while it runs.
-#[derive(Debug)]
 pub struct World {
     pub plan: WorldPlan,
     pub deployment: Deployment,
@@ -190,6 +189,13 @@ pub struct World {
     down: Mutex<BTreeSet<Region>>,
     relay: Mutex<VecDeque<orders::InFlight>>,
     clock: Mutex<clock::ClockState>,
+    targets: Arc<dyn clock::Targets>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World").field("plan", &self.plan).field("links", &self.links()).finish_non_exhaustive()
+    }
 }
 
 impl World {
@@ -254,8 +260,11 @@ impl World {
     }
 }
 
+/// What serves one accepted connection of a listener.
+type Handler = Box<dyn Fn(Arc<World>, TcpStream) + Send + Sync>;
+
 /// Runs the world until the process is stopped. Fails at once if any port cannot be bound.
-pub async fn serve(plan: WorldPlan) -> Result<()> {
+pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<()> {
     let (changed, _) = tokio::sync::watch::channel(0);
     let world = Arc::new(World {
         plan: plan.clone(),
@@ -266,12 +275,13 @@ pub async fn serve(plan: WorldPlan) -> Result<()> {
         down: Mutex::default(),
         relay: Mutex::default(),
         clock: Mutex::default(),
+        targets,
     });
     let bind = |port: u16| async move {
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding 127.0.0.1:{port}"))
     };
     let control = bind(plan.control_port).await?;
-    let mut listeners: Vec<(TcpListener, Box<dyn Fn(Arc<World>, TcpStream) + Send + Sync>)> = Vec::new();
+    let mut listeners: Vec<(TcpListener, Handler)> = Vec::new();
     listeners.push((bind(plan.operator_port).await?, Box::new(|w, s| spawn(front::serve(w, None, None, s)))));
     for f in &plan.aws_fronts {
         let (caller, target) = (f.caller.clone(), f.target.clone());

@@ -19,12 +19,8 @@ pub async fn serve(world: Arc<World>, route: Route, client: TcpStream) {
     };
     match world.cut(&route.caller, &route.target) {
         Some(CutMode::Refuse) => return front::reset(client),
-        Some(CutMode::Blackhole) => {
-            // The connection attempt itself hangs until the link heals or the caller leaves.
-            if !wait_open(&world, &route, &client).await {
-                return;
-            }
-        }
+        // The connection attempt itself hangs until the link heals or the caller leaves.
+        Some(CutMode::Blackhole) if !wait_open(&world, &route, &client).await => return,
         _ => {}
     }
     let upstream = match TcpStream::connect(("127.0.0.1", upstream_port)).await {
