@@ -32,6 +32,12 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(tls_and_secret(sb))
         }),
         sandbox_trial("consumer::an_outage_never_moves_a_valid_order_into_the_dlq", |sb| Box::pin(outage(sb))),
+        sandbox_trial("consumer::hanging_calls_end_inside_its_timeout_and_the_order_is_requeued", |sb| {
+            Box::pin(brownout(sb, "dynamodb"))
+        }),
+        sandbox_trial("consumer::a_hanging_database_ends_inside_its_timeout_and_the_order_is_requeued", |sb| {
+            Box::pin(brownout(sb, switchyard_sandbox::world::POSTGRES))
+        }),
         own_sandbox_trial(
             "consumer::after_a_failover_every_acknowledged_order_is_applied_once",
             "consumer-failover",
@@ -412,5 +418,55 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
     let applied_late = east2.drain(10).await?;
     ensure!(total(&applied_late, |p| p.deleted) == 1, "{applied_late:?}");
     ensure!(applied(&new, &prefix).await?.len() == 46);
+    Ok(())
+}
+
+/// H5 of the safety review: a brownout in which `service` of us-east-1 hangs (a `blackhole`
+/// service cut). The consumer must answer inside its own timeout (the model's: the orders
+/// queue's visibility timeout / 6) and copy a valid order near its last receive back onto the
+/// queue, so the order never walks into the DLQ.
+async fn brownout(sb: &Sandbox, service: &str) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control};
+    let d = sb.deployment();
+    let east1: switchyard_core::Region = "us-east-1".parse()?;
+    let timeout = d.function_specs().into_iter().find(|f| f.name == "order-consumer").context("spec")?.timeout;
+    let o = order(&format!("brownout-{service}"), 0);
+    let event = json!({ "Records": [{
+        "messageId": format!("brownout-{service}-{}", std::process::id()), "body": body(&o),
+        "attributes": { "ApproximateReceiveCount": (d.orders_max_receives - 1).to_string() },
+    }]});
+    let mut links = Links::default();
+    links
+        .apply(
+            &Shape::Service(east1.clone(), service.to_owned()),
+            CutMode::Blackhole,
+            &sb.world.places,
+            sb.world.witness(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    let start = std::time::Instant::now();
+    let answer = tokio::time::timeout(timeout * 3, sb.lambda("us-east-1")?.invoke("order-consumer", &event)).await;
+    let took = start.elapsed();
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    let answer =
+        answer.map_err(|_| anyhow::anyhow!("no answer within {:?} (its timeout is {timeout:?})", timeout * 3))??;
+    ensure!(took <= timeout, "answered after {took:?}, beyond its {timeout:?} timeout: {answer:?}");
+    let failures = match &answer {
+        switchyard_sandbox::lambda::Invocation::Ok(v) => v["batchItemFailures"].as_array().map_or(0, Vec::len),
+        other => anyhow::bail!("a function error counts one more receive, with no copy made: {other:?}"),
+    };
+    ensure!(failures == 0, "the order was kept without a copy: {answer:?}");
+    // The copy is on the queue; take it off again.
+    let resources = sb.resources.as_ref().context("not provisioned")?;
+    let url = &resources.regions["us-east-1"].orders_queue_url;
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&sb.aws_target(), &east1).await);
+    let copy = eventually(Duration::from_secs(10), "the copy on the queue", || async {
+        let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await?;
+        let mine = got.messages().iter().find(|m| m.body().is_some_and(|b| b.contains(&o.order_id))).cloned();
+        Ok(mine)
+    })
+    .await?;
+    sqs.delete_message().queue_url(url).receipt_handle(copy.receipt_handle().unwrap_or_default()).send().await?;
     Ok(())
 }

@@ -45,6 +45,8 @@ keys! {
         "Whole seconds of replication lag an unplanned failover may lose without an override; default 60.";
     AWS_ENDPOINTS = "SWITCHYARD_AWS_ENDPOINTS", read by "all":
         "Sandbox only: JSON map region → the loopback URL through which this region reaches that region's AWS APIs (the sandbox's cuttable links). Absent in AWS.";
+    FUNCTION_TIMEOUTS = "SWITCHYARD_FUNCTION_TIMEOUTS", read by "all":
+        "Sandbox only: JSON map function → its timeout in whole seconds, standing in for the invocation deadline that Lambda gives and `cargo lambda watch` does not (it sends `600000`). Absent in AWS.";
     CONTROL_TABLE = "SWITCHYARD_CONTROL_TABLE", read by "rds-promoter, dns-switcher, order-consumer":
         "The region's control table: the writer claim and the ledger (lock, last handover, timelines).";
     ORDERS_PER_HOUR = "SWITCHYARD_ORDERS_PER_HOUR", read by "rds-promoter, readiness-tester":

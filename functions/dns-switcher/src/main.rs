@@ -30,7 +30,7 @@ async fn switcher() -> Result<Switcher<ControlTable, FailoverRecords, ServingSig
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_built("dns-switcher", switcher().await, |switcher, input| async move {
+    switchyard_lambda::serve_built("dns-switcher", switcher().await, |switcher, input, _deadline| async move {
         switcher.handle(input).await
     })
     .await

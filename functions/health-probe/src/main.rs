@@ -28,10 +28,8 @@ async fn prober() -> Result<Arc<Prober>, SwitchyardError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_built(
-        "health-probe",
-        prober().await,
-        |prober, event| async move { prober.handle(event).await },
-    )
+    switchyard_lambda::serve_built("health-probe", prober().await, |prober, event, _deadline| async move {
+        prober.handle(event).await
+    })
     .await
 }

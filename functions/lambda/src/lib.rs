@@ -90,19 +90,85 @@ pub fn check_sample_events<T: DeserializeOwned>(dir: &std::path::Path) -> Result
     Ok(seen)
 }
 
-/// Serves `handler` on the Lambda Runtime API until the runtime stops the process.
+/// When an invocation must have answered: the Lambda runtime's deadline for it (the
+/// function's configured timeout after the invocation started). Every call a handler makes
+/// takes its deadline from here, so that a dependency that hangs ends as a named error inside
+/// the function's own timeout, never as a timeout of the whole function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub tokio::time::Instant);
+
+impl Deadline {
+    /// From the runtime's `Lambda-Runtime-Deadline-Ms` (milliseconds since the Unix epoch).
+    pub fn from_epoch_ms(deadline_ms: u64) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Deadline(tokio::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    }
+
+    /// An invocation's deadline: the runtime's (`Lambda-Runtime-Deadline-Ms`), or where a
+    /// runtime emulator gives none in the future, the function's timeout from
+    /// `SWITCHYARD_FUNCTION_TIMEOUTS` (the sandbox), else Lambda's longest timeout, 900 s.
+    pub fn of_invocation(function: &str, deadline_ms: u64) -> Self {
+        Self::of_invocation_with(function, deadline_ms, env(switchyard_core::config::keys::FUNCTION_TIMEOUTS))
+    }
+
+    fn of_invocation_with(function: &str, deadline_ms: u64, timeouts: Option<String>) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let from_runtime = (deadline_ms > now_ms).then(|| Deadline::from_epoch_ms(deadline_ms));
+        let configured = timeouts
+            .and_then(|text| serde_json::from_str::<std::collections::BTreeMap<String, u64>>(&text).ok())
+            .and_then(|timeouts| timeouts.get(function).copied())
+            .map(|seconds| Deadline::after(std::time::Duration::from_secs(seconds)));
+        match (from_runtime, configured) {
+            (Some(a), Some(b)) => Deadline(a.0.min(b.0)),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => Deadline::after(std::time::Duration::from_secs(900)),
+        }
+    }
+
+    /// `duration` from now (tests).
+    pub fn after(duration: std::time::Duration) -> Self {
+        Deadline(tokio::time::Instant::now() + duration)
+    }
+
+    pub fn remaining(&self) -> std::time::Duration {
+        self.0.saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// `margin` before the deadline, or now if that has passed.
+    pub fn before(&self, margin: std::time::Duration) -> tokio::time::Instant {
+        self.0.checked_sub(margin).unwrap_or(self.0).max(tokio::time::Instant::now())
+    }
+}
+
+/// What every handler keeps for its answer: its work ends this long before the deadline.
+pub const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Serves `handler` on the Lambda Runtime API until the runtime stops the process. A handler
+/// still working [`ANSWER_MARGIN`] before its invocation's deadline is stopped and answers
+/// `ServiceUnavailable`.
 pub async fn serve<F, Fut, T>(function: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(serde_json::Value) -> Fut,
+    F: Fn(serde_json::Value, Deadline) -> Fut,
     Fut: Future<Output = Result<T, SwitchyardError>>,
     T: Serialize,
 {
     lambda_runtime::tracing::init_default_subscriber();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let request_id = event.context.request_id.clone();
-        let outcome = handler(event.payload);
+        let deadline = Deadline::of_invocation(function, event.context.deadline);
+        let outcome = handler(event.payload, deadline);
         async move {
-            let result = outcome.await;
+            let result = match tokio::time::timeout_at(deadline.before(ANSWER_MARGIN), outcome).await {
+                Ok(result) => result,
+                Err(_) => Err(SwitchyardError::new(
+                    ErrorName::ServiceUnavailable,
+                    format!("{function} ran out of its invocation's time: a dependency did not answer"),
+                )),
+            };
             if let Err(e) = &result {
                 tracing::error!(function, request_id, error_type = e.name.as_str(), category = ?e.category(), "{}", e.message);
             }
@@ -114,7 +180,7 @@ where
 
 /// Serves a function built once per cold start: each invocation answers the build's error
 /// (a named `MissingConfig`, say) if there is one, else parses the event into `I` (a
-/// malformed one is `InvalidInput`) and hands both to `handle`.
+/// malformed one is `InvalidInput`) and hands both, with the invocation's deadline, to `handle`.
 pub async fn serve_built<H, I, F, Fut, T>(
     function: &'static str,
     built: Result<H, SwitchyardError>,
@@ -123,14 +189,14 @@ pub async fn serve_built<H, I, F, Fut, T>(
 where
     H: Clone,
     I: DeserializeOwned,
-    F: Fn(H, I) -> Fut,
+    F: Fn(H, I, Deadline) -> Fut,
     Fut: Future<Output = Result<T, SwitchyardError>>,
     T: Serialize,
 {
-    serve(function, move |event| {
+    serve(function, move |event, deadline| {
         // Boxed: the handler's future nests deep enough to hit the compiler's layout limit
         // inside the runtime's own futures; one allocation per invocation is nothing here.
-        let call = built.clone().and_then(|h| Ok(Box::pin(handle(h, parse_event::<I>(event)?))));
+        let call = built.clone().and_then(|h| Ok(Box::pin(handle(h, parse_event::<I>(event)?, deadline))));
         async move { call?.await }
     })
     .await
@@ -138,6 +204,24 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn an_invocation_deadline_is_the_runtime_s_or_the_configured_timeout() {
+        use std::time::Duration;
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+        let timeouts = || Some(r#"{"order-consumer":10}"#.to_owned());
+        let near = |d: Deadline, secs: u64| {
+            let left = d.remaining();
+            left <= Duration::from_secs(secs) && left + Duration::from_millis(500) >= Duration::from_secs(secs)
+        };
+        // AWS: the runtime's epoch deadline, capped by a configured timeout when one is set.
+        assert!(near(Deadline::of_invocation_with("order-consumer", now_ms + 5_000, None), 5));
+        assert!(near(Deadline::of_invocation_with("order-consumer", now_ms + 60_000, timeouts()), 10));
+        // cargo lambda watch sends 600000 (not an epoch time): the configured timeout stands in.
+        assert!(near(Deadline::of_invocation_with("order-consumer", 600_000, timeouts()), 10));
+        assert!(near(Deadline::of_invocation_with("health-probe", 600_000, timeouts()), 900));
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]

@@ -30,12 +30,16 @@ use switchyard_core::{
     ports::{Applied, ClaimStore, Delivery, OrderRequeue, OrderStore, PortResult, Presence, Requeue},
     steps::ActivationAnswer,
 };
+use switchyard_lambda::{ANSWER_MARGIN, Deadline};
 use switchyard_postgres::{DbSettings, PgEndpoint};
 
 use crate::mode::{Mode, decide, newest_claim};
 
 /// How long the peer region's claim may take to read before it is skipped.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Deciding a batch stops this long before the invocation's deadline, leaving the time to
+/// copy kept orders back onto the queue (one `SendMessageBatch`) and answer.
+const REQUEUE_RESERVE: Duration = Duration::from_secs(2);
 /// After the peer claim could not be read, how long to stop asking (a dead peer region must
 /// not slow every batch by [`PEER_TIMEOUT`]).
 const PEER_QUIET: Duration = Duration::from_secs(30);
@@ -218,7 +222,7 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub async fn handle(&self, event: SqsEvent) -> PortResult<SqsBatchResponse> {
+    pub async fn handle(&self, event: SqsEvent, deadline: Deadline) -> PortResult<SqsBatchResponse> {
         let messages = Message::from_event(event)?;
         let sorted = sort(&messages);
         let mut verdicts: Vec<Verdict> = vec![Verdict::Kept("undecided".into()); messages.len()];
@@ -229,16 +233,33 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
             verdicts[*i] = Verdict::Poison(why.clone());
         }
 
-        let mode = self.mode().await;
+        // Everything that can hang (the claim, the database) must end in time to copy kept
+        // orders back onto the queue: a function that times out makes no copy, and each such
+        // receive walks a valid order closer to the DLQ.
+        let decided = tokio::time::timeout_at(deadline.before(REQUEUE_RESERVE), async {
+            let mode = self.mode().await;
+            let outcome = match &mode {
+                Ok(Mode::Active(claim)) => self.apply(&messages, &sorted.firsts, claim).await,
+                Ok(Mode::Shadow(_)) => self.reconcile(&sorted.firsts).await,
+                Ok(Mode::Halted(why)) => Err(SwitchyardError::new(ErrorName::Internal, why.clone())),
+                Err(e) => Err(e.clone()),
+            };
+            (mode, outcome)
+        })
+        .await;
+        let (mode, outcome) = decided.unwrap_or_else(|_| {
+            let late = SwitchyardError::new(
+                ErrorName::ServiceUnavailable,
+                format!(
+                    "the claim or the database did not answer within the invocation's time (deciding stops {} ms before its deadline)",
+                    REQUEUE_RESERVE.as_millis()
+                ),
+            );
+            (Err(late.clone()), Err(late))
+        });
         let epoch = match &mode {
             Ok(Mode::Active(c) | Mode::Shadow(c)) => Some(c.epoch.0),
             _ => None,
-        };
-        let outcome = match &mode {
-            Ok(Mode::Active(claim)) => self.apply(&messages, &sorted.firsts, claim).await,
-            Ok(Mode::Shadow(_)) => self.reconcile(&sorted.firsts).await,
-            Ok(Mode::Halted(why)) => Err(SwitchyardError::new(ErrorName::Internal, why.clone())),
-            Err(e) => Err(e.clone()),
         };
         match outcome {
             Ok(firsts) => {
@@ -256,7 +277,7 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
         for (i, first) in &sorted.copies {
             verdicts[*i] = verdicts[*first].clone();
         }
-        self.requeue(&messages, &mut verdicts).await;
+        self.requeue(&messages, &mut verdicts, deadline).await;
         self.report(&messages, &verdicts, mode.as_ref().map(Mode::name).unwrap_or("unknown"), epoch);
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = messages
@@ -396,14 +417,18 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
     }
 
     /// Copies kept messages that are near their last receive back onto the queue.
-    async fn requeue(&self, messages: &[Message], verdicts: &mut [Verdict]) {
+    async fn requeue(&self, messages: &[Message], verdicts: &mut [Verdict], deadline: Deadline) {
         let due = due_for_requeue(messages, verdicts, self.config.max_receives);
         if due.is_empty() {
             return;
         }
         let batch: Vec<Requeue<'_>> =
             due.iter().map(|&i| Requeue { message_id: &messages[i].id, body: &messages[i].body }).collect();
-        match self.queue.requeue(&batch).await {
+        let copied = tokio::time::timeout_at(deadline.before(ANSWER_MARGIN), self.queue.requeue(&batch)).await;
+        let copied = copied.unwrap_or_else(|_| {
+            Err(SwitchyardError::new(ErrorName::ServiceUnavailable, "the queue did not take the copies in time"))
+        });
+        match copied {
             Ok(copied) => {
                 for &i in &due {
                     if copied.contains(&messages[i].id) {
@@ -811,7 +836,8 @@ mod tests {
                 let c = consumer(case.local, case.here.clone(), case.peer.clone());
                 (case.setup)(&c);
                 let held_before = c.store.orders();
-                let answer = c.handle(event(&case.batch)).await.expect(case.name);
+                let answer =
+                    c.handle(event(&case.batch), Deadline::after(Duration::from_secs(10))).await.expect(case.name);
                 let stays: Vec<String> = answer.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
                 assert_eq!(stays, case.stays, "{}: messages that stay", case.name);
                 let applied: Vec<String> =
@@ -822,10 +848,37 @@ mod tests {
             }
         }
 
+        /// A claim store that never answers (a DynamoDB brownout whose calls hang).
+        struct Hanging;
+
+        impl ClaimStore for Hanging {
+            async fn strong_read(&self) -> ClaimRead {
+                std::future::pending().await
+            }
+            async fn bump(&self, _: WriterEpoch, _: WriterClaim) -> PortResult<()> {
+                std::future::pending().await
+            }
+        }
+
+        #[tokio::test]
+        async fn a_claim_that_hangs_ends_before_the_deadline_and_copies_the_order_back() {
+            let Twin { config, queue, store, .. } = consumer("us-east-1", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            let c = Consumer::new(config, Hanging, Hanging, queue, store);
+            // Deciding stops REQUEUE_RESERVE (2 s) before the deadline: one second of hanging.
+            let deadline = Deadline::after(Duration::from_secs(3));
+            let answer = c.handle(event(&[("m1", order("o1", 1), 4)]), deadline).await.expect("an answer");
+            assert!(deadline.remaining() >= ANSWER_MARGIN, "answered too late: {:?} left", deadline.remaining());
+            assert!(answer.batch_item_failures.is_empty(), "kept without a copy");
+            assert_eq!(c.queue.copies().into_iter().map(|(id, _)| id).collect::<Vec<_>>(), ["m1"]);
+            assert!(c.store.orders().is_empty());
+        }
+
         #[tokio::test]
         async fn an_order_is_applied_under_the_claim_it_was_checked_against() {
             let c = consumer("us-east-2", claim(3, "us-east-2"), claim(3, "us-east-2"));
-            c.handle(event(&[("m1", order("o1", 1), 1)])).await.expect("batch");
+            c.handle(event(&[("m1", order("o1", 1), 1)]), Deadline::after(Duration::from_secs(10)))
+                .await
+                .expect("batch");
             let held = c.store.orders();
             let o1 = held.get("o1").expect("applied");
             assert_eq!((o1.region.as_str(), o1.epoch, o1.message_id.as_str()), ("us-east-2", WriterEpoch(3), "m1"));

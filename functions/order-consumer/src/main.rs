@@ -41,9 +41,9 @@ async fn consumer() -> Result<Arc<Deployed>, SwitchyardError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_built("order-consumer", consumer().await, |consumer, input| async move {
+    switchyard_lambda::serve_built("order-consumer", consumer().await, |consumer, input, deadline| async move {
         match input {
-            ConsumerInput::Batch(event) => serde_json::to_value(consumer.handle(event).await?)
+            ConsumerInput::Batch(event) => serde_json::to_value(consumer.handle(event, deadline).await?)
                 .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string())),
             ConsumerInput::Activation { activation } => serde_json::to_value(consumer.activation(activation).await?)
                 .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string())),

@@ -51,11 +51,9 @@ async fn promoter() -> Result<Built, SwitchyardError> {
 async fn serve<E: PromotionEngine + Clone>(
     built: Result<Deployed<E>, SwitchyardError>,
 ) -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_built(
-        "rds-promoter",
-        built,
-        |promoter, input| async move { promoter.handle_any(input).await },
-    )
+    switchyard_lambda::serve_built("rds-promoter", built, |promoter, input, _deadline| async move {
+        promoter.handle_any(input).await
+    })
     .await
 }
 

@@ -72,7 +72,7 @@ async fn tester() -> Result<Arc<Tester>, SwitchyardError> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    switchyard_lambda::serve_built("readiness-tester", tester().await, |tester, event| async move {
+    switchyard_lambda::serve_built("readiness-tester", tester().await, |tester, event, _deadline| async move {
         tester.handle(event).await
     })
     .await

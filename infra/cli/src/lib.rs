@@ -217,7 +217,7 @@ pub enum SandboxCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-#[command(group(clap::ArgGroup::new("shape").args(["isolate", "link", "witness_down", "delay_ms"]).multiple(true).required(true)))]
+#[command(group(clap::ArgGroup::new("shape").args(["isolate", "link", "witness_down", "service", "delay_ms"]).multiple(true).required(true)))]
 pub struct PartitionArgs {
     /// Cut every link of REGION (from the other region and from the witness).
     #[arg(long, value_name = "REGION")]
@@ -228,6 +228,10 @@ pub struct PartitionArgs {
     /// Cut every link of the witness region.
     #[arg(long)]
     pub witness_down: bool,
+    /// Cut one service of a region for every caller in the regions (a regional brownout):
+    /// `us-east-1:dynamodb`, `us-east-1:sqs`, `us-east-1:postgres` (its database)…
+    #[arg(long, value_name = "REGION:SERVICE")]
+    pub service: Option<String>,
     /// What a cut does: `refuse` (connections reset at once), `blackhole` (calls hang until
     /// the caller's deadline) or `drop-response` (the request is applied, the answer lost).
     #[arg(long, default_value = "refuse", value_parser = ["refuse", "blackhole", "drop-response"])]

@@ -154,6 +154,11 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
             if args.witness_down {
                 shapes.push(Shape::WitnessDown);
             }
+            if let Some(cut) = &args.service {
+                let (r, service) =
+                    cut.split_once(':').ok_or_else(|| BadValue(format!("--service {cut}: expected REGION:SERVICE")))?;
+                shapes.push(Shape::Service(region(r)?, service.to_owned()));
+            }
             for shape in &shapes {
                 links.apply(shape, mode, &sb.world.places, sb.world.witness()).map_err(Refused)?;
             }
@@ -245,6 +250,9 @@ fn print_links(output: Output, sb: &Sandbox, links: &Links) -> Result<()> {
                     let state = links.between(a, b).map_or("open", CutMode::as_str);
                     println!("{a:<10} ↔ {b:<10} {state}");
                 }
+            }
+            for c in &links.services {
+                println!("{:<10} {:<23} {}", c.region, c.service, c.mode.as_str());
             }
             println!("cross-region delay: {} ms", links.delay_ms);
             for r in places {

@@ -657,6 +657,10 @@ fn function_environment(d: &Deployment, region: &Region, world: &WorldPlan) -> V
     env.push((keys::AWS_ENDPOINTS, serde_json::to_string(&world.aws_endpoints(region)).unwrap_or_default()));
     env.push((keys::DB_ENDPOINTS, serde_json::to_string(&databases).unwrap_or_default()));
     env.push((keys::HEALTH_URLS, serde_json::to_string(&health).unwrap_or_default()));
+    // `cargo lambda watch` gives no invocation deadline: each function's timeout stands in.
+    let timeouts: std::collections::BTreeMap<&str, u64> =
+        d.function_specs().iter().map(|f| (f.name, f.timeout.as_secs())).collect();
+    env.push((keys::FUNCTION_TIMEOUTS, serde_json::to_string(&timeouts).unwrap_or_default()));
     env.push(("AWS_ACCESS_KEY_ID", "sandbox".to_owned()));
     env.push(("AWS_SECRET_ACCESS_KEY", "sandbox".to_owned()));
     env

@@ -66,6 +66,20 @@ pub async fn serve(world: Arc<World>, caller: Option<Region>, target: Option<Reg
         tokio::time::sleep(world.delay()).await;
     }
     let region = target.clone().or_else(|| signed_region(&request));
+    // A service of the target region browned out, for every caller in the regions.
+    if caller.is_some()
+        && let (Some(r), Some(service)) = (&region, signed_service(&request))
+    {
+        match world.service_cut(r, &service) {
+            Some(CutMode::Refuse) => return reset(client),
+            Some(CutMode::Blackhole) => return hold(client).await,
+            Some(CutMode::DropResponse) => {
+                let _ = http::exchange(world.plan.moto_port, &request.to_bytes(), UPSTREAM_DEADLINE).await;
+                return hold(client).await;
+            }
+            None => {}
+        }
+    }
     if let Some(call) = ClaimCall::classify(&world, &request)
         && let Some(region) = region.clone().filter(|r| world.plan.replicas().contains(r))
     {
@@ -234,6 +248,13 @@ fn signed_region(request: &http::Request) -> Option<Region> {
     let auth = request.header("authorization")?;
     let credential = auth.split("Credential=").nth(1)?;
     credential.split('/').nth(2)?.parse().ok()
+}
+
+/// The service a SigV4 request is signed for (`dynamodb`, `sqs`, …).
+fn signed_service(request: &http::Request) -> Option<String> {
+    let auth = request.header("authorization")?;
+    let credential = auth.split("Credential=").nth(1)?;
+    credential.split('/').nth(3).map(|s| s.trim_end_matches(',').to_owned())
 }
 
 /// Sends a claim-table call to the backing region's table. moto does not check signatures;

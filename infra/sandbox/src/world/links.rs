@@ -46,10 +46,22 @@ pub struct Cut {
     pub mode: CutMode,
 }
 
+/// One service of one region cut for every caller in the regions (a regional brownout of,
+/// say, DynamoDB): `service` is the AWS signing name (`dynamodb`, `sqs`, `secretsmanager`,
+/// `monitoring`…) or `postgres` (the region's database).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceCut {
+    pub region: Region,
+    pub service: String,
+    pub mode: CutMode,
+}
+
 /// The state of every link: which are cut, and the delay every cross-place call pays.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
     pub cuts: Vec<Cut>,
+    #[serde(default)]
+    pub services: Vec<ServiceCut>,
     /// Added to each crossing of an open link between two places (a round trip pays it
     /// once). Real multi-Region strongly consistent reads and writes pay tens of ms.
     pub delay_ms: u64,
@@ -64,6 +76,8 @@ pub enum Shape {
     Link(Region, Region),
     /// Cut every link of the witness region.
     WitnessDown,
+    /// Cut one service of a region for every caller (the operator's view excepted).
+    Service(Region, String),
 }
 
 impl Links {
@@ -108,6 +122,16 @@ impl Links {
                     self.cut(witness, other, mode);
                 }
             }
+            Shape::Service(r, service) => {
+                known(r)?;
+                if service.is_empty()
+                    || !service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return Err(format!("{service:?} is not a service name (e.g. dynamodb, sqs, postgres)"));
+                }
+                self.services.retain(|c| !(c.region == *r && c.service == *service));
+                self.services.push(ServiceCut { region: r.clone(), service: service.clone(), mode });
+            }
             Shape::Link(a, b) => {
                 known(a)?;
                 known(b)?;
@@ -118,6 +142,11 @@ impl Links {
             }
         }
         Ok(())
+    }
+
+    /// How `service` of `region` is cut now; `None` when it answers.
+    pub fn service(&self, region: &Region, service: &str) -> Option<CutMode> {
+        self.services.iter().find(|c| c.region == *region && c.service == service).map(|c| c.mode)
     }
 
     /// Whether `place` reaches a majority of `places` (itself included): the condition under
@@ -165,6 +194,16 @@ mod tests {
         // And with the pair cut too, neither replica has a majority.
         witness.apply(&Shape::Link(e1.clone(), e2.clone()), CutMode::Refuse, &places, w).expect("test value");
         assert_eq!(majority(&witness), [false, false, false]);
+
+        // A service cut takes one service of one region down, for everyone, and no link.
+        let mut brownout = Links::default();
+        brownout
+            .apply(&Shape::Service(e1.clone(), "dynamodb".into()), CutMode::Blackhole, &places, w)
+            .expect("service");
+        assert_eq!(brownout.service(e1, "dynamodb"), Some(CutMode::Blackhole));
+        assert_eq!((brownout.service(e1, "sqs"), brownout.service(e2, "dynamodb")), (None, None));
+        assert_eq!(majority(&brownout), [true, true, true]);
+        assert!(brownout.apply(&Shape::Service(e1.clone(), "Dynamo DB".into()), CutMode::Refuse, &places, w).is_err());
 
         let mut bad = Links::default();
         assert!(bad.apply(&Shape::Isolate(r("eu-west-1")), CutMode::Refuse, &places, w).is_err());

@@ -34,7 +34,10 @@ use switchyard_model::Deployment;
 use switchyard_postgres::PgEndpoint;
 use tokio::net::{TcpListener, TcpStream};
 
-pub use links::{CutMode, Links, Shape};
+pub use links::{CutMode, Links, ServiceCut, Shape};
+
+/// The service name of a region's database in a service cut.
+pub const POSTGRES: &str = "postgres";
 
 /// One listening port of the world that stands for a path from `caller` to `target`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +48,10 @@ pub struct Route {
     /// Where it leads (TCP links only): the target's own port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<u16>,
+    /// The target's service it reaches (TCP links to a database: `postgres`), which a
+    /// service cut can take down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// Everything the world daemon serves, decided by `Sandbox::up` (which picks the ports) and
@@ -86,7 +93,7 @@ impl WorldPlan {
         let places: Vec<Region> = pair.iter().cloned().chain([witness]).collect();
         let port = || crate::process::free_port();
         let route = |caller: &Region, target: &Region, upstream: Option<u16>| -> Result<Route> {
-            Ok(Route { caller: caller.clone(), target: target.clone(), port: port()?, upstream })
+            Ok(Route { caller: caller.clone(), target: target.clone(), port: port()?, upstream, service: None })
         };
         let mut aws_fronts = Vec::new();
         let mut db_links = Vec::new();
@@ -99,8 +106,12 @@ impl WorldPlan {
         }
         let mut api_links = Vec::new();
         for caller in &pair {
+            // A region's own database too goes through a link: a service cut reaches it.
+            for target in &pair {
+                let link = route(caller, target, Some(databases[target].port))?;
+                db_links.push(Route { service: Some(POSTGRES.into()), ..link });
+            }
             for target in pair.iter().filter(|t| *t != caller) {
-                db_links.push(route(caller, target, Some(databases[target].port))?);
                 let api = apis.iter().find(|a| a.target == *target).map(|a| a.port);
                 api_links.push(route(caller, target, api)?);
             }
@@ -149,11 +160,14 @@ impl WorldPlan {
         )
     }
 
-    /// `target`'s database as `caller` reaches it: its own directly, the other's over the link.
+    /// `target`'s database as `caller` reaches it: over a link (its own region's too). A plan
+    /// from before own-region links reaches its own database directly.
     pub fn database_from(&self, caller: &Region, target: &Region) -> Option<PgEndpoint> {
         let mut endpoint = self.databases.get(target)?.clone();
-        if caller != target {
-            endpoint.port = self.db_links.iter().find(|l| l.caller == *caller && l.target == *target)?.port;
+        match self.db_links.iter().find(|l| l.caller == *caller && l.target == *target) {
+            Some(link) => endpoint.port = link.port,
+            None if caller == target => {}
+            None => return None,
         }
         Some(endpoint)
     }
@@ -206,6 +220,17 @@ impl World {
     /// How the link between two places is cut now.
     pub fn cut(&self, a: &Region, b: &Region) -> Option<CutMode> {
         self.links.read().ok().and_then(|l| l.between(a, b))
+    }
+
+    /// How `service` of `region` is cut now.
+    pub fn service_cut(&self, region: &Region, service: &str) -> Option<CutMode> {
+        self.links.read().ok().and_then(|l| l.service(region, service))
+    }
+
+    /// How the path `route` stands for is cut: the link between its places, else its service.
+    pub fn route_cut(&self, route: &Route) -> Option<CutMode> {
+        self.cut(&route.caller, &route.target)
+            .or_else(|| route.service.as_deref().and_then(|s| self.service_cut(&route.target, s)))
     }
 
     pub fn delay(&self) -> Duration {

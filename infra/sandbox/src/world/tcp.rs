@@ -17,7 +17,7 @@ pub async fn serve(world: Arc<World>, route: Route, client: TcpStream) {
     let Some(upstream_port) = route.upstream else {
         return front::reset(client);
     };
-    match world.cut(&route.caller, &route.target) {
+    match world.route_cut(&route) {
         Some(CutMode::Refuse) => return front::reset(client),
         // The connection attempt itself hangs until the link heals or the caller leaves.
         Some(CutMode::Blackhole) if !wait_open(&world, &route, &client).await => return,
@@ -33,7 +33,7 @@ pub async fn serve(world: Arc<World>, route: Route, client: TcpStream) {
     let mut changes = world.subscribe();
     let cut_off = async {
         loop {
-            if world.cut(&route.caller, &route.target) == Some(CutMode::Refuse) {
+            if world.route_cut(&route) == Some(CutMode::Refuse) {
                 break;
             }
             if changes.changed().await.is_err() {
@@ -72,9 +72,11 @@ async fn pump(
             Ok(n) => n,
         };
         loop {
-            match world.cut(&route.caller, &route.target) {
+            match world.route_cut(route) {
                 None => {
-                    tokio::time::sleep(world.delay()).await;
+                    if route.caller != route.target {
+                        tokio::time::sleep(world.delay()).await;
+                    }
                     if to.write_all(&buf[..n]).await.is_err() {
                         return;
                     }
@@ -102,7 +104,7 @@ async fn pump(
 async fn wait_open(world: &World, route: &Route, client: &TcpStream) -> bool {
     let mut changes = world.subscribe();
     loop {
-        match world.cut(&route.caller, &route.target) {
+        match world.route_cut(route) {
             Some(CutMode::Blackhole) => {}
             Some(CutMode::Refuse) => return false,
             _ => return true,
