@@ -31,7 +31,9 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("consumer::reaches_its_database_over_tls_with_the_secret_only", |sb| {
             Box::pin(tls_and_secret(sb))
         }),
-        sandbox_trial("consumer::an_outage_never_moves_a_valid_order_into_the_dlq", |sb| Box::pin(outage(sb))),
+        sandbox_trial("consumer::an_order_stranded_in_the_standby_s_queue_is_applied_by_the_writer", |sb| {
+            Box::pin(outage(sb))
+        }),
         sandbox_trial("consumer::hanging_calls_end_inside_its_timeout_and_the_order_is_requeued", |sb| {
             Box::pin(brownout(sb, "dynamodb"))
         }),
@@ -288,40 +290,49 @@ async fn tls_and_secret(sb: &Sandbox) -> anyhow::Result<()> {
 async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
     let mut east2 = OrdersEventSource::new(sb, "us-east-2").await?;
     east2.visibility = Some(Duration::ZERO);
+    let mut east1 = OrdersEventSource::new(sb, "us-east-1").await?;
+    east1.visibility = Some(Duration::ZERO);
+    // An order that reached only the standby's queue (its copy to the writer was dropped).
     let stranded = order("stranded", 0);
     send(&east2, &[body(&stranded)]).await?;
     let max_receives = sb.deployment().orders_max_receives as usize;
-    let polls = east2.drain(3 * max_receives).await;
-    // Leave no stranded order for later tests, whatever happened.
-    let cleanup = async {
-        let got = east2
+    let east2_polls = east2.drain(3 * max_receives).await;
+    // The writer's consumer applies what reached its queue.
+    let east1_polls = east1.drain(10).await;
+    let writer_has = applied(&sb.node("us-east-1")?, &stranded.order_id).await?;
+    // Once the replica holds it, the standby's copy goes.
+    let replica = sb.node("us-east-2")?;
+    let replicated = eventually(Duration::from_secs(10), "the stranded order in the replica", || async {
+        Ok(applied(&replica, &stranded.order_id).await?.contains(&stranded.order_id).then_some(()))
+    })
+    .await;
+    let after = east2.drain(3).await?;
+    // Leave nothing for later tests, whatever happened.
+    for m in east2.sqs.receive_message().queue_url(&east2.queue_url).max_number_of_messages(10).send().await?.messages()
+    {
+        east2
             .sqs
-            .receive_message()
+            .delete_message()
             .queue_url(&east2.queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
+            .set_receipt_handle(m.receipt_handle.clone())
             .send()
             .await?;
-        let mut copies = Vec::new();
-        for m in got.messages() {
-            copies.push(m.message_attributes().and_then(|a| a.get("switchyard-requeued-from")).is_some());
-            east2
-                .sqs
-                .delete_message()
-                .queue_url(&east2.queue_url)
-                .set_receipt_handle(m.receipt_handle.clone())
-                .send()
-                .await?;
-        }
-        anyhow::Ok(copies)
-    };
+    }
     let dlq_depth = east2.depth(&east2.dlq_url).await?;
-    let copies = cleanup.await?;
-    let polls = polls?;
-    no_function_error(&polls)?;
-    ensure!(polls.len() == 3 * max_receives, "the order left the queue after {} deliveries", polls.len());
+    let (east2_polls, east1_polls) = (east2_polls?, east1_polls?);
+    no_function_error(&east2_polls)?;
+    no_function_error(&east1_polls)?;
     ensure!(dlq_depth == 0, "a valid order reached the DLQ");
-    ensure!(copies == [true], "expected the re-enqueued copy on the queue, found {copies:?}");
+    ensure!(
+        writer_has.contains(&stranded.order_id),
+        "the stranded order never reached the writer: after {} deliveries in us-east-2 it is not applied in us-east-1",
+        east2_polls.len()
+    );
+    replicated?;
+    ensure!(
+        total(&after, |p| p.deleted) >= 1 && east2.depth(&east2.queue_url).await? == 0,
+        "the standby kept it: {after:?}"
+    );
     Ok(())
 }
 

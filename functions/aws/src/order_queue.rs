@@ -9,7 +9,7 @@ use aws_sdk_sqs::{
 };
 pub use switchyard_core::ports::Requeue;
 use switchyard_core::{
-    ErrorName, SwitchyardError,
+    ErrorName, Region, SwitchyardError,
     ports::{OrderRequeue, PortResult},
 };
 
@@ -22,11 +22,20 @@ pub const REQUEUED_FROM: &str = "switchyard-requeued-from";
 pub struct OrderQueue {
     client: Client,
     url: String,
+    /// Other regions' orders queues: their SQS client and the queue's name (the same name
+    /// in every region; its URL is asked for when first needed).
+    peers: Vec<(Region, Client, String)>,
 }
 
 impl OrderQueue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        OrderQueue { client, url: url.into() }
+        OrderQueue { client, url: url.into(), peers: Vec::new() }
+    }
+
+    /// Adds the orders queue of `region` (named `queue_name` there), for [`OrderRequeue::forward`].
+    pub fn with_peer(mut self, region: Region, client: Client, queue_name: impl Into<String>) -> Self {
+        self.peers.push((region, client, queue_name.into()));
+        self
     }
 }
 
@@ -34,40 +43,60 @@ impl OrderRequeue for OrderQueue {
     /// Sends a copy of each message (at most 10: one SQS batch). Returns the ids of the
     /// messages whose copy the queue accepted; the caller deletes only those originals.
     async fn requeue(&self, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut entries = Vec::with_capacity(messages.len());
-        for (i, m) in messages.iter().enumerate() {
-            let from = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(m.message_id)
-                .build()
-                .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))?;
-            let entry = SendMessageBatchRequestEntry::builder()
-                .id(format!("m{i}"))
-                .message_body(m.body)
-                .message_attributes(REQUEUED_FROM, from)
-                .build()
-                .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))?;
-            entries.push(entry);
-        }
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.url)
-            .set_entries(Some(entries))
+        send_copies(&self.client, &self.url, messages).await
+    }
+
+    async fn forward(&self, region: &Region, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
+        let (_, client, name) = self.peers.iter().find(|(r, _, _)| r == region).ok_or_else(|| {
+            SwitchyardError::new(ErrorName::MissingConfig, format!("no orders queue of {region} to forward to"))
+        })?;
+        let url = client
+            .get_queue_url()
+            .queue_name(name)
             .send()
             .await
-            .map_err(|e| classify("SendMessageBatch", &e))?;
-        for failed in out.failed() {
-            tracing::error!(entry = failed.id(), code = failed.code(), message = ?failed.message(), "requeue refused");
-        }
-        Ok(out
-            .successful()
-            .iter()
-            .filter_map(|ok| ok.id().strip_prefix('m')?.parse::<usize>().ok())
-            .filter_map(|i| messages.get(i).map(|m| m.message_id.to_owned()))
-            .collect())
+            .map_err(|e| classify("GetQueueUrl", &e))?
+            .queue_url
+            .ok_or_else(|| SwitchyardError::new(ErrorName::ResourceNotFound, format!("{name} in {region}")))?;
+        send_copies(client, &url, messages).await
     }
+}
+
+/// Sends a copy of each message to `url` (at most 10: one SQS batch), each naming the message
+/// it copies; the ids of the messages whose copy the queue accepted.
+async fn send_copies(client: &Client, url: &str, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let from = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(m.message_id)
+            .build()
+            .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))?;
+        let entry = SendMessageBatchRequestEntry::builder()
+            .id(format!("m{i}"))
+            .message_body(m.body)
+            .message_attributes(REQUEUED_FROM, from)
+            .build()
+            .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))?;
+        entries.push(entry);
+    }
+    let out = client
+        .send_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| classify("SendMessageBatch", &e))?;
+    for failed in out.failed() {
+        tracing::error!(entry = failed.id(), code = failed.code(), message = ?failed.message(), "requeue refused");
+    }
+    Ok(out
+        .successful()
+        .iter()
+        .filter_map(|ok| ok.id().strip_prefix('m')?.parse::<usize>().ok())
+        .filter_map(|i| messages.get(i).map(|m| m.message_id.to_owned()))
+        .collect())
 }

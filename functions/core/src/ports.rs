@@ -171,11 +171,19 @@ pub struct Requeue<'a> {
     pub body: &'a str,
 }
 
-/// The consumer's queue, for what the event source mapping does not do: re-enqueueing.
+/// The consumer's queue, for what the event source mapping does not do: re-enqueueing, and
+/// forwarding a stranded order to the writer region's queue.
 pub trait OrderRequeue: Send + Sync {
     /// Sends a copy of each message; answers the ids of the messages whose copy the queue
     /// accepted (the caller lets only those originals go).
     fn requeue(&self, messages: &[Requeue<'_>]) -> impl Future<Output = PortResult<Vec<String>>> + Send;
+    /// Sends a copy of each message to `region`'s orders queue; answers the ids of the
+    /// messages whose copy it accepted.
+    fn forward(
+        &self,
+        region: &Region,
+        messages: &[Requeue<'_>],
+    ) -> impl Future<Output = PortResult<Vec<String>>> + Send;
 }
 
 /// Moves client traffic to the writer's region.

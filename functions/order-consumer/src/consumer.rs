@@ -24,7 +24,7 @@ use std::{
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use switchyard_core::{
-    DeploymentConfig, ErrorName, Order, Rejection, SwitchyardError, WriterClaim,
+    DeploymentConfig, ErrorName, Order, Region, Rejection, SwitchyardError, WriterClaim,
     config::{ConfigError, keys},
     order::parse_body,
     ports::{Applied, ClaimStore, Delivery, OrderRequeue, OrderStore, PortResult, Presence, Requeue},
@@ -37,6 +37,9 @@ use crate::mode::{Mode, decide, newest_claim};
 
 /// How long the peer region's claim may take to read before it is skipped.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+/// A shadow's kept order received this often (it waited at least one visibility timeout)
+/// is stranded: it goes to the writer's queue too.
+const STRANDED_AFTER_RECEIVES: u32 = 2;
 /// Deciding a batch stops this long before the invocation's deadline, leaving the time to
 /// copy kept orders back onto the queue (one `SendMessageBatch`) and answer.
 const REQUEUE_RESERVE: Duration = Duration::from_secs(2);
@@ -274,6 +277,9 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
                 }
             }
         }
+        if let Ok(Mode::Shadow(claim)) = &mode {
+            self.forward_stranded(&messages, &verdicts, &claim.writer, deadline).await;
+        }
         for (i, first) in &sorted.copies {
             verdicts[*i] = verdicts[*first].clone();
         }
@@ -414,6 +420,42 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
                 Presence::Absent => Verdict::Kept("not in the local replica yet".into()),
             })
             .collect())
+    }
+
+    /// Shadow: an order kept for at least one visibility timeout (received again) is not in
+    /// the replica, so the writer has not applied it: perhaps it never reached the writer's
+    /// queue (a dropped cross-region copy). A copy goes to the writer's queue, where it is
+    /// applied once (order ids are idempotent); this region keeps its own until the replica
+    /// holds the order. Said at error level: a stranded order is worth a look.
+    async fn forward_stranded(&self, messages: &[Message], verdicts: &[Verdict], writer: &Region, deadline: Deadline) {
+        let stranded: Vec<Requeue<'_>> = messages
+            .iter()
+            .zip(verdicts)
+            .filter(|(m, v)| matches!(v, Verdict::Kept(_)) && m.receive_count >= STRANDED_AFTER_RECEIVES)
+            .map(|(m, _)| Requeue { message_id: &m.id, body: &m.body })
+            .collect();
+        if stranded.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = stranded.iter().map(|m| m.message_id).collect();
+        let sent =
+            tokio::time::timeout_at(deadline.before(REQUEUE_RESERVE / 2), self.queue.forward(writer, &stranded)).await;
+        match sent {
+            Ok(Ok(forwarded)) => tracing::error!(
+                stranded = forwarded.len(),
+                writer = %writer,
+                "stranded orders (kept here, not in the replica after a visibility timeout) copied to the writer's queue: {forwarded:?}"
+            ),
+            Ok(Err(e)) => tracing::error!(
+                stranded = ids.len(),
+                error_type = e.name.as_str(),
+                "stranded orders could not reach the writer's queue: {}; kept here: {ids:?}",
+                e.message
+            ),
+            Err(_) => {
+                tracing::error!(stranded = ids.len(), "the writer's queue did not answer in time; kept here: {ids:?}")
+            }
+        }
     }
 
     /// Copies kept messages that are near their last receive back onto the queue.
@@ -871,6 +913,20 @@ mod tests {
             assert!(answer.batch_item_failures.is_empty(), "kept without a copy");
             assert_eq!(c.queue.copies().into_iter().map(|(id, _)| id).collect::<Vec<_>>(), ["m1"]);
             assert!(c.store.orders().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_shadow_forwards_an_order_it_kept_once_to_the_writer_and_keeps_its_own() {
+            let c = consumer("us-east-2", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            let soon = || Deadline::after(Duration::from_secs(10));
+            let first = c.handle(event(&[("m1", order("o1", 1), 1)]), soon()).await.expect("first receive");
+            assert_eq!(first.batch_item_failures.len(), 1, "kept");
+            assert!(c.queue.forwarded().is_empty(), "forwarded on its first receive");
+            let again = c.handle(event(&[("m1", order("o1", 1), 2)]), soon()).await.expect("second receive");
+            assert_eq!(again.batch_item_failures.len(), 1, "still kept here until the replica holds it");
+            let forwarded: Vec<(String, String)> =
+                c.queue.forwarded().into_iter().map(|(r, id, _)| (r.to_string(), id)).collect();
+            assert_eq!(forwarded, [("us-east-1".to_owned(), "m1".to_owned())]);
         }
 
         #[tokio::test]

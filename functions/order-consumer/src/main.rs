@@ -33,7 +33,14 @@ async fn consumer() -> Result<Arc<Deployed>, SwitchyardError> {
     let peer = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;
     let local_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&local), &config.control_table);
     let peer_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer), &config.control_table);
-    let queue = OrderQueue::new(aws_sdk_sqs::Client::new(&local), &config.queue_url);
+    // The orders queue has the same name in both regions: a stranded order goes to the
+    // writer's (see `Consumer::forward_stranded`).
+    let queue_name = config.queue_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let queue = OrderQueue::new(aws_sdk_sqs::Client::new(&local), &config.queue_url).with_peer(
+        d.regions.peer_of(&d.local_region)?.clone(),
+        aws_sdk_sqs::Client::new(&peer),
+        queue_name,
+    );
     let secret = config.db_secret_id.as_ref().map(|id| DbSecret::new(aws_sdk_secretsmanager::Client::new(&local), id));
     let store = PgOrderStore::new(&config, secret);
     Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue, store)))

@@ -240,6 +240,7 @@ pub struct InMemoryQueue {
 #[derive(Debug, Default)]
 struct QueueState {
     copies: Vec<(String, String)>,
+    forwarded: Vec<(Region, String, String)>,
     failing: Option<SwitchyardError>,
 }
 
@@ -251,6 +252,11 @@ impl InMemoryQueue {
 
     pub fn set_failing(&self, e: Option<SwitchyardError>) {
         lock(&self.state).failing = e;
+    }
+
+    /// (region, id of the original, body) of every copy forwarded to another region's queue.
+    pub fn forwarded(&self) -> Vec<(Region, String, String)> {
+        lock(&self.state).forwarded.clone()
     }
 }
 
@@ -264,6 +270,17 @@ impl OrderRequeue for InMemoryQueue {
             messages.iter().map(|m| (m.message_id.to_owned(), m.body.to_owned())).collect();
         s.copies.extend(accepted.iter().cloned());
         Ok(accepted.into_iter().map(|(id, _)| id).collect())
+    }
+
+    async fn forward(&self, region: &Region, messages: &[Requeue<'_>]) -> PortResult<Vec<String>> {
+        let mut s = lock(&self.state);
+        if let Some(e) = &s.failing {
+            return Err(e.clone());
+        }
+        for m in messages {
+            s.forwarded.push((region.clone(), m.message_id.to_owned(), m.body.to_owned()));
+        }
+        Ok(messages.iter().map(|m| m.message_id.to_owned()).collect())
     }
 }
 
