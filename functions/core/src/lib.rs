@@ -10,6 +10,7 @@ pub mod dns;
 pub mod epoch;
 pub mod error;
 pub mod health;
+pub mod ingress;
 pub mod ledger;
 pub mod order;
 pub mod ports;

@@ -1,0 +1,359 @@
+//! The acknowledgement contract, in the spirit of Patroni's synchronous mode.
+//!
+//! **An order is acknowledged once it is durable in the writer's region and in every region
+//! eligible to take over.** The writer's region may drop an unreachable standby from the
+//! eligible set, and only by a recorded, conditional write to the claim store; while the
+//! standby is not eligible, the writer's durability is enough (intake never stops for a
+//! standby outage), each order also goes to the writer region's **catch-up** queue for the
+//! standby, and no failover may target it. It becomes eligible again in two recorded steps:
+//! `CatchingUp` (new orders go to it directly again, as if eligible) while the catch-up queue
+//! is drained into its queue, then `Eligible` once that queue is empty. So "acknowledged"
+//! always means "held by whichever region may become writer".
+//!
+//! Durable here means accepted by the region's orders queue (SQS stores a message redundantly
+//! before answering `SendMessage`). The cost of the contract is the slower of the two sends:
+//! a cross-region `SendMessage` round trip, paid in parallel with the local one, plus one
+//! strongly consistent read of the claim store (also cross-region under MRSC).
+//!
+//! This module is the rule over ports; the order API (the sandbox's, or a function behind
+//! API Gateway in AWS) supplies the queues and the claim store.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ErrorName, Region, RegionPair, SwitchyardError,
+    ports::{ClaimStore, PortResult},
+};
+
+/// Where a standby stands for the acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Standing {
+    /// Every order must reach it before it is acknowledged; a failover may target it.
+    Eligible,
+    /// Dropped by the writer (unreachable): orders go to the catch-up queue instead; no
+    /// failover may target it.
+    Ineligible,
+    /// Being caught up: new orders must reach it again, the catch-up queue is drained into
+    /// it; no failover may target it yet.
+    CatchingUp,
+}
+
+/// The standby's standing as the claim store records it, with the version every change is
+/// conditional on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Eligibility {
+    pub version: u64,
+    pub standby: Region,
+    pub standing: Standing,
+}
+
+impl Eligibility {
+    /// Whether an order must reach the standby directly before it is acknowledged.
+    pub fn must_reach_standby(&self) -> bool {
+        self.standing != Standing::Ineligible
+    }
+
+    /// Whether a failover may make `region` the writer.
+    pub fn may_take_over(&self, region: &Region) -> bool {
+        *region != self.standby || self.standing == Standing::Eligible
+    }
+
+    pub fn next(&self, standing: Standing) -> Eligibility {
+        Eligibility { version: self.version + 1, standby: self.standby.clone(), standing }
+    }
+}
+
+/// Where the standing is recorded: the writer-claim store. Reads are strongly consistent.
+pub trait EligibilityStore: Send + Sync {
+    fn read(&self) -> impl Future<Output = PortResult<Eligibility>> + Send;
+    /// Writes `next` only if the stored version is still `expected`; else `StaleEpoch`.
+    fn write(&self, expected: u64, next: Eligibility) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// The orders queues, as the order API writes to them.
+pub trait OrderIntake: Send + Sync {
+    /// Sends the queued order (its JSON) to `region`'s orders queue.
+    fn enqueue(&self, region: &Region, order: &str) -> impl Future<Output = PortResult<()>> + Send;
+    /// Sends it to the writer region's catch-up queue for the standby.
+    fn enqueue_for_catch_up(&self, writer: &Region, order: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// What the API answers a client with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Acknowledged {
+    /// Regions whose orders queue holds it.
+    pub durable_in: Vec<Region>,
+    /// True when the standby was not eligible: the order waits in the catch-up queue for it.
+    pub standby_catching_up: bool,
+    /// Set when this acknowledgement dropped the standby from the eligible set: why (the
+    /// caller logs it; the core does no I/O).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_standby: Option<String>,
+}
+
+/// Acknowledges `order` (its JSON, stamped) received by the API of region `here`, or says
+/// why not (`NotAcknowledged` is then `ServiceUnavailable`: the client retries, the order id
+/// makes it idempotent).
+pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
+    here: &Region,
+    pair: &RegionPair,
+    claims: &C,
+    eligibility: &E,
+    queues: &Q,
+    order: &str,
+) -> PortResult<Acknowledged> {
+    let writer = claims.strong_read().await.proven()?.writer;
+    let standby = pair.peer_of(&writer)?.clone();
+    // Two rounds at most: a standing that changes under us is read again once.
+    for _ in 0..2 {
+        let standing = eligibility.read().await?;
+        if standing.standby != standby {
+            return Err(not_acknowledged(format!(
+                "the claim store's eligibility names {} as the standby, but {writer} writes: it is not current",
+                standing.standby
+            )));
+        }
+        if standing.must_reach_standby() {
+            let (to_writer, to_standby) = both(queues.enqueue(&writer, order), queues.enqueue(&standby, order)).await;
+            to_writer.map_err(|e| not_durable(&writer, &e))?;
+            match to_standby {
+                Ok(()) => {
+                    return Ok(Acknowledged {
+                        durable_in: vec![writer, standby],
+                        standby_catching_up: false,
+                        dropped_standby: None,
+                    });
+                }
+                Err(e) if *here != writer => return Err(not_durable(&standby, &e)),
+                Err(e) => {
+                    // Only the writer's region drops the standby, by a recorded decision.
+                    match eligibility.write(standing.version, standing.next(Standing::Ineligible)).await {
+                        Ok(()) => {
+                            queues.enqueue_for_catch_up(&writer, order).await.map_err(|e| not_durable(&writer, &e))?;
+                            return Ok(Acknowledged {
+                                durable_in: vec![writer],
+                                standby_catching_up: true,
+                                dropped_standby: Some(format!("{standby} dropped from the eligible set: {e}")),
+                            });
+                        }
+                        Err(conflict) if conflict.name == ErrorName::StaleEpoch => continue,
+                        Err(other) => {
+                            return Err(not_acknowledged(format!("recording {standby} as ineligible: {other}")));
+                        }
+                    }
+                }
+            }
+        } else {
+            let (to_writer, to_catch_up) =
+                both(queues.enqueue(&writer, order), queues.enqueue_for_catch_up(&writer, order)).await;
+            to_writer.map_err(|e| not_durable(&writer, &e))?;
+            to_catch_up.map_err(|e| not_durable(&writer, &e))?;
+            // Caught up meanwhile? Then the drain may have missed this order: send it directly.
+            let now = eligibility.read().await?;
+            if now.version != standing.version && now.must_reach_standby() {
+                queues.enqueue(&standby, order).await.map_err(|e| not_durable(&standby, &e))?;
+                return Ok(Acknowledged {
+                    durable_in: vec![writer, standby],
+                    standby_catching_up: false,
+                    dropped_standby: None,
+                });
+            }
+            return Ok(Acknowledged { durable_in: vec![writer], standby_catching_up: true, dropped_standby: None });
+        }
+    }
+    Err(not_acknowledged("the standby's standing kept changing; try again"))
+}
+
+fn not_acknowledged(why: impl Into<String>) -> SwitchyardError {
+    SwitchyardError::new(ErrorName::ServiceUnavailable, format!("not acknowledged: {}", why.into()))
+}
+
+fn not_durable(region: &Region, e: &SwitchyardError) -> SwitchyardError {
+    not_acknowledged(format!("{region}'s orders queue did not take it ({e})"))
+}
+
+/// Runs two futures concurrently; both outputs. (The core links no async runtime.)
+pub async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(move |cx| {
+        if ra.is_none()
+            && let std::task::Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let std::task::Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => std::task::Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                std::task::Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{
+        ports::InMemoryClaimStore,
+        testing::{claim, now},
+    };
+
+    #[derive(Default)]
+    struct Queues {
+        down: Mutex<Vec<Region>>,
+        held: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Queues {
+        fn held(&self) -> Vec<(String, String)> {
+            self.held.lock().expect("lock").clone()
+        }
+        fn set_down(&self, region: Option<&str>) {
+            *self.down.lock().expect("lock") = region.map(|r| r.parse().expect("region")).into_iter().collect();
+        }
+        fn take(&self, to: String, region: &Region) -> PortResult<()> {
+            if self.down.lock().expect("lock").contains(region) {
+                return Err(SwitchyardError::new(ErrorName::ServiceUnavailable, format!("{region} unreachable")));
+            }
+            self.held.lock().expect("lock").push((to, String::new()));
+            Ok(())
+        }
+    }
+
+    impl OrderIntake for Queues {
+        async fn enqueue(&self, region: &Region, _: &str) -> PortResult<()> {
+            self.take(region.to_string(), region)
+        }
+        async fn enqueue_for_catch_up(&self, writer: &Region, _: &str) -> PortResult<()> {
+            self.take(format!("catch-up@{writer}"), writer)
+        }
+    }
+
+    struct Standings(Mutex<Eligibility>);
+
+    impl EligibilityStore for Standings {
+        async fn read(&self) -> PortResult<Eligibility> {
+            Ok(self.0.lock().expect("lock").clone())
+        }
+        async fn write(&self, expected: u64, next: Eligibility) -> PortResult<()> {
+            let mut e = self.0.lock().expect("lock");
+            if e.version != expected {
+                return Err(SwitchyardError::new(ErrorName::StaleEpoch, "moved"));
+            }
+            *e = next;
+            Ok(())
+        }
+    }
+
+    fn setup(standing: Standing) -> (RegionPair, InMemoryClaimStore, Standings, Queues) {
+        let pair = RegionPair::new("us-east-1".parse().expect("r"), "us-east-2".parse().expect("r")).expect("pair");
+        let e = Eligibility { version: 1, standby: "us-east-2".parse().expect("r"), standing };
+        (pair, InMemoryClaimStore::new(claim(1, "us-east-1")), Standings(Mutex::new(e)), Queues::default())
+    }
+
+    fn r(s: &str) -> Region {
+        s.parse().expect("region")
+    }
+
+    fn to(held: &[(String, String)]) -> Vec<&str> {
+        held.iter().map(|(t, _)| t.as_str()).collect()
+    }
+
+    #[test]
+    fn both_regions_hold_it_before_the_acknowledgement() {
+        let (pair, claims, e, q) = setup(Standing::Eligible);
+        let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
+        assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")]);
+        assert_eq!(to(&q.held()), ["us-east-1", "us-east-2"]);
+    }
+
+    #[test]
+    fn the_writer_drops_an_unreachable_standby_by_a_recorded_write_and_intake_goes_on() {
+        let (pair, claims, e, q) = setup(Standing::Eligible);
+        q.set_down(Some("us-east-2"));
+        let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
+        assert_eq!((ack.durable_in.clone(), ack.standby_catching_up), (vec![r("us-east-1")], true));
+        assert!(ack.dropped_standby.is_some_and(|why| why.contains("us-east-2 unreachable")));
+        let recorded = now(e.read()).expect("read");
+        assert_eq!((recorded.version, recorded.standing), (2, Standing::Ineligible));
+        assert!(!recorded.may_take_over(&r("us-east-2")), "no failover into a region that may lack orders");
+        assert_eq!(to(&q.held()), ["us-east-1", "catch-up@us-east-1"]);
+        // While it is ineligible, orders go to the writer and its catch-up queue.
+        let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
+        assert!(ack.standby_catching_up);
+        assert_eq!(to(&q.held())[2..], ["us-east-1", "catch-up@us-east-1"]);
+    }
+
+    #[test]
+    fn only_the_writer_s_region_may_drop_the_standby() {
+        let (pair, claims, e, q) = setup(Standing::Eligible);
+        q.set_down(Some("us-east-2"));
+        let err = now(acknowledge(&r("us-east-2"), &pair, &claims, &e, &q, "{}")).expect_err("not acknowledged");
+        assert_eq!(err.name, ErrorName::ServiceUnavailable);
+        assert_eq!(now(e.read()).expect("read").standing, Standing::Eligible);
+    }
+
+    #[test]
+    fn nothing_is_acknowledged_that_the_writer_s_queue_did_not_take() {
+        for standing in [Standing::Eligible, Standing::Ineligible, Standing::CatchingUp] {
+            let (pair, claims, e, q) = setup(standing);
+            q.set_down(Some("us-east-1"));
+            let err = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect_err("writer down");
+            assert!(err.message.contains("us-east-1's orders queue"), "{standing:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn while_catching_up_orders_must_reach_the_standby_again_and_it_may_not_take_over_yet() {
+        let (pair, claims, e, q) = setup(Standing::CatchingUp);
+        let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
+        assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")]);
+        assert!(!now(e.read()).expect("read").may_take_over(&r("us-east-2")));
+        assert!(now(e.read()).expect("read").may_take_over(&r("us-east-1")));
+    }
+
+    /// The catch-up starts between this API's read of the standing and its sends: the drain
+    /// may have looked at the catch-up queue before this order landed there, so the order
+    /// goes to the standby directly too.
+    #[test]
+    fn an_order_racing_the_catch_up_reaches_the_standby_directly() {
+        struct Flips(Mutex<Vec<Eligibility>>);
+        impl EligibilityStore for Flips {
+            async fn read(&self) -> PortResult<Eligibility> {
+                let mut reads = self.0.lock().expect("lock");
+                Ok(if reads.len() > 1 { reads.remove(0) } else { reads[0].clone() })
+            }
+            async fn write(&self, _: u64, _: Eligibility) -> PortResult<()> {
+                Err(SwitchyardError::new(ErrorName::StaleEpoch, "not in this test"))
+            }
+        }
+        let (pair, claims, e, q) = setup(Standing::Ineligible);
+        let before = now(e.read()).expect("read");
+        let flips = Flips(Mutex::new(vec![before.clone(), before.next(Standing::CatchingUp)]));
+        let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &flips, &q, "{}")).expect("ack");
+        assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")]);
+        assert_eq!(to(&q.held()), ["us-east-1", "catch-up@us-east-1", "us-east-2"]);
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_proven_acknowledges_nothing() {
+        let (pair, claims, e, q) = setup(Standing::Eligible);
+        claims.set_unprovable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "no majority")));
+        assert!(now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).is_err());
+        assert!(q.held().is_empty());
+    }
+}
