@@ -273,7 +273,11 @@ async fn names_match_the_code() -> anyhow::Result<()> {
                 }
             }
             for (kind, property, expected) in [
-                ("AWS::SQS::Queue", "QueueName", vec![n.orders_queue.clone(), n.orders_dlq.clone()]),
+                (
+                    "AWS::SQS::Queue",
+                    "QueueName",
+                    vec![n.orders_queue.clone(), n.orders_dlq.clone(), n.orders_catch_up.clone()],
+                ),
                 ("AWS::SNS::Topic", "TopicName", vec![n.orders_topic.clone(), n.alerts_topic.clone()]),
                 ("AWS::DynamoDB::Table", "TableName", vec![n.control_table.clone()]),
                 ("AWS::SSM::Parameter", "Name", d.shared_parameters().into_iter().map(|(k, _)| k).collect()),

@@ -7,10 +7,12 @@
 //! | `lock`             | `owner`, `incident`, `expiresAtMs` (N), `lock` (JSON) | promoter `begin`/`end` |
 //! | `handover`         | `epoch` (N), `record` (JSON)                 | promoter `record`     |
 //! | `execution#<name>` | `status`, `timeline` (JSON)                  | promoter, every action of an execution |
+//! | `eligibility`      | `version` (N), `standing` (JSON)             | the order API's acknowledgement, the catch-up |
 
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
     ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
+    ingress::{Eligibility, EligibilityStore},
     ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
     ports::{ClaimRead, ClaimStore, PortResult},
 };
@@ -20,6 +22,7 @@ use crate::errors::classify;
 const WRITER_KEY: &str = "writer";
 const LOCK_KEY: &str = "lock";
 const HANDOVER_KEY: &str = "handover";
+const ELIGIBILITY_KEY: &str = "eligibility";
 
 #[derive(Debug, Clone)]
 pub struct ControlTable {
@@ -59,6 +62,49 @@ impl ClaimStore for ControlTable {
     /// A `PutItem` conditional on the stored epoch.
     async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
         self.write_claim(expected, next).await
+    }
+}
+
+/// The standby's standing for the acknowledgement (`switchyard_core::ingress`): read strongly,
+/// written conditionally on its version.
+impl EligibilityStore for ControlTable {
+    async fn read(&self) -> PortResult<Option<Eligibility>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(ELIGIBILITY_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        out.item.map(|item| from_json(&item, "standing")).transpose()
+    }
+
+    async fn write(&self, expected: u64, next: Eligibility) -> PortResult<()> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(ELIGIBILITY_KEY))
+            .item("version", AttributeValue::N(next.version.to_string()))
+            .item("standing", json_of(&next)?);
+        let put = if expected == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(SwitchyardError::new(
+                    ErrorName::StaleEpoch,
+                    format!("the standby's standing is no longer version {expected}"),
+                ))
+            }
+            Err(e) => Err(classify("PutItem", &e)),
+        }
     }
 }
 

@@ -68,9 +68,22 @@ impl Eligibility {
 
 /// Where the standing is recorded: the writer-claim store. Reads are strongly consistent.
 pub trait EligibilityStore: Send + Sync {
-    fn read(&self) -> impl Future<Output = PortResult<Eligibility>> + Send;
-    /// Writes `next` only if the stored version is still `expected`; else `StaleEpoch`.
+    /// The recorded standing; `None` if none was ever recorded (the standby is eligible).
+    fn read(&self) -> impl Future<Output = PortResult<Option<Eligibility>>> + Send;
+    /// Writes `next` only if the stored version is still `expected` (0: none recorded);
+    /// else `StaleEpoch`.
     fn write(&self, expected: u64, next: Eligibility) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// The standing of `standby` as recorded. A record about another region (the roles swapped
+/// since: a switchover, which needs both to hold every order) or none means eligible; the
+/// version is kept, so the next change stays conditional.
+pub async fn standing_of<E: EligibilityStore>(store: &E, standby: &Region) -> PortResult<Eligibility> {
+    Ok(match store.read().await? {
+        Some(e) if e.standby == *standby => e,
+        Some(e) => Eligibility { version: e.version, standby: standby.clone(), standing: Standing::Eligible },
+        None => Eligibility { version: 0, standby: standby.clone(), standing: Standing::Eligible },
+    })
 }
 
 /// The orders queues, as the order API writes to them.
@@ -110,13 +123,7 @@ pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
     let standby = pair.peer_of(&writer)?.clone();
     // Two rounds at most: a standing that changes under us is read again once.
     for _ in 0..2 {
-        let standing = eligibility.read().await?;
-        if standing.standby != standby {
-            return Err(not_acknowledged(format!(
-                "the claim store's eligibility names {} as the standby, but {writer} writes: it is not current",
-                standing.standby
-            )));
-        }
+        let standing = standing_of(eligibility, &standby).await?;
         if standing.must_reach_standby() {
             let (to_writer, to_standby) = both(queues.enqueue(&writer, order), queues.enqueue(&standby, order)).await;
             to_writer.map_err(|e| not_durable(&writer, &e))?;
@@ -153,7 +160,7 @@ pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
             to_writer.map_err(|e| not_durable(&writer, &e))?;
             to_catch_up.map_err(|e| not_durable(&writer, &e))?;
             // Caught up meanwhile? Then the drain may have missed this order: send it directly.
-            let now = eligibility.read().await?;
+            let now = standing_of(eligibility, &standby).await?;
             if now.version != standing.version && now.must_reach_standby() {
                 queues.enqueue(&standby, order).await.map_err(|e| not_durable(&standby, &e))?;
                 return Ok(Acknowledged {
@@ -246,8 +253,8 @@ mod tests {
     struct Standings(Mutex<Eligibility>);
 
     impl EligibilityStore for Standings {
-        async fn read(&self) -> PortResult<Eligibility> {
-            Ok(self.0.lock().expect("lock").clone())
+        async fn read(&self) -> PortResult<Option<Eligibility>> {
+            Ok(Some(self.0.lock().expect("lock").clone()))
         }
         async fn write(&self, expected: u64, next: Eligibility) -> PortResult<()> {
             let mut e = self.0.lock().expect("lock");
@@ -288,7 +295,7 @@ mod tests {
         let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
         assert_eq!((ack.durable_in.clone(), ack.standby_catching_up), (vec![r("us-east-1")], true));
         assert!(ack.dropped_standby.is_some_and(|why| why.contains("us-east-2 unreachable")));
-        let recorded = now(e.read()).expect("read");
+        let recorded = now(e.read()).expect("read").expect("recorded");
         assert_eq!((recorded.version, recorded.standing), (2, Standing::Ineligible));
         assert!(!recorded.may_take_over(&r("us-east-2")), "no failover into a region that may lack orders");
         assert_eq!(to(&q.held()), ["us-east-1", "catch-up@us-east-1"]);
@@ -304,7 +311,7 @@ mod tests {
         q.set_down(Some("us-east-2"));
         let err = now(acknowledge(&r("us-east-2"), &pair, &claims, &e, &q, "{}")).expect_err("not acknowledged");
         assert_eq!(err.name, ErrorName::ServiceUnavailable);
-        assert_eq!(now(e.read()).expect("read").standing, Standing::Eligible);
+        assert_eq!(now(e.read()).expect("read").expect("recorded").standing, Standing::Eligible);
     }
 
     #[test]
@@ -322,8 +329,8 @@ mod tests {
         let (pair, claims, e, q) = setup(Standing::CatchingUp);
         let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
         assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")]);
-        assert!(!now(e.read()).expect("read").may_take_over(&r("us-east-2")));
-        assert!(now(e.read()).expect("read").may_take_over(&r("us-east-1")));
+        let recorded = now(e.read()).expect("read").expect("recorded");
+        assert!(!recorded.may_take_over(&r("us-east-2")) && recorded.may_take_over(&r("us-east-1")));
     }
 
     /// The catch-up starts between this API's read of the standing and its sends: the drain
@@ -333,16 +340,16 @@ mod tests {
     fn an_order_racing_the_catch_up_reaches_the_standby_directly() {
         struct Flips(Mutex<Vec<Eligibility>>);
         impl EligibilityStore for Flips {
-            async fn read(&self) -> PortResult<Eligibility> {
+            async fn read(&self) -> PortResult<Option<Eligibility>> {
                 let mut reads = self.0.lock().expect("lock");
-                Ok(if reads.len() > 1 { reads.remove(0) } else { reads[0].clone() })
+                Ok(Some(if reads.len() > 1 { reads.remove(0) } else { reads[0].clone() }))
             }
             async fn write(&self, _: u64, _: Eligibility) -> PortResult<()> {
                 Err(SwitchyardError::new(ErrorName::StaleEpoch, "not in this test"))
             }
         }
         let (pair, claims, e, q) = setup(Standing::Ineligible);
-        let before = now(e.read()).expect("read");
+        let before = now(e.read()).expect("read").expect("recorded");
         let flips = Flips(Mutex::new(vec![before.clone(), before.next(Standing::CatchingUp)]));
         let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &flips, &q, "{}")).expect("ack");
         assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")]);

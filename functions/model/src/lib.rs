@@ -98,6 +98,9 @@ impl ServingAlarm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionalNames {
     pub orders_queue: String,
+    /// Orders acknowledged while the standby was not eligible, waiting for it (see
+    /// `switchyard_core::ingress`); drained into the standby's orders queue.
+    pub orders_catch_up: String,
     pub orders_dlq: String,
     /// The regional API publishes acknowledged orders here; it fans out to both regions' queues.
     pub orders_topic: String,
@@ -215,6 +218,7 @@ impl Names {
         RegionalNames {
             orders_queue: format!("{p}-orders"),
             orders_dlq: format!("{p}-orders-dlq"),
+            orders_catch_up: format!("{p}-orders-catchup"),
             orders_topic: format!("{p}-orders"),
             alerts_topic: format!("{p}-alerts"),
             control_table: format!("{p}-control"),

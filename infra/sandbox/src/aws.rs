@@ -193,6 +193,10 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         .queue_url
         .context("no DLQ url")?;
     let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+    create_queue(&names.orders_catch_up)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await?;
     let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#, d.orders_max_receives);
     let queue_url = create_queue(&names.orders_queue)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)

@@ -192,6 +192,21 @@ impl Regional<'_> {
             }),
         );
         t.resource(
+            "OrdersCatchUpQueue",
+            json!({
+                "Type": "AWS::SQS::Queue",
+                // It holds acknowledged orders on their way to the standby.
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "QueueName": n.orders_catch_up,
+                    "KmsMasterKeyId": key,
+                    "KmsDataKeyReusePeriodSeconds": 300,
+                    "MessageRetentionPeriod": 1_209_600,
+                }
+            }),
+        );
+        t.resource(
             "OrdersQueue",
             json!({
                 "Type": "AWS::SQS::Queue",

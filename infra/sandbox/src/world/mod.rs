@@ -337,6 +337,9 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
     }
     tokio::spawn(orders::deliver_relayed(world.clone()));
     tokio::spawn(clock::run(world.clone()));
+    for region in world.plan.replicas().to_vec() {
+        tokio::spawn(orders::catch_up(world.clone(), region));
+    }
     loop {
         let (stream, _) = control.accept().await?;
         spawn(serve_control(world.clone(), stream));

@@ -1,20 +1,34 @@
-//! The regional order APIs and the relay that carries orders across regions.
+//! The regional order APIs, the catch-up, and the relay that carries SNS deliveries across
+//! regions.
 //!
-//! - `POST /orders`: validates the order (the schema of `switchyard_core::order`), stamps
-//!   `acknowledgedAt`, publishes it to the region's orders topic and answers 202: the
-//!   acknowledgement is "published to the region's topic" (today's contract).
+//! - `POST /orders`: validates the request (the order without `acknowledgedAt`), stamps
+//!   `acknowledgedAt`, and acknowledges (202) by `switchyard_core::ingress::acknowledge`: once
+//!   the writer's orders queue and, while it is eligible, the standby's hold it, sent in
+//!   parallel over the region's links. The writer's region drops an unreachable standby by a
+//!   recorded write of its standing and sends to its catch-up queue instead; 503
+//!   `NotAcknowledged` otherwise (the client retries; the order id makes it idempotent).
 //! - `GET /health`: 200 while the region's database answers, 503 otherwise.
-//! - The **relay**: each orders topic delivers to its own region's queue directly and to the
+//! - **The catch-up** (each region's API, while it writes; a scheduled function would do it
+//!   in AWS): a standby that is not eligible and answers again is marked `CatchingUp`, the
+//!   catch-up queue is moved into its orders queue, and it is marked `Eligible` when that is
+//!   empty.
+//! - **The relay**: each orders topic delivers to its own region's queue directly and to the
 //!   other region's through an `http` subscription to the relay, which sends it on only while
 //!   the link between the two is open. Like SNS, it retries until delivered (a cut delays
 //!   delivery, it does not lose the order), and a lost acknowledgement (`drop-response`)
-//!   means one more delivery after the link heals: at-least-once, as SNS promises.
+//!   means one more delivery after the link heals: at-least-once, as SNS promises. (The
+//!   order API no longer publishes to the topics; tests and tools that do still cross here.)
 
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use switchyard_aws::{AwsTarget, sdk_config};
-use switchyard_core::{Region, order, ports::ReplicationMonitor};
+use switchyard_aws::{AwsTarget, control_table::ControlTable, sdk_config};
+use switchyard_core::{
+    ErrorName, Region, SwitchyardError, ingress,
+    ingress::{EligibilityStore, OrderIntake, Standing},
+    order,
+    ports::{ClaimStore, PortResult, ReplicationMonitor},
+};
 use switchyard_postgres::PgNode;
 use tokio::net::TcpStream;
 
@@ -74,19 +88,173 @@ async fn accept_order(world: &World, region: &Region, body: &[u8]) -> (u16, Valu
         Ok(o) => o,
         Err(rejection) => return (400, json!({ "error": "InvalidOrder", "detail": rejection.to_string() })),
     };
-    let d = &world.deployment;
-    let topic = format!(
-        "arn:aws:sns:{region}:{}:{}",
-        crate::definitions::SANDBOX_ACCOUNT,
-        d.regional_names(region).orders_topic
-    );
-    let target = AwsTarget::Sandbox { endpoints: world.plan.aws_endpoints(region) };
-    let sns = aws_sdk_sns::Client::new(&sdk_config(&target, region).await);
     let message = order.to_json().to_string();
-    match tokio::time::timeout(CALL_DEADLINE, sns.publish().topic_arn(&topic).message(message).send()).await {
-        Ok(Ok(_)) => (202, json!({ "orderId": order.order_id, "region": region, "acknowledged": true })),
-        Ok(Err(e)) => (503, json!({ "error": "NotAcknowledged", "detail": format!("publishing to {topic}: {e}") })),
-        Err(_) => (503, json!({ "error": "NotAcknowledged", "detail": format!("publishing to {topic} timed out") })),
+    let (claims, queues) = region_view(world, region).await;
+    let acknowledged = ingress::acknowledge(region, &world.deployment.regions, &claims, &claims, &queues, &message);
+    match tokio::time::timeout(CALL_DEADLINE * 3, acknowledged).await {
+        Ok(Ok(ack)) => {
+            if let Some(why) = &ack.dropped_standby {
+                eprintln!("order API {region}: {why}");
+            }
+            (
+                202,
+                json!({
+                    "orderId": order.order_id, "region": region, "acknowledged": true,
+                    "durableIn": ack.durable_in, "standbyCatchingUp": ack.standby_catching_up,
+                }),
+            )
+        }
+        Ok(Err(e)) => (503, json!({ "error": "NotAcknowledged", "detail": e.to_string() })),
+        Err(_) => (503, json!({ "error": "NotAcknowledged", "detail": "the acknowledgement did not finish in time" })),
+    }
+}
+
+/// The claim store and the orders queues as `region`'s API reaches them (its links).
+async fn region_view(world: &World, region: &Region) -> (ControlTable, Queues) {
+    let target = AwsTarget::Sandbox { endpoints: world.plan.aws_endpoints(region) };
+    let own = sdk_config(&target, region).await;
+    let claims =
+        ControlTable::new(aws_sdk_dynamodb::Client::new(&own), world.deployment.regional_names(region).control_table);
+    let mut sqs = std::collections::BTreeMap::new();
+    for r in world.deployment.regions.iter() {
+        sqs.insert(r.clone(), aws_sdk_sqs::Client::new(&sdk_config(&target, r).await));
+    }
+    (claims, Queues { sqs, deployment: world.deployment.clone() })
+}
+
+/// The orders queues of both regions, as one region's API reaches them; every call bounded.
+struct Queues {
+    sqs: std::collections::BTreeMap<Region, aws_sdk_sqs::Client>,
+    deployment: switchyard_model::Deployment,
+}
+
+impl Queues {
+    async fn send(&self, region: &Region, queue: &str, body: &str) -> PortResult<()> {
+        let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
+        let sqs = self.sqs.get(region).ok_or_else(|| unavailable(format!("no path to {region}")))?;
+        let sent = tokio::time::timeout(CALL_DEADLINE, async {
+            let url = sqs.get_queue_url().queue_name(queue).send().await.map_err(|e| format!("GetQueueUrl: {e}"))?;
+            let url = url.queue_url.unwrap_or_default();
+            sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| format!("SendMessage: {e}"))
+        })
+        .await;
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(format!("{queue} in {region}: {e}"))),
+            Err(_) => Err(unavailable(format!("{queue} in {region} did not answer in {CALL_DEADLINE:?}"))),
+        }
+    }
+}
+
+impl Queues {
+    /// Whether `region`'s SQS answers from here, within the call deadline.
+    async fn reachable(&self, region: &Region) -> PortResult<()> {
+        let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
+        let sqs = self.sqs.get(region).ok_or_else(|| unavailable(format!("no path to {region}")))?;
+        match tokio::time::timeout(CALL_DEADLINE, sqs.list_queues().send()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(format!("{region}'s SQS: {e}"))),
+            Err(_) => Err(unavailable(format!("{region}'s SQS did not answer in {CALL_DEADLINE:?}"))),
+        }
+    }
+}
+
+impl OrderIntake for Queues {
+    async fn enqueue(&self, region: &Region, order: &str) -> PortResult<()> {
+        self.send(region, &self.deployment.regional_names(region).orders_queue, order).await
+    }
+
+    async fn enqueue_for_catch_up(&self, writer: &Region, order: &str) -> PortResult<()> {
+        self.send(writer, &self.deployment.regional_names(writer).orders_catch_up, order).await
+    }
+}
+
+/// The catch-up, in each region's API (the stand-in for a scheduled function in AWS): when
+/// this region writes and its standby is not eligible, it marks it `CatchingUp`, moves its
+/// catch-up queue into the standby's orders queue, and marks it `Eligible` once that queue is
+/// empty; a failed send marks it `Ineligible` again.
+pub async fn catch_up(world: Arc<World>, region: Region) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = catch_up_once(&world, &region).await {
+            eprintln!("catch-up in {region}: {e}");
+        }
+    }
+}
+
+async fn catch_up_once(world: &World, region: &Region) -> PortResult<()> {
+    let (claims, queues) = region_view(world, region).await;
+    let writer = tokio::time::timeout(CALL_DEADLINE, claims.strong_read())
+        .await
+        .map_err(|_| SwitchyardError::new(ErrorName::ServiceUnavailable, "claim read timed out"))?
+        .proven()?
+        .writer;
+    if writer != *region {
+        return Ok(());
+    }
+    let standby = world.deployment.regions.peer_of(region)?.clone();
+    let mut standing = ingress::standing_of(&claims, &standby).await?;
+    match standing.standing {
+        Standing::Eligible => return Ok(()),
+        Standing::Ineligible => {
+            // Reachable again? Only then start.
+            queues.reachable(&standby).await?;
+            let next = standing.next(Standing::CatchingUp);
+            EligibilityStore::write(&claims, standing.version, next.clone()).await?;
+            eprintln!("catch-up in {region}: {standby} catching up");
+            standing = next;
+        }
+        Standing::CatchingUp => {}
+    }
+    let names = world.deployment.regional_names(region);
+    let sqs = queues.sqs.get(region).ok_or_else(|| SwitchyardError::new(ErrorName::Internal, "no own path"))?;
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&names.orders_catch_up)
+        .send()
+        .await
+        .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("GetQueueUrl: {e}")))?
+        .queue_url
+        .unwrap_or_default();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("ReceiveMessage: {e}")))?;
+        if got.messages().is_empty() {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("GetQueueAttributes: {e}")))?;
+            let left: u64 = attrs.attributes().into_iter().flatten().filter_map(|(_, v)| v.parse::<u64>().ok()).sum();
+            if left == 0 {
+                EligibilityStore::write(&claims, standing.version, standing.next(Standing::Eligible)).await?;
+                eprintln!("catch-up in {region}: {standby} holds every order acknowledged without it: eligible");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        for m in got.messages() {
+            if let Err(e) = queues.enqueue(&standby, m.body().unwrap_or_default()).await {
+                let _ = EligibilityStore::write(&claims, standing.version, standing.next(Standing::Ineligible)).await;
+                return Err(e);
+            }
+            sqs.delete_message()
+                .queue_url(&url)
+                .set_receipt_handle(m.receipt_handle.clone())
+                .send()
+                .await
+                .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("DeleteMessage: {e}")))?;
+        }
     }
 }
 
