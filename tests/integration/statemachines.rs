@@ -45,6 +45,11 @@ pub fn trials() -> Vec<Trial> {
         own_sandbox_trial("statemachines::switchover_then_failback_restores_the_layout", "sm-switch", |sb| {
             Box::pin(switchover_and_back(sb))
         }),
+        own_sandbox_trial(
+            "statemachines::a_region_lost_while_the_pair_is_cut_loses_no_acknowledged_order",
+            "sm-cut",
+            |sb| Box::pin(lost_while_cut(sb)),
+        ),
     ]
 }
 
@@ -446,5 +451,68 @@ async fn switchover_and_back(sb: &Sandbox) -> anyhow::Result<()> {
         .await?
         .get(0);
     ensure!(applied == orders.len() as i64, "{applied} of {} acknowledged orders applied", orders.len());
+    Ok(())
+}
+
+/// Schedule 1 of the safety review's H2, in the world: the pair is cut, us-east-1 keeps
+/// acknowledging orders (it dropped us-east-2 from the eligible set, by a recorded write),
+/// then us-east-1 is lost. The failover into us-east-2, which may lack those orders, is
+/// refused at the Gate; every acknowledged order is still in us-east-1's queues (for when it
+/// returns). Once the link heals and the catch-up runs, us-east-2 holds them all and the
+/// failover goes through.
+async fn lost_while_cut(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control, http};
+    let api = sb.world.apis.iter().find(|a| a.target.as_str() == "us-east-1").context("api")?.port;
+    // A heartbeat replicated before the cut bounds the lag the gate will see from us-east-2.
+    let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
+    ensure!(matches!(probe, switchyard_sandbox::lambda::Invocation::Ok(_)), "probe: {probe:?}");
+    let mut links = Links::default();
+    let pair = Shape::Link("us-east-1".parse()?, "us-east-2".parse()?);
+    links.apply(&pair, CutMode::Refuse, &sb.world.places, sb.world.witness()).map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    let mut acknowledged = Vec::new();
+    for n in 0..3 {
+        let id = format!("cut-{}-{n}", std::process::id());
+        let order = json!({
+            "orderId": id, "account": "acct-1", "instrument": "AAPL", "side": "buy", "quantity": 1,
+            "price": "10.00", "submittedAt": switchyard_core::order::Timestamp::now().to_string(),
+        });
+        let (status, body) = http::call(api, "POST", "/orders", Some(&order)).await?;
+        ensure!(status == 202, "intake stopped while the standby was cut off: {status} {body}");
+        acknowledged.push(id);
+    }
+    sb.crash_database("us-east-1")?;
+    let x = execute(sb, &Start::new("failover", "us-east-2", "cut-refused", alarm_input(), Timing::FAST)?).await?;
+    ensure!(
+        !x.succeeded() && x.error.as_deref() == Some("NotReady"),
+        "failed over into a region that lacks acknowledged orders:\n{}",
+        x.history()
+    );
+    ensure!(claim(sb, "us-east-2").await? == (1, "us-east-1".into()), "the claim moved");
+    // Heal: the catch-up (us-east-1's API, still up; only its database is down) moves the
+    // orders to us-east-2's queue and marks it eligible; the failover then goes through.
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&sb.aws_target(), &"us-east-2".parse()?).await);
+    let url = sb.resources.as_ref().context("resources")?.regions["us-east-2"].orders_queue_url.clone();
+    let held = switchyard_tests::eventually(Duration::from_secs(30), "the orders in us-east-2's queue", || async {
+        let got = sqs.receive_message().queue_url(&url).max_number_of_messages(10).visibility_timeout(0).send().await?;
+        let ids: Vec<String> = got
+            .messages()
+            .iter()
+            .filter_map(|m| serde_json::from_str::<Value>(m.body().unwrap_or("{}")).ok())
+            .filter_map(|o| o["orderId"].as_str().map(str::to_owned))
+            .collect();
+        Ok(acknowledged.iter().all(|id| ids.contains(id)).then_some(ids))
+    })
+    .await?;
+    ensure!(acknowledged.iter().all(|id| held.contains(id)));
+    let attempt = std::sync::atomic::AtomicU32::new(0);
+    let x = switchyard_tests::eventually(Duration::from_secs(30), "a failover once caught up", || async {
+        let name = format!("cut-caught-up-{}", attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let x = execute(sb, &Start::new("failover", "us-east-2", name, alarm_input(), Timing::FAST)?).await?;
+        Ok((x.error.as_deref() != Some("NotReady")).then_some(x))
+    })
+    .await?;
+    ensure!(x.succeeded(), "the failover after the catch-up:\n{}", x.history());
     Ok(())
 }

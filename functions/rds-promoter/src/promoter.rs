@@ -27,6 +27,7 @@ use switchyard_core::{
     ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterClaim,
     WriterEpoch,
     config::{ConfigError, keys},
+    ingress::{self, EligibilityStore},
     ledger::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
     order::Timestamp,
     ports::{ClaimStore, PromotionEngine, StepState},
@@ -206,7 +207,7 @@ pub enum Answer {
     End(Box<EndAnswer>),
 }
 
-impl<R: ClaimStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
+impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
     pub fn new(config: PromoterConfig, registry: R, ledger: L, peer: Option<(R, L)>, engine: E) -> Self {
         Promoter { config, registry, ledger, peer, engine }
     }
@@ -301,6 +302,22 @@ impl<R: ClaimStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
         }
         let last = self.ledger.last_handover().await?;
         self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
+        // A standby dropped from the eligible set may lack acknowledged orders: it takes over
+        // only once caught up, or by an operator's explicit data-loss override.
+        let standing = ingress::standing_of(&self.registry, target).await?;
+        if !standing.may_take_over(target) {
+            if !req.allow_data_loss {
+                return Err(SwitchyardError::new(
+                    ErrorName::NotReady,
+                    format!(
+                        "{target} is {:?} for the acknowledgement (standing version {}): it may lack acknowledged orders, \
+                         so it takes over only once caught up, or with allowDataLoss",
+                        standing.standing, standing.version
+                    ),
+                ));
+            }
+            tracing::warn!(target = %target, standing = ?standing.standing, "taking over with orders possibly missing: allowDataLoss");
+        }
         let mut lag_source = LagSource::Both;
         let lag = match self.engine.lag(old, target).await {
             Ok(lag) => lag,
@@ -514,6 +531,35 @@ mod tests {
 
         fn lag(seconds: f64) -> switchyard_core::ports::PortResult<Option<switchyard_core::ReplicationLag>> {
             Ok(Some(switchyard_core::ReplicationLag { bytes: 1, seconds }))
+        }
+
+        /// A standby the writer dropped from the eligible set (it may lack acknowledged
+        /// orders) is no failover target, planned or not, until it is eligible again; an
+        /// operator's allowDataLoss overrides.
+        #[tokio::test]
+        async fn no_failover_into_a_standby_that_is_not_eligible() {
+            use switchyard_core::ingress::{Eligibility, EligibilityStore, Standing};
+            let p = promoter();
+            let dropped = Eligibility { version: 1, standby: region("us-east-2"), standing: Standing::Ineligible };
+            p.registry.write(0, dropped.clone()).await.expect("recorded");
+            for mode in [FailoverMode::Unplanned, FailoverMode::Planned] {
+                assert_eq!(
+                    step(&p, PromoterAction::Gate, mode, false).await.err(),
+                    Some(ErrorName::NotReady),
+                    "{mode:?}"
+                );
+            }
+            assert!(matches!(step(&p, PromoterAction::Gate, FailoverMode::Unplanned, true).await, Ok(Answer::Gate(_))));
+            p.registry.write(1, dropped.next(Standing::CatchingUp)).await.expect("catching up");
+            assert_eq!(
+                step(&p, PromoterAction::Gate, FailoverMode::Unplanned, false).await.err(),
+                Some(ErrorName::NotReady)
+            );
+            p.registry.write(2, dropped.next(Standing::CatchingUp).next(Standing::Eligible)).await.expect("eligible");
+            assert!(matches!(
+                step(&p, PromoterAction::Gate, FailoverMode::Unplanned, false).await,
+                Ok(Answer::Gate(_))
+            ));
         }
 
         #[tokio::test]

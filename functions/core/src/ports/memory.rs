@@ -33,11 +33,15 @@ struct ClaimState {
     unprovable: Option<SwitchyardError>,
     /// Answered by the next reads, in order, before the stored claim.
     script: VecDeque<ClaimRead>,
+    /// The standby's standing for the acknowledgement (`crate::ingress`).
+    eligibility: Option<crate::ingress::Eligibility>,
 }
 
 impl InMemoryClaimStore {
     pub fn new(claim: WriterClaim) -> Self {
-        InMemoryClaimStore { state: Mutex::new(ClaimState { claim, unprovable: None, script: Default::default() }) }
+        InMemoryClaimStore {
+            state: Mutex::new(ClaimState { claim, unprovable: None, script: Default::default(), eligibility: None }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClaimState> {
@@ -57,6 +61,22 @@ impl InMemoryClaimStore {
     /// Overwrites the claim (a handover done elsewhere).
     pub fn set(&self, claim: WriterClaim) {
         self.lock().claim = claim;
+    }
+}
+
+impl crate::ingress::EligibilityStore for InMemoryClaimStore {
+    async fn read(&self) -> PortResult<Option<crate::ingress::Eligibility>> {
+        Ok(self.lock().eligibility.clone())
+    }
+
+    async fn write(&self, expected: u64, next: crate::ingress::Eligibility) -> PortResult<()> {
+        let mut s = self.lock();
+        let version = s.eligibility.as_ref().map_or(0, |e| e.version);
+        if version != expected {
+            return Err(SwitchyardError::new(ErrorName::StaleEpoch, format!("the standing is version {version}")));
+        }
+        s.eligibility = Some(next);
+        Ok(())
     }
 }
 
