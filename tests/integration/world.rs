@@ -34,6 +34,9 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("world::partition_and_heal_through_the_cli", |sb| Box::pin(healed(sb, partition_cli(sb)))),
         sandbox_trial("world::a_sick_database_answers_with_the_error_it_names", |sb| Box::pin(sick_database(sb))),
         sandbox_trial("world::the_dns_answer_follows_route53_s_failover_rule", |sb| Box::pin(dns_answers(sb))),
+        own_sandbox_trial("world::orders_a_former_writer_parked_for_the_new_writer_reach_its_queue", "parked", |sb| {
+            Box::pin(parked_orders(sb))
+        }),
         own_sandbox_trial(
             "world::the_failover_alarm_fires_below_its_threshold_and_its_rule_starts_the_failover_machine",
             "clock",
@@ -547,4 +550,35 @@ async fn alarm_fires(sb: &Sandbox) -> anyhow::Result<()> {
     control::set_clock(port, &switchyard_sandbox::world::clock::ClockSettings { running: false, compression: 1.0 })
         .await?;
     fired
+}
+
+/// The safety review of the contract (finding 5): us-east-1 parked an acknowledged order in
+/// its catch-up queue for us-east-2, then lost the claim (here: the claim moves by hand).
+/// The new writer's catch-up takes what the former writer parked into its own orders queue.
+async fn parked_orders(sb: &Sandbox) -> anyhow::Result<()> {
+    let d = sb.deployment();
+    let (east1, east2) = (region("us-east-1"), region("us-east-2"));
+    let sqs1 = aws_sdk_sqs::Client::new(&sdk_config(&sb.aws_target(), &east1).await);
+    let parked = sqs1.get_queue_url().queue_name(d.regional_names(&east1).orders_catch_up).send().await?;
+    let id = format!("parked-{}", std::process::id());
+    sqs1.send_message()
+        .queue_url(parked.queue_url().unwrap_or_default())
+        .message_body(new_order(&id).to_string())
+        .send()
+        .await?;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), &east2).await);
+    ddb.put_item()
+        .table_name(d.regional_names(&east2).control_table)
+        .item("pk", AttributeValue::S("writer".into()))
+        .item("epoch", AttributeValue::N("2".into()))
+        .item("writer", AttributeValue::S("us-east-2".into()))
+        .send()
+        .await?;
+    let found = eventually(Duration::from_secs(20), "the parked order in us-east-2's queue", || async {
+        let ids = drain(sb, "us-east-2").await?;
+        Ok((!ids.is_empty()).then_some(ids))
+    })
+    .await?;
+    ensure!(found == [id], "{found:?}");
+    Ok(())
 }

@@ -88,12 +88,15 @@ impl EligibilityStore for ControlTable {
             .table_name(&self.table)
             .item("pk", s(ELIGIBILITY_KEY))
             .item("version", AttributeValue::N(next.version.to_string()))
+            .item("epoch", AttributeValue::N(next.epoch.0.to_string()))
             .item("standing", json_of(&next)?);
+        // Never from an older writer epoch over a newer one.
         let put = if expected == 0 {
             put.condition_expression("attribute_not_exists(pk)")
         } else {
-            put.condition_expression("version = :expected")
+            put.condition_expression("version = :expected AND (attribute_not_exists(epoch) OR epoch <= :epoch)")
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+                .expression_attribute_values(":epoch", AttributeValue::N(next.epoch.0.to_string()))
         };
         match put.send().await {
             Ok(_) => Ok(()),

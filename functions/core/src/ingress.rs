@@ -23,7 +23,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ErrorName, Region, RegionPair, SwitchyardError,
+    ErrorName, Region, RegionPair, SwitchyardError, WriterEpoch,
     ports::{ClaimStore, PortResult},
 };
 
@@ -46,6 +46,11 @@ pub enum Standing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Eligibility {
     pub version: u64,
+    /// The writer epoch it was recorded under: a standing holds only for its epoch (a
+    /// handover starts from `Eligible`), and the store never lets an older epoch overwrite a
+    /// newer one (a writer that lost the claim mid-acknowledgement cannot undo the new
+    /// writer's record).
+    pub epoch: WriterEpoch,
     pub standby: Region,
     pub standing: Standing,
 }
@@ -62,7 +67,7 @@ impl Eligibility {
     }
 
     pub fn next(&self, standing: Standing) -> Eligibility {
-        Eligibility { version: self.version + 1, standby: self.standby.clone(), standing }
+        Eligibility { version: self.version + 1, epoch: self.epoch, standby: self.standby.clone(), standing }
     }
 }
 
@@ -70,19 +75,24 @@ impl Eligibility {
 pub trait EligibilityStore: Send + Sync {
     /// The recorded standing; `None` if none was ever recorded (the standby is eligible).
     fn read(&self) -> impl Future<Output = PortResult<Option<Eligibility>>> + Send;
-    /// Writes `next` only if the stored version is still `expected` (0: none recorded);
-    /// else `StaleEpoch`.
+    /// Writes `next` only if the stored version is still `expected` (0: none recorded) and
+    /// the stored epoch is not newer than `next`'s; else `StaleEpoch`.
     fn write(&self, expected: u64, next: Eligibility) -> impl Future<Output = PortResult<()>> + Send;
 }
 
-/// The standing of `standby` as recorded. A record about another region (the roles swapped
-/// since: a switchover, which needs both to hold every order) or none means eligible; the
-/// version is kept, so the next change stays conditional.
-pub async fn standing_of<E: EligibilityStore>(store: &E, standby: &Region) -> PortResult<Eligibility> {
+/// The standing of `standby` under the writer claim at `epoch`, as recorded. A record from
+/// another epoch or about another region (a handover since) means eligible; the version is
+/// kept, so the next change stays conditional.
+pub async fn standing_of<E: EligibilityStore>(
+    store: &E,
+    standby: &Region,
+    epoch: WriterEpoch,
+) -> PortResult<Eligibility> {
+    let fresh = |version| Eligibility { version, epoch, standby: standby.clone(), standing: Standing::Eligible };
     Ok(match store.read().await? {
-        Some(e) if e.standby == *standby => e,
-        Some(e) => Eligibility { version: e.version, standby: standby.clone(), standing: Standing::Eligible },
-        None => Eligibility { version: 0, standby: standby.clone(), standing: Standing::Eligible },
+        Some(e) if e.standby == *standby && e.epoch == epoch => e,
+        Some(e) => fresh(e.version),
+        None => fresh(0),
     })
 }
 
@@ -119,11 +129,12 @@ pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
     queues: &Q,
     order: &str,
 ) -> PortResult<Acknowledged> {
-    let writer = claims.strong_read().await.proven()?.writer;
-    let standby = pair.peer_of(&writer)?.clone();
-    // Two rounds at most: a standing that changes under us is read again once.
+    // Two rounds at most: a standing that changes under us is read again once, with the claim.
     for _ in 0..2 {
-        let standing = standing_of(eligibility, &standby).await?;
+        let claim = claims.strong_read().await.proven()?;
+        let (writer, epoch) = (claim.writer, claim.epoch);
+        let standby = pair.peer_of(&writer)?.clone();
+        let standing = standing_of(eligibility, &standby, epoch).await?;
         if standing.must_reach_standby() {
             let (to_writer, to_standby) = both(queues.enqueue(&writer, order), queues.enqueue(&standby, order)).await;
             to_writer.map_err(|e| not_durable(&writer, &e))?;
@@ -137,10 +148,12 @@ pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
                 }
                 Err(e) if *here != writer => return Err(not_durable(&standby, &e)),
                 Err(e) => {
-                    // Only the writer's region drops the standby, by a recorded decision.
+                    // Only the writer's region drops the standby, by a recorded decision; the
+                    // order is in the catch-up queue first, so a catch-up that starts right
+                    // after the drop finds it (a failed drop leaves a harmless duplicate).
+                    queues.enqueue_for_catch_up(&writer, order).await.map_err(|e| not_durable(&writer, &e))?;
                     match eligibility.write(standing.version, standing.next(Standing::Ineligible)).await {
                         Ok(()) => {
-                            queues.enqueue_for_catch_up(&writer, order).await.map_err(|e| not_durable(&writer, &e))?;
                             return Ok(Acknowledged {
                                 durable_in: vec![writer],
                                 standby_catching_up: true,
@@ -160,7 +173,7 @@ pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
             to_writer.map_err(|e| not_durable(&writer, &e))?;
             to_catch_up.map_err(|e| not_durable(&writer, &e))?;
             // Caught up meanwhile? Then the drain may have missed this order: send it directly.
-            let now = standing_of(eligibility, &standby).await?;
+            let now = standing_of(eligibility, &standby, epoch).await?;
             if now.version != standing.version && now.must_reach_standby() {
                 queues.enqueue(&standby, order).await.map_err(|e| not_durable(&standby, &e))?;
                 return Ok(Acknowledged {
@@ -258,7 +271,7 @@ mod tests {
         }
         async fn write(&self, expected: u64, next: Eligibility) -> PortResult<()> {
             let mut e = self.0.lock().expect("lock");
-            if e.version != expected {
+            if e.version != expected || e.epoch > next.epoch {
                 return Err(SwitchyardError::new(ErrorName::StaleEpoch, "moved"));
             }
             *e = next;
@@ -268,7 +281,7 @@ mod tests {
 
     fn setup(standing: Standing) -> (RegionPair, InMemoryClaimStore, Standings, Queues) {
         let pair = RegionPair::new("us-east-1".parse().expect("r"), "us-east-2".parse().expect("r")).expect("pair");
-        let e = Eligibility { version: 1, standby: "us-east-2".parse().expect("r"), standing };
+        let e = Eligibility { version: 1, epoch: WriterEpoch(1), standby: "us-east-2".parse().expect("r"), standing };
         (pair, InMemoryClaimStore::new(claim(1, "us-east-1")), Standings(Mutex::new(e)), Queues::default())
     }
 
@@ -298,7 +311,7 @@ mod tests {
         let recorded = now(e.read()).expect("read").expect("recorded");
         assert_eq!((recorded.version, recorded.standing), (2, Standing::Ineligible));
         assert!(!recorded.may_take_over(&r("us-east-2")), "no failover into a region that may lack orders");
-        assert_eq!(to(&q.held()), ["us-east-1", "catch-up@us-east-1"]);
+        assert_eq!(to(&q.held()), ["us-east-1", "catch-up@us-east-1"], "in the catch-up queue before the drop");
         // While it is ineligible, orders go to the writer and its catch-up queue.
         let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
         assert!(ack.standby_catching_up);
@@ -354,6 +367,16 @@ mod tests {
         let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &flips, &q, "{}")).expect("ack");
         assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")]);
         assert_eq!(to(&q.held()), ["us-east-1", "catch-up@us-east-1", "us-east-2"]);
+    }
+
+    /// A handover since the record: the new writer's standby starts eligible, whatever the
+    /// old epoch's record said (after two swaps an old record would otherwise apply again).
+    #[test]
+    fn a_standing_holds_only_for_its_writer_epoch() {
+        let (pair, claims, e, q) = setup(Standing::Ineligible);
+        claims.set(claim(2, "us-east-1"));
+        let ack = now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).expect("ack");
+        assert_eq!(ack.durable_in, [r("us-east-1"), r("us-east-2")], "an epoch-1 record held at epoch 2");
     }
 
     #[test]

@@ -304,7 +304,7 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
         self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
         // A standby dropped from the eligible set may lack acknowledged orders: it takes over
         // only once caught up, or by an operator's explicit data-loss override.
-        let standing = ingress::standing_of(&self.registry, target).await?;
+        let standing = ingress::standing_of(&self.registry, target, claim.epoch).await?;
         if !standing.may_take_over(target) {
             if !req.allow_data_loss {
                 return Err(SwitchyardError::new(
@@ -540,7 +540,12 @@ mod tests {
         async fn no_failover_into_a_standby_that_is_not_eligible() {
             use switchyard_core::ingress::{Eligibility, EligibilityStore, Standing};
             let p = promoter();
-            let dropped = Eligibility { version: 1, standby: region("us-east-2"), standing: Standing::Ineligible };
+            let dropped = Eligibility {
+                version: 1,
+                epoch: WriterEpoch(1),
+                standby: region("us-east-2"),
+                standing: Standing::Ineligible,
+            };
             p.registry.write(0, dropped.clone()).await.expect("recorded");
             for mode in [FailoverMode::Unplanned, FailoverMode::Planned] {
                 assert_eq!(

@@ -72,7 +72,7 @@ impl crate::ingress::EligibilityStore for InMemoryClaimStore {
     async fn write(&self, expected: u64, next: crate::ingress::Eligibility) -> PortResult<()> {
         let mut s = self.lock();
         let version = s.eligibility.as_ref().map_or(0, |e| e.version);
-        if version != expected {
+        if version != expected || s.eligibility.as_ref().is_some_and(|e| e.epoch > next.epoch) {
             return Err(SwitchyardError::new(ErrorName::StaleEpoch, format!("the standing is version {version}")));
         }
         s.eligibility = Some(next);

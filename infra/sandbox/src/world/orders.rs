@@ -122,6 +122,34 @@ async fn region_view(world: &World, region: &Region) -> (ControlTable, Queues) {
     (claims, Queues { sqs, deployment: world.deployment.clone() })
 }
 
+/// Moves what `former`'s catch-up queue holds into `writer`'s orders queue.
+async fn take_over_parked(world: &World, queues: &Queues, former: &Region, writer: &Region) -> PortResult<()> {
+    let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
+    let sqs = queues.sqs.get(former).ok_or_else(|| unavailable(format!("no path to {former}")))?;
+    let name = world.deployment.regional_names(former).orders_catch_up;
+    let listed = tokio::time::timeout(CALL_DEADLINE, sqs.get_queue_url().queue_name(&name).send())
+        .await
+        .map_err(|_| unavailable(format!("{former} did not answer")))?
+        .map_err(|e| unavailable(format!("GetQueueUrl: {e}")))?;
+    let url = listed.queue_url.unwrap_or_default();
+    loop {
+        let got = tokio::time::timeout(
+            CALL_DEADLINE,
+            sqs.receive_message().queue_url(&url).max_number_of_messages(10).visibility_timeout(30).send(),
+        )
+        .await
+        .map_err(|_| unavailable(format!("{former} did not answer")))?
+        .map_err(|e| unavailable(format!("ReceiveMessage: {e}")))?;
+        if got.messages().is_empty() {
+            return Ok(());
+        }
+        for m in got.messages() {
+            queues.enqueue(writer, m.body().unwrap_or_default()).await?;
+            let _ = sqs.delete_message().queue_url(&url).set_receipt_handle(m.receipt_handle.clone()).send().await;
+        }
+    }
+}
+
 /// The orders queues of both regions, as one region's API reaches them; every call bounded.
 struct Queues {
     sqs: std::collections::BTreeMap<Region, aws_sdk_sqs::Client>,
@@ -183,17 +211,25 @@ pub async fn catch_up(world: Arc<World>, region: Region) {
 }
 
 async fn catch_up_once(world: &World, region: &Region) -> PortResult<()> {
+    // A crashed order API (its function, in AWS) catches nothing up.
+    if world.is_down(region) {
+        return Ok(());
+    }
     let (claims, queues) = region_view(world, region).await;
-    let writer = tokio::time::timeout(CALL_DEADLINE, claims.strong_read())
+    let claim = tokio::time::timeout(CALL_DEADLINE, claims.strong_read())
         .await
         .map_err(|_| SwitchyardError::new(ErrorName::ServiceUnavailable, "claim read timed out"))?
-        .proven()?
-        .writer;
-    if writer != *region {
+        .proven()?;
+    if claim.writer != *region {
         return Ok(());
     }
     let standby = world.deployment.regions.peer_of(region)?.clone();
-    let mut standing = ingress::standing_of(&claims, &standby).await?;
+    // Orders a former writer parked for this region (acknowledged while it was dropped, the
+    // former writer then lost the claim) come here, while that region answers.
+    if let Err(e) = take_over_parked(world, &queues, &standby, region).await {
+        eprintln!("catch-up in {region}: {standby}'s catch-up queue: {e}");
+    }
+    let mut standing = ingress::standing_of(&claims, &standby, claim.epoch).await?;
     match standing.standing {
         Standing::Eligible => return Ok(()),
         Standing::Ineligible => {
