@@ -204,6 +204,8 @@ pub struct World {
     relay: Mutex<VecDeque<orders::InFlight>>,
     clock: Mutex<clock::ClockState>,
     targets: Arc<dyn clock::Targets>,
+    /// Each region API's clients (claim store, queues), made on first use.
+    views: tokio::sync::Mutex<BTreeMap<Region, (switchyard_aws::control_table::ControlTable, orders::Queues)>>,
 }
 
 impl std::fmt::Debug for World {
@@ -301,6 +303,7 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
         relay: Mutex::default(),
         clock: Mutex::default(),
         targets,
+        views: tokio::sync::Mutex::default(),
     });
     let bind = |port: u16| async move {
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("binding 127.0.0.1:{port}"))

@@ -109,8 +109,13 @@ async fn accept_order(world: &World, region: &Region, body: &[u8]) -> (u16, Valu
     }
 }
 
-/// The claim store and the orders queues as `region`'s API reaches them (its links).
+/// The claim store and the orders queues as `region`'s API reaches them (its links): made
+/// once per region and kept, as a function keeps its clients across invocations.
 async fn region_view(world: &World, region: &Region) -> (ControlTable, Queues) {
+    let mut views = world.views.lock().await;
+    if let Some(view) = views.get(region) {
+        return view.clone();
+    }
     let target = AwsTarget::Sandbox { endpoints: world.plan.aws_endpoints(region) };
     let own = sdk_config(&target, region).await;
     let claims =
@@ -119,7 +124,9 @@ async fn region_view(world: &World, region: &Region) -> (ControlTable, Queues) {
     for r in world.deployment.regions.iter() {
         sqs.insert(r.clone(), aws_sdk_sqs::Client::new(&sdk_config(&target, r).await));
     }
-    (claims, Queues { sqs, deployment: world.deployment.clone() })
+    let view = (claims, Queues { sqs, deployment: world.deployment.clone(), urls: Arc::default() });
+    views.insert(region.clone(), view.clone());
+    view
 }
 
 /// Moves what `former`'s catch-up queue holds into `writer`'s orders queue.
@@ -151,18 +158,33 @@ async fn take_over_parked(world: &World, queues: &Queues, former: &Region, write
 }
 
 /// The orders queues of both regions, as one region's API reaches them; every call bounded.
-struct Queues {
+#[derive(Debug, Clone)]
+pub struct Queues {
     sqs: std::collections::BTreeMap<Region, aws_sdk_sqs::Client>,
     deployment: switchyard_model::Deployment,
+    /// Queue URLs already asked for, by (region, name).
+    urls: Arc<std::sync::Mutex<std::collections::BTreeMap<(Region, String), String>>>,
 }
 
 impl Queues {
     async fn send(&self, region: &Region, queue: &str, body: &str) -> PortResult<()> {
         let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
         let sqs = self.sqs.get(region).ok_or_else(|| unavailable(format!("no path to {region}")))?;
+        let key = (region.clone(), queue.to_owned());
+        let known = self.urls.lock().ok().and_then(|u| u.get(&key).cloned());
         let sent = tokio::time::timeout(CALL_DEADLINE, async {
-            let url = sqs.get_queue_url().queue_name(queue).send().await.map_err(|e| format!("GetQueueUrl: {e}"))?;
-            let url = url.queue_url.unwrap_or_default();
+            let url = match known {
+                Some(url) => url,
+                None => {
+                    let asked =
+                        sqs.get_queue_url().queue_name(queue).send().await.map_err(|e| format!("GetQueueUrl: {e}"))?;
+                    let url = asked.queue_url.unwrap_or_default();
+                    if let Ok(mut urls) = self.urls.lock() {
+                        urls.insert(key.clone(), url.clone());
+                    }
+                    url
+                }
+            };
             sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| format!("SendMessage: {e}"))
         })
         .await;
