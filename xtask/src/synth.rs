@@ -96,6 +96,12 @@ pub fn stale() -> Result<Vec<String>> {
     if std::fs::read_to_string(&reference).ok() != Some(switchyard_model::configuration_reference()) {
         stale.push(reference.display().to_string());
     }
+    for (path, text) in switchyard_model::order_schemas() {
+        let path = repo_root().join(path);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    }
     for (d, dir) in reference_sets() {
         let emitted = emit(&d)?;
         for e in &emitted {
@@ -123,11 +129,19 @@ pub fn reference(check: bool) -> Result<()> {
         if !stale.is_empty() {
             bail!("the committed templates are stale (run `cargo xtask synth`): {}", stale.join(", "));
         }
-        println!("infra/templates and docs/configuration.md are current");
+        println!("infra/templates, docs/configuration.md and docs/schemas are current");
         return Ok(());
     }
     std::fs::write(configuration_reference_path(), switchyard_model::configuration_reference())?;
     println!("docs/configuration.md");
+    for (path, text) in switchyard_model::order_schemas() {
+        let full = repo_root().join(&path);
+        if let Some(dir) = full.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&full, text)?;
+        println!("{path}");
+    }
     for (d, dir) in reference_sets() {
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;

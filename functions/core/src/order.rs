@@ -17,6 +17,10 @@ use serde_json::{Map, Value};
 pub const FIELDS: [&str; 8] =
     ["orderId", "account", "instrument", "side", "quantity", "price", "submittedAt", "acknowledgedAt"];
 
+/// The fields a client sends to the order API: every field but `acknowledgedAt`, which the
+/// API stamps (the queued order, [`FIELDS`], has it).
+pub const REQUEST_FIELDS: [&str; 7] = ["orderId", "account", "instrument", "side", "quantity", "price", "submittedAt"];
+
 /// Largest quantity one order may carry.
 pub const MAX_QUANTITY: u64 = 1_000_000_000;
 
@@ -234,6 +238,64 @@ pub fn parse_body(body: &str) -> Result<Order, Rejection> {
         return parse_order(&inner);
     }
     parse_order(&map)
+}
+
+/// The order API's side of the contract: a client's request (no `acknowledgedAt`) becomes
+/// the queued order, stamped `acknowledged_at`.
+pub fn acknowledge_request(mut request: Map<String, Value>, acknowledged_at: Timestamp) -> Result<Order, Rejection> {
+    if request.contains_key("acknowledgedAt") {
+        return Err(reject(RejectReason::UnknownField, "acknowledgedAt is set by the API, not the client"));
+    }
+    request.insert("acknowledgedAt".into(), Value::String(acknowledged_at.to_string()));
+    parse_order(&request)
+}
+
+/// The two wire schemas as JSON Schema (2020-12): the client's request and the queued order.
+/// They say what [`parse_order`] checks, except what JSON Schema cannot (a price of zero, a
+/// date that does not exist, `acknowledgedAt ≥ submittedAt`), which the descriptions name.
+pub fn json_schemas() -> [(&'static str, Value); 2] {
+    let property = |field: &str| -> Value {
+        let time = serde_json::json!({
+            "type": "string", "format": "date-time", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$",
+        });
+        match field {
+            "orderId" => {
+                serde_json::json!({ "type": "string", "pattern": "^[A-Za-z0-9_:-]{1,64}$", "description": "the idempotency key: one order, once" })
+            }
+            "account" => serde_json::json!({ "type": "string", "pattern": "^[A-Za-z0-9_:-]{1,32}$" }),
+            "instrument" => serde_json::json!({ "type": "string", "pattern": "^[A-Z][A-Z0-9.]{0,11}$" }),
+            "side" => serde_json::json!({ "enum": ["buy", "sell"] }),
+            "quantity" => serde_json::json!({ "type": "integer", "minimum": 1, "maximum": MAX_QUANTITY }),
+            "price" => serde_json::json!({
+                "type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$",
+                "description": "a positive decimal string (money is never a float); zero is refused",
+            }),
+            "acknowledgedAt" => {
+                let mut t = time;
+                t["description"] = Value::String("stamped by the order API; not before submittedAt".into());
+                t
+            }
+            _ => time,
+        }
+    };
+    let schema = |id: &str, title: &str, fields: &[&str]| -> Value {
+        serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": id,
+            "title": title,
+            "type": "object",
+            "additionalProperties": false,
+            "required": fields,
+            "properties": fields.iter().map(|f| ((*f).to_owned(), property(f))).collect::<Map<String, Value>>(),
+        })
+    };
+    [
+        ("order-request", schema("switchyard:order-request", "What a client sends to POST /orders", &REQUEST_FIELDS)),
+        (
+            "queued-order",
+            schema("switchyard:queued-order", "An acknowledged order, as the orders queues hold it", &FIELDS),
+        ),
+    ]
 }
 
 /// Validates one order object against the schema.
@@ -473,6 +535,26 @@ mod tests {
             let got = parse_body(&body).map_err(|r| r.reason);
             assert_eq!(got, Err(reason), "{body}");
         }
+    }
+
+    #[test]
+    fn a_request_becomes_a_queued_order_stamped_by_the_api() {
+        let mut request: Map<String, Value> = serde_json::from_str(
+            r#"{"orderId":"o-1","account":"a","instrument":"AAPL","side":"buy","quantity":1,"price":"1.5","submittedAt":"2026-12-01T10:00:00Z"}"#,
+        )
+        .expect("json");
+        let at = Timestamp::from_unix_millis(1_796_119_200_500);
+        let order = acknowledge_request(request.clone(), at).expect("a valid request");
+        assert_eq!(order.acknowledged_at, at);
+        request.insert("acknowledgedAt".into(), Value::String("2026-12-01T10:00:01Z".into()));
+        assert_eq!(
+            acknowledge_request(request, at).expect_err("stamped by a client").reason,
+            RejectReason::UnknownField
+        );
+        let [(_, req), (_, queued)] = json_schemas();
+        let names = |s: &Value| s["required"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert_eq!((names(&req), names(&queued)), (REQUEST_FIELDS.len(), FIELDS.len()));
+        assert!(req["properties"].get("acknowledgedAt").is_none());
     }
 
     #[test]

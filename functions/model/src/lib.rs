@@ -584,6 +584,19 @@ impl Deployment {
     }
 }
 
+/// `docs/schemas/<name>.schema.json`: the order API's request and the queued order (JSON
+/// Schema, from `switchyard_core::order`). Generated (`cargo xtask synth`); a test keeps the
+/// committed files current.
+pub fn order_schemas() -> Vec<(String, String)> {
+    switchyard_core::order::json_schemas()
+        .into_iter()
+        .map(|(name, schema)| {
+            let text = serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n";
+            (format!("docs/schemas/{name}.schema.json"), text)
+        })
+        .collect()
+}
+
 /// `docs/configuration.md`: every variable the functions read ([`keys::ALL`]), who reads
 /// it, what it means, and what the sandbox's deployment sets it to. Generated (`cargo xtask
 /// synth`); a test keeps the committed file current.

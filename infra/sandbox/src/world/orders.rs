@@ -74,17 +74,11 @@ async fn health(world: &World, region: &Region) -> (u16, Value) {
 }
 
 async fn accept_order(world: &World, region: &Region, body: &[u8]) -> (u16, Value) {
-    let parsed: Result<serde_json::Map<String, Value>, String> =
-        serde_json::from_slice(body).map_err(|e| format!("NotJson: {e}"));
-    let mut map = match parsed {
+    let request: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
         Ok(map) => map,
-        Err(e) => return (400, json!({ "error": "InvalidOrder", "detail": e })),
+        Err(e) => return (400, json!({ "error": "InvalidOrder", "detail": format!("NotJson: {e}") })),
     };
-    if map.contains_key("acknowledgedAt") {
-        return (400, json!({ "error": "InvalidOrder", "detail": "acknowledgedAt is set by the API, not the client" }));
-    }
-    map.insert("acknowledgedAt".into(), Value::String(order::Timestamp::now().to_string()));
-    let order = match order::parse_order(&map) {
+    let order = match order::acknowledge_request(request, order::Timestamp::now()) {
         Ok(o) => o,
         Err(rejection) => return (400, json!({ "error": "InvalidOrder", "detail": rejection.to_string() })),
     };
