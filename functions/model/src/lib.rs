@@ -591,10 +591,24 @@ pub fn order_schemas() -> Vec<(String, String)> {
     switchyard_core::order::json_schemas()
         .into_iter()
         .map(|(name, schema)| {
-            let text = serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n";
+            let text = serde_json::to_string_pretty(&sorted(schema)).unwrap_or_default() + "\n";
             (format!("docs/schemas/{name}.schema.json"), text)
         })
         .collect()
+}
+
+/// `value` with every object's keys in sorted order, so its text is the same whether or not a
+/// build unifies serde_json's `preserve_order` feature in (the tests' build does).
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// `docs/configuration.md`: every variable the functions read ([`keys::ALL`]), who reads
