@@ -125,14 +125,7 @@ async fn region_view(world: &World, region: &Region) -> (ControlTable, Queues) {
 
 /// Moves what `former`'s catch-up queue holds into `writer`'s orders queue.
 async fn take_over_parked(world: &World, queues: &Queues, former: &Region, writer: &Region) -> PortResult<()> {
-    let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
-    let sqs = queues.sqs.get(former).ok_or_else(|| unavailable(format!("no path to {former}")))?;
-    let name = world.deployment.regional_names(former).orders_catch_up;
-    let listed = tokio::time::timeout(CALL_DEADLINE, sqs.get_queue_url().queue_name(&name).send())
-        .await
-        .map_err(|_| unavailable(format!("{former} did not answer")))?
-        .map_err(|e| unavailable(format!("GetQueueUrl: {e}")))?;
-    let url = listed.queue_url.unwrap_or_default();
+    let (sqs, url) = queues.queue(former, &world.deployment.regional_names(former).orders_catch_up).await?;
     loop {
         let got = tokio::time::timeout(
             CALL_DEADLINE,
@@ -151,6 +144,10 @@ async fn take_over_parked(world: &World, queues: &Queues, former: &Region, write
     }
 }
 
+fn unavailable(what: String) -> SwitchyardError {
+    SwitchyardError::new(ErrorName::ServiceUnavailable, what)
+}
+
 /// The orders queues of both regions, as one region's API reaches them; every call bounded.
 #[derive(Debug, Clone)]
 pub struct Queues {
@@ -161,30 +158,29 @@ pub struct Queues {
 }
 
 impl Queues {
-    async fn send(&self, region: &Region, queue: &str, body: &str) -> PortResult<()> {
-        let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
+    /// `region`'s SQS client and the URL of its queue `queue` (asked once, then kept).
+    async fn queue(&self, region: &Region, queue: &str) -> PortResult<(&aws_sdk_sqs::Client, String)> {
         let sqs = self.sqs.get(region).ok_or_else(|| unavailable(format!("no path to {region}")))?;
         let key = (region.clone(), queue.to_owned());
-        let known = self.urls.lock().ok().and_then(|u| u.get(&key).cloned());
-        let sent = tokio::time::timeout(CALL_DEADLINE, async {
-            let url = match known {
-                Some(url) => url,
-                None => {
-                    let asked =
-                        sqs.get_queue_url().queue_name(queue).send().await.map_err(|e| format!("GetQueueUrl: {e}"))?;
-                    let url = asked.queue_url.unwrap_or_default();
-                    if let Ok(mut urls) = self.urls.lock() {
-                        urls.insert(key.clone(), url.clone());
-                    }
-                    url
-                }
-            };
-            sqs.send_message().queue_url(url).message_body(body).send().await.map_err(|e| format!("SendMessage: {e}"))
-        })
-        .await;
-        match sent {
+        if let Some(url) = self.urls.lock().ok().and_then(|u| u.get(&key).cloned()) {
+            return Ok((sqs, url));
+        }
+        let asked = tokio::time::timeout(CALL_DEADLINE, sqs.get_queue_url().queue_name(queue).send())
+            .await
+            .map_err(|_| unavailable(format!("{queue} in {region} did not answer in {CALL_DEADLINE:?}")))?
+            .map_err(|e| unavailable(format!("{queue} in {region}: GetQueueUrl: {e}")))?;
+        let url = asked.queue_url.unwrap_or_default();
+        if let Ok(mut urls) = self.urls.lock() {
+            urls.insert(key, url.clone());
+        }
+        Ok((sqs, url))
+    }
+
+    async fn send(&self, region: &Region, queue: &str, body: &str) -> PortResult<()> {
+        let (sqs, url) = self.queue(region, queue).await?;
+        match tokio::time::timeout(CALL_DEADLINE, sqs.send_message().queue_url(url).message_body(body).send()).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(unavailable(format!("{queue} in {region}: {e}"))),
+            Ok(Err(e)) => Err(unavailable(format!("{queue} in {region}: SendMessage: {e}"))),
             Err(_) => Err(unavailable(format!("{queue} in {region} did not answer in {CALL_DEADLINE:?}"))),
         }
     }
@@ -193,7 +189,6 @@ impl Queues {
 impl Queues {
     /// Whether `region`'s SQS answers from here, within the call deadline.
     async fn reachable(&self, region: &Region) -> PortResult<()> {
-        let unavailable = |what: String| SwitchyardError::new(ErrorName::ServiceUnavailable, what);
         let sqs = self.sqs.get(region).ok_or_else(|| unavailable(format!("no path to {region}")))?;
         match tokio::time::timeout(CALL_DEADLINE, sqs.list_queues().send()).await {
             Ok(Ok(_)) => Ok(()),
@@ -258,16 +253,7 @@ async fn catch_up_once(world: &World, region: &Region) -> PortResult<()> {
         }
         Standing::CatchingUp => {}
     }
-    let names = world.deployment.regional_names(region);
-    let sqs = queues.sqs.get(region).ok_or_else(|| SwitchyardError::new(ErrorName::Internal, "no own path"))?;
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&names.orders_catch_up)
-        .send()
-        .await
-        .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("GetQueueUrl: {e}")))?
-        .queue_url
-        .unwrap_or_default();
+    let (sqs, url) = queues.queue(region, &world.deployment.regional_names(region).orders_catch_up).await?;
     loop {
         let got = sqs
             .receive_message()
