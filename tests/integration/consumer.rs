@@ -11,7 +11,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use libtest_mimic::Trial;
 use serde_json::json;
 use switchyard_aws::sdk_config;
-use switchyard_core::Order;
+use switchyard_core::{Order, order::SHADOW_RECHECK};
 use switchyard_postgres::{PgNode, pair_lag};
 use switchyard_sandbox::{
     Sandbox,
@@ -33,6 +33,9 @@ pub fn trials() -> Vec<Trial> {
         }),
         sandbox_trial("consumer::an_order_stranded_in_the_standby_s_queue_is_applied_by_the_writer", |sb| {
             Box::pin(outage(sb))
+        }),
+        sandbox_trial("consumer::an_order_the_shadow_keeps_is_back_on_the_queue_within_seconds", |sb| {
+            Box::pin(recheck(sb))
         }),
         sandbox_trial("consumer::hanging_calls_end_inside_its_timeout_and_the_order_is_requeued", |sb| {
             Box::pin(brownout(sb, "dynamodb"))
@@ -232,7 +235,7 @@ async fn shadow(sb: &Sandbox) -> anyhow::Result<()> {
         Ok((pair_lag(&primary, &replica).await?.bytes == 0).then_some(()))
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(SHADOW_RECHECK + Duration::from_millis(500)).await;
     let deleted = east2.drain(10).await?;
     ensure!(total(&deleted, |p| p.deleted) == 5, "shadow after replication: {deleted:?}");
     ensure!(east2.depth(&east2.queue_url).await? == 0, "orders left in the standby queue");
@@ -284,16 +287,21 @@ async fn tls_and_secret(sb: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An order that never reaches the replica (here: sent to the standby queue only) is kept
-/// delivery after delivery; before its last receive it is re-enqueued, so it stays on the
-/// queue and never reaches the DLQ.
+/// An order that reached only the standby's queue, acknowledged long enough ago that the
+/// writer would have applied it: the standby keeps its copy and forwards one to the writer,
+/// which applies it; once the replica holds it, the standby lets its copy go. Nothing
+/// reaches the DLQ.
 async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
     let mut east2 = OrdersEventSource::new(sb, "us-east-2").await?;
     east2.visibility = Some(Duration::ZERO);
     let mut east1 = OrdersEventSource::new(sb, "us-east-1").await?;
     east1.visibility = Some(Duration::ZERO);
-    // An order that reached only the standby's queue (its copy to the writer was dropped).
-    let stranded = order("stranded", 0);
+    // An order that reached only the standby's queue (its copy to the writer was lost), and
+    // was acknowledged two minutes ago: the writer would long have applied it.
+    let mut stranded = order("stranded", 0);
+    stranded.acknowledged_at =
+        switchyard_core::order::Timestamp::from_unix_millis(stranded.acknowledged_at.unix_millis() - 120_000);
+    stranded.submitted_at = stranded.acknowledged_at;
     send(&east2, &[body(&stranded)]).await?;
     let max_receives = sb.deployment().orders_max_receives as usize;
     let east2_polls = east2.drain(3 * max_receives).await;
@@ -306,6 +314,8 @@ async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
         Ok(applied(&replica, &stranded.order_id).await?.contains(&stranded.order_id).then_some(()))
     })
     .await;
+    // What the standby kept comes back after SHADOW_RECHECK.
+    tokio::time::sleep(SHADOW_RECHECK + Duration::from_millis(500)).await;
     let after = east2.drain(3).await?;
     // Leave nothing for later tests, whatever happened.
     for m in east2.sqs.receive_message().queue_url(&east2.queue_url).max_number_of_messages(10).send().await?.messages()
@@ -333,6 +343,37 @@ async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
         total(&after, |p| p.deleted) >= 1 && east2.depth(&east2.queue_url).await? == 0,
         "the standby kept it: {after:?}"
     );
+    Ok(())
+}
+
+/// Review of #16: an order the shadow kept (not in its replica yet) stayed invisible for the
+/// queue's whole visibility timeout (60 s), and a failover to the shadow's region waited that
+/// out before applying it. Polled under the queue's own visibility timeout, it is back within
+/// `SHADOW_RECHECK` (5 s).
+async fn recheck(sb: &Sandbox) -> anyhow::Result<()> {
+    let east2 = OrdersEventSource::new(sb, "us-east-2").await?;
+    ensure!(east2.visibility.is_none(), "this test needs the queue's own visibility timeout");
+    let kept = order("recheck", 0);
+    send(&east2, &[body(&kept)]).await?;
+    let first = east2.poll().await?;
+    ensure!(first.kept.len() == 1 && first.function_error.is_none(), "the shadow kept it: {first:?}");
+    let started = std::time::Instant::now();
+    let again = eventually(Duration::from_secs(12), "the kept order visible again", || async {
+        let poll = east2.poll().await?;
+        Ok((poll.received > 0).then_some(poll))
+    })
+    .await;
+    let waited = started.elapsed();
+    // Leave nothing for later tests: the replica never gets this order.
+    eventually(Duration::from_secs(70), "the test order gone", || async {
+        for m in east2.sqs.receive_message().queue_url(&east2.queue_url).send().await?.messages() {
+            east2.sqs.delete_message().queue_url(&east2.queue_url).set_receipt_handle(m.receipt_handle.clone()).send().await?;
+        }
+        Ok((east2.depth(&east2.queue_url).await? == 0).then_some(()))
+    })
+    .await?;
+    again.with_context(|| format!("not back after {waited:?}"))?;
+    ensure!(waited < Duration::from_secs(9), "back only after {waited:?}");
     Ok(())
 }
 
@@ -390,7 +431,7 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
     ok(promoter, request("record", "unplanned", 1)).await?;
 
     // us-east-2's consumer is active now and applies what its queue held.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(SHADOW_RECHECK + Duration::from_millis(500)).await;
     let takeover = east2.drain(10).await?;
     no_function_error(&takeover)?;
     let acknowledged: BTreeSet<String> =

@@ -161,8 +161,9 @@ fn keep_consuming<'a>(
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let work = async move {
         let mut source = OrdersEventSource::new(sb, region).await?;
-        // Orders the shadow consumer kept come back after the visibility timeout (60 s in the
-        // model): shortened here, as the wait states are.
+        // Orders the shadow consumer kept come back after SHADOW_RECHECK (it says so to the
+        // queue); orders kept for an error come back after the visibility timeout (60 s in
+        // the model): shortened here, as the wait states are.
         source.visibility = Some(Duration::from_secs(1));
         while !*rx.borrow() {
             source.poll().await?;

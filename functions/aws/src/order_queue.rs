@@ -5,7 +5,7 @@
 
 use aws_sdk_sqs::{
     Client,
-    types::{MessageAttributeValue, SendMessageBatchRequestEntry},
+    types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry},
 };
 pub use switchyard_core::ports::Requeue;
 use switchyard_core::{
@@ -59,6 +59,39 @@ impl OrderRequeue for OrderQueue {
             .queue_url
             .ok_or_else(|| SwitchyardError::new(ErrorName::ResourceNotFound, format!("{name} in {region}")))?;
         send_copies(client, &url, messages).await
+    }
+
+    /// `ChangeMessageVisibilityBatch`, ten entries a call (SQS's limit for batch actions).
+    async fn redeliver_after(&self, receipt_handles: &[&str], after: std::time::Duration) -> PortResult<usize> {
+        let seconds = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
+        let mut moved = 0;
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(*handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .map_err(|e| SwitchyardError::new(ErrorName::Internal, e.to_string()))
+                })
+                .collect::<PortResult<Vec<_>>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify("ChangeMessageVisibilityBatch", &e))?;
+            for failed in out.failed() {
+                tracing::warn!(entry = failed.id(), code = failed.code(), message = ?failed.message(), "visibility not changed");
+            }
+            moved += out.successful().len();
+        }
+        Ok(moved)
     }
 }
 

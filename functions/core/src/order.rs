@@ -136,6 +136,12 @@ pub struct Order {
     pub acknowledged_at: Timestamp,
 }
 
+/// How soon a shadow consumer sees an order it kept again (instead of after the queue's 60 s
+/// visibility timeout). The order waits in the shadow only until the replica holds it, and if
+/// the shadow's region becomes the writer the order must be back on the queue by the time the
+/// new writer applies: the wait lands in the time to the first order applied after a failover.
+pub const SHADOW_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Order {
     /// Everything that identifies the order's content, in one line. Two deliveries of the
     /// same order have the same fingerprint; an order id reused for different content does

@@ -184,6 +184,13 @@ pub trait OrderRequeue: Send + Sync {
         region: &Region,
         messages: &[Requeue<'_>],
     ) -> impl Future<Output = PortResult<Vec<String>>> + Send;
+    /// Makes the received messages with these receipt handles visible again `after` from now
+    /// (instead of at the end of the queue's visibility timeout); answers how many it moved.
+    fn redeliver_after(
+        &self,
+        receipt_handles: &[&str],
+        after: std::time::Duration,
+    ) -> impl Future<Output = PortResult<usize>> + Send;
 }
 
 /// Moves client traffic to the writer's region.

@@ -10,7 +10,7 @@
 //! | already applied| active, the order id holds this very order           | deleted                 |
 //! | replicated     | shadow, the local replica holds this very order      | deleted                 |
 //! | poison         | not an order, or an order id reused for other content| kept → DLQ after max receives |
-//! | kept           | valid but not applied yet (shadow and not replicated yet, database or claim unavailable, claim changed mid-batch) | kept, re-enqueued before its last receive |
+//! | kept           | valid but not applied yet (shadow and not replicated yet, database or claim unavailable, claim changed mid-batch) | kept, re-enqueued before its last receive; a shadow's back after [`SHADOW_RECHECK`] |
 //!
 //! **The DLQ only ever receives poison.** A valid order that keeps failing because of an
 //! outage is copied back onto the queue before its last receive (the copy starts with a
@@ -26,7 +26,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use switchyard_core::{
     DeploymentConfig, ErrorName, Order, Region, Rejection, SwitchyardError, WriterClaim,
     config::{ConfigError, keys},
-    order::parse_body,
+    order::{SHADOW_RECHECK, parse_body},
     ports::{Applied, ClaimStore, Delivery, OrderRequeue, OrderStore, PortResult, Presence, Requeue},
     steps::ActivationAnswer,
 };
@@ -37,9 +37,12 @@ use crate::mode::{Mode, decide, newest_claim};
 
 /// How long the peer region's claim may take to read before it is skipped.
 const PEER_TIMEOUT: Duration = Duration::from_secs(1);
-/// A shadow's kept order received this often (it waited at least one visibility timeout)
-/// is stranded: it goes to the writer's queue too.
-const STRANDED_AFTER_RECEIVES: u32 = 2;
+/// A shadow's kept order acknowledged this long ago is stranded: the writer would have
+/// applied it and the replica would hold it by now had it reached the writer's queue (the
+/// API sends to both queues at once). It goes to the writer's queue too. Measured from the
+/// order's own `acknowledgedAt`, which every copy keeps (a receive count restarts with each
+/// re-enqueued copy).
+const STRANDED_AFTER: Duration = Duration::from_secs(60);
 /// Deciding a batch stops this long before the invocation's deadline, leaving the time to
 /// copy kept orders back onto the queue (one `SendMessageBatch`) and answer.
 const REQUEUE_RESERVE: Duration = Duration::from_secs(2);
@@ -131,6 +134,9 @@ pub struct Message {
     pub id: String,
     pub body: String,
     pub receive_count: u32,
+    /// What the queue needs to change the message's visibility (every record of a real event
+    /// has one).
+    pub receipt_handle: Option<String>,
 }
 
 impl Message {
@@ -145,7 +151,7 @@ impl Message {
                 })?;
                 let receive_count =
                     r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-                Ok(Message { id, body: r.body.unwrap_or_default(), receive_count })
+                Ok(Message { id, body: r.body.unwrap_or_default(), receive_count, receipt_handle: r.receipt_handle })
             })
             .collect()
     }
@@ -264,6 +270,7 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
             Ok(Mode::Active(c) | Mode::Shadow(c)) => Some(c.epoch.0),
             _ => None,
         };
+        let outcome_ok = outcome.is_ok();
         match outcome {
             Ok(firsts) => {
                 for ((i, _), v) in sorted.firsts.iter().zip(firsts) {
@@ -277,13 +284,17 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
                 }
             }
         }
+        let shadow_reconciled = matches!(mode, Ok(Mode::Shadow(_))) && outcome_ok;
         if let Ok(Mode::Shadow(claim)) = &mode {
-            self.forward_stranded(&messages, &verdicts, &claim.writer, deadline).await;
+            self.forward_stranded(&messages, &sorted.firsts, &verdicts, &claim.writer, deadline).await;
         }
         for (i, first) in &sorted.copies {
             verdicts[*i] = verdicts[*first].clone();
         }
         self.requeue(&messages, &mut verdicts, deadline).await;
+        if shadow_reconciled {
+            self.recheck_soon(&messages, &verdicts, deadline).await;
+        }
         self.report(&messages, &verdicts, mode.as_ref().map(Mode::name).unwrap_or("unknown"), epoch);
         let mut response = SqsBatchResponse::default();
         response.batch_item_failures = messages
@@ -422,17 +433,27 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
             .collect())
     }
 
-    /// Shadow: an order kept for at least one visibility timeout (received again) is not in
-    /// the replica, so the writer has not applied it: perhaps it never reached the writer's
-    /// queue (a dropped cross-region copy). A copy goes to the writer's queue, where it is
-    /// applied once (order ids are idempotent); this region keeps its own until the replica
-    /// holds the order. Said at error level: a stranded order is worth a look.
-    async fn forward_stranded(&self, messages: &[Message], verdicts: &[Verdict], writer: &Region, deadline: Deadline) {
-        let stranded: Vec<Requeue<'_>> = messages
+    /// Shadow: an order kept here and acknowledged over [`STRANDED_AFTER`] ago is not in the
+    /// replica, so the writer has not applied it: perhaps it never reached the writer's queue
+    /// (a lost send of the API). A copy goes to the writer's queue, where it is applied once
+    /// (order ids are idempotent); this region keeps its own until the replica holds the order.
+    /// Said at error level: a stranded order is worth a look.
+    async fn forward_stranded(
+        &self,
+        messages: &[Message],
+        firsts: &[(usize, Order)],
+        verdicts: &[Verdict],
+        writer: &Region,
+        deadline: Deadline,
+    ) {
+        let now = switchyard_core::order::Timestamp::now();
+        let stranded: Vec<Requeue<'_>> = firsts
             .iter()
-            .zip(verdicts)
-            .filter(|(m, v)| matches!(v, Verdict::Kept(_)) && m.receive_count >= STRANDED_AFTER_RECEIVES)
-            .map(|(m, _)| Requeue { message_id: &m.id, body: &m.body })
+            .filter(|(i, o)| {
+                matches!(verdicts[*i], Verdict::Kept(_))
+                    && now.seconds_since(&o.acknowledged_at) >= STRANDED_AFTER.as_secs_f64()
+            })
+            .map(|(i, _)| Requeue { message_id: &messages[*i].id, body: &messages[*i].body })
             .collect();
         if stranded.is_empty() {
             return;
@@ -444,7 +465,8 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
             Ok(Ok(forwarded)) => tracing::error!(
                 stranded = forwarded.len(),
                 writer = %writer,
-                "stranded orders (kept here, not in the replica after a visibility timeout) copied to the writer's queue: {forwarded:?}"
+                "stranded orders (kept here, not in the replica {} s after their acknowledgement) copied to the writer's queue: {forwarded:?}",
+                STRANDED_AFTER.as_secs()
             ),
             Ok(Err(e)) => tracing::error!(
                 stranded = ids.len(),
@@ -455,6 +477,29 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
             Err(_) => {
                 tracing::error!(stranded = ids.len(), "the writer's queue did not answer in time; kept here: {ids:?}")
             }
+        }
+    }
+
+    /// Shadow: what it kept (not in the replica yet) comes back after [`SHADOW_RECHECK`], not
+    /// after the queue's visibility timeout. Best effort: a message whose visibility did not
+    /// change still comes back, later.
+    async fn recheck_soon(&self, messages: &[Message], verdicts: &[Verdict], deadline: Deadline) {
+        let handles: Vec<&str> = messages
+            .iter()
+            .zip(verdicts)
+            .filter(|(_, v)| matches!(v, Verdict::Kept(_)))
+            .filter_map(|(m, _)| m.receipt_handle.as_deref())
+            .collect();
+        if handles.is_empty() {
+            return;
+        }
+        let moved =
+            tokio::time::timeout_at(deadline.before(ANSWER_MARGIN), self.queue.redeliver_after(&handles, SHADOW_RECHECK))
+                .await;
+        match moved {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error_type = e.name.as_str(), "kept orders wait the full visibility timeout: {}", e.message),
+            Err(_) => tracing::warn!("kept orders wait the full visibility timeout: the queue did not answer in time"),
         }
     }
 
@@ -538,7 +583,7 @@ mod tests {
     }
 
     fn message(id: &str, body: String, receive_count: u32) -> Message {
-        Message { id: id.into(), body, receive_count }
+        Message { id: id.into(), body, receive_count, receipt_handle: None }
     }
 
     #[test]
@@ -702,7 +747,7 @@ mod tests {
             let records: Vec<serde_json::Value> = batch
                 .iter()
                 .map(|(id, body, count)| {
-                    json!({ "messageId": id, "body": body, "attributes": { "ApproximateReceiveCount": count.to_string() } })
+                    json!({ "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body, "attributes": { "ApproximateReceiveCount": count.to_string() } })
                 })
                 .collect();
             serde_json::from_value(json!({ "Records": records })).expect("event")
@@ -915,18 +960,48 @@ mod tests {
             assert!(c.store.orders().is_empty());
         }
 
+        /// An order as the API stamps it, acknowledged `ago` before now.
+        fn acknowledged(id: &str, ago: Duration) -> String {
+            let at = switchyard_core::order::Timestamp::from_unix_millis(
+                switchyard_core::order::Timestamp::now().unix_millis() - ago.as_millis() as i64,
+            );
+            let mut o: serde_json::Value = serde_json::from_str(&order(id, 1)).expect("order");
+            o["submittedAt"] = json!(at.to_string());
+            o["acknowledgedAt"] = json!(at.to_string());
+            o.to_string()
+        }
+
         #[tokio::test]
-        async fn a_shadow_forwards_an_order_it_kept_once_to_the_writer_and_keeps_its_own() {
+        async fn a_shadow_forwards_an_order_kept_a_minute_after_its_acknowledgement_and_keeps_its_own() {
             let c = consumer("us-east-2", claim(1, "us-east-1"), claim(1, "us-east-1"));
             let soon = || Deadline::after(Duration::from_secs(10));
-            let first = c.handle(event(&[("m1", order("o1", 1), 1)]), soon()).await.expect("first receive");
-            assert_eq!(first.batch_item_failures.len(), 1, "kept");
-            assert!(c.queue.forwarded().is_empty(), "forwarded on its first receive");
-            let again = c.handle(event(&[("m1", order("o1", 1), 2)]), soon()).await.expect("second receive");
-            assert_eq!(again.batch_item_failures.len(), 1, "still kept here until the replica holds it");
+            // Received many times but acknowledged just now: the writer has it on its way.
+            let fresh = c.handle(event(&[("m1", acknowledged("o1", Duration::ZERO), 3)]), soon()).await.expect("fresh");
+            assert_eq!(fresh.batch_item_failures.len(), 1, "kept");
+            assert!(c.queue.forwarded().is_empty(), "forwarded an order acknowledged just now");
+            // A re-enqueued copy (receive count 1 again) of an order acknowledged 61 s ago.
+            let old = c.handle(event(&[("m2", acknowledged("o2", Duration::from_secs(61)), 1)]), soon()).await;
+            assert_eq!(old.expect("old").batch_item_failures.len(), 1, "still kept here until the replica holds it");
             let forwarded: Vec<(String, String)> =
                 c.queue.forwarded().into_iter().map(|(r, id, _)| (r.to_string(), id)).collect();
-            assert_eq!(forwarded, [("us-east-1".to_owned(), "m1".to_owned())]);
+            assert_eq!(forwarded, [("us-east-1".to_owned(), "m2".to_owned())]);
+        }
+
+        /// Review of #16: orders a shadow kept reappear only after the queue's 60 s visibility
+        /// timeout, which a failover to this region then waits out before applying them.
+        #[tokio::test]
+        async fn a_shadow_sees_what_it_kept_again_within_seconds_and_a_writer_s_errors_wait() {
+            let c = consumer("us-east-2", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            let batch = [("m1", order("o1", 1), 1), ("m2", "{".into(), 1), ("m3", order("o3", 1), 4)];
+            c.handle(event(&batch), Deadline::after(Duration::from_secs(10))).await.expect("batch");
+            // m1 kept (back soon), m2 poison (left to the redrive policy), m3 re-enqueued.
+            assert_eq!(c.queue.redelivered(), [("rh-m1".to_owned(), SHADOW_RECHECK)]);
+            assert!(SHADOW_RECHECK < Duration::from_secs(10), "{SHADOW_RECHECK:?}");
+            // A writer whose database does not answer keeps the order for the whole timeout.
+            let w = consumer("us-east-1", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            w.store.set_unavailable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "down")));
+            w.handle(event(&[("m1", order("o1", 1), 1)]), Deadline::after(Duration::from_secs(10))).await.expect("b");
+            assert!(w.queue.redelivered().is_empty());
         }
 
         #[tokio::test]

@@ -261,6 +261,7 @@ pub struct InMemoryQueue {
 struct QueueState {
     copies: Vec<(String, String)>,
     forwarded: Vec<(Region, String, String)>,
+    redelivered: Vec<(String, std::time::Duration)>,
     failing: Option<SwitchyardError>,
 }
 
@@ -277,6 +278,11 @@ impl InMemoryQueue {
     /// (region, id of the original, body) of every copy forwarded to another region's queue.
     pub fn forwarded(&self) -> Vec<(Region, String, String)> {
         lock(&self.state).forwarded.clone()
+    }
+
+    /// (receipt handle, delay) of every message made visible again early.
+    pub fn redelivered(&self) -> Vec<(String, std::time::Duration)> {
+        lock(&self.state).redelivered.clone()
     }
 }
 
@@ -301,6 +307,15 @@ impl OrderRequeue for InMemoryQueue {
             s.forwarded.push((region.clone(), m.message_id.to_owned(), m.body.to_owned()));
         }
         Ok(messages.iter().map(|m| m.message_id.to_owned()).collect())
+    }
+
+    async fn redeliver_after(&self, receipt_handles: &[&str], after: std::time::Duration) -> PortResult<usize> {
+        let mut s = lock(&self.state);
+        if let Some(e) = &s.failing {
+            return Err(e.clone());
+        }
+        s.redelivered.extend(receipt_handles.iter().map(|h| ((*h).to_owned(), after)));
+        Ok(receipt_handles.len())
     }
 }
 
