@@ -28,7 +28,9 @@ pub mod route53_records;
 #[cfg(feature = "cloudwatch")]
 pub mod serving_signal;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig, timeout::TimeoutConfig};
 use aws_credential_types::Credentials;
 use switchyard_core::{ErrorName, Region, SwitchyardError, config::AwsEndpoints};
 
@@ -50,8 +52,36 @@ impl AwsTarget {
     }
 }
 
-/// SDK configuration for calls to `region` in `deployment`'s target (AWS, or the sandbox when
-/// it names endpoints).
+/// How long one AWS call of a function may take, whatever the function. An AWS API that is
+/// up answers in milliseconds; one that does not answer (a regional brownout, a blackholed
+/// link) must end as a named error (`ServiceUnavailable`, from the SDK's timeout) while the
+/// function still has time to act on it, never as the timeout of the whole invocation: the
+/// consumer, whose timeout is the shortest (10 s), decides in 8 s. Each attempt has
+/// `attempt`, and all of an operation's attempts (the SDK retries throttling and transient
+/// errors) together `operation`. The handler as a whole stays bounded by its invocation's
+/// deadline (`switchyard_lambda`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+pub const FUNCTION_CALL_TIMEOUTS: CallTimeouts =
+    CallTimeouts { connect: Duration::from_secs(2), attempt: Duration::from_secs(3), operation: Duration::from_secs(6) };
+
+impl CallTimeouts {
+    fn config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
+
+/// SDK configuration for a function's calls to `region` in `deployment`'s target (AWS, or the
+/// sandbox when it names endpoints), every call bounded by [`FUNCTION_CALL_TIMEOUTS`].
 pub async fn deployment_sdk_config(
     deployment: &switchyard_core::DeploymentConfig,
     region: &Region,
@@ -60,17 +90,25 @@ pub async fn deployment_sdk_config(
         None => AwsTarget::Aws,
         Some(endpoints) => AwsTarget::Sandbox { endpoints: endpoints.clone() },
     };
-    Ok(sdk_config(&target, region).await)
+    Ok(sdk_config_with(&target, region, Some(FUNCTION_CALL_TIMEOUTS)).await)
 }
 
 /// A sandbox region that no endpoint names is unreachable from here: its calls go to a
 /// loopback port nothing listens on (TCP port 1), never to AWS.
 const NO_PATH: &str = "http://127.0.0.1:1";
 
-/// SDK configuration for calls to `region`.
+/// SDK configuration for calls to `region`, with the SDK's default timeouts (the operator's
+/// tools and the sandbox's; functions use [`deployment_sdk_config`]).
 pub async fn sdk_config(target: &AwsTarget, region: &Region) -> SdkConfig {
-    let loader =
+    sdk_config_with(target, region, None).await
+}
+
+async fn sdk_config_with(target: &AwsTarget, region: &Region, timeouts: Option<CallTimeouts>) -> SdkConfig {
+    let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(region.as_str().to_owned()));
+    if let Some(t) = timeouts {
+        loader = loader.timeout_config(t.config());
+    }
     match target {
         AwsTarget::Aws => loader.load().await,
         AwsTarget::Sandbox { endpoints } => {
@@ -86,6 +124,56 @@ pub async fn sdk_config(target: &AwsTarget, region: &Region) -> SdkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review of #16: an AWS call that hangs (a blackholed link: the connection opens, no
+    /// answer ever comes) had no deadline but the invocation's; it must end as a named error.
+    #[cfg(feature = "dynamodb")]
+    #[tokio::test]
+    async fn an_aws_call_that_hangs_ends_as_service_unavailable_within_its_timeouts() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        // Accepts every connection and never answers.
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let region: Region = "us-east-1".parse().expect("region");
+        let target = AwsTarget::sandbox_everywhere(&url, [region.clone()]).expect("loopback");
+        let quick = CallTimeouts {
+            connect: Duration::from_millis(200),
+            attempt: Duration::from_millis(300),
+            operation: Duration::from_millis(800),
+        };
+        let client = aws_sdk_dynamodb::Client::new(&sdk_config_with(&target, &region, Some(quick)).await);
+        let started = tokio::time::Instant::now();
+        let call = client.describe_table().table_name("t").send();
+        let answer = tokio::time::timeout(Duration::from_secs(5), call).await.expect("the call hung past 5 s");
+        let err = errors::classify("DescribeTable", &answer.expect_err("no answer"));
+        assert_eq!(err.name, ErrorName::ServiceUnavailable, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn functions_bound_every_aws_call_well_inside_the_shortest_function_timeout() {
+        let d = switchyard_core::DeploymentConfig::from_lookup(|k| match k {
+            "SWITCHYARD_ENV" => Some("t".into()),
+            "AWS_REGION" | "SWITCHYARD_PRIMARY_REGION" => Some("us-east-1".into()),
+            "SWITCHYARD_STANDBY_REGION" => Some("us-east-2".into()),
+            "SWITCHYARD_AWS_ENDPOINTS" => Some(r#"{"us-east-1":"http://127.0.0.1:1"}"#.into()),
+            _ => None,
+        })
+        .expect("config");
+        let config = deployment_sdk_config(&d, &d.local_region).await.expect("sdk config");
+        let t = config.timeout_config().expect("timeouts");
+        assert_eq!(t.operation_timeout(), Some(FUNCTION_CALL_TIMEOUTS.operation));
+        assert_eq!(t.operation_attempt_timeout(), Some(FUNCTION_CALL_TIMEOUTS.attempt));
+        assert_eq!(t.connect_timeout(), Some(FUNCTION_CALL_TIMEOUTS.connect));
+        // The consumer's timeout is the shortest; it decides until 2 s before it.
+        assert!(FUNCTION_CALL_TIMEOUTS.operation <= Duration::from_secs(8));
+    }
 
     #[test]
     fn sandbox_endpoints_are_loopback_only() {
