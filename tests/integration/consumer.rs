@@ -349,7 +349,7 @@ async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
 /// Review of #16: an order the shadow kept (not in its replica yet) stayed invisible for the
 /// queue's whole visibility timeout (60 s), and a failover to the shadow's region waited that
 /// out before applying it. Polled under the queue's own visibility timeout, it is back within
-/// `SHADOW_RECHECK` (5 s).
+/// `SHADOW_RECHECK` (2 s).
 async fn recheck(sb: &Sandbox) -> anyhow::Result<()> {
     let east2 = OrdersEventSource::new(sb, "us-east-2").await?;
     ensure!(east2.visibility.is_none(), "this test needs the queue's own visibility timeout");
@@ -367,13 +367,19 @@ async fn recheck(sb: &Sandbox) -> anyhow::Result<()> {
     // Leave nothing for later tests: the replica never gets this order.
     eventually(Duration::from_secs(70), "the test order gone", || async {
         for m in east2.sqs.receive_message().queue_url(&east2.queue_url).send().await?.messages() {
-            east2.sqs.delete_message().queue_url(&east2.queue_url).set_receipt_handle(m.receipt_handle.clone()).send().await?;
+            east2
+                .sqs
+                .delete_message()
+                .queue_url(&east2.queue_url)
+                .set_receipt_handle(m.receipt_handle.clone())
+                .send()
+                .await?;
         }
         Ok((east2.depth(&east2.queue_url).await? == 0).then_some(()))
     })
     .await?;
     again.with_context(|| format!("not back after {waited:?}"))?;
-    ensure!(waited < Duration::from_secs(9), "back only after {waited:?}");
+    ensure!(waited < SHADOW_RECHECK + Duration::from_secs(4), "back only after {waited:?}");
     Ok(())
 }
 

@@ -197,7 +197,7 @@ fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
                     mode: FailoverMode::Unplanned,
                     verdict: LagVerdict::Unknown,
                     lag: None,
-                    orders_at_risk: None,
+                    orders_in_lag: None,
                     data_loss_accepted: false,
                 }),
                 lag_measured_from: None,

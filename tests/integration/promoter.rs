@@ -180,7 +180,7 @@ pub(crate) fn one_second_budget(
 }
 
 /// With replay paused the replica falls behind a 1-second budget: the gate refuses an
-/// unplanned failover, naming the orders at risk, and lets it through with `allowDataLoss`.
+/// unplanned failover, naming the orders in the lag, and lets it through with `allowDataLoss`.
 async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
     let service = one_second_budget(sb, &sb.deployment().regions.standby, "lag-gate")?;
     let replica = match replica_behind(sb).await {
@@ -193,14 +193,14 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
     let outcome = async {
         let (kind, message) = refused(&service, request("gate", "unplanned", 1)).await?;
         ensure!(kind == "LagAboveBudget", "{kind}: {message}");
-        ensure!(message.contains("orders at risk") && message.contains("allowDataLoss"), "{message}");
+        ensure!(message.contains("orders in the lag") && message.contains("allowDataLoss"), "{message}");
 
         let mut allowed = request("gate", "unplanned", 1);
         allowed["allowDataLoss"] = json!(true);
         let check = ok(&service, allowed).await?;
         let gate = &check["gate"];
         ensure!(gate["dataLossAccepted"] == true && gate["verdict"] == "above_budget", "{check}");
-        ensure!(gate["ordersAtRisk"].as_u64().context("orders at risk")? >= 1, "{check}");
+        ensure!(gate["ordersInLag"].as_u64().context("orders in the lag")? >= 1, "{check}");
         anyhow::Ok(())
     }
     .await;

@@ -84,7 +84,7 @@ async fn healthy(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(r["verdict"] != "pass" || !r["evidence"].is_null(), "a pass without evidence: {r}");
     }
     let lag = &rule(&report, "replication-lag")["evidence"];
-    ensure!(lag["budgetSeconds"] == 60 && lag["ordersAtRisk"].is_u64(), "{lag}");
+    ensure!(lag["budgetSeconds"] == 60 && lag["ordersInLag"].is_u64(), "{lag}");
     eprintln!(
         "readiness run against the sandbox: {:.0} ms wall, {:.0} ms summed over rules",
         report["durationMs"].as_f64().unwrap_or_default(),
@@ -122,7 +122,7 @@ async fn lag_above_budget(sb: &Sandbox) -> anyhow::Result<()> {
         replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
         let report = report?;
         let evidence = &rule(&report, "replication-lag")["evidence"];
-        ensure!(evidence["ordersAtRisk"].as_u64().is_some_and(|n| n >= 1), "{evidence}");
+        ensure!(evidence["ordersInLag"].as_u64().is_some_and(|n| n >= 1), "{evidence}");
         anyhow::Ok(())
     }
     .await;

@@ -222,7 +222,9 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(t[mark].is_string(), "timeline lacks {mark}: {t}");
     }
     ensure!(t["status"] == "succeeded" && t["epoch"] == 2 && t["rtoSeconds"].as_f64().is_some(), "{t}");
-    ensure!(t["rpo"]["lagSeconds"].as_f64().is_some(), "no RPO figure: {t}");
+    ensure!(t["rpo"]["lagSeconds"].as_f64().is_some() && t["rpo"]["ordersInLag"].is_u64(), "no RPO figure: {t}");
+    // us-east-2 was eligible: every acknowledged order was durable there (#16).
+    ensure!(t["rpo"]["ordersAtRisk"] == 0, "acknowledged orders at risk: {t}");
     // The same timeline is in the control table; the lock is free.
     let stored = table_item(sb, "us-east-2", "execution#alarm-1").await?.context("no timeline item")?;
     ensure!(stored["timeline"] == *t, "stored {stored} differs from the output {t}");
@@ -243,7 +245,7 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
 }
 
 /// The replica is behind a one-second budget: the unplanned failover stops at the gate, names
-/// the orders at risk, releases the lock and pages; nothing moved.
+/// the orders in the lag, releases the lock and pages; nothing moved.
 async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
     let pager = Pager::subscribe(sb, "us-east-2").await?;
     let service = one_second_budget(sb, &"us-east-2".parse().map_err(|e| anyhow::anyhow!("{e}"))?, "sm-gate")?;
@@ -271,8 +273,8 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(claim(sb, "us-east-2").await? == (1, "us-east-1".into()), "the claim moved");
         let pages = pager.messages().await?;
         ensure!(
-            pages.iter().any(|m| m.contains("orders at risk") && m.contains("did not move")),
-            "no page naming the orders at risk: {pages:?}"
+            pages.iter().any(|m| m.contains("orders in the lag") && m.contains("did not move")),
+            "no page naming the orders in the lag: {pages:?}"
         );
         Ok(())
     }

@@ -67,8 +67,11 @@ pub struct CallTimeouts {
     pub operation: Duration,
 }
 
-pub const FUNCTION_CALL_TIMEOUTS: CallTimeouts =
-    CallTimeouts { connect: Duration::from_secs(2), attempt: Duration::from_secs(3), operation: Duration::from_secs(6) };
+pub const FUNCTION_CALL_TIMEOUTS: CallTimeouts = CallTimeouts {
+    connect: Duration::from_secs(2),
+    attempt: Duration::from_secs(3),
+    operation: Duration::from_secs(6),
+};
 
 impl CallTimeouts {
     fn config(&self) -> TimeoutConfig {

@@ -50,7 +50,7 @@ keys! {
     CONTROL_TABLE = "SWITCHYARD_CONTROL_TABLE", read by "rds-promoter, dns-switcher, order-consumer":
         "The region's control table: the writer claim and the ledger (lock, last handover, timelines).";
     ORDERS_PER_HOUR = "SWITCHYARD_ORDERS_PER_HOUR", read by "rds-promoter, readiness-tester":
-        "Orders per hour the platform expects, to turn lag into orders at risk; default 10000.";
+        "Orders per hour the platform expects, to turn lag into orders in the lag; default 10000.";
     DB_ENDPOINTS = "SWITCHYARD_DB_ENDPOINTS", read by "rds-promoter (postgres), order-consumer, health-probe, readiness-tester":
         "JSON map region → `{host, port, user, dbname}` of each region's database.";
     DB_ENGINE = "SWITCHYARD_DB_ENGINE", read by "rds-promoter, readiness-tester":

@@ -139,28 +139,33 @@ impl fmt::Display for ExecutionStatus {
 }
 
 /// What the data loss of an execution amounts to, as the gate saw it.
+///
+/// Two figures, because the acknowledgement contract separates them: the **database** loses
+/// the old writer's last `lag_seconds` (its RPO; about `orders_in_lag` orders, each applied
+/// again from the new writer's queue), while **acknowledged orders at risk** are those not
+/// durable in the new writer's region: zero by construction when the target may take over
+/// (eligible: every acknowledged order is in its queue or its replica), unknown when an
+/// operator overrode an ineligible target with `allowDataLoss`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RpoFigure {
     /// Replication lag at decision time; `None` when it could not be measured.
     pub lag_seconds: Option<f64>,
+    pub orders_in_lag: Option<u64>,
     pub orders_at_risk: Option<u64>,
     pub data_loss_accepted: bool,
 }
 
-impl From<&GateDecision> for RpoFigure {
-    fn from(g: &GateDecision) -> Self {
+impl RpoFigure {
+    /// The figure of a gate decision for a target that `may_take_over` (its standing) or not.
+    pub fn new(g: &GateDecision, may_take_over: bool) -> Self {
+        let planned = g.mode == FailoverMode::Planned;
         RpoFigure {
             // Planned: the replica catches up before promotion, nothing is lost.
-            lag_seconds: match g.mode {
-                FailoverMode::Planned => Some(0.0),
-                FailoverMode::Unplanned => g.lag.as_ref().map(|l| l.seconds),
-            },
-            orders_at_risk: match g.mode {
-                FailoverMode::Planned => Some(0),
-                FailoverMode::Unplanned => g.orders_at_risk,
-            },
-            data_loss_accepted: g.data_loss_accepted,
+            lag_seconds: if planned { Some(0.0) } else { g.lag.as_ref().map(|l| l.seconds) },
+            orders_in_lag: if planned { Some(0) } else { g.orders_in_lag },
+            orders_at_risk: may_take_over.then_some(0),
+            data_loss_accepted: g.data_loss_accepted || !may_take_over,
         }
     }
 }
@@ -405,6 +410,29 @@ mod tests {
     #[test]
     fn the_in_memory_ledger_keeps_the_contract() {
         crate::testing::now(contract::execution_ledger(&InMemoryLedger::default())).expect("contract");
+    }
+
+    /// Review of #16: the timeline called replication lag × order rate "orders at risk"; under
+    /// the acknowledgement contract those orders are in the new writer's queue, and the orders
+    /// at risk are the acknowledged ones not durable there: none for an eligible target.
+    #[test]
+    fn acknowledged_orders_at_risk_are_zero_for_an_eligible_target_and_unknown_otherwise() {
+        use crate::{
+            promotion::LagGate,
+            replication::{ReplicationLag, RpoBudget},
+        };
+        let gate = LagGate { budget: RpoBudget(std::time::Duration::from_secs(60)), orders_per_hour: 10_000 };
+        let lag = Some(ReplicationLag { bytes: 4096, seconds: 9.0 });
+        let d = gate.check(FailoverMode::Unplanned, lag, false).expect("within budget");
+        let eligible = RpoFigure::new(&d, true);
+        assert_eq!(
+            (eligible.orders_in_lag, eligible.orders_at_risk, eligible.data_loss_accepted),
+            (Some(25), Some(0), false)
+        );
+        let overridden = RpoFigure::new(&d, false);
+        assert_eq!((overridden.orders_at_risk, overridden.data_loss_accepted), (None, true));
+        let planned = gate.check(FailoverMode::Planned, lag, false).expect("planned");
+        assert_eq!(RpoFigure::new(&planned, true).orders_in_lag, Some(0));
     }
 
     fn at(s: &str) -> Timestamp {

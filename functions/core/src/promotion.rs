@@ -22,8 +22,11 @@ pub struct GateDecision {
     pub mode: FailoverMode,
     pub verdict: LagVerdict,
     pub lag: Option<ReplicationLag>,
-    /// Orders the platform receives during `lag.seconds`: what an unplanned failover may lose.
-    pub orders_at_risk: Option<u64>,
+    /// Orders the platform receives during `lag.seconds`: applied by the old writer and not in
+    /// the target's database yet. Under the acknowledgement contract none is lost (each is
+    /// still in the target's queue: a shadow lets an order go only once its replica holds it),
+    /// but each is applied again there, under the new epoch and after orders that came later.
+    pub orders_in_lag: Option<u64>,
     /// True when the gate let an above-budget or unknown lag through because data loss was
     /// explicitly allowed.
     pub data_loss_accepted: bool,
@@ -36,7 +39,7 @@ pub struct LagGate {
 }
 
 impl LagGate {
-    pub fn orders_at_risk(&self, lag: &ReplicationLag) -> u64 {
+    pub fn orders_in_lag(&self, lag: &ReplicationLag) -> u64 {
         (lag.seconds.max(0.0) * f64::from(self.orders_per_hour) / 3600.0).ceil() as u64
     }
 
@@ -49,13 +52,13 @@ impl LagGate {
         allow_data_loss: bool,
     ) -> Result<GateDecision, SwitchyardError> {
         let verdict = self.budget.judge(lag.as_ref());
-        let orders_at_risk = lag.as_ref().map(|l| self.orders_at_risk(l));
+        let orders_in_lag = lag.as_ref().map(|l| self.orders_in_lag(l));
         let risky = mode == FailoverMode::Unplanned && verdict != LagVerdict::WithinBudget;
         if risky && !allow_data_loss {
             let budget = self.budget.0.as_secs();
-            let what = match (&lag, orders_at_risk) {
+            let what = match (&lag, orders_in_lag) {
                 (Some(l), Some(n)) => format!(
-                    "replication lag {:.1} s ({} bytes) exceeds the RPO budget of {budget} s; about {n} orders at risk",
+                    "replication lag {:.1} s ({} bytes) exceeds the RPO budget of {budget} s; about {n} orders in the lag (applied there, not yet here)",
                     l.seconds, l.bytes
                 ),
                 _ => format!("replication lag is unknown, so the RPO budget of {budget} s cannot be shown to hold"),
@@ -65,7 +68,7 @@ impl LagGate {
                 format!("{what}; set allowDataLoss to fail over anyway"),
             ));
         }
-        Ok(GateDecision { mode, verdict, lag, orders_at_risk, data_loss_accepted: risky })
+        Ok(GateDecision { mode, verdict, lag, orders_in_lag, data_loss_accepted: risky })
     }
 }
 
@@ -110,13 +113,13 @@ mod tests {
     }
 
     #[test]
-    fn refusal_states_lag_and_orders_at_risk() {
+    fn refusal_states_lag_and_orders_in_lag() {
         // 10,000 orders an hour for 90 s is 250 orders.
         let e = GATE.check(FailoverMode::Unplanned, lag(90.0), false).expect_err("above budget");
-        for needle in ["90.0 s", "4096 bytes", "60 s", "about 250 orders at risk", "allowDataLoss"] {
+        for needle in ["90.0 s", "4096 bytes", "60 s", "about 250 orders in the lag", "allowDataLoss"] {
             assert!(e.message.contains(needle), "{needle:?} not in {:?}", e.message);
         }
-        assert_eq!(GATE.orders_at_risk(&ReplicationLag { bytes: 1, seconds: 0.1 }), 1);
-        assert_eq!(GATE.orders_at_risk(&ReplicationLag::NONE), 0);
+        assert_eq!(GATE.orders_in_lag(&ReplicationLag { bytes: 1, seconds: 0.1 }), 1);
+        assert_eq!(GATE.orders_in_lag(&ReplicationLag::NONE), 0);
     }
 }

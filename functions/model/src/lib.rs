@@ -31,7 +31,7 @@ pub struct Deployment {
     pub dns_mode: DnsMode,
     /// The hosted zone clients resolve, without trailing dot.
     pub domain: String,
-    /// Orders per hour the platform expects; turns replication lag into "orders at risk".
+    /// Orders per hour the platform expects; turns replication lag into "orders in the lag".
     pub orders_per_hour: u32,
     /// The orders queues' redrive `maxReceiveCount`: how often a message is delivered before
     /// the DLQ takes it. The consumer re-enqueues valid orders before that (it is told this

@@ -493,12 +493,18 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
         if handles.is_empty() {
             return;
         }
-        let moved =
-            tokio::time::timeout_at(deadline.before(ANSWER_MARGIN), self.queue.redeliver_after(&handles, SHADOW_RECHECK))
-                .await;
+        let moved = tokio::time::timeout_at(
+            deadline.before(ANSWER_MARGIN),
+            self.queue.redeliver_after(&handles, SHADOW_RECHECK),
+        )
+        .await;
         match moved {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error_type = e.name.as_str(), "kept orders wait the full visibility timeout: {}", e.message),
+            Ok(Err(e)) => tracing::warn!(
+                error_type = e.name.as_str(),
+                "kept orders wait the full visibility timeout: {}",
+                e.message
+            ),
             Err(_) => tracing::warn!("kept orders wait the full visibility timeout: the queue did not answer in time"),
         }
     }

@@ -249,8 +249,13 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
     }
     if let Some(rpo) = &t.rpo {
         let lag = rpo.lag_seconds.map_or("unknown".to_owned(), |l| format!("{l:.1} s"));
-        let orders = rpo.orders_at_risk.map_or("unknown".to_owned(), |n| n.to_string());
-        lines.push(format!("RPO: lag {lag}, orders at risk {orders}, data loss accepted: {}", rpo.data_loss_accepted));
+        let known = |n: Option<u64>| n.map_or("unknown".to_owned(), |n| n.to_string());
+        lines.push(format!(
+            "RPO: lag {lag} (about {} orders applied again from the queue), acknowledged orders at risk {}, data loss accepted: {}",
+            known(rpo.orders_in_lag),
+            known(rpo.orders_at_risk),
+            rpo.data_loss_accepted
+        ));
     }
     if let (Some(e), Some(c)) = (&t.error, &t.cause) {
         lines.push(format!("stopped by {e}: {c}"));

@@ -305,7 +305,8 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
         // A standby dropped from the eligible set may lack acknowledged orders: it takes over
         // only once caught up, or by an operator's explicit data-loss override.
         let standing = ingress::standing_of(&self.registry, target, claim.epoch).await?;
-        if !standing.may_take_over(target) {
+        let may_take_over = standing.may_take_over(target);
+        if !may_take_over {
             if !req.allow_data_loss {
                 return Err(SwitchyardError::new(
                     ErrorName::NotReady,
@@ -343,7 +344,7 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
         let decision = gate.check(req.mode, lag, req.allow_data_loss)?;
         self.mark(req, |t| {
             t.decided = Some(Timestamp::now());
-            t.rpo = Some(RpoFigure::from(&decision));
+            t.rpo = Some(RpoFigure::new(&decision, may_take_over));
         })
         .await?;
         Ok(GateResult {
@@ -775,7 +776,7 @@ mod tests {
             let p = promoter(&[], &[&lag_ms(&[90_000.0])]);
             let err = p.handle(request(PromoterAction::Gate, false)).await.expect_err("above budget");
             assert_eq!(err.name, ErrorName::LagAboveBudget, "{err}");
-            assert!(err.message.contains("250 orders at risk"), "{err}");
+            assert!(err.message.contains("250 orders in the lag"), "{err}");
             let Answer::Gate(ok) = p.handle(request(PromoterAction::Gate, true)).await.expect("allowed") else {
                 panic!("not a gate answer")
             };

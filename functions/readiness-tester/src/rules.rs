@@ -271,7 +271,7 @@ pub async fn replication_lag(s: &Sources, roles: &Roles) -> RuleResult {
         "bytes": lag.map(|l| l.bytes),
         "seconds": lag.map(|l| l.seconds),
         "budgetSeconds": budget,
-        "ordersAtRisk": lag.as_ref().map(|l| gate.orders_at_risk(l)),
+        "ordersInLag": lag.as_ref().map(|l| gate.orders_in_lag(l)),
     });
     match (d.rpo_budget.judge(lag.as_ref()), lag) {
         (LagVerdict::WithinBudget, Some(l)) => {
@@ -280,9 +280,9 @@ pub async fn replication_lag(s: &Sources, roles: &Roles) -> RuleResult {
         (LagVerdict::AboveBudget, Some(l)) => RuleResult::fail(
             rule,
             format!(
-                "{:.1} s behind, above the {budget} s RPO budget: about {} orders at risk",
+                "{:.1} s behind, above the {budget} s RPO budget: about {} orders in the lag (applied there, not yet in the standby)",
                 l.seconds,
-                gate.orders_at_risk(&l)
+                gate.orders_in_lag(&l)
             ),
             evidence,
         ),
