@@ -16,6 +16,7 @@ use switchyard_postgres::{PgNode, pair_lag};
 use switchyard_sandbox::{
     Sandbox,
     event_source::{OrdersEventSource, Poll},
+    smoke,
 };
 use switchyard_tests::{eventually, own_sandbox_trial, sandbox_trial};
 
@@ -79,13 +80,12 @@ async fn send(source: &OrdersEventSource<'_>, bodies: &[String]) -> anyhow::Resu
     Ok(ids)
 }
 
-/// Publishes orders to a region's orders topic, as that region's API does once it has
-/// acknowledged them; SNS fans each out to both regions' queues.
+/// Sends orders to a region's order API, as clients do: each is acknowledged once it is in
+/// both regions' queues (the standby eligible) or the writer's and its catch-up queue.
 pub(crate) async fn publish(sb: &Sandbox, region: &str, orders: &[Order]) -> anyhow::Result<()> {
-    let resources = sb.resources.as_ref().context("not provisioned")?;
-    let sns = aws_sdk_sns::Client::new(&sdk_config(&sb.aws_target(), &sb.region(region)?.region).await);
     for o in orders {
-        sns.publish().topic_arn(&resources.regions[region].orders_topic_arn).message(body(o)).send().await?;
+        let (status, answer) = smoke::post_order(sb, region, &smoke::request_of(o)).await?;
+        ensure!(status == 202, "{region}'s order API answered {status} for {}: {answer}", o.order_id);
     }
     Ok(())
 }

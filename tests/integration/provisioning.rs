@@ -13,7 +13,9 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("provisioning::each_region_has_queues_table_and_parameters", |sb| {
             Box::pin(regional_resources(sb))
         }),
-        sandbox_trial("provisioning::orders_fan_out_to_both_regions_queues", |sb| Box::pin(fan_out(sb))),
+        sandbox_trial("provisioning::an_order_acknowledged_by_either_api_is_in_both_regions_queues", |sb| {
+            Box::pin(acknowledgement_path(sb))
+        }),
         sandbox_trial("provisioning::dns_fails_over_between_the_regions", |sb| Box::pin(dns_records(sb))),
         sandbox_trial("provisioning::global_cluster_has_its_writer_in_the_primary", |sb| Box::pin(global_cluster(sb))),
         sandbox_trial("sandbox::up_again_changes_nothing", |sb| Box::pin(up_is_idempotent(sb))),
@@ -84,12 +86,12 @@ async fn regional_resources(sb: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fan_out(sb: &Sandbox) -> anyhow::Result<()> {
+async fn acknowledgement_path(sb: &Sandbox) -> anyhow::Result<()> {
     for from in ["us-east-1", "us-east-2"] {
-        let body = format!(r#"{{"test":"fan-out from {from}"}}"#);
-        let deliveries = smoke::fan_out(sb, from, &body).await?;
+        let id = format!("smoke-{}-{from}", std::process::id());
+        let deliveries = smoke::acknowledgement(sb, from, &id).await?;
         let regions: Vec<&str> = deliveries.iter().map(|(r, _)| r.as_str()).collect();
-        ensure!(regions == ["us-east-1", "us-east-2"], "published in {from}, delivered to {regions:?}");
+        ensure!(regions == ["us-east-1", "us-east-2"], "acknowledged in {from}, in the queues of {regions:?}");
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("readiness::lag_above_budget_fails_replication_lag", |sb| Box::pin(lag_above_budget(sb))),
         sandbox_trial("readiness::a_missing_dlq_fails_queues", |sb| Box::pin(missing_dlq(sb))),
         sandbox_trial("readiness::an_ssm_value_differing_fails_ssm_config", |sb| Box::pin(ssm_differs(sb))),
+        sandbox_trial("readiness::an_ineligible_standby_fails_acknowledgement", |sb| Box::pin(ineligible(sb))),
         sandbox_trial("readiness::both_regions_read_one_writer_claim", |sb| Box::pin(two_writers(sb))),
         sandbox_trial("readiness::a_missing_dns_record_fails_dns", |sb| Box::pin(missing_dns_record(sb))),
         sandbox_trial("readiness::another_package_in_the_standby_fails_function_parity", |sb| {
@@ -78,7 +79,7 @@ async fn healthy(sb: &Sandbox) -> anyhow::Result<()> {
     let report = run(service).await?;
     ensure!(not_passing(&report).is_empty(), "{:#}", report["rules"]);
     ensure!(report["ready"] == true, "ready: {}", report["ready"]);
-    ensure!(report["schema"] == "switchyard.readiness/1" && report["candidate"] == "us-east-2", "{report}");
+    ensure!(report["schema"] == "switchyard.readiness/2" && report["candidate"] == "us-east-2", "{report}");
     for r in report["rules"].as_array().context("rules")? {
         ensure!(r["durationMs"].as_f64().is_some_and(|d| d > 0.0), "no duration: {r}");
         ensure!(r["verdict"] != "pass" || !r["evidence"].is_null(), "a pass without evidence: {r}");
@@ -149,6 +150,33 @@ async fn missing_dlq(sb: &Sandbox) -> anyhow::Result<()> {
         .attributes(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled, "true")
         .send()
         .await?;
+    outcome.map(drop)
+}
+
+/// The writer dropped us-east-2 from the acknowledgement (a recorded `Ineligible`): a
+/// failover there may lose acknowledged orders, so the standby is not ready until it is
+/// eligible again.
+async fn ineligible(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_aws::control_table::ControlTable;
+    use switchyard_core::{
+        ingress::{self, Eligibility, EligibilityStore, Standing},
+        ports::ClaimStore,
+    };
+    let d = sb.deployment();
+    let config = sdk_config(&sb.aws_target(), &d.regions.primary).await;
+    let store =
+        ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.primary).control_table);
+    let claim = store.strong_read().await.proven()?;
+    let now = ingress::standing_of(&store, &d.regions.standby, claim.epoch).await?;
+    let with = |version: u64, standing: Standing| Eligibility {
+        version,
+        epoch: claim.epoch,
+        standby: d.regions.standby.clone(),
+        standing,
+    };
+    store.write(now.version, with(now.version + 1, Standing::Ineligible)).await?;
+    let outcome = expect_broken(sb.lambda("us-east-1")?, "acknowledgement", "us-east-2 is Ineligible").await;
+    store.write(now.version + 1, with(now.version + 2, Standing::Eligible)).await?;
     outcome.map(drop)
 }
 

@@ -15,6 +15,7 @@ use switchyard_postgres::{PgAccess, PgNode, tls_trusting};
 use switchyard_sandbox::{
     Sandbox,
     postgres::Sickness,
+    smoke,
     world::{CutMode, Links, Shape, control, http},
 };
 use switchyard_tests::{eventually, own_sandbox_trial, run_cli, sandbox_trial};
@@ -276,15 +277,6 @@ fn new_order(id: &str) -> serde_json::Value {
     })
 }
 
-async fn post_order(
-    sb: &Sandbox,
-    api_region: &str,
-    order: &serde_json::Value,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    let port = sb.world.apis.iter().find(|a| a.target.as_str() == api_region).context("no api")?.port;
-    http::call(port, "POST", "/orders", Some(order)).await
-}
-
 /// Receives and deletes every message of `region`'s orders queue; the order ids among them.
 async fn drain(sb: &Sandbox, region_name: &str) -> anyhow::Result<Vec<String>> {
     let url = &sb.resources.as_ref().context("not provisioned")?.regions[region_name].orders_queue_url;
@@ -315,9 +307,9 @@ async fn orders_cross_over_links(sb: &Sandbox) -> anyhow::Result<()> {
     let standing = || async { anyhow::Ok(table.read().await?.map(|e| e.standing).unwrap_or(Standing::Eligible)) };
 
     // Acknowledged once both regions' queues hold it.
-    let (status, body) = post_order(sb, "us-east-1", &new_order(&id(1))).await?;
+    let (status, body) = smoke::post_order(sb, "us-east-1", &new_order(&id(1))).await?;
     ensure!(status == 202 && body["durableIn"] == json!(["us-east-1", "us-east-2"]), "{status} {body}");
-    let (status, body) = post_order(sb, "us-east-1", &json!({ "orderId": "x" })).await?;
+    let (status, body) = smoke::post_order(sb, "us-east-1", &json!({ "orderId": "x" })).await?;
     ensure!(status == 400 && body["error"] == "InvalidOrder", "a bad order: {status} {body}");
     ensure!(drain(sb, "us-east-1").await? == [id(1)]);
     ensure!(drain(sb, "us-east-2").await? == [id(1)], "the standby's queue did not hold an acknowledged order");
@@ -325,10 +317,10 @@ async fn orders_cross_over_links(sb: &Sandbox) -> anyhow::Result<()> {
     // The pair cut: the writer's API drops the standby by a recorded write and goes on; the
     // standby's API cannot reach the writer's queue and acknowledges nothing.
     cut(sb, Shape::Link(region("us-east-1"), region("us-east-2")), CutMode::Refuse).await?;
-    let (status, body) = post_order(sb, "us-east-1", &new_order(&id(2))).await?;
+    let (status, body) = smoke::post_order(sb, "us-east-1", &new_order(&id(2))).await?;
     ensure!(status == 202 && body["standbyCatchingUp"] == true, "intake stopped for a standby outage: {status} {body}");
     ensure!(standing().await? == Standing::Ineligible, "the drop was not recorded");
-    let (status, body) = post_order(sb, "us-east-2", &new_order(&id(3))).await?;
+    let (status, body) = smoke::post_order(sb, "us-east-2", &new_order(&id(3))).await?;
     ensure!(status == 503 && body["error"] == "NotAcknowledged", "acknowledged without the writer: {status} {body}");
     ensure!(drain(sb, "us-east-1").await? == [id(2)]);
     ensure!(drain(sb, "us-east-2").await?.is_empty(), "an order crossed a cut link");

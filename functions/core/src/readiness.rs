@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ErrorName, Region, WriterClaim};
 
 /// Bumped on any change that is not a pure addition of fields.
-pub const SCHEMA: &str = "switchyard.readiness/1";
+pub const SCHEMA: &str = "switchyard.readiness/2";
 
 /// The rules, by their stable names. Order is the report's order.
 pub mod rules {
@@ -19,10 +19,12 @@ pub mod rules {
     pub const REPLICATION_LAG: &str = "replication-lag";
     /// Both control tables name the same writer at the same epoch.
     pub const WRITER_CLAIM: &str = "writer-claim";
-    /// Each region has its orders queue, its DLQ, and a redrive policy between them.
+    /// Each region has its orders queue, its DLQ, a redrive policy between them, and its
+    /// catch-up queue; all encrypted.
     pub const QUEUES: &str = "queues";
-    /// Each region's orders topic delivers to both regions' queues.
-    pub const ORDER_FAN_OUT: &str = "order-fan-out";
+    /// The candidate is eligible in the acknowledgement: every acknowledged order is durable
+    /// there, so a failover to it loses none (`core::ingress`).
+    pub const ACKNOWLEDGEMENT: &str = "acknowledgement";
     /// The shared SSM parameters hold the same values in both regions.
     pub const SSM_CONFIG: &str = "ssm-config";
     /// The API record has a failover record per region, each with an existing health check.
@@ -42,7 +44,7 @@ pub mod rules {
         REPLICATION_LAG,
         WRITER_CLAIM,
         QUEUES,
-        ORDER_FAN_OUT,
+        ACKNOWLEDGEMENT,
         SSM_CONFIG,
         DNS,
         FAILOVER_ALARM,

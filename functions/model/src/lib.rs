@@ -103,7 +103,6 @@ pub struct RegionalNames {
     pub orders_catch_up: String,
     pub orders_dlq: String,
     /// The regional API publishes acknowledged orders here; it fans out to both regions' queues.
-    pub orders_topic: String,
     pub alerts_topic: String,
     /// Writer claim (conditional writes), failover lock, cooldown, timelines.
     pub control_table: String,
@@ -219,7 +218,6 @@ impl Names {
             orders_queue: format!("{p}-orders"),
             orders_dlq: format!("{p}-orders-dlq"),
             orders_catch_up: format!("{p}-orders-catchup"),
-            orders_topic: format!("{p}-orders"),
             alerts_topic: format!("{p}-alerts"),
             control_table: format!("{p}-control"),
             db_cluster: format!("{p}-{region}"),

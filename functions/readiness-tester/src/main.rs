@@ -32,7 +32,6 @@ async fn tester() -> Result<Arc<Tester>, SwitchyardError> {
             region: region.clone(),
             claims: ControlTable::new(aws_sdk_dynamodb::Client::new(&c), config.names.regional(region).control_table),
             sqs: aws_sdk_sqs::Client::new(&c),
-            sns: aws_sdk_sns::Client::new(&c),
             ssm: aws_sdk_ssm::Client::new(&c),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&c),
             events: aws_sdk_eventbridge::Client::new(&c),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use switchyard_aws::{aurora_lag::aurora_replication_lag, control_table::ControlTable, errors::classify, queues};
 use switchyard_core::{
-    DatabaseRole, ErrorCategory, ErrorName, LagGate, LagVerdict, Region, SwitchyardError, WriterClaim,
+    DatabaseRole, ErrorCategory, ErrorName, LagGate, LagVerdict, Region, SwitchyardError, WriterClaim, ingress,
     ports::{ClaimStore, ReplicationMonitor},
     readiness::{RuleResult, rules},
 };
@@ -25,7 +25,6 @@ pub struct Regional {
     pub region: Region,
     pub claims: ControlTable,
     pub sqs: aws_sdk_sqs::Client,
-    pub sns: aws_sdk_sns::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub events: aws_sdk_eventbridge::Client,
@@ -49,6 +48,8 @@ pub struct Sources {
 pub struct Roles {
     pub writer: Region,
     pub candidate: Region,
+    /// The writer's epoch, when a claim could be read.
+    pub epoch: Option<switchyard_core::WriterEpoch>,
 }
 
 impl Sources {
@@ -291,7 +292,7 @@ pub async fn replication_lag(s: &Sources, roles: &Roles) -> RuleResult {
 }
 
 // ---------------------------------------------------------------------------------------
-// queues, order-fan-out
+// queues, acknowledgement
 
 pub async fn queues(s: &Sources) -> RuleResult {
     let rule = rules::QUEUES;
@@ -301,7 +302,11 @@ pub async fn queues(s: &Sources) -> RuleResult {
         let names = s.region_names(&r.region);
         let describe =
             |name: String| async move { queues::describe(&r.sqs, &queues::url_of(&r.sqs, &name).await?).await };
-        let (queue, dlq) = tokio::join!(describe(names.orders_queue.clone()), describe(names.orders_dlq.clone()));
+        let (queue, dlq, catch_up) = tokio::join!(
+            describe(names.orders_queue.clone()),
+            describe(names.orders_dlq.clone()),
+            describe(names.orders_catch_up.clone())
+        );
         let mut found = |name: &str, q: &Result<queues::QueueDescription, SwitchyardError>| match q {
             Ok(q) => Some(q.clone()),
             Err(e) if e.name == ErrorName::ResourceNotFound => {
@@ -313,14 +318,18 @@ pub async fn queues(s: &Sources) -> RuleResult {
                 None
             }
         };
-        if let Some(e) = [&queue, &dlq]
+        if let Some(e) = [&queue, &dlq, &catch_up]
             .into_iter()
             .find_map(|q| q.as_ref().err())
             .filter(|e| e.category() == ErrorCategory::Transient || e.name == ErrorName::AccessDenied)
         {
             return RuleResult::error(rule, e.name, format!("{}: {}", r.region, e.message));
         }
-        let (queue, dlq) = (found(&names.orders_queue, &queue), found(&names.orders_dlq, &dlq));
+        let (queue, dlq, catch_up) = (
+            found(&names.orders_queue, &queue),
+            found(&names.orders_dlq, &dlq),
+            found(&names.orders_catch_up, &catch_up),
+        );
         if let Some(q) = &queue {
             match (&q.redrive, &dlq) {
                 (None, _) => problems.push(format!("{}: {} has no redrive policy", r.region, names.orders_queue)),
@@ -335,7 +344,7 @@ pub async fn queues(s: &Sources) -> RuleResult {
                 _ => {}
             }
         }
-        for q in queue.iter().chain(dlq.iter()).filter(|q| !q.encrypted) {
+        for q in queue.iter().chain(dlq.iter()).chain(catch_up.iter()).filter(|q| !q.encrypted) {
             problems.push(format!("{}: {} is not encrypted at rest", r.region, queues::name_in_arn(&q.arn)));
         }
         evidence.insert(
@@ -344,89 +353,55 @@ pub async fn queues(s: &Sources) -> RuleResult {
                 "queue": queue.as_ref().map(|q| json!({ "arn": q.arn, "visible": q.visible, "inFlight": q.in_flight, "encrypted": q.encrypted,
                     "redrive": q.redrive.as_ref().map(|r| json!({ "deadLetterArn": r.dead_letter_arn, "maxReceiveCount": r.max_receive_count })) })),
                 "dlq": dlq.as_ref().map(|q| json!({ "arn": q.arn, "visible": q.visible, "encrypted": q.encrypted })),
+                "catchUp": catch_up.as_ref().map(|q| json!({ "arn": q.arn, "visible": q.visible, "inFlight": q.in_flight, "encrypted": q.encrypted })),
             }),
         );
     }
     RuleResult::holds(
         rule,
         problems.is_empty(),
-        "both regions have their orders queue and DLQ, encrypted, with the redrive policy".to_owned(),
+        "both regions have their orders queue, DLQ and catch-up queue, encrypted, with the redrive policy".to_owned(),
         problems.join("; "),
         json!(evidence),
     )
 }
 
-/// The ARN of the topic named `name` in `sns`'s region.
-async fn topic_arn(sns: &aws_sdk_sns::Client, name: &str) -> Result<Option<String>, SwitchyardError> {
-    let mut next = None;
-    loop {
-        let out = sns.list_topics().set_next_token(next).send().await.map_err(|e| classify("ListTopics", &e))?;
-        if let Some(t) = out.topics().iter().filter_map(|t| t.topic_arn()).find(|a| a.rsplit(':').next() == Some(name))
-        {
-            return Ok(Some(t.to_owned()));
-        }
-        match out.next_token {
-            Some(t) => next = Some(t),
-            None => return Ok(None),
-        }
+/// The candidate's standing in the acknowledgement, as the writer's epoch recorded it: only
+/// an eligible standby holds every acknowledged order, so only it may take over without
+/// `allowDataLoss` (the promoter's Gate refuses otherwise).
+pub async fn acknowledgement(s: &Sources, roles: &Roles) -> RuleResult {
+    let rule = rules::ACKNOWLEDGEMENT;
+    let Some(epoch) = roles.epoch else {
+        return RuleResult::fail(rule, "no writer claim could be read, so no standing either", json!({}));
+    };
+    let store = &s.regional(&roles.writer).claims;
+    let standing = match ingress::standing_of(store, &roles.candidate, epoch).await {
+        Ok(standing) => standing,
+        Err(e) => return api_error(rule, e),
+    };
+    let evidence = json!({
+        "standby": standing.standby,
+        "standing": standing.standing,
+        "version": standing.version,
+        "epoch": standing.epoch.0,
+    });
+    if standing.may_take_over(&roles.candidate) {
+        RuleResult::pass(
+            rule,
+            format!("{} is eligible: every acknowledged order is durable there", roles.candidate),
+            evidence,
+        )
+    } else {
+        RuleResult::fail(
+            rule,
+            format!(
+                "{} is {:?} (standing version {}): acknowledged orders may wait in {}'s catch-up queue, \
+                 so a failover there needs allowDataLoss until it has caught up",
+                roles.candidate, standing.standing, standing.version, roles.writer
+            ),
+            evidence,
+        )
     }
-}
-
-pub async fn order_fan_out(s: &Sources) -> RuleResult {
-    let rule = rules::ORDER_FAN_OUT;
-    let mut evidence = BTreeMap::new();
-    let mut problems = Vec::new();
-    for r in &s.regions {
-        let name = s.region_names(&r.region).orders_topic;
-        let arn = match topic_arn(&r.sns, &name).await {
-            Ok(Some(arn)) => arn,
-            Ok(None) => {
-                problems.push(format!("{}: topic {name} does not exist", r.region));
-                continue;
-            }
-            Err(e) => return RuleResult::error(rule, e.name, e.message),
-        };
-        let mut endpoints = Vec::new();
-        let mut next = None;
-        loop {
-            let out = match r.sns.list_subscriptions_by_topic().topic_arn(&arn).set_next_token(next).send().await {
-                Ok(out) => out,
-                Err(e) => return api_error(rule, classify("ListSubscriptionsByTopic", &e)),
-            };
-            endpoints.extend(
-                out.subscriptions()
-                    .iter()
-                    .filter(|s| s.protocol() == Some("sqs"))
-                    .filter_map(|s| s.endpoint())
-                    .map(str::to_owned),
-            );
-            match out.next_token {
-                Some(t) => next = Some(t),
-                None => break,
-            }
-        }
-        // Queue ARNs share the topic's partition and account.
-        let parts: Vec<&str> = arn.split(':').collect();
-        for target in s.config.deployment.regions.iter() {
-            let queue = format!(
-                "arn:{}:sqs:{target}:{}:{}",
-                parts.get(1).unwrap_or(&"aws"),
-                parts.get(4).unwrap_or(&""),
-                s.region_names(target).orders_queue
-            );
-            if !endpoints.contains(&queue) {
-                problems.push(format!("{}'s orders topic does not deliver to {queue}", r.region));
-            }
-        }
-        evidence.insert(r.region.to_string(), json!({ "topic": arn, "sqsSubscriptions": endpoints }));
-    }
-    RuleResult::holds(
-        rule,
-        problems.is_empty(),
-        "each region's orders topic delivers to both regions' queues".to_owned(),
-        problems.join("; "),
-        json!(evidence),
-    )
 }
 
 // ---------------------------------------------------------------------------------------

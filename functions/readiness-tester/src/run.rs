@@ -78,14 +78,14 @@ impl Tester {
             Some(c) => c,
             None => d.regions.peer_of(&writer)?.clone(),
         };
-        let roles = Roles { writer, candidate };
+        let roles = Roles { writer, candidate, epoch: any_claim.map(|c| c.epoch) };
 
         let checks: Vec<RuleFuture<'_>> = vec![
             Box::pin(timed(rules::GLOBAL_DATABASE, r::global_database(s, &roles))),
             Box::pin(timed(rules::STANDBY_REPLICA, r::standby_replica(s, &roles))),
             Box::pin(timed(rules::REPLICATION_LAG, r::replication_lag(s, &roles))),
             Box::pin(timed(rules::QUEUES, r::queues(s))),
-            Box::pin(timed(rules::ORDER_FAN_OUT, r::order_fan_out(s))),
+            Box::pin(timed(rules::ACKNOWLEDGEMENT, r::acknowledgement(s, &roles))),
             Box::pin(timed(rules::SSM_CONFIG, r::ssm_config(s))),
             Box::pin(timed(rules::DNS, r::dns(s))),
             Box::pin(timed(rules::FAILOVER_ALARM, r::failover_alarm(s, &roles))),

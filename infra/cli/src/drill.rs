@@ -16,10 +16,10 @@ pub async fn run() -> Result<Exit> {
         if !status.healthy {
             bail!("sandbox unhealthy");
         }
-        let body = format!(r#"{{"smoke":"drill-{}"}}"#, std::process::id());
-        for (region, took) in smoke::fan_out(&sb, "us-east-1", &body).await? {
+        let order_id = format!("drill-smoke-{}", std::process::id());
+        for (region, took) in smoke::acknowledgement(&sb, "us-east-1", &order_id).await? {
             println!(
-                "  ok   order published in us-east-1 reached {region}'s queue after {:.0} ms",
+                "  ok   order acknowledged by us-east-1's API is in {region}'s queue after {:.0} ms",
                 took.as_secs_f64() * 1000.0
             );
         }

@@ -29,7 +29,6 @@ pub struct RegionResources {
     pub orders_queue_url: String,
     pub orders_queue_arn: String,
     pub orders_dlq_url: String,
-    pub orders_topic_arn: String,
     pub alerts_topic_arn: String,
     pub control_table: String,
     pub db_cluster: String,
@@ -56,7 +55,6 @@ pub async fn provision(
     target: &AwsTarget,
     d: &Deployment,
     db_roles: &[(&'static str, DbCredentials)],
-    world: &crate::world::WorldPlan,
 ) -> Result<Resources> {
     let mut regions = BTreeMap::new();
     for region in d.regions.iter() {
@@ -70,7 +68,6 @@ pub async fn provision(
                 .with_context(|| format!("{function}'s secret in {region}"))?;
         }
     }
-    subscribe_fan_out(target, d, &regions, world).await.context("cross-region SNS → SQS fan-out")?;
     let global = provision_global(target, d).await.context("provisioning global resources")?;
     crate::definitions::register(target, d).await.context("registering the state machines")?;
     let packages = crate::packages::sandbox_packages().context("packaging the functions for the sandbox")?;
@@ -208,14 +205,11 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
     let queue_arn = queue_arn(&sqs, &queue_url).await?;
 
     let sns = aws_sdk_sns::Client::new(&config);
-    let mut topic_arns = Vec::new();
-    for name in [&names.orders_topic, &names.alerts_topic] {
-        let mut req = sns.create_topic().name(name).attributes("KmsMasterKeyId", "alias/aws/sns");
-        for (k, v) in &tags {
-            req = req.tags(aws_sdk_sns::types::Tag::builder().key(*k).value(v).build()?);
-        }
-        topic_arns.push(req.send().await?.topic_arn.context("no topic arn")?);
+    let mut alerts = sns.create_topic().name(&names.alerts_topic).attributes("KmsMasterKeyId", "alias/aws/sns");
+    for (k, v) in &tags {
+        alerts = alerts.tags(aws_sdk_sns::types::Tag::builder().key(*k).value(v).build()?);
     }
+    let alerts_topic_arn = alerts.send().await?.topic_arn.context("no topic arn")?;
 
     // The control table: writer claim (conditional writes), lock, cooldown, timelines. In
     // AWS one global table with multi-Region strong consistency, replicas in the pair; the
@@ -346,13 +340,10 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
     }
     req.send().await?;
 
-    let [orders_topic_arn, alerts_topic_arn]: [String; 2] =
-        topic_arns.try_into().map_err(|_| anyhow::anyhow!("two topics"))?;
     Ok(RegionResources {
         orders_queue_url: queue_url,
         orders_queue_arn: queue_arn,
         orders_dlq_url: dlq_url,
-        orders_topic_arn,
         alerts_topic_arn,
         control_table: names.control_table,
         db_cluster: names.db_cluster,
@@ -393,48 +384,6 @@ pub async fn create_control_table(
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
     let attrs = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await?;
     attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().context("no queue arn")
-}
-
-/// A filter policy no order matches (orders carry no message attributes).
-const RELAY_ONLY_FILTER: &str = r#"{"switchyard-sandbox-delivered-by-the-relay":["never"]}"#;
-
-/// Each region's orders topic delivers every order to *both* regions' queues (the zero-loss
-/// design: the standby already holds what the active region acknowledged). The other
-/// region's queue is reached through the world's relay, so a cut link delays that delivery
-/// (SNS retries a cross-region SQS delivery; the relay does too).
-async fn subscribe_fan_out(
-    target: &AwsTarget,
-    d: &Deployment,
-    regions: &BTreeMap<String, RegionResources>,
-    world: &crate::world::WorldPlan,
-) -> Result<()> {
-    for topic_region in d.regions.iter() {
-        let sns = aws_sdk_sns::Client::new(&sdk_config(target, topic_region).await);
-        let topic = &regions[topic_region.as_str()].orders_topic_arn;
-        for queue_region in d.regions.iter() {
-            let queue = sns
-                .subscribe()
-                .topic_arn(topic)
-                .protocol("sqs")
-                .endpoint(&regions[queue_region.as_str()].orders_queue_arn)
-                .attributes("RawMessageDelivery", "true");
-            if queue_region == topic_region {
-                queue.send().await?;
-                continue;
-            }
-            // The subscription AWS would have (readiness checks it), made never to match so
-            // that moto does not deliver across regions behind the world's back; the relay's
-            // subscription delivers instead, over the link.
-            queue.attributes("FilterPolicy", RELAY_ONLY_FILTER).send().await?;
-            sns.subscribe()
-                .topic_arn(topic)
-                .protocol("http")
-                .endpoint(world.relay_url(topic_region, queue_region))
-                .send()
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalResources> {

@@ -334,7 +334,7 @@ impl Sandbox {
         sandbox.save()?;
         let provisioned_now = resources.is_none();
         if provisioned_now {
-            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &db_roles, &sandbox.world).await;
+            let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &db_roles).await;
             resources = Some(provisioned.context("provisioning moto")?);
         }
         sandbox.resources = resources;

@@ -10,7 +10,7 @@
 //! - [`packages`]: the functions' zips for moto's Lambda API;
 //! - [`postgres`], [`lambda`], [`definitions`];
 //! - [`world`]: the three places and the links between them, the AWS fronts (with the
-//!   claim store's majority rule), the order APIs, the relay and the clock (the daemon's
+//!   claim store's majority rule), the order APIs and the clock (the daemon's
 //!   contents, bound to nothing above it);
 //! - [`aws`] (provisioning from the model);
 //! - [`instance`]: one sandbox's lifecycle (`up`, `down`, `status`) and its endpoints file;

@@ -78,7 +78,7 @@ impl Scope<'_> {
             .iter()
             .flat_map(|r| {
                 let n = self.names(r);
-                [n.orders_queue, n.orders_dlq].map(|q| arn("sqs", r.as_str(), &q))
+                [n.orders_queue, n.orders_dlq, n.orders_catch_up].map(|q| arn("sqs", r.as_str(), &q))
             })
             .collect()
     }
@@ -175,11 +175,6 @@ impl Scope<'_> {
                     self.functions_everywhere(),
                 ));
                 s.push(allow("QueuesBothRegions", &["sqs:GetQueueUrl", "sqs:GetQueueAttributes"], self.queues(&both)));
-                s.push(allow(
-                    "FanOut",
-                    &["sns:ListSubscriptionsByTopic"],
-                    self.both().map(|r| arn("sns", r.as_str(), &self.names(r).orders_topic)).collect(),
-                ));
                 let ssm_path = self.d.ssm_prefix();
                 s.push(allow(
                     "ConfigurationBothRegions",

@@ -1,6 +1,6 @@
 //! The stack of one region. Primary and standby come from the same code: what differs is
 //! derived from the region's place in the model (the writer's cluster has the master user and
-//! the database; the standby, deployed second, creates the cross-region subscriptions).
+//! the database).
 
 use serde_json::{Value, json};
 use switchyard_core::{Region, config::keys, health};
@@ -36,7 +36,6 @@ pub fn regional_stack(d: &Deployment, region: &Region, definitions: &[(&str, Val
     stack.event_rules(&mut t);
     stack.alarms_and_dashboard(&mut t);
     t.output("OrdersQueueUrl", "The orders queue the order consumer drains", r#ref("OrdersQueue"));
-    t.output("OrdersTopicArn", "The regional API publishes acknowledged orders here", r#ref("OrdersTopic"));
     t.output("AlertsTopicArn", "Subscribe the on-call pager here", r#ref("AlertsTopic"));
     t.output("ClusterEndpoint", "The regional Aurora cluster endpoint", get_att("Cluster", "Endpoint.Address"));
     t.output(
@@ -171,9 +170,10 @@ impl Regional<'_> {
         );
     }
 
-    /// The orders queue and DLQ, the orders and alerts topics, and the fan-out: each region's
-    /// orders topic delivers to *both* regions' queues. The standby, deployed second, creates
-    /// the two cross-region subscriptions (both ends exist by then).
+    /// The orders queue, its DLQ and the catch-up queue, and the alerts topic. Orders reach
+    /// the queues from the order API (`core::ingress`: both regions' queues in parallel), not
+    /// through a topic: an SNS publish acknowledged before delivery promised less than the
+    /// acknowledgement does.
     fn queues_and_topics(&self, t: &mut Template) {
         let n = self.names();
         let key = get_att("DataKey", "Arn");
@@ -226,69 +226,13 @@ impl Regional<'_> {
                 }
             }),
         );
-        let topic_arns: Vec<Value> =
-            self.d.regions.iter().map(|r| arn("sns", r.as_str(), &self.d.regional_names(r).orders_topic)).collect();
         t.resource(
-            "OrdersQueuePolicy",
+            "AlertsTopic",
             json!({
-                "Type": "AWS::SQS::QueuePolicy",
-                "Properties": {
-                    "Queues": [r#ref("OrdersQueue")],
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [{
-                            "Sid": "BothRegionsOrdersTopicsDeliver",
-                            "Effect": "Allow",
-                            "Principal": { "Service": "sns.amazonaws.com" },
-                            "Action": ["sqs:SendMessage"],
-                            "Resource": get_att("OrdersQueue", "Arn"),
-                            "Condition": { "ArnEquals": { "aws:SourceArn": topic_arns } }
-                        }]
-                    }
-                }
+                "Type": "AWS::SNS::Topic",
+                "Properties": { "TopicName": n.alerts_topic, "KmsMasterKeyId": r#ref("DataKey") }
             }),
         );
-        for (id, name) in [("OrdersTopic", &n.orders_topic), ("AlertsTopic", &n.alerts_topic)] {
-            t.resource(
-                id,
-                json!({
-                    "Type": "AWS::SNS::Topic",
-                    "Properties": { "TopicName": name, "KmsMasterKeyId": r#ref("DataKey") }
-                }),
-            );
-        }
-        let subscription = |topic: Value, topic_region: &Region, queue: Value| {
-            json!({
-                "Type": "AWS::SNS::Subscription",
-                "DependsOn": ["OrdersQueuePolicy"],
-                "Properties": {
-                    "TopicArn": topic,
-                    "Region": topic_region.as_str(),
-                    "Protocol": "sqs",
-                    "Endpoint": queue,
-                    "RawMessageDelivery": true,
-                }
-            })
-        };
-        t.resource(
-            "OwnOrdersToOwnQueue",
-            subscription(r#ref("OrdersTopic"), self.region, get_att("OrdersQueue", "Arn")),
-        );
-        if !self.is_primary() {
-            let peer = self.d.regional_names(&self.peer);
-            t.resource(
-                "PeerOrdersToOwnQueue",
-                subscription(
-                    arn("sns", self.peer.as_str(), &peer.orders_topic),
-                    &self.peer,
-                    get_att("OrdersQueue", "Arn"),
-                ),
-            );
-            t.resource(
-                "OwnOrdersToPeerQueue",
-                subscription(r#ref("OrdersTopic"), self.region, arn("sqs", self.peer.as_str(), &peer.orders_queue)),
-            );
-        }
     }
 
     /// The control table (writer claim, lock, cooldown, timelines) and the configuration both

@@ -6,7 +6,7 @@
 //!   tables one multi-Region strongly consistent (MRSC) table ([`front`]);
 //! - **TCP links** for every cross-region database connection (replication included) and
 //!   every cross-region call to an order API ([`tcp`]);
-//! - the **regional order APIs** and the **relay** that carries orders across regions
+//! - the **regional order APIs** (and their catch-up)
 //!   ([`orders`]);
 //! - the **clock**: alarms evaluated, rules matched and delivered, schedules fired ([`clock`]);
 //! - a **control API** on loopback: `GET|PUT /links` (the partition), `PUT /parts/REGION`
@@ -22,7 +22,7 @@ pub mod orders;
 pub mod tcp;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
@@ -74,8 +74,6 @@ pub struct WorldPlan {
     /// Each region's own order API (`caller` = `target`), then caller → the other region's.
     pub apis: Vec<Route>,
     pub api_links: Vec<Route>,
-    /// Where moto's SNS delivers orders bound for the other region.
-    pub relay_port: u16,
     /// Each region's database (the order API's `/health` asks it).
     pub databases: BTreeMap<Region, PgEndpoint>,
 }
@@ -126,7 +124,6 @@ impl WorldPlan {
             db_links,
             apis,
             api_links,
-            relay_port: port()?,
             databases,
         })
     }
@@ -179,14 +176,9 @@ impl WorldPlan {
         Some(format!("http://127.0.0.1:{}", route.port))
     }
 
-    /// The URL moto's SNS posts to for an order published in `from` and bound for `to`.
-    pub fn relay_url(&self, from: &Region, to: &Region) -> String {
-        format!("http://127.0.0.1:{}/relay/{from}/{to}", self.relay_port)
-    }
-
     pub fn ports(&self) -> Vec<u16> {
         let routes = self.aws_fronts.iter().chain(&self.db_links).chain(&self.apis).chain(&self.api_links);
-        [self.control_port, self.operator_port, self.relay_port].into_iter().chain(routes.map(|r| r.port)).collect()
+        [self.control_port, self.operator_port].into_iter().chain(routes.map(|r| r.port)).collect()
     }
 }
 
@@ -201,7 +193,6 @@ pub struct World {
     snapshots: Mutex<BTreeMap<Region, BTreeMap<String, Vec<serde_json::Value>>>>,
     /// Regions whose order API is crashed.
     down: Mutex<BTreeSet<Region>>,
-    relay: Mutex<VecDeque<orders::InFlight>>,
     clock: Mutex<clock::ClockState>,
     targets: Arc<dyn clock::Targets>,
     /// Each region API's clients (claim store, queues), made on first use.
@@ -300,7 +291,6 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
         changed,
         snapshots: Mutex::default(),
         down: Mutex::default(),
-        relay: Mutex::default(),
         clock: Mutex::default(),
         targets,
         views: tokio::sync::Mutex::default(),
@@ -326,7 +316,6 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
         let region = a.target.clone();
         listeners.push((bind(a.port).await?, Box::new(move |w, s| spawn(orders::serve_api(w, region.clone(), s)))));
     }
-    listeners.push((bind(plan.relay_port).await?, Box::new(|w, s| spawn(orders::serve_relay(w, s)))));
     for (listener, handle) in listeners {
         let world = world.clone();
         tokio::spawn(async move {
@@ -338,7 +327,6 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
             }
         });
     }
-    tokio::spawn(orders::deliver_relayed(world.clone()));
     tokio::spawn(clock::run(world.clone()));
     for region in world.plan.replicas().to_vec() {
         tokio::spawn(orders::catch_up(world.clone(), region));
@@ -391,7 +379,6 @@ async fn serve_control(world: Arc<World>, mut stream: TcpStream) {
         ("POST", "/clock/tick") => {
             clock::evaluate_alarms(&world).await.map(|changes| serde_json::json!({ "changes": changes }))
         }
-        ("GET", "/relay") => Ok(serde_json::json!({ "in_flight": world.relay.lock().map(|r| r.len()).unwrap_or(0) })),
         _ => {
             let _ = http::respond_json(&mut stream, 404, &serde_json::json!({ "error": "no such control path" })).await;
             return;
@@ -458,11 +445,5 @@ pub mod control {
             bail!("the clock's tick failed ({status}): {body}");
         }
         Ok(serde_json::from_value(body["changes"].clone())?)
-    }
-
-    /// Orders the relay holds for a cut link.
-    pub async fn relay_in_flight(control_port: u16) -> Result<u64> {
-        let (_, body) = http::call(control_port, "GET", "/relay", None).await?;
-        Ok(body["in_flight"].as_u64().unwrap_or(0))
     }
 }

@@ -1,5 +1,4 @@
-//! The regional order APIs, the catch-up, and the relay that carries SNS deliveries across
-//! regions.
+//! The regional order APIs and the catch-up.
 //!
 //! - `POST /orders`: validates the request (the order without `acknowledgedAt`), stamps
 //!   `acknowledgedAt`, and acknowledges (202) by `switchyard_core::ingress::acknowledge`: once
@@ -12,12 +11,6 @@
 //!   in AWS): a standby that is not eligible and answers again is marked `CatchingUp`, the
 //!   catch-up queue is moved into its orders queue, and it is marked `Eligible` when that is
 //!   empty.
-//! - **The relay**: each orders topic delivers to its own region's queue directly and to the
-//!   other region's through an `http` subscription to the relay, which sends it on only while
-//!   the link between the two is open. Like SNS, it retries until delivered (a cut delays
-//!   delivery, it does not lose the order), and a lost acknowledgement (`drop-response`)
-//!   means one more delivery after the link heals: at-least-once, as SNS promises. (The
-//!   order API no longer publishes to the topics; tests and tools that do still cross here.)
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,19 +25,9 @@ use switchyard_core::{
 use switchyard_postgres::PgNode;
 use tokio::net::TcpStream;
 
-use super::{CutMode, World, front, http};
+use super::{World, front, http};
 
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
-
-/// An order the relay holds for a link.
-#[derive(Debug)]
-pub struct InFlight {
-    from: Region,
-    to: Region,
-    message: String,
-    /// Sent while the link dropped answers: sent again once it heals.
-    sent_unacknowledged: bool,
-}
 
 pub async fn serve_api(world: Arc<World>, region: Region, mut client: TcpStream) {
     if world.is_down(&region) {
@@ -294,92 +277,4 @@ async fn catch_up_once(world: &World, region: &Region) -> PortResult<()> {
                 .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("DeleteMessage: {e}")))?;
         }
     }
-}
-
-/// moto's SNS posts here (`POST /relay/FROM/TO`); the relay answers at once and delivers later.
-pub async fn serve_relay(world: Arc<World>, mut client: TcpStream) {
-    let Ok(Some(request)) = http::read_request(&mut client).await else {
-        return;
-    };
-    let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
-    let route = match parts.as_slice() {
-        ["relay", from, to] => from.parse::<Region>().ok().zip(to.parse::<Region>().ok()),
-        _ => None,
-    };
-    let envelope: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-    match (route, envelope["Message"].as_str()) {
-        (Some((from, to)), Some(message)) => {
-            if let Ok(mut relay) = world.relay.lock() {
-                relay.push_back(InFlight { from, to, message: message.to_owned(), sent_unacknowledged: false });
-            }
-            let _ = http::respond_json(&mut client, 200, &json!({ "relayed": true })).await;
-        }
-        _ => {
-            let _ = http::respond_json(
-                &mut client,
-                400,
-                &json!({ "error": "expected POST /relay/FROM/TO with an SNS notification" }),
-            )
-            .await;
-        }
-    }
-}
-
-/// Delivers what the relay holds, in order, while each link allows.
-pub async fn deliver_relayed(world: Arc<World>) {
-    let operator =
-        AwsTarget::sandbox_everywhere(&format!("http://127.0.0.1:{}", world.plan.moto_port), world.plan.places.clone());
-    let Ok(operator) = operator else { return };
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let pending: Vec<(usize, Region, Region, String, bool)> = match world.relay.lock() {
-            Ok(relay) => relay
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (i, f.from.clone(), f.to.clone(), f.message.clone(), f.sent_unacknowledged))
-                .collect(),
-            Err(_) => return,
-        };
-        let mut done = Vec::new();
-        let mut sent = Vec::new();
-        for (i, from, to, message, sent_before) in pending {
-            match world.cut(&from, &to) {
-                None => {
-                    tokio::time::sleep(world.delay()).await;
-                    if send(&world, &operator, &to, &message).await {
-                        done.push(i);
-                    }
-                }
-                Some(CutMode::DropResponse) if !sent_before => {
-                    if send(&world, &operator, &to, &message).await {
-                        sent.push(i);
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-        if let Ok(mut relay) = world.relay.lock() {
-            for i in sent {
-                if let Some(f) = relay.get_mut(i) {
-                    f.sent_unacknowledged = true;
-                }
-            }
-            let mut index = 0;
-            relay.retain(|_| {
-                let keep = !done.contains(&index);
-                index += 1;
-                keep
-            });
-        }
-    }
-}
-
-async fn send(world: &World, operator: &AwsTarget, to: &Region, message: &str) -> bool {
-    let sqs = aws_sdk_sqs::Client::new(&sdk_config(operator, to).await);
-    let queue = world.deployment.regional_names(to).orders_queue;
-    let url = match sqs.get_queue_url().queue_name(&queue).send().await {
-        Ok(r) => r.queue_url.unwrap_or_default(),
-        Err(_) => return false,
-    };
-    sqs.send_message().queue_url(url).message_body(message).send().await.is_ok()
 }
