@@ -188,6 +188,127 @@ pub async fn acknowledge<C: ClaimStore, E: EligibilityStore, Q: OrderIntake>(
     Err(not_acknowledged("the standby's standing kept changing; try again"))
 }
 
+/// An order a catch-up queue hands out: its body, and the receipt that deletes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub body: String,
+    pub receipt: String,
+}
+
+/// The catch-up queues, as the catch-up drains them.
+pub trait CatchUpQueues: Send + Sync {
+    /// Up to ten orders from `writer`'s catch-up queue, hidden from other receivers a while.
+    fn receive(&self, writer: &Region) -> impl Future<Output = PortResult<Vec<Parked>>> + Send;
+    fn delete(&self, writer: &Region, receipt: &str) -> impl Future<Output = PortResult<()>> + Send;
+    /// Whether `writer`'s catch-up queue holds nothing, visible or in flight.
+    fn is_empty(&self, writer: &Region) -> impl Future<Output = PortResult<bool>> + Send;
+    /// Whether `region`'s queues answer from here.
+    fn reachable(&self, region: &Region) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// What one round of the catch-up did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchUpRound {
+    /// Orders moved from the writer's catch-up queue into the standby's orders queue.
+    pub moved: usize,
+    /// Orders a former writer had parked for this region, moved into its own orders queue.
+    pub taken_over: usize,
+    /// The standby's standing after the round; `None` where this region does not write.
+    pub standing: Option<Standing>,
+    /// Why the former writer's catch-up queue could not be read (it is read again next round).
+    pub parked_problem: Option<String>,
+}
+
+/// Batches one round moves at most; the next round goes on (the caller runs one a second).
+const CATCH_UP_BATCHES: usize = 50;
+
+/// One round of the catch-up in region `here` (each region runs one, say every second; it
+/// acts only while `here` writes):
+/// - orders the peer parked in its own catch-up queue while it wrote (acknowledged while this
+///   region was dropped; then the peer lost the claim) go into this region's orders queue;
+/// - a standby recorded `Ineligible` that answers again is marked `CatchingUp` (orders reach
+///   it directly again from then on), the catch-up queue is moved into its orders queue, and
+///   once that queue is empty it is marked `Eligible`; a send that fails marks it
+///   `Ineligible` again.
+pub async fn catch_up<C: ClaimStore, E: EligibilityStore, Q: OrderIntake, P: CatchUpQueues>(
+    here: &Region,
+    pair: &RegionPair,
+    claims: &C,
+    eligibility: &E,
+    intake: &Q,
+    parked: &P,
+) -> PortResult<CatchUpRound> {
+    let mut round = CatchUpRound { moved: 0, taken_over: 0, standing: None, parked_problem: None };
+    let claim = claims.strong_read().await.proven()?;
+    if claim.writer != *here {
+        return Ok(round);
+    }
+    let standby = pair.peer_of(here)?.clone();
+    match drain(parked, &standby, intake, here).await {
+        Ok((n, _)) => round.taken_over = n,
+        Err(e) => round.parked_problem = Some(format!("{standby}'s catch-up queue: {e}")),
+    }
+    let mut standing = standing_of(eligibility, &standby, claim.epoch).await?;
+    match standing.standing {
+        Standing::Eligible => {
+            round.standing = Some(Standing::Eligible);
+            return Ok(round);
+        }
+        Standing::Ineligible => {
+            // Only a standby that answers again starts catching up.
+            if parked.reachable(&standby).await.is_err() {
+                round.standing = Some(Standing::Ineligible);
+                return Ok(round);
+            }
+            let next = standing.next(Standing::CatchingUp);
+            eligibility.write(standing.version, next.clone()).await?;
+            standing = next;
+        }
+        Standing::CatchingUp => {}
+    }
+    match drain(parked, here, intake, &standby).await {
+        Ok((n, emptied)) => {
+            round.moved = n;
+            if emptied && parked.is_empty(here).await? {
+                let next = standing.next(Standing::Eligible);
+                eligibility.write(standing.version, next).await?;
+                round.standing = Some(Standing::Eligible);
+            } else {
+                round.standing = Some(Standing::CatchingUp);
+            }
+            Ok(round)
+        }
+        Err(e) => {
+            // Best effort: the standing stays conditional, so a concurrent change wins.
+            let _ = eligibility.write(standing.version, standing.next(Standing::Ineligible)).await;
+            Err(e)
+        }
+    }
+}
+
+/// Moves what `from`'s catch-up queue holds into `to`'s orders queue, deleting each order
+/// only once sent; how many, and whether a receive came back empty.
+async fn drain<P: CatchUpQueues, Q: OrderIntake>(
+    parked: &P,
+    from: &Region,
+    intake: &Q,
+    to: &Region,
+) -> PortResult<(usize, bool)> {
+    let mut moved = 0;
+    for _ in 0..CATCH_UP_BATCHES {
+        let batch = parked.receive(from).await?;
+        if batch.is_empty() {
+            return Ok((moved, true));
+        }
+        for order in batch {
+            intake.enqueue(to, &order.body).await?;
+            parked.delete(from, &order.receipt).await?;
+            moved += 1;
+        }
+    }
+    Ok((moved, false))
+}
+
 fn not_acknowledged(why: impl Into<String>) -> SwitchyardError {
     SwitchyardError::new(ErrorName::ServiceUnavailable, format!("not acknowledged: {}", why.into()))
 }
@@ -385,5 +506,122 @@ mod tests {
         claims.set_unprovable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "no majority")));
         assert!(now(acknowledge(&r("us-east-1"), &pair, &claims, &e, &q, "{}")).is_err());
         assert!(q.held().is_empty());
+    }
+
+    /// Queues with bodies: orders queues (what was sent where) and catch-up queues (what is
+    /// parked, by receipt), some regions unreachable.
+    #[derive(Default)]
+    struct Parking {
+        down: Mutex<Vec<Region>>,
+        sent: Mutex<Vec<(Region, String)>>,
+        parked: Mutex<Vec<(Region, String, String)>>,
+    }
+
+    impl Parking {
+        fn park(&self, writer: &str, bodies: &[&str]) {
+            let mut p = self.parked.lock().expect("lock");
+            for b in bodies {
+                let receipt = format!("rh-{}", p.len());
+                p.push((r(writer), receipt, (*b).to_owned()));
+            }
+        }
+        fn sent_to(&self, region: &str) -> Vec<String> {
+            self.sent.lock().expect("lock").iter().filter(|(t, _)| *t == r(region)).map(|(_, b)| b.clone()).collect()
+        }
+        fn parked_at(&self, region: &str) -> usize {
+            self.parked.lock().expect("lock").iter().filter(|(w, _, _)| *w == r(region)).count()
+        }
+        fn check(&self, region: &Region) -> PortResult<()> {
+            if self.down.lock().expect("lock").contains(region) {
+                return Err(SwitchyardError::new(ErrorName::ServiceUnavailable, format!("{region} unreachable")));
+            }
+            Ok(())
+        }
+    }
+
+    impl OrderIntake for Parking {
+        async fn enqueue(&self, region: &Region, order: &str) -> PortResult<()> {
+            self.check(region)?;
+            self.sent.lock().expect("lock").push((region.clone(), order.to_owned()));
+            Ok(())
+        }
+        async fn enqueue_for_catch_up(&self, writer: &Region, order: &str) -> PortResult<()> {
+            self.check(writer)?;
+            self.park(writer.as_str(), &[order]);
+            Ok(())
+        }
+    }
+
+    impl CatchUpQueues for Parking {
+        async fn receive(&self, writer: &Region) -> PortResult<Vec<Parked>> {
+            self.check(writer)?;
+            let p = self.parked.lock().expect("lock");
+            Ok(p.iter()
+                .filter(|(w, _, _)| w == writer)
+                .take(10)
+                .map(|(_, receipt, body)| Parked { body: body.clone(), receipt: receipt.clone() })
+                .collect())
+        }
+        async fn delete(&self, writer: &Region, receipt: &str) -> PortResult<()> {
+            self.check(writer)?;
+            self.parked.lock().expect("lock").retain(|(w, rh, _)| !(w == writer && rh == receipt));
+            Ok(())
+        }
+        async fn is_empty(&self, writer: &Region) -> PortResult<bool> {
+            Ok(self.parked_at(writer.as_str()) == 0)
+        }
+        async fn reachable(&self, region: &Region) -> PortResult<()> {
+            self.check(region)
+        }
+    }
+
+    fn standing(e: &Standings) -> (u64, Standing) {
+        let e = now(e.read()).expect("read").expect("recorded");
+        (e.version, e.standing)
+    }
+
+    #[test]
+    fn a_standby_that_answers_again_gets_every_parked_order_then_becomes_eligible() {
+        let (pair, claims, e, _) = setup(Standing::Ineligible);
+        let q = Parking::default();
+        let bodies: Vec<String> = (0..23).map(|i| format!("o{i}")).collect();
+        q.park("us-east-1", &bodies.iter().map(String::as_str).collect::<Vec<_>>());
+        q.down.lock().expect("lock").push(r("us-east-2"));
+        let round = now(catch_up(&r("us-east-1"), &pair, &claims, &e, &q, &q)).expect("round");
+        assert_eq!((round.moved, round.standing), (0, Some(Standing::Ineligible)), "the standby does not answer");
+        assert_eq!(standing(&e), (1, Standing::Ineligible));
+        q.down.lock().expect("lock").clear();
+        let round = now(catch_up(&r("us-east-1"), &pair, &claims, &e, &q, &q)).expect("round");
+        assert_eq!((round.moved, round.standing), (23, Some(Standing::Eligible)));
+        assert_eq!(standing(&e), (3, Standing::Eligible), "through CatchingUp (version 2)");
+        assert_eq!(q.sent_to("us-east-2"), bodies, "every parked order, in order");
+        assert_eq!(q.parked_at("us-east-1"), 0);
+    }
+
+    #[test]
+    fn a_send_that_fails_mid_catch_up_keeps_the_order_parked_and_the_standby_ineligible() {
+        let (pair, claims, e, _) = setup(Standing::CatchingUp);
+        let q = Parking::default();
+        q.park("us-east-1", &["o1"]);
+        q.down.lock().expect("lock").push(r("us-east-2"));
+        assert!(now(catch_up(&r("us-east-1"), &pair, &claims, &e, &q, &q)).is_err());
+        assert_eq!(standing(&e), (2, Standing::Ineligible));
+        assert_eq!(q.parked_at("us-east-1"), 1, "deleted before it reached the standby");
+    }
+
+    #[test]
+    fn a_new_writer_takes_in_what_the_former_writer_parked_for_it() {
+        // us-east-2 writes now; us-east-1 parked orders for it while it was the writer.
+        let (pair, claims, e, _) = setup(Standing::Eligible);
+        claims.set(claim(2, "us-east-2"));
+        let q = Parking::default();
+        q.park("us-east-1", &["o1", "o2"]);
+        let round = now(catch_up(&r("us-east-2"), &pair, &claims, &e, &q, &q)).expect("round");
+        assert_eq!((round.taken_over, round.moved), (2, 0));
+        assert_eq!(q.sent_to("us-east-2"), ["o1", "o2"]);
+        // The region that does not write does nothing.
+        q.park("us-east-1", &["o3"]);
+        let idle = now(catch_up(&r("us-east-1"), &pair, &claims, &e, &q, &q)).expect("round");
+        assert_eq!((idle.taken_over, idle.standing), (0, None));
     }
 }

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use switchyard_aws::{AwsTarget, control_table::ControlTable, sdk_config};
 use switchyard_core::{
     ErrorName, Region, SwitchyardError, ingress,
-    ingress::{EligibilityStore, OrderIntake, Standing},
+    ingress::{CatchUpQueues, OrderIntake, Parked},
     order,
-    ports::{ClaimStore, PortResult, ReplicationMonitor},
+    ports::{PortResult, ReplicationMonitor},
 };
 use switchyard_postgres::PgNode;
 use tokio::net::TcpStream;
@@ -106,27 +106,6 @@ async fn region_view(world: &World, region: &Region) -> (ControlTable, Queues) {
     view
 }
 
-/// Moves what `former`'s catch-up queue holds into `writer`'s orders queue.
-async fn take_over_parked(world: &World, queues: &Queues, former: &Region, writer: &Region) -> PortResult<()> {
-    let (sqs, url) = queues.queue(former, &world.deployment.regional_names(former).orders_catch_up).await?;
-    loop {
-        let got = tokio::time::timeout(
-            CALL_DEADLINE,
-            sqs.receive_message().queue_url(&url).max_number_of_messages(10).visibility_timeout(30).send(),
-        )
-        .await
-        .map_err(|_| unavailable(format!("{former} did not answer")))?
-        .map_err(|e| unavailable(format!("ReceiveMessage: {e}")))?;
-        if got.messages().is_empty() {
-            return Ok(());
-        }
-        for m in got.messages() {
-            queues.enqueue(writer, m.body().unwrap_or_default()).await?;
-            let _ = sqs.delete_message().queue_url(&url).set_receipt_handle(m.receipt_handle.clone()).send().await;
-        }
-    }
-}
-
 fn unavailable(what: String) -> SwitchyardError {
     SwitchyardError::new(ErrorName::ServiceUnavailable, what)
 }
@@ -169,8 +148,54 @@ impl Queues {
     }
 }
 
-impl Queues {
-    /// Whether `region`'s SQS answers from here, within the call deadline.
+impl CatchUpQueues for Queues {
+    async fn receive(&self, writer: &Region) -> PortResult<Vec<Parked>> {
+        let (sqs, url) = self.queue(writer, &self.deployment.regional_names(writer).orders_catch_up).await?;
+        let receive = sqs.receive_message().queue_url(&url).max_number_of_messages(10).visibility_timeout(30).send();
+        let got = tokio::time::timeout(CALL_DEADLINE, receive)
+            .await
+            .map_err(|_| unavailable(format!("{writer}'s catch-up queue did not answer in {CALL_DEADLINE:?}")))?
+            .map_err(|e| unavailable(format!("{writer}'s catch-up queue: ReceiveMessage: {e}")))?;
+        Ok(got
+            .messages()
+            .iter()
+            .map(|m| Parked {
+                body: m.body().unwrap_or_default().to_owned(),
+                receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, writer: &Region, receipt: &str) -> PortResult<()> {
+        let (sqs, url) = self.queue(writer, &self.deployment.regional_names(writer).orders_catch_up).await?;
+        let delete = sqs.delete_message().queue_url(&url).receipt_handle(receipt).send();
+        match tokio::time::timeout(CALL_DEADLINE, delete).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(format!("{writer}'s catch-up queue: DeleteMessage: {e}"))),
+            Err(_) => Err(unavailable(format!("{writer}'s catch-up queue did not answer in {CALL_DEADLINE:?}"))),
+        }
+    }
+
+    /// Visible plus in-flight messages, from SQS's approximate counts: exact in moto; in AWS
+    /// "empty" needs the counts to stay zero over a minute (they are eventually consistent).
+    async fn is_empty(&self, writer: &Region) -> PortResult<bool> {
+        use aws_sdk_sqs::types::QueueAttributeName::{
+            ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+        };
+        let (sqs, url) = self.queue(writer, &self.deployment.regional_names(writer).orders_catch_up).await?;
+        let asked = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(ApproximateNumberOfMessages)
+            .attribute_names(ApproximateNumberOfMessagesNotVisible)
+            .send();
+        let attrs = tokio::time::timeout(CALL_DEADLINE, asked)
+            .await
+            .map_err(|_| unavailable(format!("{writer}'s catch-up queue did not answer in {CALL_DEADLINE:?}")))?
+            .map_err(|e| unavailable(format!("{writer}'s catch-up queue: GetQueueAttributes: {e}")))?;
+        Ok(attrs.attributes().into_iter().flatten().filter_map(|(_, v)| v.parse::<u64>().ok()).sum::<u64>() == 0)
+    }
+
     async fn reachable(&self, region: &Region) -> PortResult<()> {
         let sqs = self.sqs.get(region).ok_or_else(|| unavailable(format!("no path to {region}")))?;
         match tokio::time::timeout(CALL_DEADLINE, sqs.list_queues().send()).await {
@@ -191,10 +216,8 @@ impl OrderIntake for Queues {
     }
 }
 
-/// The catch-up, in each region's API (the stand-in for a scheduled function in AWS): when
-/// this region writes and its standby is not eligible, it marks it `CatchingUp`, moves its
-/// catch-up queue into the standby's orders queue, and marks it `Eligible` once that queue is
-/// empty; a failed send marks it `Ineligible` again.
+/// The catch-up, in each region's API (the stand-in for a scheduled function in AWS): one
+/// round of `core::ingress::catch_up` a second.
 pub async fn catch_up(world: Arc<World>, region: Region) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -210,71 +233,18 @@ async fn catch_up_once(world: &World, region: &Region) -> PortResult<()> {
         return Ok(());
     }
     let (claims, queues) = region_view(world, region).await;
-    let claim = tokio::time::timeout(CALL_DEADLINE, claims.strong_read())
+    let round = ingress::catch_up(region, &world.deployment.regions, &claims, &claims, &queues, &queues);
+    let round = tokio::time::timeout(CALL_DEADLINE * 6, round)
         .await
-        .map_err(|_| SwitchyardError::new(ErrorName::ServiceUnavailable, "claim read timed out"))?
-        .proven()?;
-    if claim.writer != *region {
-        return Ok(());
+        .map_err(|_| unavailable("the catch-up round did not finish in time".to_owned()))??;
+    if let Some(problem) = &round.parked_problem {
+        eprintln!("catch-up in {region}: {problem}");
     }
-    let standby = world.deployment.regions.peer_of(region)?.clone();
-    // Orders a former writer parked for this region (acknowledged while it was dropped, the
-    // former writer then lost the claim) come here, while that region answers.
-    if let Err(e) = take_over_parked(world, &queues, &standby, region).await {
-        eprintln!("catch-up in {region}: {standby}'s catch-up queue: {e}");
+    if round.moved + round.taken_over > 0 {
+        eprintln!(
+            "catch-up in {region}: {} orders to the standby, {} parked orders taken in; standby {:?}",
+            round.moved, round.taken_over, round.standing
+        );
     }
-    let mut standing = ingress::standing_of(&claims, &standby, claim.epoch).await?;
-    match standing.standing {
-        Standing::Eligible => return Ok(()),
-        Standing::Ineligible => {
-            // Reachable again? Only then start.
-            queues.reachable(&standby).await?;
-            let next = standing.next(Standing::CatchingUp);
-            EligibilityStore::write(&claims, standing.version, next.clone()).await?;
-            eprintln!("catch-up in {region}: {standby} catching up");
-            standing = next;
-        }
-        Standing::CatchingUp => {}
-    }
-    let (sqs, url) = queues.queue(region, &world.deployment.regional_names(region).orders_catch_up).await?;
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .visibility_timeout(30)
-            .send()
-            .await
-            .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("ReceiveMessage: {e}")))?;
-        if got.messages().is_empty() {
-            let attrs = sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await
-                .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("GetQueueAttributes: {e}")))?;
-            let left: u64 = attrs.attributes().into_iter().flatten().filter_map(|(_, v)| v.parse::<u64>().ok()).sum();
-            if left == 0 {
-                EligibilityStore::write(&claims, standing.version, standing.next(Standing::Eligible)).await?;
-                eprintln!("catch-up in {region}: {standby} holds every order acknowledged without it: eligible");
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        for m in got.messages() {
-            if let Err(e) = queues.enqueue(&standby, m.body().unwrap_or_default()).await {
-                let _ = EligibilityStore::write(&claims, standing.version, standing.next(Standing::Ineligible)).await;
-                return Err(e);
-            }
-            sqs.delete_message()
-                .queue_url(&url)
-                .set_receipt_handle(m.receipt_handle.clone())
-                .send()
-                .await
-                .map_err(|e| SwitchyardError::new(ErrorName::ServiceUnavailable, format!("DeleteMessage: {e}")))?;
-        }
-    }
+    Ok(())
 }
