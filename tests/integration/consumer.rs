@@ -97,6 +97,15 @@ async fn wait_depth(source: &OrdersEventSource<'_>, url: &str, n: u64) -> anyhow
     .await
 }
 
+/// Receives up to ten visible messages of a queue and deletes them (what a test leaves).
+async fn delete_visible(source: &OrdersEventSource<'_>, url: &str) -> anyhow::Result<()> {
+    let got = source.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await?;
+    for m in got.messages() {
+        source.sqs.delete_message().queue_url(url).set_receipt_handle(m.receipt_handle.clone()).send().await?;
+    }
+    Ok(())
+}
+
 /// Order ids with `prefix` in a database.
 async fn applied(node: &PgNode, prefix: &str) -> anyhow::Result<BTreeSet<String>> {
     let rows =
@@ -193,16 +202,7 @@ async fn mixed_batch(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(source.depth(&source.dlq_url).await? == 3, "poison not in the DLQ after {polls} polls");
     ensure!(source.depth(&source.queue_url).await? == 0, "messages left on the queue");
     // Empty the DLQ for the other tests.
-    let dlq = source.sqs.receive_message().queue_url(&source.dlq_url).max_number_of_messages(10).send().await?;
-    for m in dlq.messages() {
-        source
-            .sqs
-            .delete_message()
-            .queue_url(&source.dlq_url)
-            .set_receipt_handle(m.receipt_handle.clone())
-            .send()
-            .await?;
-    }
+    delete_visible(&source, &source.dlq_url).await?;
     Ok(())
 }
 
@@ -318,16 +318,7 @@ async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
     tokio::time::sleep(SHADOW_RECHECK + Duration::from_millis(500)).await;
     let after = east2.drain(3).await?;
     // Leave nothing for later tests, whatever happened.
-    for m in east2.sqs.receive_message().queue_url(&east2.queue_url).max_number_of_messages(10).send().await?.messages()
-    {
-        east2
-            .sqs
-            .delete_message()
-            .queue_url(&east2.queue_url)
-            .set_receipt_handle(m.receipt_handle.clone())
-            .send()
-            .await?;
-    }
+    delete_visible(&east2, &east2.queue_url).await?;
     let dlq_depth = east2.depth(&east2.dlq_url).await?;
     let (east2_polls, east1_polls) = (east2_polls?, east1_polls?);
     no_function_error(&east2_polls)?;
@@ -366,15 +357,7 @@ async fn recheck(sb: &Sandbox) -> anyhow::Result<()> {
     let waited = started.elapsed();
     // Leave nothing for later tests: the replica never gets this order.
     eventually(Duration::from_secs(70), "the test order gone", || async {
-        for m in east2.sqs.receive_message().queue_url(&east2.queue_url).send().await?.messages() {
-            east2
-                .sqs
-                .delete_message()
-                .queue_url(&east2.queue_url)
-                .set_receipt_handle(m.receipt_handle.clone())
-                .send()
-                .await?;
-        }
+        delete_visible(&east2, &east2.queue_url).await?;
         Ok((east2.depth(&east2.queue_url).await? == 0).then_some(()))
     })
     .await?;
