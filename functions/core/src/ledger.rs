@@ -274,11 +274,20 @@ struct LedgerState {
     lock: Option<Lock>,
     last: Option<HandoverRecord>,
     timelines: std::collections::BTreeMap<String, Timeline>,
+    /// How many of the next `record_handover` calls are throttled (a test's fault).
+    throttled_handovers: u32,
 }
 
 impl InMemoryLedger {
     fn state(&self) -> PortResult<std::sync::MutexGuard<'_, LedgerState>> {
         self.state.lock().map_err(|_| SwitchyardError::new(ErrorName::Internal, "ledger poisoned"))
+    }
+
+    /// The next `n` handover writes fail with `Throttled` (DynamoDB throttling mid-record).
+    pub fn throttle_next_handovers(&self, n: u32) {
+        if let Ok(mut s) = self.state() {
+            s.throttled_handovers = n;
+        }
     }
 }
 
@@ -307,6 +316,10 @@ impl ExecutionLedger for InMemoryLedger {
 
     async fn record_handover(&self, record: &HandoverRecord) -> PortResult<()> {
         let mut s = self.state()?;
+        if s.throttled_handovers > 0 {
+            s.throttled_handovers -= 1;
+            return Err(SwitchyardError::new(ErrorName::Throttled, "handover write throttled"));
+        }
         // Never let an older handover replace a newer one.
         if s.last.as_ref().is_none_or(|l| l.epoch <= record.epoch) {
             s.last = Some(record.clone());

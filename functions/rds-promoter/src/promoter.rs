@@ -358,8 +358,27 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
     async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<RecordResult, SwitchyardError> {
         let claim = self.registry.strong_read().await.proven()?;
         match claim.plan_handover(req.expected_epoch, &req.target_region)? {
+            // Bumped already: by this execution's earlier attempt, whose later writes may have
+            // failed (a throttled handover write), or by another. Each write below is
+            // idempotent, so the retry finishes whatever is missing.
             Handover::AlreadyDone(claim) => {
-                Ok(RecordResult { state: StepState::Done, claim, changed: false, peer_table: None })
+                let handover = match self.ledger.last_handover().await? {
+                    Some(last) if last.epoch >= claim.epoch => last,
+                    _ => {
+                        let handover = self.handover_record(req, &claim);
+                        self.ledger.record_handover(&handover).await?;
+                        handover
+                    }
+                };
+                self.mark(req, |t| {
+                    if t.epoch.is_none() {
+                        t.promoted = Some(handover.at);
+                        t.epoch = Some(claim.epoch);
+                    }
+                })
+                .await?;
+                let peer = self.tell_peer(req.expected_epoch, &claim, &handover).await;
+                Ok(RecordResult { state: StepState::Done, claim, changed: false, peer_table: Some(peer) })
             }
             Handover::Bump(next) => {
                 // Never name a writer that cannot write.
@@ -370,13 +389,7 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
                     ));
                 }
                 self.registry.bump(req.expected_epoch, next.clone()).await?;
-                let handover = HandoverRecord {
-                    epoch: next.epoch,
-                    writer: next.writer.clone(),
-                    at: Timestamp::now(),
-                    execution: req.execution.clone().unwrap_or_else(|| "direct-invocation".to_owned()),
-                    mode: req.mode,
-                };
+                let handover = self.handover_record(req, &next);
                 self.ledger.record_handover(&handover).await?;
                 self.mark(req, |t| {
                     t.promoted = Some(handover.at);
@@ -386,6 +399,16 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
                 let peer = self.tell_peer(req.expected_epoch, &next, &handover).await;
                 Ok(RecordResult { state: StepState::Done, claim: next, changed: true, peer_table: Some(peer) })
             }
+        }
+    }
+
+    fn handover_record(&self, req: &PromoteRequest, claim: &WriterClaim) -> HandoverRecord {
+        HandoverRecord {
+            epoch: claim.epoch,
+            writer: claim.writer.clone(),
+            at: Timestamp::now(),
+            execution: req.execution.clone().unwrap_or_else(|| "direct-invocation".to_owned()),
+            mode: req.mode,
         }
     }
 
@@ -667,6 +690,28 @@ mod tests {
             for action in [PromoterAction::Gate, PromoterAction::Record] {
                 assert_eq!(step(&p, action, FailoverMode::Unplanned, false).await.err(), Some(ErrorName::StaleEpoch));
             }
+        }
+
+        /// Review C2 (amplifier) / #17 schedule 4: the epoch write succeeded, then the handover
+        /// write was throttled. The retry saw `AlreadyDone` and skipped the handover (so the
+        /// cooldown was lost), the timeline's marks and the peer copy.
+        #[tokio::test]
+        async fn a_record_retried_after_a_partial_failure_finishes_the_handover() {
+            use PromoterAction::*;
+            let p = promoter();
+            let unplanned = FailoverMode::Unplanned;
+            assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
+            p.ledger.throttle_next_handovers(1);
+            assert_eq!(step(&p, Record, unplanned, false).await.err(), Some(ErrorName::Throttled));
+            assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(2)), "bumped");
+            let Ok(Answer::Record(r)) = step(&p, Record, unplanned, false).await else { panic!("record retried") };
+            assert!(!r.result.changed);
+            let last = p.ledger.last_handover().await.expect("read").map(|h| (h.epoch, h.writer));
+            assert_eq!(last, Some((WriterEpoch(2), region("us-east-2"))), "the handover (the cooldown's start)");
+            let (peer_claims, peer_ledger) = p.peer.as_ref().expect("peer");
+            assert_eq!(peer_claims.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(2)), "peer claim");
+            let peer_last = peer_ledger.last_handover().await.expect("read").map(|h| h.epoch);
+            assert_eq!(peer_last, Some(WriterEpoch(2)), "peer handover");
         }
 
         #[tokio::test]
