@@ -20,7 +20,7 @@ use switchyard_sandbox::{
 };
 use switchyard_tests::{eventually, own_sandbox_trial, sandbox_trial};
 
-use crate::promoter::{ok, request, until_done};
+use crate::promoter::{begin, ok, request, until_done};
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -413,6 +413,7 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
 
     // Unplanned failover to us-east-2 through rds-promoter, as the state machine runs it.
     let promoter = sb.lambda("us-east-2")?;
+    begin(promoter, "unplanned").await?;
     let mut check = request("gate", "unplanned", 1);
     check["allowDataLoss"] = json!(true);
     ok(promoter, check).await?;

@@ -29,11 +29,32 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("promoter::lag_gate_refuses_unplanned_failover_unless_data_loss_is_allowed", |sb| {
             Box::pin(lag_gate(sb))
         }),
+        sandbox_trial("promoter::a_promote_outside_a_gated_execution_is_refused", |sb| Box::pin(ungated(sb))),
     ]
 }
 
+/// The execution the direct-invocation tests play: `begin` takes the lock for it, and every
+/// step names it (fence and promote run only inside a gated execution).
+const EXECUTION: &str = "direct-test";
+
 pub(crate) fn request(action: &str, mode: &str, expected_epoch: u64) -> Value {
-    json!({ "action": action, "targetRegion": "us-east-2", "mode": mode, "expectedEpoch": expected_epoch })
+    json!({
+        "action": action, "targetRegion": "us-east-2", "mode": mode, "expectedEpoch": expected_epoch,
+        "execution": EXECUTION,
+    })
+}
+
+/// Begins [`EXECUTION`] in us-east-2, as a state machine's first step does.
+pub(crate) async fn begin(service: &LambdaService, mode: &str) -> anyhow::Result<Value> {
+    let begin = json!({
+        "action": "begin", "mode": mode, "execution": EXECUTION,
+        "startedAt": switchyard_core::order::Timestamp::now().to_string(),
+    });
+    match service.invoke("rds-promoter", &begin).await? {
+        Invocation::Ok(v) if v["outcome"] == "acquired" => Ok(v),
+        Invocation::Ok(v) => bail!("begin: {v}"),
+        Invocation::FunctionError { error_type, error_message } => bail!("begin: {error_type}: {error_message}"),
+    }
 }
 
 pub(crate) async fn ok(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
@@ -67,6 +88,7 @@ pub(crate) async fn until_done(service: &LambdaService, payload: Value) -> anyho
 /// need only us-east-2.
 async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
     let east2 = sb.lambda("us-east-2")?;
+    begin(east2, "unplanned").await?;
     sb.crash_database("us-east-1")?;
 
     // The writer is gone: the lag is bounded from the replica alone (the age of its last
@@ -95,6 +117,27 @@ async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// #17 schedule 7: the promoter invoked directly with `promote` (and allowDataLoss) used to
+/// fail the database over with no lock, no lag gate and no epoch check. Here it is refused,
+/// with or without an execution name that never began, and the replica stays a replica.
+async fn ungated(sb: &Sandbox) -> anyhow::Result<()> {
+    let east2 = sb.lambda("us-east-2")?;
+    let mut bare = request("promote", "unplanned", 1);
+    bare["allowDataLoss"] = json!(true);
+    let mut anonymous = bare.clone();
+    anonymous.as_object_mut().context("object")?.remove("execution");
+    for (what, payload) in [("no execution", anonymous), ("an execution that never began", bare)] {
+        let (kind, message) = refused(east2, payload).await?;
+        ensure!(kind == "Ungated", "{what}: {kind}: {message}");
+    }
+    let mut fence = request("fence", "unplanned", 1);
+    fence.as_object_mut().context("object")?.remove("execution");
+    ensure!(refused(east2, fence).await?.0 == "Ungated", "a direct fence");
+    ensure!(!sb.node("us-east-2")?.accepts_writes().await?, "the replica was promoted");
+    ensure!(sb.node("us-east-1")?.accepts_writes().await?, "the writer was fenced");
+    Ok(())
+}
+
 async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     let east2 = sb.lambda("us-east-2")?;
     let (old, new) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
@@ -105,6 +148,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     let (kind, _) = refused(sb.lambda("us-east-1")?, request("promote", "planned", 1)).await?;
     ensure!(kind == "InvalidInput", "the us-east-1 promoter promoted us-east-2: {kind}");
 
+    begin(east2, "planned").await?;
     let check = ok(east2, request("gate", "planned", 1)).await?;
     ensure!(check["handover"] == "bump" && check["gate"]["mode"] == "planned", "check: {check}");
     until_done(east2, request("fence", "planned", 1)).await?;

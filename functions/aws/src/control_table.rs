@@ -200,13 +200,13 @@ impl ControlTable {
             .map_err(|e| classify("GetItem", &e))?;
         Ok(out.item)
     }
-
-    async fn held_lock(&self) -> PortResult<Option<Lock>> {
-        self.get(LOCK_KEY).await?.map(|item| from_json(&item, "lock")).transpose()
-    }
 }
 
 impl ExecutionLedger for ControlTable {
+    async fn held_lock(&self) -> PortResult<Option<Lock>> {
+        self.get(LOCK_KEY).await?.map(|item| from_json(&item, "lock")).transpose()
+    }
+
     async fn acquire(&self, lock: &Lock) -> PortResult<LockOutcome> {
         // Twice: a lock released between the refused write and the read is worth one retry.
         for _ in 0..2 {

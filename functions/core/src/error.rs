@@ -59,6 +59,9 @@ error_names! {
     CooldownActive => Precondition,
     /// A readiness rule failed, so the standby cannot take over now.
     NotReady => Precondition,
+    /// A destructive step (fence, promote) outside an execution that holds the failover lock
+    /// and whose gate recorded its decision for this epoch and target.
+    Ungated => Precondition,
     /// The event or request is malformed.
     InvalidInput => Fatal,
     /// Required configuration is absent or unparsable.

@@ -255,6 +255,8 @@ impl Timeline {
 pub trait ExecutionLedger: Send + Sync {
     /// Takes the lock if [`Lock::may_take`] allows it, atomically; otherwise says why not.
     fn acquire(&self, lock: &Lock) -> impl Future<Output = PortResult<LockOutcome>> + Send;
+    /// The lock as stored (strongly consistent), expired or not.
+    fn held_lock(&self) -> impl Future<Output = PortResult<Option<Lock>>> + Send;
     /// Releases the lock if `owner` holds it; `false` when it did not (nothing changes).
     fn release(&self, owner: &str) -> impl Future<Output = PortResult<bool>> + Send;
     fn last_handover(&self) -> impl Future<Output = PortResult<Option<HandoverRecord>>> + Send;
@@ -299,6 +301,10 @@ impl ExecutionLedger for InMemoryLedger {
             return Ok(LockOutcome::Acquired);
         }
         Ok(s.lock.as_ref().map(|held| Lock::refusal(held, &lock.incident)).unwrap_or(LockOutcome::Acquired))
+    }
+
+    async fn held_lock(&self) -> PortResult<Option<Lock>> {
+        Ok(self.state()?.lock.clone())
     }
 
     async fn release(&self, owner: &str) -> PortResult<bool> {

@@ -241,6 +241,9 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
         }
         let old_writer = d.regions.peer_of(&req.target_region)?.clone();
         let (target, old) = (&req.target_region, &old_writer);
+        if matches!(req.action, PromoterAction::Fence | PromoterAction::Promote) {
+            self.check_gated(&req).await?;
+        }
         let answer = match req.action {
             PromoterAction::Gate => Answer::Gate(envelope(&req, self.gate(&req, old, target).await?)),
             PromoterAction::Fence => Answer::Fence(envelope(
@@ -285,6 +288,39 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
         Ok(answer)
     }
 
+    /// Fence and promote act on databases: only inside an execution that holds the failover
+    /// lock now and whose gate recorded its decision for this handover (the timeline of the
+    /// incident `expectedEpoch` → `targetRegion`, marked `decided`). A direct invocation, a
+    /// late task of an execution that lost its lock, or a step that skipped the gate is
+    /// `Ungated`.
+    async fn check_gated(&self, req: &PromoteRequest) -> Result<(), SwitchyardError> {
+        let action = if req.action == PromoterAction::Fence { "fence" } else { "promote" };
+        let ungated = |why: String| SwitchyardError::new(ErrorName::Ungated, format!("{action} refused: {why}"));
+        let Some(execution) = &req.execution else {
+            return Err(ungated(
+                "it runs only inside an execution (begin takes the lock, gate records its decision); this request names none"
+                    .into(),
+            ));
+        };
+        let now = Timestamp::now();
+        match self.ledger.held_lock().await? {
+            Some(lock) if lock.owner == *execution && lock.expires_at > now => {}
+            Some(lock) if lock.owner == *execution => {
+                return Err(ungated(format!("execution {execution}'s lock expired at {}", lock.expires_at)));
+            }
+            Some(lock) => return Err(ungated(format!("the failover lock is held by {}, not {execution}", lock.owner))),
+            None => return Err(ungated(format!("execution {execution} does not hold the failover lock"))),
+        }
+        let incident = switchyard_core::ledger::incident(req.expected_epoch, &req.target_region);
+        match self.ledger.timeline(execution).await? {
+            Some(t) if t.incident == incident && t.decided.is_some() => Ok(()),
+            Some(t) if t.incident != incident => {
+                Err(ungated(format!("execution {execution} handles incident {}, not {incident}", t.incident)))
+            }
+            _ => Err(ungated(format!("execution {execution} has no gate decision for {incident}"))),
+        }
+    }
+
     /// Adds marks to the request's execution timeline, if it names one that exists.
     async fn mark(&self, req: &PromoteRequest, change: impl FnOnce(&mut Timeline)) -> Result<(), SwitchyardError> {
         let Some(execution) = &req.execution else { return Ok(()) };
@@ -298,6 +334,8 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
     async fn gate(&self, req: &PromoteRequest, old: &Region, target: &Region) -> Result<GateResult, SwitchyardError> {
         let claim = self.registry.strong_read().await.proven()?;
         if let Handover::AlreadyDone(claim) = claim.plan_handover(req.expected_epoch, &req.target_region)? {
+            // Decided: nothing left to gate (a rerun finishes the steps, which are idempotent).
+            self.mark(req, |t| t.decided = t.decided.or(Some(Timestamp::now()))).await?;
             return Ok(GateResult { handover: HandoverPlan::AlreadyDone, claim, gate: None, lag_measured_from: None });
         }
         let last = self.ledger.last_handover().await?;
@@ -532,14 +570,28 @@ mod tests {
             Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), Some(peer), engine)
         }
 
+        /// Begins execution `name` in us-east-2 (the lock and the timeline), as the state
+        /// machine's first step does.
+        async fn begin(p: &Twin, name: &str) {
+            let begin = serde_json::json!({
+                "action": "begin", "mode": "unplanned", "execution": name,
+                "startedAt": Timestamp::now().to_string(),
+            });
+            p.handle_any(begin).await.expect("begin");
+        }
+
+        /// One step of the execution "flow" (begun on first use), as the state machine runs it.
         async fn step(p: &Twin, action: PromoterAction, mode: FailoverMode, allow: bool) -> Result<Answer, ErrorName> {
+            if p.ledger.timeline("flow").await.ok().flatten().is_none() {
+                begin(p, "flow").await;
+            }
             let req = PromoteRequest {
                 action,
                 target_region: region("us-east-2"),
                 mode,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss: allow,
-                execution: None,
+                execution: Some("flow".to_owned()),
             };
             p.handle(req).await.map_err(|e| e.name)
         }
@@ -692,6 +744,52 @@ mod tests {
             }
         }
 
+        /// #17 schedule 7: invoking the promoter directly with `promote` failed the database
+        /// over (with data loss allowed) with no lock, no lag gate and no epoch check. Fence and
+        /// promote now run only inside an execution that holds the lock and whose gate step
+        /// recorded its decision for this epoch and target.
+        #[tokio::test]
+        async fn fence_and_promote_run_only_inside_a_gated_execution() {
+            use PromoterAction::*;
+            let p = promoter();
+            let unplanned = FailoverMode::Unplanned;
+            let named = |action, execution: Option<&str>| PromoteRequest {
+                action,
+                target_region: region("us-east-2"),
+                mode: unplanned,
+                expected_epoch: WriterEpoch(1),
+                allow_data_loss: true,
+                execution: execution.map(str::to_owned),
+            };
+            let refused = |a: Result<Answer, SwitchyardError>| a.err().map(|e| e.name.as_str());
+            for action in [Fence, Promote] {
+                assert_eq!(
+                    refused(p.handle(named(action, None)).await),
+                    Some("Ungated"),
+                    "{action:?} without an execution"
+                );
+                assert_eq!(
+                    refused(p.handle(named(action, Some("x"))).await),
+                    Some("Ungated"),
+                    "{action:?} without the lock"
+                );
+            }
+            begin(&p, "x").await;
+            for action in [Fence, Promote] {
+                assert_eq!(
+                    refused(p.handle(named(action, Some("x"))).await),
+                    Some("Ungated"),
+                    "{action:?} before the gate"
+                );
+            }
+            assert_eq!(p.engine.promotions_started(), 0);
+            p.handle(named(Gate, Some("x"))).await.expect("gate");
+            p.handle(named(Fence, Some("x"))).await.expect("fence after the gate");
+            p.handle(named(Promote, Some("x"))).await.expect("promote after the gate");
+            // Another execution, without the lock, still may not.
+            assert_eq!(refused(p.handle(named(Promote, Some("y"))).await), Some("Ungated"));
+        }
+
         /// Review C2 (amplifier) / #17 schedule 4: the epoch write succeeded, then the handover
         /// write was throttled. The retry saw `AlreadyDone` and skipped the handover (so the
         /// cooldown was lost), the timeline's marks and the peer copy.
@@ -700,6 +798,8 @@ mod tests {
             use PromoterAction::*;
             let p = promoter();
             let unplanned = FailoverMode::Unplanned;
+            p.engine.set_lag_from_target(lag(5.0));
+            step(&p, Gate, unplanned, false).await.expect("gate");
             assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
             p.ledger.throttle_next_handovers(1);
             assert_eq!(step(&p, Record, unplanned, false).await.err(), Some(ErrorName::Throttled));
@@ -811,8 +911,19 @@ mod tests {
                 mode: FailoverMode::Unplanned,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss,
-                execution: None,
+                execution: Some("x".to_owned()),
             }
+        }
+
+        /// Execution "x" has begun (the lock) and its gate decided (the timeline's mark).
+        async fn gated(p: &Promoter<InMemoryClaimStore, InMemoryLedger, AuroraEngine>) {
+            let begin = serde_json::json!({
+                "action": "begin", "mode": "unplanned", "execution": "x", "startedAt": Timestamp::now().to_string(),
+            });
+            p.handle_any(begin).await.expect("begin");
+            let mut t = p.ledger.timeline("x").await.expect("read").expect("timeline");
+            t.decided = Some(Timestamp::now());
+            p.ledger.save_timeline(&t).await.expect("saved");
         }
 
         #[tokio::test]
@@ -841,6 +952,7 @@ mod tests {
                 .then_output(|| FailoverGlobalClusterOutput::builder().build());
             let before = writer_is(EAST1);
             let p = promoter(&[&before, &failover], &[]);
+            gated(&p).await;
             let fenced = p.handle(request(PromoterAction::Fence, false)).await.expect("done");
             assert!(matches!(fenced, Answer::Fence(f) if f.result.state == FenceState::Done));
             let promoted = p.handle(request(PromoterAction::Promote, false)).await.expect("promote");
@@ -852,6 +964,7 @@ mod tests {
 
             let after = writer_is(EAST2);
             let p = promoter(&[&after, &failover], &[]);
+            gated(&p).await;
             let promoted = p.handle(request(PromoterAction::Promote, false)).await.expect("done");
             assert!(matches!(promoted, Answer::Promote(p) if p.result.state == StepState::Done));
             assert_eq!(failover.num_calls(), 1, "a finished failover was started again");
