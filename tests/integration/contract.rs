@@ -216,12 +216,7 @@ fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
         }
         ("${RdsPromoterFunctionArn}", Some("record")) => step(
             PromoterAction::Record,
-            serde_json::to_value(RecordResult {
-                state: StepState::Done,
-                claim: claim.clone(),
-                changed: false,
-                peer_table: None,
-            })?,
+            serde_json::to_value(RecordResult { state: StepState::Done, claim: claim.clone(), changed: false })?,
         )?,
         ("${RdsPromoterFunctionArn}", Some("end")) => serde_json::to_value(EndAnswer {
             timeline: Timeline::start("x", "i", FailoverMode::Unplanned, east1.clone(), east2.clone(), now),

@@ -96,7 +96,7 @@ async fn guard_clean() -> anyhow::Result<()> {
 
 type Breakage = (&'static str, usize, fn(&mut Value));
 
-/// One way to break each rule: (rule, template index 0 global / 1 primary, the edit).
+/// One way to break each rule: (rule, template index 0 global / 1 primary / 2 standby, the edit).
 fn breakages() -> Vec<Breakage> {
     fn r<'a>(t: &'a mut Value, id: &str) -> &'a mut Value {
         &mut t["Resources"][id]["Properties"]
@@ -107,9 +107,13 @@ fn breakages() -> Vec<Breakage> {
     vec![
         ("queues_encrypted_with_kms", 1, |t| remove(r(t, "OrdersQueue"), "KmsMasterKeyId")),
         ("topics_encrypted_with_kms", 1, |t| remove(r(t, "AlertsTopic"), "KmsMasterKeyId")),
-        ("tables_encrypted_with_a_customer_key", 1, |t| {
-            r(t, "ControlTable")["SSESpecification"] = json!({ "SSEEnabled": false })
+        ("global_tables_encrypted_with_customer_keys", 2, |t| {
+            remove(&mut r(t, "ControlTable")["Replicas"][1], "SSESpecification")
         }),
+        ("claim_store_strongly_consistent", 2, |t| {
+            r(t, "ControlTable")["TimeToLiveSpecification"] = json!({ "AttributeName": "expires", "Enabled": true })
+        }),
+        ("global_tables_tagged", 2, |t| remove(&mut r(t, "ControlTable")["Replicas"][0], "Tags")),
         ("log_groups_encrypted_and_bounded", 1, |t| remove(r(t, "HealthProbeLogGroup"), "KmsKeyId")),
         ("database_encrypted_protected_backed_up", 1, |t| r(t, "Cluster")["DeletionProtection"] = json!(false)),
         ("global_database_encrypted", 0, |t| r(t, "GlobalCluster")["StorageEncrypted"] = json!(false)),
@@ -290,11 +294,33 @@ async fn names_match_the_code() -> anyhow::Result<()> {
                     vec![n.orders_queue.clone(), n.orders_dlq.clone(), n.orders_catch_up.clone()],
                 ),
                 ("AWS::SNS::Topic", "TopicName", vec![n.alerts_topic.clone()]),
-                ("AWS::DynamoDB::Table", "TableName", vec![n.control_table.clone()]),
+                // The claim store is one global table, in the standby's stack (deployed last).
+                ("AWS::DynamoDB::Table", "TableName", vec![]),
+                (
+                    "AWS::DynamoDB::GlobalTable",
+                    "TableName",
+                    if *region == d.regions.standby { vec![n.control_table.clone()] } else { vec![] },
+                ),
                 ("AWS::SSM::Parameter", "Name", d.shared_parameters().into_iter().map(|(k, _)| k).collect()),
                 ("AWS::RDS::DBCluster", "DBClusterIdentifier", vec![n.db_cluster.clone()]),
             ] {
                 ensure!(names_of(t, kind, property) == expected.into_iter().collect(), "{}: {kind}", e.file);
+            }
+            if *region == d.regions.standby {
+                // One linearizable claim: replicas in the pair, the witness in the third region
+                // of their Region set, strong consistency.
+                let id = id_named(t, "AWS::DynamoDB::GlobalTable", "TableName", &n.control_table)?;
+                let p = &t["Resources"][&id]["Properties"];
+                let replicas: BTreeSet<&str> =
+                    p["Replicas"].as_array().into_iter().flatten().filter_map(|r| r["Region"].as_str()).collect();
+                let witness = d.claim_store_witness().context("no witness")?;
+                ensure!(
+                    replicas == BTreeSet::from([d.regions.primary.as_str(), d.regions.standby.as_str()])
+                        && p["GlobalTableWitnesses"] == json!([{ "Region": witness.as_str() }])
+                        && p["MultiRegionConsistency"] == "STRONG",
+                    "{}: claim store {p}",
+                    e.file
+                );
             }
             let alarms = names_of(t, "AWS::CloudWatch::Alarm", "AlarmName");
             ensure!(alarms.contains(&n.failover_alarm), "{}: no failover alarm", e.file);
@@ -370,6 +396,7 @@ async fn sandbox_matches(sb: &Sandbox) -> anyhow::Result<()> {
             ("AWS::SQS::Queue", "QueueName", &queues),
             ("AWS::SNS::Topic", "TopicName", &topics),
             ("AWS::DynamoDB::Table", "TableName", &tables),
+            ("AWS::DynamoDB::GlobalTable", "TableName", &tables),
             ("AWS::SSM::Parameter", "Name", &parameters),
             ("AWS::RDS::DBCluster", "DBClusterIdentifier", &clusters),
         ] {

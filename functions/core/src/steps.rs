@@ -137,15 +137,6 @@ pub struct RecordResult {
     pub claim: WriterClaim,
     /// False when the bump had happened already (a re-run).
     pub changed: bool,
-    /// The best-effort copy into the peer region's table; `None` on a re-run.
-    pub peer_table: Option<PeerTableWrite>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerTableWrite {
-    pub updated: bool,
-    pub reason: Option<String>,
 }
 
 /// What `begin` concluded.

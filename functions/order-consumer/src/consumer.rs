@@ -17,10 +17,7 @@
 //! fresh receive count) and the original deleted, so an outage longer than the redrive
 //! window cannot move acknowledged orders into the DLQ.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use switchyard_core::{
@@ -33,10 +30,8 @@ use switchyard_core::{
 use switchyard_lambda::{ANSWER_MARGIN, Deadline};
 use switchyard_postgres::{DbSettings, PgEndpoint};
 
-use crate::mode::{Mode, decide, newest_claim};
+use crate::mode::{Mode, decide};
 
-/// How long the peer region's claim may take to read before it is skipped.
-const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 /// A shadow's kept order acknowledged this long ago is stranded: the writer would have
 /// applied it and the replica would hold it by now had it reached the writer's queue (the
 /// API sends to both queues at once). It goes to the writer's queue too. Measured from the
@@ -46,9 +41,6 @@ const STRANDED_AFTER: Duration = Duration::from_secs(60);
 /// Deciding a batch stops this long before the invocation's deadline, leaving the time to
 /// copy kept orders back onto the queue (one `SendMessageBatch`) and answer.
 const REQUEUE_RESERVE: Duration = Duration::from_secs(2);
-/// After the peer claim could not be read, how long to stop asking (a dead peer region must
-/// not slow every batch by [`PEER_TIMEOUT`]).
-const PEER_QUIET: Duration = Duration::from_secs(30);
 
 /// What the consumer is asked: an SQS batch (its event source), or, from a state machine,
 /// whether it runs active under an epoch.
@@ -207,24 +199,23 @@ pub fn due_for_requeue(messages: &[Message], verdicts: &[Verdict], max_receives:
 struct State {
     /// The claim the last batch ran under.
     previous: Option<WriterClaim>,
-    peer_quiet_until: Option<Instant>,
 }
 
 /// The consumer of one region, over its ports: the orders database `S`, the queue `Q` (for
-/// re-enqueueing) and the writer claim `C` of this region and of the peer.
+/// re-enqueueing) and the writer claim `C`: the one claim store (a DynamoDB global table with
+/// multi-Region strong consistency), read through this region's replica.
 #[derive(Debug)]
 pub struct Consumer<S, Q, C> {
     config: ConsumerConfig,
-    local_claims: C,
-    peer_claims: C,
+    claims: C,
     queue: Q,
     store: S,
     state: std::sync::Mutex<State>,
 }
 
 impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
-    pub fn new(config: ConsumerConfig, local_claims: C, peer_claims: C, queue: Q, store: S) -> Self {
-        Consumer { config, local_claims, peer_claims, queue, store, state: std::sync::Mutex::new(State::default()) }
+    pub fn new(config: ConsumerConfig, claims: C, queue: Q, store: S) -> Self {
+        Consumer { config, claims, queue, store, state: std::sync::Mutex::new(State::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -337,16 +328,11 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
         })
     }
 
-    /// The newest writer claim; the peer's table is skipped for a while after it failed.
+    /// The writer claim, by a strong read of the one claim store. A replica cut off from the
+    /// store's majority cannot answer one (the read fails), so no claim older than the newest
+    /// is ever acted on: there is no local fallback.
     async fn claim(&self) -> PortResult<WriterClaim> {
-        let skip_peer = self.state().peer_quiet_until.is_some_and(|t| Instant::now() < t);
-        let peer = (!skip_peer).then_some(&self.peer_claims);
-        let (claim, peer_problem) = newest_claim(&self.local_claims, peer, PEER_TIMEOUT).await?;
-        if let Some(problem) = peer_problem {
-            tracing::warn!(quiet_seconds = PEER_QUIET.as_secs(), "{problem}; using the local claim");
-            self.state().peer_quiet_until = Some(Instant::now() + PEER_QUIET);
-        }
-        Ok(claim)
+        self.claims.strong_read().await.proven()
     }
 
     async fn mode(&self) -> PortResult<Mode> {
@@ -725,7 +711,7 @@ mod tests {
             WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
         }
 
-        fn consumer(local: &str, here: WriterClaim, peer: WriterClaim) -> Twin {
+        fn consumer(local: &str, claim: WriterClaim) -> Twin {
             let local = local.to_owned();
             let config = ConsumerConfig::from_lookup(move |k| match k {
                 "SWITCHYARD_ENV" => Some("t".into()),
@@ -742,8 +728,7 @@ mod tests {
             .expect("config");
             Consumer::new(
                 config,
-                InMemoryClaimStore::new(here),
-                InMemoryClaimStore::new(peer),
+                InMemoryClaimStore::new(claim),
                 InMemoryQueue::default(),
                 InMemoryOrderStore::default(),
             )
@@ -765,10 +750,9 @@ mod tests {
 
         struct Case {
             name: &'static str,
-            /// The consumer's region; the claim its own table holds, and the peer's.
+            /// The consumer's region, and the claim the store holds.
             local: &'static str,
-            here: WriterClaim,
-            peer: WriterClaim,
+            claim: WriterClaim,
             setup: fn(&Twin),
             batch: Vec<(&'static str, String, u32)>,
             /// Message ids that stay on the queue (`batchItemFailures`).
@@ -784,8 +768,7 @@ mod tests {
                 Case {
                     name: "active applies new orders once and lets them go",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |_| {},
                     batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1), ("m3", order("o1", 1), 1)],
                     stays: &[],
@@ -795,8 +778,7 @@ mod tests {
                 Case {
                     name: "a redelivery goes, an id reused for other content is poison",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| {
                         let r: Region = "us-east-1".parse().expect("region");
                         c.store.replicate(&parsed(&order("o1", 1)), &r, WriterEpoch(1));
@@ -810,8 +792,7 @@ mod tests {
                 Case {
                     name: "not an order stays for the DLQ, the rest is applied",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |_| {},
                     batch: vec![("m1", "{".into(), 1), ("m2", order("o1", 1), 1)],
                     stays: &["m1"],
@@ -821,8 +802,7 @@ mod tests {
                 Case {
                     name: "shadow lets go only what the replica holds",
                     local: "us-east-2",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| {
                         c.store.replicate(
                             &parsed(&order("o1", 1)),
@@ -838,8 +818,7 @@ mod tests {
                 Case {
                     name: "a kept order near its last receive is re-enqueued, not dead-lettered",
                     local: "us-east-2",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |_| {},
                     batch: vec![("m1", order("o1", 1), 4), ("m2", order("o2", 1), 2)],
                     stays: &["m2"],
@@ -849,8 +828,7 @@ mod tests {
                 Case {
                     name: "a failed re-enqueue keeps the message",
                     local: "us-east-2",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| c.queue.set_failing(Some(SwitchyardError::new(ErrorName::Throttled, "slow down"))),
                     batch: vec![("m1", order("o1", 1), 4)],
                     stays: &["m1"],
@@ -860,10 +838,9 @@ mod tests {
                 Case {
                     name: "a claim that moves during the batch applies nothing",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| {
-                        c.local_claims
+                        c.claims
                             .script([ClaimRead::Claim(claim(1, "us-east-1")), ClaimRead::Claim(claim(2, "us-east-2"))])
                     },
                     batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1)],
@@ -872,12 +849,11 @@ mod tests {
                     requeued: &[],
                 },
                 Case {
-                    name: "a claim that cannot be proven applies nothing and keeps everything",
+                    name: "cut off from the claim store's majority (#17 schedule 1): applies nothing, keeps everything",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| {
-                        c.local_claims
+                        c.claims
                             .set_unprovable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "no majority")))
                     },
                     batch: vec![("m1", order("o1", 1), 1)],
@@ -888,8 +864,7 @@ mod tests {
                 Case {
                     name: "a database that does not answer keeps everything",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| {
                         c.store.set_unavailable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "down")))
                     },
@@ -901,8 +876,7 @@ mod tests {
                 Case {
                     name: "a fenced writer keeps everything",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: e1(),
+                    claim: e1(),
                     setup: |c| c.store.set_read_only(true),
                     batch: vec![("m1", order("o1", 1), 1)],
                     stays: &["m1"],
@@ -910,10 +884,9 @@ mod tests {
                     requeued: &[],
                 },
                 Case {
-                    name: "a returning old writer reads the peer's newer epoch and applies nothing",
+                    name: "a returning old writer reads the newer epoch and applies nothing",
                     local: "us-east-1",
-                    here: e1(),
-                    peer: claim(2, "us-east-2"),
+                    claim: claim(2, "us-east-2"),
                     setup: |_| {},
                     batch: vec![("m1", order("o1", 1), 1)],
                     stays: &["m1"],
@@ -926,7 +899,7 @@ mod tests {
         #[tokio::test]
         async fn each_batch_ends_as_its_row_says() {
             for case in cases() {
-                let c = consumer(case.local, case.here.clone(), case.peer.clone());
+                let c = consumer(case.local, case.claim.clone());
                 (case.setup)(&c);
                 let held_before = c.store.orders();
                 let answer =
@@ -955,8 +928,8 @@ mod tests {
 
         #[tokio::test]
         async fn a_claim_that_hangs_ends_before_the_deadline_and_copies_the_order_back() {
-            let Twin { config, queue, store, .. } = consumer("us-east-1", claim(1, "us-east-1"), claim(1, "us-east-1"));
-            let c = Consumer::new(config, Hanging, Hanging, queue, store);
+            let Twin { config, queue, store, .. } = consumer("us-east-1", claim(1, "us-east-1"));
+            let c = Consumer::new(config, Hanging, queue, store);
             // Deciding stops REQUEUE_RESERVE (2 s) before the deadline: one second of hanging.
             let deadline = Deadline::after(Duration::from_secs(3));
             let answer = c.handle(event(&[("m1", order("o1", 1), 4)]), deadline).await.expect("an answer");
@@ -979,7 +952,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_shadow_forwards_an_order_kept_a_minute_after_its_acknowledgement_and_keeps_its_own() {
-            let c = consumer("us-east-2", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            let c = consumer("us-east-2", claim(1, "us-east-1"));
             let soon = || Deadline::after(Duration::from_secs(10));
             // Received many times but acknowledged just now: the writer has it on its way.
             let fresh = c.handle(event(&[("m1", acknowledged("o1", Duration::ZERO), 3)]), soon()).await.expect("fresh");
@@ -997,14 +970,14 @@ mod tests {
         /// timeout, which a failover to this region then waits out before applying them.
         #[tokio::test]
         async fn a_shadow_sees_what_it_kept_again_within_seconds_and_a_writer_s_errors_wait() {
-            let c = consumer("us-east-2", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            let c = consumer("us-east-2", claim(1, "us-east-1"));
             let batch = [("m1", order("o1", 1), 1), ("m2", "{".into(), 1), ("m3", order("o3", 1), 4)];
             c.handle(event(&batch), Deadline::after(Duration::from_secs(10))).await.expect("batch");
             // m1 kept (back soon), m2 poison (left to the redrive policy), m3 re-enqueued.
             assert_eq!(c.queue.redelivered(), [("rh-m1".to_owned(), SHADOW_RECHECK)]);
             assert!(SHADOW_RECHECK < Duration::from_secs(10), "{SHADOW_RECHECK:?}");
             // A writer whose database does not answer keeps the order for the whole timeout.
-            let w = consumer("us-east-1", claim(1, "us-east-1"), claim(1, "us-east-1"));
+            let w = consumer("us-east-1", claim(1, "us-east-1"));
             w.store.set_unavailable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "down")));
             w.handle(event(&[("m1", order("o1", 1), 1)]), Deadline::after(Duration::from_secs(10))).await.expect("b");
             assert!(w.queue.redelivered().is_empty());
@@ -1012,7 +985,7 @@ mod tests {
 
         #[tokio::test]
         async fn an_order_is_applied_under_the_claim_it_was_checked_against() {
-            let c = consumer("us-east-2", claim(3, "us-east-2"), claim(3, "us-east-2"));
+            let c = consumer("us-east-2", claim(3, "us-east-2"));
             c.handle(event(&[("m1", order("o1", 1), 1)]), Deadline::after(Duration::from_secs(10)))
                 .await
                 .expect("batch");

@@ -21,7 +21,7 @@ use crate::{
     pg_store::PgOrderStore,
 };
 
-/// The consumer as deployed: PostgreSQL, SQS, the control tables.
+/// The consumer as deployed: PostgreSQL, SQS, the claim store (this region's replica).
 type Deployed = Consumer<PgOrderStore, OrderQueue, ControlTable>;
 
 /// Built once per cold start: SDK clients and the database connection are reused across
@@ -31,8 +31,7 @@ async fn consumer() -> Result<Arc<Deployed>, SwitchyardError> {
     let d = &config.deployment;
     let local = deployment_sdk_config(d, &d.local_region).await?;
     let peer = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;
-    let local_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&local), &config.control_table);
-    let peer_claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer), &config.control_table);
+    let claims = ControlTable::new(aws_sdk_dynamodb::Client::new(&local), &config.control_table);
     // The orders queue has the same name in both regions: a stranded order goes to the
     // writer's (see `Consumer::forward_stranded`).
     let queue_name = config.queue_url.rsplit('/').next().unwrap_or_default().to_owned();
@@ -43,7 +42,7 @@ async fn consumer() -> Result<Arc<Deployed>, SwitchyardError> {
     );
     let secret = config.db_secret_id.as_ref().map(|id| DbSecret::new(aws_sdk_secretsmanager::Client::new(&local), id));
     let store = PgOrderStore::new(&config, secret);
-    Ok(Arc::new(Consumer::new(config, local_claims, peer_claims, queue, store)))
+    Ok(Arc::new(Consumer::new(config, claims, queue, store)))
 }
 
 #[tokio::main]

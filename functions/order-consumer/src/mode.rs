@@ -8,11 +8,11 @@
 //! | older than, or conflicting with, one applied under | **halted**: keep everything, alarm |
 //!
 //! A consumer that was active and observes a newer epoch stops applying at once (it turns
-//! shadow); the same rule makes a returning old writer's consumer shadow, as long as it can
-//! read the new claim.
+//! shadow); the same rule makes a returning old writer's consumer shadow. The claim is read
+//! strongly from the one claim store, so a region cut off from its majority reads nothing and
+//! applies nothing.
 
-use switchyard_core::ports::{ClaimRead, ClaimStore};
-use switchyard_core::{EpochCheck, Region, WriterClaim, ports::PortResult};
+use switchyard_core::{EpochCheck, Region, WriterClaim};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -45,41 +45,9 @@ pub fn decide(local: &Region, previous: Option<&WriterClaim>, observed: &WriterC
     if observed.writer == *local { Mode::Active(observed.clone()) } else { Mode::Shadow(observed.clone()) }
 }
 
-/// The newest claim of the local control table and, best effort, the peer region's.
-///
-/// The epoch bump after a failover is written in the new writer's region. The old writer's
-/// region may come back with its own table still naming itself; reading the peer's table
-/// too is what makes its consumer turn shadow. The peer read is bounded and optional
-/// (static stability): an unreachable peer leaves the local claim in force.
-pub async fn newest_claim<L: ClaimStore, P: ClaimStore>(
-    local: &L,
-    peer: Option<&P>,
-    peer_timeout: std::time::Duration,
-) -> PortResult<(WriterClaim, Option<String>)> {
-    let mine = local.strong_read().await.proven()?;
-    let Some(peer) = peer else { return Ok((mine, None)) };
-    match tokio::time::timeout(peer_timeout, peer.strong_read()).await.map(ClaimRead::proven) {
-        Ok(Ok(theirs)) if theirs.epoch > mine.epoch => Ok((theirs, None)),
-        Ok(Ok(theirs)) if theirs.epoch == mine.epoch && theirs.writer != mine.writer => {
-            Err(switchyard_core::SwitchyardError::new(
-                switchyard_core::ErrorName::Internal,
-                format!(
-                    "split claim: epoch {} names {} here and {} in the peer region",
-                    mine.epoch, mine.writer, theirs.writer
-                ),
-            ))
-        }
-        Ok(Ok(_)) => Ok((mine, None)),
-        Ok(Err(e)) => Ok((mine, Some(format!("peer claim unreadable: {e}")))),
-        Err(_) => Ok((mine, Some(format!("peer claim not read within {peer_timeout:?}")))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use switchyard_core::{ErrorName, WriterEpoch, ports::InMemoryClaimStore};
+    use switchyard_core::WriterEpoch;
 
     use super::*;
 
@@ -105,21 +73,5 @@ mod tests {
         for (previous, observed, mode) in table {
             assert_eq!(decide(&east1, previous.as_ref(), &observed).name(), mode, "{previous:?} → {observed:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn the_newest_of_both_tables_wins_and_the_peer_is_optional() {
-        let local = InMemoryClaimStore::new(claim(1, "us-east-1"));
-        let peer = InMemoryClaimStore::new(claim(2, "us-east-2"));
-        let t = Duration::from_secs(1);
-        assert_eq!(newest_claim(&local, Some(&peer), t).await.expect("read").0, claim(2, "us-east-2"));
-        assert_eq!(newest_claim(&peer, Some(&local), t).await.expect("read").0, claim(2, "us-east-2"));
-        assert_eq!(
-            newest_claim::<_, InMemoryClaimStore>(&local, None, t).await.expect("read").0,
-            claim(1, "us-east-1")
-        );
-        let split = InMemoryClaimStore::new(claim(1, "us-east-2"));
-        let err = newest_claim(&local, Some(&split), t).await.expect_err("split claim");
-        assert_eq!(err.name, ErrorName::Internal);
     }
 }

@@ -29,12 +29,9 @@ async fn promoter() -> Result<Built, SwitchyardError> {
     let d = &config.deployment;
     let sdk = deployment_sdk_config(d, &d.local_region).await?;
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
-    let peer_sdk = deployment_sdk_config(d, d.regions.peer_of(&d.local_region)?).await?;
-    let peer = ControlTable::new(aws_sdk_dynamodb::Client::new(&peer_sdk), &config.control_table);
-    let peer = Some((peer.clone(), peer));
     Ok(match config.engine.clone() {
         EngineConfig::Postgres(endpoints) => {
-            Built::Postgres(Promoter::new(config, table.clone(), table, peer, PostgresEngine { endpoints }))
+            Built::Postgres(Promoter::new(config, table.clone(), table, PostgresEngine { endpoints }))
         }
         EngineConfig::Aurora { global_cluster, cluster_arns } => {
             let engine = AuroraEngine {
@@ -43,7 +40,7 @@ async fn promoter() -> Result<Built, SwitchyardError> {
                 rds: aws_sdk_rds::Client::new(&sdk),
                 cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             };
-            Built::Aurora(Promoter::new(config, table.clone(), table, peer, engine))
+            Built::Aurora(Promoter::new(config, table.clone(), table, engine))
         }
     })
 }

@@ -7,7 +7,7 @@
 //! | `fence`   | make the old writer refuse writes (unplanned: only where reachable)     |
 //! | `catchUp` | planned only: `done` once the replica has replayed the fenced writer    |
 //! | `promote` | make this region's database the writer (`inProgress` → poll again)      |
-//! | `record`  | bump the writer epoch (conditional write) to this region, here and (best effort) in the peer's table |
+//! | `record`  | bump the writer epoch (conditional write on the one claim store) to this region, and record the handover |
 //!
 //! Each answers a [`StepAnswer`] of its own result type (`switchyard_core::steps`). With
 //! `execution` set (a state machine passes `$$.Execution.Name`), `gate` and `record` add their
@@ -33,7 +33,7 @@ use switchyard_core::{
     ports::{ClaimStore, PromotionEngine, StepState},
     steps::{
         BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan, LagSource,
-        PeerTableWrite, PromoteResult, PromoterAction, RecordResult, StepAnswer,
+        PromoteResult, PromoterAction, RecordResult, StepAnswer,
     },
 };
 use switchyard_postgres::DbEndpoints;
@@ -169,19 +169,14 @@ impl Request {
     }
 }
 
-/// How long the peer region's control table may take to update; the failover never waits
-/// on the failed region (static stability).
-const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The promoter of one region, over its ports: the writer claim `R`, the ledger `L` (both in
-/// this region's control table, and the peer's for `record`), and the database engine `E`.
+/// The promoter of one region, over its ports: the writer claim `R` and the ledger `L` (both
+/// in the one claim store, read and written through this region's replica), and the database
+/// engine `E`.
 #[derive(Debug, Clone)]
 pub struct Promoter<R, L, E> {
     config: PromoterConfig,
     registry: R,
     ledger: L,
-    /// The peer region's control table, written best effort by `record`.
-    peer: Option<(R, L)>,
     engine: E,
 }
 
@@ -208,8 +203,8 @@ pub enum Answer {
 }
 
 impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
-    pub fn new(config: PromoterConfig, registry: R, ledger: L, peer: Option<(R, L)>, engine: E) -> Self {
-        Promoter { config, registry, ledger, peer, engine }
+    pub fn new(config: PromoterConfig, registry: R, ledger: L, engine: E) -> Self {
+        Promoter { config, registry, ledger, engine }
     }
 
     pub async fn handle_any(&self, event: Value) -> Result<Answer, SwitchyardError> {
@@ -415,8 +410,7 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
                     }
                 })
                 .await?;
-                let peer = self.tell_peer(req.expected_epoch, &claim, &handover).await;
-                Ok(RecordResult { state: StepState::Done, claim, changed: false, peer_table: Some(peer) })
+                Ok(RecordResult { state: StepState::Done, claim, changed: false })
             }
             Handover::Bump(next) => {
                 // Never name a writer that cannot write.
@@ -434,8 +428,7 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
                     t.epoch = Some(next.epoch);
                 })
                 .await?;
-                let peer = self.tell_peer(req.expected_epoch, &next, &handover).await;
-                Ok(RecordResult { state: StepState::Done, claim: next, changed: true, peer_table: Some(peer) })
+                Ok(RecordResult { state: StepState::Done, claim: next, changed: true })
             }
         }
     }
@@ -447,32 +440,6 @@ impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> P
             at: Timestamp::now(),
             execution: req.execution.clone().unwrap_or_else(|| "direct-invocation".to_owned()),
             mode: req.mode,
-        }
-    }
-
-    /// Writes the new claim and handover into the peer region's table too, so a returning old
-    /// writer finds them in its own region. Best effort and bounded: the peer is usually the
-    /// failed region.
-    async fn tell_peer(&self, expected: WriterEpoch, next: &WriterClaim, handover: &HandoverRecord) -> PeerTableWrite {
-        let not = |reason: String| PeerTableWrite { updated: false, reason: Some(reason) };
-        let Some((registry, ledger)) = &self.peer else {
-            return not("no peer table".to_owned());
-        };
-        let write = async {
-            match registry.bump(expected, next.clone()).await {
-                Ok(()) => {}
-                // Already there (a retried record): fine. Anything else is reported.
-                Err(e)
-                    if e.name == ErrorName::StaleEpoch
-                        && registry.strong_read().await.proven().as_ref() == Ok(next) => {}
-                Err(e) => return Err(e),
-            }
-            ledger.record_handover(handover).await
-        };
-        match tokio::time::timeout(PEER_TIMEOUT, write).await {
-            Ok(Ok(())) => PeerTableWrite { updated: true, reason: None },
-            Ok(Err(e)) => not(e.to_string()),
-            Err(_) => not(format!("no answer within {PEER_TIMEOUT:?}")),
         }
     }
 }
@@ -565,9 +532,8 @@ mod tests {
             ]))
             .expect("config");
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: region("us-east-1") };
-            let peer = (InMemoryClaimStore::new(claim.clone()), InMemoryLedger::default());
             let engine = InMemoryEngine::new(&region("us-east-1"), &region("us-east-2"));
-            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), Some(peer), engine)
+            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), engine)
         }
 
         /// Begins execution `name` in us-east-2 (the lock and the timeline), as the state
@@ -668,9 +634,7 @@ mod tests {
                     && r.result.claim.epoch == WriterEpoch(2)
                     && r.result.claim.writer == region("us-east-2")
             );
-            assert_eq!(r.result.peer_table.map(|t| t.updated), Some(true));
-            let peer = &p.peer.as_ref().expect("peer").0;
-            assert_eq!(peer.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(2)));
+            assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(2)));
             assert_eq!(p.ledger.last_handover().await.ok().flatten().map(|h| h.epoch), Some(WriterEpoch(2)));
             // The same execution again (a retried state machine): nothing moves twice.
             let Ok(Answer::Gate(g)) = step(&p, Gate, planned, false).await else { panic!("gate") };
@@ -792,7 +756,7 @@ mod tests {
 
         /// Review C2 (amplifier) / #17 schedule 4: the epoch write succeeded, then the handover
         /// write was throttled. The retry saw `AlreadyDone` and skipped the handover (so the
-        /// cooldown was lost), the timeline's marks and the peer copy.
+        /// cooldown was lost) and the timeline's marks.
         #[tokio::test]
         async fn a_record_retried_after_a_partial_failure_finishes_the_handover() {
             use PromoterAction::*;
@@ -808,10 +772,6 @@ mod tests {
             assert!(!r.result.changed);
             let last = p.ledger.last_handover().await.expect("read").map(|h| (h.epoch, h.writer));
             assert_eq!(last, Some((WriterEpoch(2), region("us-east-2"))), "the handover (the cooldown's start)");
-            let (peer_claims, peer_ledger) = p.peer.as_ref().expect("peer");
-            assert_eq!(peer_claims.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(2)), "peer claim");
-            let peer_last = peer_ledger.last_handover().await.expect("read").map(|h| h.epoch);
-            assert_eq!(peer_last, Some(WriterEpoch(2)), "peer handover");
         }
 
         #[tokio::test]
@@ -901,7 +861,7 @@ mod tests {
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
             };
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
-            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), None, engine)
+            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), engine)
         }
 
         fn request(action: PromoterAction, allow_data_loss: bool) -> PromoteRequest {

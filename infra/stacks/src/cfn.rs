@@ -35,6 +35,8 @@ pub fn arn(service: &str, region: &str, resource: &str) -> Value {
 fn tag_style(resource_type: &str) -> Option<(&'static str, TagStyle)> {
     Some(match resource_type {
         "AWS::SSM::Parameter" => ("Tags", TagStyle::Map),
+        // A global table is tagged replica by replica.
+        "AWS::DynamoDB::GlobalTable" => ("Replicas", TagStyle::PerReplica),
         "AWS::Route53::HostedZone" => ("HostedZoneTags", TagStyle::List),
         "AWS::Route53::HealthCheck" => ("HealthCheckTags", TagStyle::List),
         "AWS::KMS::Key"
@@ -77,6 +79,8 @@ enum TagStyle {
     List,
     /// `{k: v}`
     Map,
+    /// `Tags` (a list) in each element of the property's list.
+    PerReplica,
 }
 
 /// One template under construction.
@@ -125,6 +129,13 @@ impl Template {
                             Value::Array(tags.iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect())
                         }
                         TagStyle::Map => Value::Object(tags.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()),
+                        TagStyle::PerReplica => {
+                            let list: Vec<Value> = tags.iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect();
+                            for replica in resource["Properties"][property].as_array_mut().into_iter().flatten() {
+                                replica["Tags"] = Value::Array(list.clone());
+                            }
+                            continue;
+                        }
                     };
                     resource["Properties"][property] = value;
                 }

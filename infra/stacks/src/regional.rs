@@ -235,26 +235,54 @@ impl Regional<'_> {
         );
     }
 
-    /// The control table (writer claim, lock, cooldown, timelines) and the configuration both
-    /// regions must agree on.
+    /// The claim store (writer claim, standing, lock, handovers, timelines) and the
+    /// configuration both regions must agree on.
+    ///
+    /// The claim store is **one** DynamoDB global table with multi-Region strong consistency
+    /// (MRSC): a replica in each region of the pair and a witness in the third region of their
+    /// Region set, so a region cut off from the other two can neither read nor write a claim
+    /// strongly, and the two regions can never disagree on it. The **standby's** stack holds it,
+    /// because it is deployed last: a replica's key "must be created in the same region as the
+    /// replica" (ReplicaSSESpecification), and the primary's `DataKey` exists by then, named by
+    /// its alias; and a GlobalTable's "Replicas section must contain an entry for the current
+    /// region". MRSC supports no TTL, LSIs or transactions (the guard refuses the first two;
+    /// the sandbox's claim store refuses all three): `record` is conditional writes only.
+    /// Pages: AWS::DynamoDB::GlobalTable GlobalTableWitness and ReplicaSSESpecification in the
+    /// CloudFormation reference; the developer guide's "multi-Region strong consistency".
     fn control_table_and_configuration(&self, t: &mut Template) {
-        t.resource(
-            "ControlTable",
-            json!({
-                "Type": "AWS::DynamoDB::Table",
-                "DeletionPolicy": "Retain",
-                "UpdateReplacePolicy": "Retain",
-                "Properties": {
-                    "TableName": self.names().control_table,
-                    "BillingMode": "PAY_PER_REQUEST",
-                    "AttributeDefinitions": [{ "AttributeName": "pk", "AttributeType": "S" }],
-                    "KeySchema": [{ "AttributeName": "pk", "KeyType": "HASH" }],
-                    "SSESpecification": { "SSEEnabled": true, "SSEType": "KMS", "KMSMasterKeyId": r#ref("DataKey") },
+        if !self.is_primary() {
+            let witness = self.d.claim_store_witness().map(|w| w.to_string()).unwrap_or_default();
+            let replica = |region: &Region, key: Value| {
+                json!({
+                    "Region": region.as_str(),
+                    "SSESpecification": { "KMSMasterKeyId": key },
                     "PointInTimeRecoverySpecification": { "PointInTimeRecoveryEnabled": true },
                     "DeletionProtectionEnabled": true,
-                }
-            }),
-        );
+                })
+            };
+            let peer_key = arn("kms", self.peer.as_str(), self.d.regional_names(&self.peer).data_key_alias.as_str());
+            t.resource(
+                "ControlTable",
+                json!({
+                    "Type": "AWS::DynamoDB::GlobalTable",
+                    "DeletionPolicy": "Retain",
+                    "UpdateReplacePolicy": "Retain",
+                    "Properties": {
+                        "TableName": self.names().control_table,
+                        "BillingMode": "PAY_PER_REQUEST",
+                        "AttributeDefinitions": [{ "AttributeName": "pk", "AttributeType": "S" }],
+                        "KeySchema": [{ "AttributeName": "pk", "KeyType": "HASH" }],
+                        "SSESpecification": { "SSEEnabled": true, "SSEType": "KMS" },
+                        "MultiRegionConsistency": "STRONG",
+                        "GlobalTableWitnesses": [{ "Region": witness }],
+                        "Replicas": [
+                            replica(self.region, get_att("DataKey", "Arn")),
+                            replica(&self.peer, peer_key),
+                        ],
+                    }
+                }),
+            );
+        }
         for (name, value) in self.d.shared_parameters() {
             let id = format!("Parameter{}", pascal(name.rsplit('/').next().unwrap_or(&name)));
             t.resource(
