@@ -43,7 +43,7 @@ pub struct ConsumerBench {
     pub headroom: f64,
     pub consumer_build: &'static str,
     /// Median wall time of one invocation carrying no record: the Invoke API round trip plus
-    /// the writer-claim reads (both regions' control tables), without any database work.
+    /// the writer-claim read (one strong read of the claim store), without any database work.
     pub empty_invocation_ms: f64,
     /// Median wall time of one 10-order invocation.
     pub batch_invocation_ms: f64,

@@ -17,7 +17,7 @@ pub mod rules {
     pub const STANDBY_REPLICA: &str = "standby-replica";
     /// The standby's replication lag is within the RPO budget.
     pub const REPLICATION_LAG: &str = "replication-lag";
-    /// Both control tables name the same writer at the same epoch.
+    /// The claim store answers one claim through both regions' replicas.
     pub const WRITER_CLAIM: &str = "writer-claim";
     /// Each region has its orders queue, its DLQ, a redrive policy between them, and its
     /// catch-up queue; all encrypted.

@@ -84,7 +84,8 @@ pub async fn read_claims(s: &Sources) -> Vec<(Region, Result<WriterClaim, Switch
     futures_util::future::join_all(reads).await
 }
 
-/// Exactly one writer: both tables readable, naming the same region at the same epoch.
+/// Exactly one writer: the claim store answers a strong read through both regions' replicas,
+/// with one claim (two answers would mean the store is not one MRSC table).
 pub fn judge_claims(claims: &[(Region, Result<WriterClaim, SwitchyardError>)]) -> RuleResult {
     let rule = rules::WRITER_CLAIM;
     let evidence: BTreeMap<String, Value> = claims
@@ -118,9 +119,11 @@ pub fn judge_claims(claims: &[(Region, Result<WriterClaim, SwitchyardError>)]) -
         return RuleResult::fail(rule, format!("the epochs disagree: {}", each.join(", ")), evidence);
     }
     match read.first() {
-        Some((_, c)) => {
-            RuleResult::pass(rule, format!("{} writes at epoch {} in both tables", c.writer, c.epoch), evidence)
-        }
+        Some((_, c)) => RuleResult::pass(
+            rule,
+            format!("{} writes at epoch {}, read through both regions' replicas", c.writer, c.epoch),
+            evidence,
+        ),
         None => RuleResult::fail(rule, "no control table could be read", evidence),
     }
 }

@@ -79,7 +79,9 @@ pub async fn run(g: &Global) -> Result<Exit> {
                 println!("  {:<10} {claim}; {last}", v.region);
             }
             if !agree {
-                println!("  the control tables disagree: the newest epoch wins; readiness's writer-claim rule fails");
+                println!(
+                    "  the regions read different claims: the claim store is not one strongly consistent table; readiness's writer-claim rule fails"
+                );
             }
         }
     }
