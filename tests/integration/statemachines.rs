@@ -45,6 +45,9 @@ pub fn trials() -> Vec<Trial> {
         own_sandbox_trial("statemachines::switchover_then_failback_restores_the_layout", "sm-switch", |sb| {
             Box::pin(switchover_and_back(sb))
         }),
+        own_sandbox_trial("statemachines::an_isolated_writer_applies_nothing_once_cut_off", "sm-partition", |sb| {
+            Box::pin(isolated_writer(sb))
+        }),
         own_sandbox_trial(
             "statemachines::a_region_lost_while_the_pair_is_cut_loses_no_acknowledged_order",
             "sm-cut",
@@ -517,5 +520,90 @@ async fn lost_while_cut(sb: &Sandbox) -> anyhow::Result<()> {
     })
     .await?;
     ensure!(x.succeeded(), "the failover after the catch-up:\n{}", x.history());
+    Ok(())
+}
+
+/// #17 schedule 1 (review C1): us-east-1, the writer, is cut off from us-east-2 and from the
+/// claim store's witness, but stays alive with an unfenced database and orders in its queue.
+/// us-east-2 (its replica and the witness are a majority) fails over, and applies. us-east-1's
+/// consumer cannot read the claim from the cut on, so it applies nothing: at no moment do two
+/// regions apply orders. Prints the last order us-east-1 applied, relative to the cut, both
+/// by its database's clock.
+async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control};
+    let mut east1 = OrdersEventSource::new(sb, "us-east-1").await?;
+    east1.visibility = Some(Duration::from_secs(1));
+    let before: Vec<_> = (0..5).map(|n| order("iso-before", n)).collect();
+    publish(sb, "us-east-1", &before).await?;
+    east1.drain(5).await?;
+    // A heartbeat replicated before the cut bounds the lag the gate sees from us-east-2.
+    let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
+    ensure!(matches!(probe, switchyard_sandbox::lambda::Invocation::Ok(_)), "probe: {probe:?}");
+    // Acknowledged just before the cut: in both queues, applied by nobody yet.
+    let pending: Vec<_> = (0..5).map(|n| order("iso-pending", n)).collect();
+    publish(sb, "us-east-1", &pending).await?;
+
+    let old = sb.node("us-east-1")?.connect().await?;
+    let mut links = Links::default();
+    links
+        .apply(&Shape::Isolate("us-east-1".parse()?), CutMode::Refuse, &sb.world.places, sb.world.witness())
+        .map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    let cut_at: std::time::SystemTime = old.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
+    let outcome = async {
+        // us-east-1's consumer keeps going, but cannot prove the claim: it keeps every order
+        // (copying those near their last receive back onto the queue).
+        let cut_off = east1.drain(5).await?;
+        ensure!(cut_off.iter().all(|p| p.function_error.is_none()), "{cut_off:?}");
+        // us-east-2 takes over (the lag is unknowable from there: allowDataLoss, as an
+        // operator would after looking).
+        let mut input = alarm_input();
+        input["allowDataLoss"] = json!(true);
+        let (stop, consuming) = keep_consuming(sb, "us-east-2");
+        let run = async {
+            let x = execute(sb, &Start::new("failover", "us-east-2", "iso-1", input, Timing::FAST)?).await;
+            let _ = stop.send(true);
+            x
+        };
+        let (x, consumed) = tokio::join!(run, consuming);
+        let x = x?;
+        consumed?;
+        ensure!(x.succeeded(), "the failover into the majority side:\n{}", x.history());
+        // us-east-1, still cut off, still applies nothing.
+        east1.drain(5).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    outcome?;
+    let prefix = format!("iso-%-{}-%", std::process::id());
+    let row = old
+        .query_one(
+            "SELECT count(*) FILTER (WHERE applied_at > $2), max(applied_at) FROM orders WHERE order_id LIKE $1",
+            &[&prefix, &cut_at],
+        )
+        .await?;
+    let (after_cut, last): (i64, Option<std::time::SystemTime>) = (row.get(0), row.get(1));
+    let last_vs_cut = last.map(|l| match l.duration_since(cut_at) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    });
+    eprintln!(
+        "      isolated writer: last order applied {last_vs_cut:?} s after the cut; {after_cut} applied after it"
+    );
+    ensure!(after_cut == 0, "us-east-1 applied {after_cut} orders after it was cut off");
+    let new = sb.node("us-east-2")?.connect().await?;
+    let pending_prefix = format!("iso-pending-{}-%", std::process::id());
+    let row = new
+        .query_one(
+            "SELECT count(*) FILTER (WHERE order_id LIKE $2 AND applied_epoch = 2), count(*) FROM orders WHERE order_id LIKE $1",
+            &[&prefix, &pending_prefix],
+        )
+        .await?;
+    let (pending_there, all_there): (i64, i64) = (row.get(0), row.get(1));
+    ensure!(
+        pending_there == 5 && all_there == 10,
+        "the new writer holds {all_there} of 10 orders, {pending_there} of the 5 pending ones applied under epoch 2"
+    );
     Ok(())
 }
