@@ -413,6 +413,7 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
 
     // Unplanned failover to us-east-2 through rds-promoter, as the state machine runs it.
     let promoter = sb.lambda("us-east-2")?;
+    switchyard_tests::arm(sb, "us-east-2")?;
     begin(promoter, "unplanned").await?;
     let mut check = request("gate", "unplanned", 1);
     check["allowDataLoss"] = json!(true);

@@ -88,6 +88,7 @@ pub(crate) async fn until_done(service: &LambdaService, payload: Value) -> anyho
 /// need only us-east-2.
 async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
     let east2 = sb.lambda("us-east-2")?;
+    switchyard_tests::arm(sb, "us-east-2")?;
     begin(east2, "unplanned").await?;
     sb.crash_database("us-east-1")?;
 

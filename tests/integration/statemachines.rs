@@ -45,6 +45,9 @@ pub fn trials() -> Vec<Trial> {
         own_sandbox_trial("statemachines::switchover_then_failback_restores_the_layout", "sm-switch", |sb| {
             Box::pin(switchover_and_back(sb))
         }),
+        own_sandbox_trial("statemachines::no_automatic_failback_once_the_cooldown_has_passed", "sm-failback", |sb| {
+            Box::pin(no_automatic_failback(sb))
+        }),
         own_sandbox_trial("statemachines::an_isolated_writer_applies_nothing_once_cut_off", "sm-partition", |sb| {
             Box::pin(isolated_writer(sb))
         }),
@@ -193,6 +196,7 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     let during: Vec<_> = (0..4).map(|n| order("sm-during", n)).collect();
     publish(sb, "us-east-2", &during).await?;
 
+    switchyard_tests::arm(sb, "us-east-2")?;
     let start = Start::new("failover", "us-east-2", "alarm-1", alarm_input(), Timing::FAST)?;
     let (stop, consuming) = keep_consuming(sb, "us-east-2");
     let run = async {
@@ -255,6 +259,7 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
     let outcome = async {
         service.wait_ready()?;
         let replica = replica_behind(sb).await?;
+        switchyard_tests::arm(sb, "us-east-2")?;
         let mut start = Start::new("failover", "us-east-2", "alarm-gate", alarm_input(), Timing::FAST)?;
         start.lambda_port = Some(service.port);
         let x = execute(sb, &start).await;
@@ -290,6 +295,7 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
 /// `ServiceUnavailable`, the state machine retries with backoff, the database returns, the
 /// promotion succeeds.
 async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
+    switchyard_tests::arm(sb, "us-east-2")?;
     sb.stop_database("us-east-2")?;
     let mut input = alarm_input();
     // With the target down its lag cannot be read at all: accepted explicitly here, so the
@@ -334,6 +340,7 @@ async fn fatal(sb: &Sandbox) -> anyhow::Result<()> {
         switchyard_sandbox::lambda::start(&region, &env, process::free_port()?, &sb.dir.join("lambda-sm-fatal.log"))?;
     let outcome = async {
         service.wait_ready()?;
+        switchyard_tests::arm(sb, "us-east-2")?;
         crash_east1_after_heartbeat(sb).await?;
         let mut start = Start::new("failover", "us-east-2", "alarm-fatal", alarm_input(), Timing::FAST)?;
         start.lambda_port = Some(service.port);
@@ -367,6 +374,7 @@ async fn crash_east1_after_heartbeat(sb: &Sandbox) -> anyhow::Result<()> {
 
 /// Runs one whole failover to us-east-2 after us-east-1's database crashed.
 async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Execution> {
+    switchyard_tests::arm(sb, "us-east-2")?;
     crash_east1_after_heartbeat(sb).await?;
     let x = execute(sb, &Start::new("failover", "us-east-2", name, alarm_input(), Timing::FAST)?).await?;
     ensure!(x.succeeded(), "failover {name} failed:\n{}", x.history());
@@ -378,6 +386,8 @@ async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Executio
 /// repeat in us-east-2 has nothing to do.
 async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
     fail_over_to_east2(sb, "alarm-first").await?;
+    // Armed, so that it is the cooldown that refuses (unarmed, begin would).
+    switchyard_tests::arm(sb, "us-east-1")?;
     let back = execute(sb, &Start::new("failover", "us-east-1", "alarm-flap", alarm_input(), Timing::FAST)?).await?;
     ensure!(back.error.as_deref() == Some("CooldownActive"), "expected CooldownActive:\n{}", back.history());
     ensure!(!back.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the cooldown:\n{}", back.history());
@@ -393,6 +403,7 @@ async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
 /// An alarm storm: three executions for the same incident start at once. One does the work;
 /// the others end as duplicates (or, if they begin after it finished, with nothing to do).
 async fn storm(sb: &Sandbox) -> anyhow::Result<()> {
+    switchyard_tests::arm(sb, "us-east-2")?;
     crash_east1_after_heartbeat(sb).await?;
     let starts: Vec<Start> = (1..=3)
         .map(|i| Start::new("failover", "us-east-2", format!("storm-{i}"), alarm_input(), Timing::FAST))
@@ -488,10 +499,11 @@ async fn lost_while_cut(sb: &Sandbox) -> anyhow::Result<()> {
         acknowledged.push(id);
     }
     sb.crash_database("us-east-1")?;
+    switchyard_tests::arm(sb, "us-east-2")?;
     let x = execute(sb, &Start::new("failover", "us-east-2", "cut-refused", alarm_input(), Timing::FAST)?).await?;
     ensure!(
-        !x.succeeded() && x.error.as_deref() == Some("NotReady"),
-        "failed over into a region that lacks acknowledged orders:\n{}",
+        !x.succeeded() && x.error.as_deref() == Some("NotReady") && x.path().iter().any(|s| s == "Gate"),
+        "failed over into a region that lacks acknowledged orders (or stopped before the Gate):\n{}",
         x.history()
     );
     ensure!(claim(sb, "us-east-2").await? == (1, "us-east-1".into()), "the claim moved");
@@ -543,6 +555,7 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
     let pending: Vec<_> = (0..5).map(|n| order("iso-pending", n)).collect();
     publish(sb, "us-east-1", &pending).await?;
 
+    switchyard_tests::arm(sb, "us-east-2")?;
     let old = sb.node("us-east-1")?.connect().await?;
     let mut links = Links::default();
     links
@@ -605,5 +618,43 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
         pending_there == 5 && all_there == 10,
         "the new writer holds {all_there} of 10 orders, {pending_there} of the 5 pending ones applied under epoch 2"
     );
+    // #17 schedule 3 (review C2): the old region's switcher, asked to route to itself at the
+    // old epoch (a late task, a manual call), refuses: it reads the one claim, not a stale copy.
+    let stale =
+        sb.lambda("us-east-1")?.invoke("dns-switcher", &json!({ "targetRegion": "us-east-1", "epoch": 1 })).await?;
+    ensure!(
+        matches!(&stale, switchyard_sandbox::lambda::Invocation::FunctionError { error_type, .. } if error_type == "StaleEpoch"),
+        "us-east-1's switcher at epoch 1: {stale:?}"
+    );
+    Ok(())
+}
+
+/// #17 schedule 6: after a failover to us-east-2, us-east-1 is rebuilt as its replica and the
+/// cooldown's hour passes (the handover is backdated). A blip of us-east-2's endpoint seen
+/// from us-east-1 fires us-east-1's alarm: its failover must not move the writer back. Only a
+/// region an operator armed as the takeover target, under the current epoch, takes over
+/// automatically; the failover disarmed nothing, but its epoch voids the arming.
+async fn no_automatic_failback(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_core::ledger::{ExecutionLedger, HandoverRecord};
+    fail_over_to_east2(sb, "fb-first").await?;
+    sb.rejoin_as_replica("us-east-1", "us-east-2")?;
+    let d = sb.deployment();
+    let config = sdk_config(&sb.aws_target(), &d.regions.primary).await;
+    let store =
+        ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.primary).control_table);
+    let last = store.last_handover().await?.context("no handover recorded")?;
+    let hour_ago = switchyard_core::order::Timestamp::from_unix_millis(last.at.unix_millis() - 2 * 3_600_000);
+    store.record_handover(&HandoverRecord { at: hour_ago, ..last }).await?;
+    let probe = sb.lambda("us-east-2")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
+    ensure!(matches!(probe, switchyard_sandbox::lambda::Invocation::Ok(_)), "probe: {probe:?}");
+    let back = execute(sb, &Start::new("failover", "us-east-1", "fb-blip", alarm_input(), Timing::FAST)?).await?;
+    ensure!(
+        claim(sb, "us-east-1").await? == (2, "us-east-2".into()),
+        "the writer moved back on an alarm:\n{}",
+        back.history()
+    );
+    ensure!(!back.succeeded() && back.error.as_deref() == Some("NotReady"), "{}", back.history());
+    ensure!(!back.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past begin:\n{}", back.history());
+    ensure!(sb.node("us-east-2")?.accepts_writes().await?, "us-east-2 was fenced");
     Ok(())
 }

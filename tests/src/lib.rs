@@ -123,3 +123,11 @@ pub fn run_cli(sb: &Sandbox, args: &[&str]) -> anyhow::Result<(i32, String, Stri
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     Ok((out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr)))
 }
+
+/// Arms `region` as the takeover target, as an operator does (`switchyard arm`): an
+/// unplanned failover moves the writer only into an armed region.
+pub fn arm(sb: &Sandbox, region: &str) -> anyhow::Result<()> {
+    let (code, stdout, stderr) = run_cli(sb, &["arm", region, "--by", "test"])?;
+    anyhow::ensure!(code == 0, "switchyard arm {region}: exit {code}: {stdout}{stderr}");
+    Ok(())
+}

@@ -8,10 +8,12 @@
 //! | `handover`         | `epoch` (N), `record` (JSON)                 | promoter `record`     |
 //! | `execution#<name>` | `status`, `timeline` (JSON)                  | promoter, every action of an execution |
 //! | `eligibility`      | `version` (N), `standing` (JSON)             | the order API's acknowledgement, the catch-up |
+//! | `arming`           | `arming` (JSON)                              | the operator (`switchyard arm`, `disarm`) |
 
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
     ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
+    arming::{Arming, ArmingStore},
     ingress::{Eligibility, EligibilityStore},
     ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
     ports::{ClaimRead, ClaimStore, PortResult},
@@ -23,6 +25,7 @@ const WRITER_KEY: &str = "writer";
 const LOCK_KEY: &str = "lock";
 const HANDOVER_KEY: &str = "handover";
 const ELIGIBILITY_KEY: &str = "eligibility";
+const ARMING_KEY: &str = "arming";
 
 #[derive(Debug, Clone)]
 pub struct ControlTable {
@@ -108,6 +111,36 @@ impl EligibilityStore for ControlTable {
             }
             Err(e) => Err(classify("PutItem", &e)),
         }
+    }
+}
+
+/// The takeover target an operator armed (`switchyard_core::arming`): read strongly.
+impl ArmingStore for ControlTable {
+    async fn armed(&self) -> PortResult<Option<Arming>> {
+        self.get(ARMING_KEY).await?.map(|item| from_json(&item, "arming")).transpose()
+    }
+
+    async fn arm(&self, arming: &Arming) -> PortResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(ARMING_KEY))
+            .item("arming", json_of(arming)?)
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn disarm(&self) -> PortResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(ARMING_KEY))
+            .send()
+            .await
+            .map_err(|e| classify("DeleteItem", &e))?;
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 //! configuration reader, the error names that Step Functions matches on — and the ports
 //! (traits) that the adapters implement.
 
+pub mod arming;
 pub mod config;
 pub mod dns;
 pub mod epoch;

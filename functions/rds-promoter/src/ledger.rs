@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::{
     ErrorName, FailoverMode, Region, SwitchyardError, WriterClaim,
+    arming::{self, ArmingStore},
     ledger::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
     order::Timestamp,
     ports::ClaimStore,
@@ -93,7 +94,7 @@ pub struct EndRequest {
 
 /// Opens an execution. Never fails for a held lock of the same incident: that execution does
 /// the work and this one bows out (`duplicate`).
-pub async fn begin<R: ClaimStore, L: ExecutionLedger>(
+pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
     registry: &R,
     ledger: &L,
     local: &Region,
@@ -163,6 +164,12 @@ pub async fn begin<R: ClaimStore, L: ExecutionLedger>(
         timeline.finish(ExecutionStatus::NothingToDo, Timestamp::now());
         ledger.save_timeline(&timeline).await?;
         return Ok(answer(BeginOutcome::NothingToDo));
+    }
+    // An automatic (unplanned) failover moves the writer only into a region armed as the
+    // takeover target under this epoch: after a handover nothing is armed, so an alarm in the
+    // old region (a blip seen from a replica) never fails back on its own.
+    if req.mode == FailoverMode::Unplanned {
+        arming::check(registry.armed().await?.as_ref(), local, claim.epoch)?;
     }
     let now = Timestamp::now();
     let lock = Lock {
@@ -298,7 +305,8 @@ mod tests {
     #[tokio::test]
     async fn one_execution_per_incident_and_the_lock_is_released_at_the_end() {
         let (e1, e2) = (region("us-east-1"), region("us-east-2"));
-        let registry = InMemoryClaimStore::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() });
+        let registry = InMemoryClaimStore::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() })
+            .armed_for(&"us-east-2".parse().expect("region"));
         let ledger = InMemoryLedger::default();
         let first = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
         assert_eq!((first.outcome, first.expected_epoch), (BeginOutcome::Acquired, Some(WriterEpoch(1))));

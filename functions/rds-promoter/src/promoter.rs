@@ -26,6 +26,7 @@ use serde_json::Value;
 use switchyard_core::{
     ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterClaim,
     WriterEpoch,
+    arming::ArmingStore,
     config::{ConfigError, keys},
     ingress::{self, EligibilityStore},
     ledger::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
@@ -202,7 +203,7 @@ pub enum Answer {
     End(Box<EndAnswer>),
 }
 
-impl<R: ClaimStore + EligibilityStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
+impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
     pub fn new(config: PromoterConfig, registry: R, ledger: L, engine: E) -> Self {
         Promoter { config, registry, ledger, engine }
     }
@@ -533,7 +534,12 @@ mod tests {
             .expect("config");
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: region("us-east-1") };
             let engine = InMemoryEngine::new(&region("us-east-1"), &region("us-east-2"));
-            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), engine)
+            Promoter::new(
+                config,
+                InMemoryClaimStore::new(claim).armed_for(&"us-east-2".parse().expect("region")),
+                InMemoryLedger::default(),
+                engine,
+            )
         }
 
         /// Begins execution `name` in us-east-2 (the lock and the timeline), as the state
@@ -861,7 +867,12 @@ mod tests {
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
             };
             let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
-            Promoter::new(config, InMemoryClaimStore::new(claim), InMemoryLedger::default(), engine)
+            Promoter::new(
+                config,
+                InMemoryClaimStore::new(claim).armed_for(&"us-east-2".parse().expect("region")),
+                InMemoryLedger::default(),
+                engine,
+            )
         }
 
         fn request(action: PromoterAction, allow_data_loss: bool) -> PromoteRequest {

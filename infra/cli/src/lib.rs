@@ -10,6 +10,7 @@
 //! [`parse`] is separate from [`run`] so the tests check what a command line means without
 //! running it.
 
+mod arm;
 mod drill;
 mod execute;
 mod sandbox;
@@ -151,6 +152,16 @@ pub enum Command {
     /// The main job, in a fresh sandbox of its own named `drill` that it always stops (today:
     /// the sandbox smoke check).
     Drill,
+    /// Arm REGION as the takeover target: an automatic failover moves the writer only into an
+    /// armed region, and only under the epoch it was armed at (a handover disarms).
+    Arm {
+        region: String,
+        /// Who arms it (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Disarm: no automatic failover moves the writer until a region is armed again.
+    Disarm,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -282,6 +293,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status => status::run(g).await,
         Command::Sandbox(c) => sandbox::run(g, c).await,
         Command::Execute(args) => execute::run(g, args).await,
+        Command::Arm { region, by } => arm::arm(g, &region, by).await,
+        Command::Disarm => arm::disarm(g).await,
         Command::Drill => {
             refuse_aws_flags(g)?;
             drill::run().await

@@ -58,11 +58,20 @@ pub async fn run(g: &Global) -> Result<Exit> {
     // The regions agree when every table answered with the same claim.
     let claims: Vec<_> = views.iter().map(|v| v.claim.as_ref()).collect();
     let agree = claims.iter().all(|c| c.is_some() && *c == claims[0]);
+    let armed = {
+        use switchyard_core::arming::ArmingStore;
+        let config = switchyard_aws::sdk_config(&sb.aws_target(), &d.regions.primary).await;
+        let table = ControlTable::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            d.regional_names(&d.regions.primary).control_table,
+        );
+        tokio::time::timeout(READ_DEADLINE, table.armed()).await.ok().and_then(Result::ok).flatten()
+    };
     match g.output {
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "sandbox": sb.instance, "agree": agree, "regions": views })
+                &serde_json::json!({ "sandbox": sb.instance, "agree": agree, "regions": views, "armed": armed })
             )?
         ),
         Output::Table => {
@@ -77,6 +86,13 @@ pub async fn run(g: &Global) -> Result<Exit> {
                     format!("last handover {} to {} at epoch {} ({})", h.at, h.writer, h.epoch, h.execution)
                 });
                 println!("  {:<10} {claim}; {last}", v.region);
+            }
+            match &armed {
+                Some(a) => println!(
+                    "  armed: {} may take over automatically (armed by {} at {}, epoch {})",
+                    a.target, a.armed_by, a.at, a.epoch
+                ),
+                None => println!("  disarmed: no automatic failover moves the writer"),
             }
             if !agree {
                 println!(

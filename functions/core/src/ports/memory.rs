@@ -35,12 +35,20 @@ struct ClaimState {
     script: VecDeque<ClaimRead>,
     /// The standby's standing for the acknowledgement (`crate::ingress`).
     eligibility: Option<crate::ingress::Eligibility>,
+    /// The takeover target an operator armed (`crate::arming`).
+    arming: Option<crate::arming::Arming>,
 }
 
 impl InMemoryClaimStore {
     pub fn new(claim: WriterClaim) -> Self {
         InMemoryClaimStore {
-            state: Mutex::new(ClaimState { claim, unprovable: None, script: Default::default(), eligibility: None }),
+            state: Mutex::new(ClaimState {
+                claim,
+                unprovable: None,
+                script: Default::default(),
+                eligibility: None,
+                arming: None,
+            }),
         }
     }
 
@@ -62,6 +70,21 @@ impl InMemoryClaimStore {
     pub fn set(&self, claim: WriterClaim) {
         self.lock().claim = claim;
     }
+
+    /// Arms `target` under the stored claim's epoch (as `switchyard arm` would).
+    pub fn armed_for(self, target: &crate::Region) -> Self {
+        {
+            let mut s = self.lock();
+            let epoch = s.claim.epoch;
+            s.arming = Some(crate::arming::Arming {
+                target: target.clone(),
+                epoch,
+                armed_by: "test".into(),
+                at: crate::order::Timestamp::now(),
+            });
+        }
+        self
+    }
 }
 
 impl crate::ingress::EligibilityStore for InMemoryClaimStore {
@@ -76,6 +99,22 @@ impl crate::ingress::EligibilityStore for InMemoryClaimStore {
             return Err(SwitchyardError::new(ErrorName::StaleEpoch, format!("the standing is version {version}")));
         }
         s.eligibility = Some(next);
+        Ok(())
+    }
+}
+
+impl crate::arming::ArmingStore for InMemoryClaimStore {
+    async fn armed(&self) -> PortResult<Option<crate::arming::Arming>> {
+        Ok(self.lock().arming.clone())
+    }
+
+    async fn arm(&self, arming: &crate::arming::Arming) -> PortResult<()> {
+        self.lock().arming = Some(arming.clone());
+        Ok(())
+    }
+
+    async fn disarm(&self) -> PortResult<()> {
+        self.lock().arming = None;
         Ok(())
     }
 }
