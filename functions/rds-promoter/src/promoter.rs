@@ -336,23 +336,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         }
         let last = self.ledger.last_handover().await?;
         self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
-        // A standby dropped from the eligible set may lack acknowledged orders: it takes over
-        // only once caught up, or by an operator's explicit data-loss override.
-        let standing = ingress::standing_of(&self.registry, target, claim.epoch).await?;
-        let may_take_over = standing.may_take_over(target);
-        if !may_take_over {
-            if !req.allow_data_loss {
-                return Err(SwitchyardError::new(
-                    ErrorName::NotReady,
-                    format!(
-                        "{target} is {:?} for the acknowledgement (standing version {}): it may lack acknowledged orders, \
-                         so it takes over only once caught up, or with allowDataLoss",
-                        standing.standing, standing.version
-                    ),
-                ));
-            }
-            tracing::warn!(target = %target, standing = ?standing.standing, "taking over with orders possibly missing: allowDataLoss");
-        }
+        let may_take_over = self.check_standing(req, target, claim.epoch).await?;
         let mut lag_source = LagSource::Both;
         let lag = match self.engine.lag(old, target).await {
             Ok(lag) => lag,
@@ -389,6 +373,32 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         })
     }
 
+    /// A standby dropped from the eligible set may lack acknowledged orders: it takes over
+    /// only once caught up, or by an operator's explicit data-loss override. Whether it may.
+    async fn check_standing(
+        &self,
+        req: &PromoteRequest,
+        target: &Region,
+        epoch: WriterEpoch,
+    ) -> Result<bool, SwitchyardError> {
+        let standing = ingress::standing_of(&self.registry, target, epoch).await?;
+        let may_take_over = standing.may_take_over(target);
+        if !may_take_over {
+            if !req.allow_data_loss {
+                return Err(SwitchyardError::new(
+                    ErrorName::NotReady,
+                    format!(
+                        "{target} is {:?} for the acknowledgement (standing version {}): it may lack acknowledged orders, \
+                         so it takes over only once caught up, or with allowDataLoss",
+                        standing.standing, standing.version
+                    ),
+                ));
+            }
+            tracing::warn!(target = %target, standing = ?standing.standing, "taking over with orders possibly missing: allowDataLoss");
+        }
+        Ok(may_take_over)
+    }
+
     async fn record(&self, req: &PromoteRequest, target: &Region) -> Result<RecordResult, SwitchyardError> {
         let claim = self.registry.strong_read().await.proven()?;
         match claim.plan_handover(req.expected_epoch, &req.target_region)? {
@@ -414,6 +424,11 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 Ok(RecordResult { state: StepState::Done, claim, changed: false })
             }
             Handover::Bump(next) => {
+                // The standing again, just before the bump: the writer's region may have
+                // dropped the target since the gate (orders acknowledged since are not in its
+                // queue). The window left is this read to the bump, not gate to record: one
+                // conditional write over both would close it (they are two items today).
+                self.check_standing(req, target, req.expected_epoch).await?;
                 // Never name a writer that cannot write.
                 if !self.engine.accepts_writes(target).await? {
                     return Err(SwitchyardError::new(
@@ -758,6 +773,32 @@ mod tests {
             p.handle(named(Promote, Some("x"))).await.expect("promote after the gate");
             // Another execution, without the lock, still may not.
             assert_eq!(refused(p.handle(named(Promote, Some("y"))).await), Some("Ungated"));
+        }
+
+        /// #16's open race: the Gate saw us-east-2 eligible; before the bump the writer's region
+        /// dropped it (recorded `Ineligible`: orders acknowledged since are in us-east-1's
+        /// queues only). Recording us-east-2 as writer then would strand them if us-east-1 is
+        /// lost for good: `record` checks the standing again, just before the bump.
+        #[tokio::test]
+        async fn record_refuses_a_target_dropped_from_the_eligible_set_after_the_gate() {
+            use PromoterAction::*;
+            use switchyard_core::ingress::{Eligibility, EligibilityStore, Standing};
+            let p = promoter();
+            let unplanned = FailoverMode::Unplanned;
+            p.engine.set_lag_from_target(lag(5.0));
+            step(&p, Gate, unplanned, false).await.expect("gate: eligible");
+            assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
+            let dropped = Eligibility {
+                version: 1,
+                epoch: WriterEpoch(1),
+                standby: region("us-east-2"),
+                standing: Standing::Ineligible,
+            };
+            p.registry.write(0, dropped).await.expect("dropped");
+            assert_eq!(step(&p, Record, unplanned, false).await.err(), Some(ErrorName::NotReady));
+            assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)), "bumped");
+            // An operator who accepts the loss says so.
+            assert!(matches!(step(&p, Record, unplanned, true).await, Ok(Answer::Record(_))));
         }
 
         /// Review C2 (amplifier) / #17 schedule 4: the epoch write succeeded, then the handover
