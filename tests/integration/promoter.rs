@@ -178,8 +178,10 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     let again = ok(east2, request("record", "planned", 1)).await?;
     ensure!(again["changed"] == false, "record again: {again}");
     ensure!(table.strong_read().await.proven()? == expected_claim, "re-running moved the claim");
+    // An older view is refused: its incident (epoch 0 → us-east-2) is not the one this
+    // execution was gated for.
     let (kind, message) = refused(east2, request("record", "planned", 0)).await?;
-    ensure!(kind == "StaleEpoch", "an epoch-0 request: {kind}: {message}");
+    ensure!(kind == "Ungated", "an epoch-0 request: {kind}: {message}");
     Ok(())
 }
 

@@ -20,6 +20,9 @@ pub fn name_for_code(code: &str) -> ErrorName {
         "RequestLimitExceeded",
         "TransactionInProgressException",
         "PriorRequestNotComplete",
+        // MRSC: a write in another region changed the item first; retry-safe (the SDK's
+        // DynamoDB error docs). Our writes are conditional, so the retry decides afresh.
+        "ReplicatedWriteConflictException",
     ];
     const UNAVAILABLE: &[&str] = &[
         "InternalFailure",
@@ -88,6 +91,7 @@ mod tests {
             ("ThrottlingException", ErrorName::Throttled),
             ("ProvisionedThroughputExceededException", ErrorName::Throttled),
             ("Throttling", ErrorName::Throttled),
+            ("ReplicatedWriteConflictException", ErrorName::Throttled),
             ("AccessDeniedException", ErrorName::AccessDenied),
             ("InvalidGlobalClusterStateFault", ErrorName::OperationInProgress),
             ("GlobalClusterNotFoundFault", ErrorName::ResourceNotFound),

@@ -468,12 +468,14 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
 
     /// Shadow: what it kept (not in the replica yet) comes back after [`SHADOW_RECHECK`], not
     /// after the queue's visibility timeout. Best effort: a message whose visibility did not
-    /// change still comes back, later.
+    /// change still comes back, later. Not a message near its last receive: one still kept
+    /// there is one whose re-enqueue failed, and two quick receives more would take it to the
+    /// DLQ; it waits the visibility timeout for the queue to recover.
     async fn recheck_soon(&self, messages: &[Message], verdicts: &[Verdict], deadline: Deadline) {
         let handles: Vec<&str> = messages
             .iter()
             .zip(verdicts)
-            .filter(|(_, v)| matches!(v, Verdict::Kept(_)))
+            .filter(|(m, v)| matches!(v, Verdict::Kept(_)) && m.receive_count + 1 < self.config.max_receives)
             .filter_map(|(m, _)| m.receipt_handle.as_deref())
             .collect();
         if handles.is_empty() {
@@ -981,6 +983,18 @@ mod tests {
             w.store.set_unavailable(Some(SwitchyardError::new(ErrorName::ServiceUnavailable, "down")));
             w.handle(event(&[("m1", order("o1", 1), 1)]), Deadline::after(Duration::from_secs(10))).await.expect("b");
             assert!(w.queue.redelivered().is_empty());
+        }
+
+        /// Review of this change: a kept order whose re-enqueue failed near its last receive
+        /// must not come back in 2 s (two quick failures would walk it into the DLQ): it waits
+        /// the queue's visibility timeout, as before.
+        #[tokio::test]
+        async fn an_order_near_its_last_receive_is_not_rechecked_soon() {
+            let c = consumer("us-east-2", claim(1, "us-east-1"));
+            c.queue.set_failing(Some(SwitchyardError::new(ErrorName::Throttled, "slow down")));
+            c.handle(event(&[("m1", order("o1", 1), 4)]), Deadline::after(Duration::from_secs(10))).await.expect("b");
+            assert!(c.queue.copies().is_empty(), "the re-enqueue failed");
+            assert!(c.queue.redelivered().is_empty(), "rechecked in 2 s after a failed re-enqueue");
         }
 
         #[tokio::test]

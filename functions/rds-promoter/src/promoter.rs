@@ -237,7 +237,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         }
         let old_writer = d.regions.peer_of(&req.target_region)?.clone();
         let (target, old) = (&req.target_region, &old_writer);
-        if matches!(req.action, PromoterAction::Fence | PromoterAction::Promote) {
+        if matches!(req.action, PromoterAction::Fence | PromoterAction::Promote | PromoterAction::Record) {
             self.check_gated(&req).await?;
         }
         let answer = match req.action {
@@ -284,13 +284,18 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         Ok(answer)
     }
 
-    /// Fence and promote act on databases: only inside an execution that holds the failover
-    /// lock now and whose gate recorded its decision for this handover (the timeline of the
+    /// Fence and promote act on databases, and record moves the writer: only inside an
+    /// execution that holds the failover lock now and whose gate recorded its decision for
+    /// this handover (the timeline of the
     /// incident `expectedEpoch` → `targetRegion`, marked `decided`). A direct invocation, a
     /// late task of an execution that lost its lock, or a step that skipped the gate is
     /// `Ungated`.
     async fn check_gated(&self, req: &PromoteRequest) -> Result<(), SwitchyardError> {
-        let action = if req.action == PromoterAction::Fence { "fence" } else { "promote" };
+        let action = match req.action {
+            PromoterAction::Fence => "fence",
+            PromoterAction::Promote => "promote",
+            _ => "record",
+        };
         let ungated = |why: String| SwitchyardError::new(ErrorName::Ungated, format!("{action} refused: {why}"));
         let Some(execution) = &req.execution else {
             return Err(ungated(
@@ -424,11 +429,15 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 Ok(RecordResult { state: StepState::Done, claim, changed: false })
             }
             Handover::Bump(next) => {
-                // The standing again, just before the bump: the writer's region may have
-                // dropped the target since the gate (orders acknowledged since are not in its
-                // queue). The window left is this read to the bump, not gate to record: one
-                // conditional write over both would close it (they are two items today).
-                self.check_standing(req, target, req.expected_epoch).await?;
+                // Unplanned: the standing again, just before the bump. The writer's region may
+                // have dropped the target since the gate (orders acknowledged since are not in
+                // its queue), and it may be lost for good. The window left is this read to the
+                // bump: one conditional write over both would close it (two items today).
+                // Planned: the old writer is fenced by now and alive; refusing would leave
+                // nobody applying, and the new writer's catch-up takes in what it parked.
+                if req.mode == FailoverMode::Unplanned {
+                    self.check_standing(req, target, req.expected_epoch).await?;
+                }
                 // Never name a writer that cannot write.
                 if !self.engine.accepts_writes(target).await? {
                     return Err(SwitchyardError::new(
@@ -717,6 +726,8 @@ mod tests {
         #[tokio::test]
         async fn nothing_is_recorded_before_the_target_writes_nor_from_a_stale_view() {
             let p = promoter();
+            p.engine.set_lag_from_target(lag(5.0));
+            step(&p, PromoterAction::Gate, FailoverMode::Unplanned, false).await.expect("gate");
             assert_eq!(
                 step(&p, PromoterAction::Record, FailoverMode::Unplanned, false).await.err(),
                 Some(ErrorName::NotReady)
@@ -773,6 +784,11 @@ mod tests {
             p.handle(named(Promote, Some("x"))).await.expect("promote after the gate");
             // Another execution, without the lock, still may not.
             assert_eq!(refused(p.handle(named(Promote, Some("y"))).await), Some("Ungated"));
+            // Nor record: the step that moves the writer (review of this change).
+            for execution in [None, Some("y")] {
+                assert_eq!(refused(p.handle(named(Record, execution)).await), Some("Ungated"), "{execution:?}");
+            }
+            assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)));
         }
 
         /// #16's open race: the Gate saw us-east-2 eligible; before the bump the writer's region
@@ -799,6 +815,31 @@ mod tests {
             assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)), "bumped");
             // An operator who accepts the loss says so.
             assert!(matches!(step(&p, Record, unplanned, true).await, Ok(Answer::Record(_))));
+        }
+
+        /// Review of this change: in a planned switchover the old writer is fenced by the time
+        /// `record` runs; refusing then would leave nobody applying. The old region is alive:
+        /// the new writer's catch-up takes in what it parked, so `record` goes on.
+        #[tokio::test]
+        async fn a_planned_switchover_records_even_if_the_target_was_dropped_after_the_gate() {
+            use PromoterAction::*;
+            use switchyard_core::ingress::{Eligibility, EligibilityStore, Standing};
+            let p = promoter();
+            let planned = FailoverMode::Planned;
+            step(&p, Gate, planned, false).await.expect("gate");
+            step(&p, Fence, planned, false).await.expect("fence");
+            for action in [CatchUp, Promote] {
+                while state(&step(&p, action, planned, false).await.expect("poll")) != Some(StepState::Done) {}
+            }
+            let dropped = Eligibility {
+                version: 1,
+                epoch: WriterEpoch(1),
+                standby: region("us-east-2"),
+                standing: Standing::Ineligible,
+            };
+            p.registry.write(0, dropped).await.expect("dropped");
+            let Ok(Answer::Record(r)) = step(&p, Record, planned, false).await else { panic!("record refused") };
+            assert!(r.result.changed);
         }
 
         /// Review C2 (amplifier) / #17 schedule 4: the epoch write succeeded, then the handover

@@ -265,7 +265,30 @@ impl Scope<'_> {
                 ));
                 s.push(allow("OwnData", &["kms:Decrypt", "kms:GenerateDataKey"], vec![key]));
                 s.push(self.own_database_secret(spec));
-                s.push(allow("WriterClaimBothRegions", &["dynamodb:GetItem"], self.control_tables()));
+                // The one claim store, through this region's replica only.
+                let table = format!("table/{}", self.names(self.region).control_table);
+                s.push(allow(
+                    "WriterClaim",
+                    &["dynamodb:GetItem"],
+                    vec![arn("dynamodb", self.region.as_str(), &table)],
+                ));
+                // A shadow forwards a stranded order to the writer's queue: the peer's orders
+                // queue, encrypted with the peer's key (named by its alias: the key's ARN is
+                // not known in this stack).
+                let peer = self.both().find(|r| *r != self.region).cloned().unwrap_or_else(|| self.region.clone());
+                let peer_names = self.names(&peer);
+                s.push(allow(
+                    "ForwardStrandedToPeer",
+                    &["sqs:GetQueueUrl", "sqs:SendMessage"],
+                    vec![arn("sqs", peer.as_str(), &peer_names.orders_queue)],
+                ));
+                s.push(json!({
+                    "Sid": "PeerDataKeyForForwarding",
+                    "Effect": "Allow",
+                    "Action": ["kms:GenerateDataKey"],
+                    "Resource": [arn("kms", peer.as_str(), "key/*")],
+                    "Condition": { "ForAnyValue:StringEquals": { "kms:ResourceAliases": peer_names.data_key_alias } }
+                }));
             }
             other => unreachable!("no policy for function {other}"),
         }
