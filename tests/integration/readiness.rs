@@ -26,6 +26,7 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("readiness::a_missing_dlq_fails_queues", |sb| Box::pin(missing_dlq(sb))),
         sandbox_trial("readiness::an_ssm_value_differing_fails_ssm_config", |sb| Box::pin(ssm_differs(sb))),
         sandbox_trial("readiness::an_ineligible_standby_fails_acknowledgement", |sb| Box::pin(ineligible(sb))),
+        sandbox_trial("readiness::a_disarmed_standby_fails_arming", |sb| Box::pin(disarmed(sb))),
         sandbox_trial("readiness::both_regions_read_one_writer_claim", |sb| Box::pin(two_writers(sb))),
         sandbox_trial("readiness::a_missing_dns_record_fails_dns", |sb| Box::pin(missing_dns_record(sb))),
         sandbox_trial("readiness::another_package_in_the_standby_fails_function_parity", |sb| {
@@ -56,8 +57,18 @@ fn rule<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Runs readiness and checks that exactly `broken` does not pass, with `needle` in its summary.
-async fn expect_broken(service: &LambdaService, broken: &str, needle: &str) -> anyhow::Result<Value> {
-    let report = run(service).await?;
+async fn expect_broken(sb: &Sandbox, service: &LambdaService, broken: &str, needle: &str) -> anyhow::Result<Value> {
+    // Armed for the run (else `arming` fails too), and disarmed after: a shared sandbox left
+    // armed would let the world's alarm test fail it over for real.
+    if broken != "arming" {
+        switchyard_tests::arm(sb, "us-east-2")?;
+    }
+    let report = run(service).await;
+    if broken != "arming" {
+        let (code, _, stderr) = switchyard_tests::run_cli(sb, &["disarm"])?;
+        ensure!(code == 0, "disarm: {stderr}");
+    }
+    let report = report?;
     let expected = BTreeSet::from([broken.to_owned()]);
     let r = rule(&report, broken);
     ensure!(r["verdict"] == "fail", "{broken}: {r}");
@@ -75,6 +86,16 @@ async fn expect_broken(service: &LambdaService, broken: &str, needle: &str) -> a
 /// Every rule passes in the sandbox (it holds every resource the rules check), each with
 /// evidence and its own duration. A second run with the same verdict sends no SNS message.
 async fn healthy(sb: &Sandbox) -> anyhow::Result<()> {
+    // Armed only for this test: a shared sandbox left armed would let the world's alarm test
+    // fail it over for real.
+    switchyard_tests::arm(sb, "us-east-2")?;
+    let outcome = healthy_armed(sb).await;
+    let (code, _, stderr) = switchyard_tests::run_cli(sb, &["disarm"])?;
+    ensure!(code == 0, "disarm: {stderr}");
+    outcome
+}
+
+async fn healthy_armed(sb: &Sandbox) -> anyhow::Result<()> {
     let service = sb.lambda("us-east-1")?;
     let report = run(service).await?;
     ensure!(not_passing(&report).is_empty(), "{:#}", report["rules"]);
@@ -102,7 +123,7 @@ async fn healthy(sb: &Sandbox) -> anyhow::Result<()> {
 async fn replica_stopped(sb: &Sandbox) -> anyhow::Result<()> {
     sb.stop_database("us-east-2")?;
     let outcome =
-        expect_broken(sb.lambda("us-east-1")?, "standby-replica", "us-east-2's database does not answer").await;
+        expect_broken(sb, sb.lambda("us-east-1")?, "standby-replica", "us-east-2's database does not answer").await;
     sb.start_database("us-east-2")?;
     let report = outcome?;
     ensure!(rule(&report, "replication-lag")["verdict"] == "skipped", "{}", rule(&report, "replication-lag"));
@@ -119,7 +140,7 @@ async fn lag_above_budget(sb: &Sandbox) -> anyhow::Result<()> {
     let service = one_second_budget(sb, &"us-east-1".parse()?, "readiness-lag")?;
     let outcome = async {
         let replica = replica_behind(sb).await?;
-        let report = expect_broken(&service, "replication-lag", "above the 1 s RPO budget").await;
+        let report = expect_broken(sb, &service, "replication-lag", "above the 1 s RPO budget").await;
         replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
         let report = report?;
         let evidence = &rule(&report, "replication-lag")["evidence"];
@@ -141,7 +162,7 @@ async fn missing_dlq(sb: &Sandbox) -> anyhow::Result<()> {
     let sqs = sqs(sb, "us-east-2").await?;
     sqs.delete_queue().queue_url(dlq_url).send().await?;
     let outcome =
-        expect_broken(sb.lambda("us-east-1")?, "queues", "us-east-2: switchyard-sandbox-orders-dlq does not exist")
+        expect_broken(sb, sb.lambda("us-east-1")?, "queues", "us-east-2: switchyard-sandbox-orders-dlq does not exist")
             .await;
     // The same name gives the same ARN, which the orders queue's redrive policy names.
     let name = sb.deployment().regional_names(&"us-east-2".parse()?).orders_dlq;
@@ -174,10 +195,19 @@ async fn ineligible(sb: &Sandbox) -> anyhow::Result<()> {
         standby: d.regions.standby.clone(),
         standing,
     };
+    // us-east-1's order API would catch us-east-2 up within a second (it answers): paused.
+    sb.set_api("us-east-1", false).await?;
     store.write(now.version, with(now.version + 1, Standing::Ineligible)).await?;
-    let outcome = expect_broken(sb.lambda("us-east-1")?, "acknowledgement", "us-east-2 is Ineligible").await;
+    let outcome = expect_broken(sb, sb.lambda("us-east-1")?, "acknowledgement", "us-east-2 is Ineligible").await;
     store.write(now.version + 1, with(now.version + 2, Standing::Eligible)).await?;
+    sb.set_api("us-east-1", true).await?;
     outcome.map(drop)
+}
+
+/// Nothing armed (a seeded claim store, or any handover since): no alarm fails over, and
+/// readiness says so.
+async fn disarmed(sb: &Sandbox) -> anyhow::Result<()> {
+    expect_broken(sb, sb.lambda("us-east-1")?, "arming", "us-east-2 is not armed").await.map(drop)
 }
 
 /// The standby runs another build of a function than the primary (here: the dns-switcher's
@@ -191,7 +221,8 @@ async fn package_differs(sb: &Sandbox) -> anyhow::Result<()> {
         Ok(lambda.update_function_code().function_name(&name).zip_file(zip.into()).send())
     };
     deploy("dns-switcher")?.await?;
-    let outcome = expect_broken(sb.lambda("us-east-1")?, "function-parity", &format!("{name}: code us-east-1=")).await;
+    let outcome =
+        expect_broken(sb, sb.lambda("us-east-1")?, "function-parity", &format!("{name}: code us-east-1=")).await;
     deploy("order-consumer")?.await?;
     outcome.map(drop)
 }
@@ -201,7 +232,8 @@ async fn ssm_differs(sb: &Sandbox) -> anyhow::Result<()> {
     let (name, value) = sb.deployment().shared_parameters().into_iter().next().context("a shared parameter")?;
     ssm.put_parameter().name(&name).value("30").overwrite(true).send().await?;
     let outcome =
-        expect_broken(sb.lambda("us-east-1")?, "ssm-config", &format!("{name}: us-east-1={value} us-east-2=30")).await;
+        expect_broken(sb, sb.lambda("us-east-1")?, "ssm-config", &format!("{name}: us-east-1={value} us-east-2=30"))
+            .await;
     ssm.put_parameter().name(&name).value(&value).overwrite(true).send().await?;
     outcome.map(drop)
 }
@@ -256,7 +288,7 @@ async fn missing_dns_record(sb: &Sandbox) -> anyhow::Result<()> {
         .change_batch(change(ChangeAction::Delete)?)
         .send()
         .await?;
-    let outcome = expect_broken(sb.lambda("us-east-1")?, "dns", "no failover record for us-east-2").await;
+    let outcome = expect_broken(sb, sb.lambda("us-east-1")?, "dns", "no failover record for us-east-2").await;
     route53
         .change_resource_record_sets()
         .hosted_zone_id(zone)

@@ -59,7 +59,7 @@ error_names! {
     CooldownActive => Precondition,
     /// A readiness rule failed, so the standby cannot take over now.
     NotReady => Precondition,
-    /// A destructive step (fence, promote) outside an execution that holds the failover lock
+    /// A destructive step (fence, promote, record) outside an execution that holds the failover lock
     /// and whose gate recorded its decision for this epoch and target.
     Ungated => Precondition,
     /// The event or request is malformed.

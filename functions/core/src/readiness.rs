@@ -25,6 +25,9 @@ pub mod rules {
     /// The candidate is eligible in the acknowledgement: every acknowledged order is durable
     /// there, so a failover to it loses none (`core::ingress`).
     pub const ACKNOWLEDGEMENT: &str = "acknowledgement";
+    /// The candidate is armed as the takeover target under the current epoch: without it an
+    /// alarm does not fail over (`core::arming`).
+    pub const ARMING: &str = "arming";
     /// The shared SSM parameters hold the same values in both regions.
     pub const SSM_CONFIG: &str = "ssm-config";
     /// The API record has a failover record per region, each with an existing health check.
@@ -45,6 +48,7 @@ pub mod rules {
         WRITER_CLAIM,
         QUEUES,
         ACKNOWLEDGEMENT,
+        ARMING,
         SSM_CONFIG,
         DNS,
         FAILOVER_ALARM,

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use switchyard_aws::{aurora_lag::aurora_replication_lag, control_table::ControlTable, errors::classify, queues};
 use switchyard_core::{
-    DatabaseRole, ErrorCategory, ErrorName, LagGate, LagVerdict, Region, SwitchyardError, WriterClaim, ingress,
+    DatabaseRole, ErrorCategory, ErrorName, LagGate, LagVerdict, Region, SwitchyardError, WriterClaim,
+    arming::ArmingStore,
+    ingress,
     ports::{ClaimStore, ReplicationMonitor},
     readiness::{RuleResult, rules},
 };
@@ -404,6 +406,23 @@ pub async fn acknowledgement(s: &Sources, roles: &Roles) -> RuleResult {
             ),
             evidence,
         )
+    }
+}
+
+/// Whether the candidate may take over automatically: armed under the writer's epoch.
+pub async fn arming(s: &Sources, roles: &Roles) -> RuleResult {
+    let rule = rules::ARMING;
+    let Some(epoch) = roles.epoch else {
+        return RuleResult::fail(rule, "no writer claim could be read, so no arming either", json!({}));
+    };
+    let armed = match s.regional(&roles.writer).claims.armed().await {
+        Ok(armed) => armed,
+        Err(e) => return api_error(rule, e),
+    };
+    let evidence = json!({ "armed": armed, "epoch": epoch.0 });
+    match switchyard_core::arming::check(armed.as_ref(), &roles.candidate, epoch) {
+        Ok(()) => RuleResult::pass(rule, format!("{} is armed as the takeover target", roles.candidate), evidence),
+        Err(e) => RuleResult::fail(rule, e.message, evidence),
     }
 }
 

@@ -86,6 +86,7 @@ impl Tester {
             Box::pin(timed(rules::REPLICATION_LAG, r::replication_lag(s, &roles))),
             Box::pin(timed(rules::QUEUES, r::queues(s))),
             Box::pin(timed(rules::ACKNOWLEDGEMENT, r::acknowledgement(s, &roles))),
+            Box::pin(timed(rules::ARMING, r::arming(s, &roles))),
             Box::pin(timed(rules::SSM_CONFIG, r::ssm_config(s))),
             Box::pin(timed(rules::DNS, r::dns(s))),
             Box::pin(timed(rules::FAILOVER_ALARM, r::failover_alarm(s, &roles))),
