@@ -272,9 +272,12 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
         None => lines.push("the writer now: unknown (control table unreadable)".to_owned()),
     }
     if t.status == ExecutionStatus::Failed {
-        lines.push(if t.promoted.is_some() && t.switched.is_none() {
+        // Moved when the claim names the target, even if the mark was never written (a bump
+        // whose handover write kept failing).
+        let moved = t.promoted.is_some() || writer.is_some_and(|w| w.writer == t.to);
+        lines.push(if moved && t.switched.is_none() {
             format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
-        } else if t.promoted.is_none() {
+        } else if !moved {
             format!("the writer role did not move to {}; the lock is released", t.to)
         } else {
             "ACTION: check the consumer and health of the new writer".to_owned()
@@ -291,6 +294,27 @@ mod tests {
 
     fn region(s: &str) -> Region {
         s.parse().expect("region")
+    }
+
+    /// Review of #17: the bump succeeded but the handover write kept failing through every
+    /// retry, so the timeline has no `promoted` mark; the page said "did not move" while its
+    /// own "writer now" line named the target. Whether the writer moved is the claim's to say.
+    #[test]
+    fn a_failed_execution_whose_bump_landed_pages_that_the_writer_moved() {
+        let mut t = Timeline::start(
+            "x",
+            "epoch-1-to-us-east-2",
+            FailoverMode::Unplanned,
+            region("us-east-1"),
+            region("us-east-2"),
+            Timestamp::now(),
+        );
+        t.finish(ExecutionStatus::Failed, Timestamp::now());
+        let moved = WriterClaim { epoch: WriterEpoch(2), writer: region("us-east-2") };
+        let page = notification(&t, Some(&moved));
+        assert!(page.contains("ACTION: us-east-2 writes but traffic was not moved"), "{page}");
+        let stayed = WriterClaim { epoch: WriterEpoch(1), writer: region("us-east-1") };
+        assert!(notification(&t, Some(&stayed)).contains("did not move"));
     }
 
     fn begin_req(execution: &str) -> BeginRequest {
