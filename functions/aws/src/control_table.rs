@@ -72,16 +72,7 @@ impl ClaimStore for ControlTable {
 /// written conditionally on its version.
 impl EligibilityStore for ControlTable {
     async fn read(&self) -> PortResult<Option<Eligibility>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(ELIGIBILITY_KEY))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", &e))?;
-        out.item.map(|item| from_json(&item, "standing")).transpose()
+        self.get(ELIGIBILITY_KEY).await?.map(|item| from_json(&item, "standing")).transpose()
     }
 
     async fn write(&self, expected: u64, next: Eligibility) -> PortResult<()> {

@@ -791,19 +791,9 @@ mod tests {
             assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)));
         }
 
-        /// #16's open race: the Gate saw us-east-2 eligible; before the bump the writer's region
-        /// dropped it (recorded `Ineligible`: orders acknowledged since are in us-east-1's
-        /// queues only). Recording us-east-2 as writer then would strand them if us-east-1 is
-        /// lost for good: `record` checks the standing again, just before the bump.
-        #[tokio::test]
-        async fn record_refuses_a_target_dropped_from_the_eligible_set_after_the_gate() {
-            use PromoterAction::*;
+        /// us-east-1's order API drops us-east-2 from the eligible set (a recorded `Ineligible`).
+        async fn drop_us_east_2(p: &Twin) {
             use switchyard_core::ingress::{Eligibility, EligibilityStore, Standing};
-            let p = promoter();
-            let unplanned = FailoverMode::Unplanned;
-            p.engine.set_lag_from_target(lag(5.0));
-            step(&p, Gate, unplanned, false).await.expect("gate: eligible");
-            assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
             let dropped = Eligibility {
                 version: 1,
                 epoch: WriterEpoch(1),
@@ -811,6 +801,21 @@ mod tests {
                 standing: Standing::Ineligible,
             };
             p.registry.write(0, dropped).await.expect("dropped");
+        }
+
+        /// #16's open race: the Gate saw us-east-2 eligible; before the bump the writer's region
+        /// dropped it (recorded `Ineligible`: orders acknowledged since are in us-east-1's
+        /// queues only). Recording us-east-2 as writer then would strand them if us-east-1 is
+        /// lost for good: `record` checks the standing again, just before the bump.
+        #[tokio::test]
+        async fn record_refuses_a_target_dropped_from_the_eligible_set_after_the_gate() {
+            use PromoterAction::*;
+            let p = promoter();
+            let unplanned = FailoverMode::Unplanned;
+            p.engine.set_lag_from_target(lag(5.0));
+            step(&p, Gate, unplanned, false).await.expect("gate: eligible");
+            assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
+            drop_us_east_2(&p).await;
             assert_eq!(step(&p, Record, unplanned, false).await.err(), Some(ErrorName::NotReady));
             assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)), "bumped");
             // An operator who accepts the loss says so.
@@ -823,7 +828,6 @@ mod tests {
         #[tokio::test]
         async fn a_planned_switchover_records_even_if_the_target_was_dropped_after_the_gate() {
             use PromoterAction::*;
-            use switchyard_core::ingress::{Eligibility, EligibilityStore, Standing};
             let p = promoter();
             let planned = FailoverMode::Planned;
             step(&p, Gate, planned, false).await.expect("gate");
@@ -831,13 +835,7 @@ mod tests {
             for action in [CatchUp, Promote] {
                 while state(&step(&p, action, planned, false).await.expect("poll")) != Some(StepState::Done) {}
             }
-            let dropped = Eligibility {
-                version: 1,
-                epoch: WriterEpoch(1),
-                standby: region("us-east-2"),
-                standing: Standing::Ineligible,
-            };
-            p.registry.write(0, dropped).await.expect("dropped");
+            drop_us_east_2(&p).await;
             let Ok(Answer::Record(r)) = step(&p, Record, planned, false).await else { panic!("record refused") };
             assert!(r.result.changed);
         }

@@ -13,19 +13,17 @@ use switchyard_core::{
 
 use crate::{BadValue, Exit, Global, Output, Refused, loaded_sandbox};
 
-/// The claim store, through the primary region's replica (the operator's view).
-async fn claim_store(g: &Global) -> Result<(switchyard_sandbox::Sandbox, ControlTable)> {
-    let sb = loaded_sandbox(g)?;
+/// The claim store of `sb`, through the primary region's replica (the operator's view).
+pub(crate) async fn claim_store(sb: &switchyard_sandbox::Sandbox) -> ControlTable {
     let d = sb.deployment();
     let config = switchyard_aws::sdk_config(&sb.aws_target(), &d.regions.primary).await;
-    let table =
-        ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.primary).control_table);
-    Ok((sb, table))
+    ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.primary).control_table)
 }
 
 pub async fn arm(g: &Global, region: &str, by: Option<String>) -> Result<Exit> {
     let target: Region = region.parse().map_err(|e| BadValue(format!("{region}: {e}")))?;
-    let (sb, store) = claim_store(g).await?;
+    let sb = loaded_sandbox(g)?;
+    let store = claim_store(&sb).await;
     sb.deployment().regions.check(&target).map_err(|e| BadValue(e.message))?;
     let claim = store.strong_read().await.proven()?;
     if claim.writer == target {
@@ -47,7 +45,7 @@ pub async fn arm(g: &Global, region: &str, by: Option<String>) -> Result<Exit> {
 }
 
 pub async fn disarm(g: &Global) -> Result<Exit> {
-    let (_, store) = claim_store(g).await?;
+    let store = claim_store(&loaded_sandbox(g)?).await;
     let before = store.armed().await?;
     store.disarm().await?;
     match (g.output, &before) {

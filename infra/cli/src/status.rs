@@ -60,11 +60,7 @@ pub async fn run(g: &Global) -> Result<Exit> {
     let agree = claims.iter().all(|c| c.is_some() && *c == claims[0]);
     let armed = {
         use switchyard_core::arming::ArmingStore;
-        let config = switchyard_aws::sdk_config(&sb.aws_target(), &d.regions.primary).await;
-        let table = ControlTable::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            d.regional_names(&d.regions.primary).control_table,
-        );
+        let table = crate::arm::claim_store(&sb).await;
         tokio::time::timeout(READ_DEADLINE, table.armed()).await.ok().and_then(Result::ok).flatten()
     };
     match g.output {
