@@ -166,7 +166,7 @@ fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
     };
     let region = |s: &str| s.parse::<switchyard_core::Region>().map_err(|e| anyhow::anyhow!("{e}"));
     let (east1, east2) = (region("us-east-1")?, region("us-east-2")?);
-    let claim = WriterClaim { epoch: WriterEpoch(2), writer: east2.clone() };
+    let claim = WriterClaim::active(WriterEpoch(2), east2.clone());
     let now = Timestamp::now();
     let step = |action, result: Value| {
         serde_json::to_value(StepAnswer { action, target_region: east2.clone(), at_ms: 0, result })

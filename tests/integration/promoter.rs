@@ -156,7 +156,7 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     until_done(east2, request("catchUp", "planned", 1)).await?;
     until_done(east2, request("promote", "planned", 1)).await?;
     let record = ok(east2, request("record", "planned", 1)).await?;
-    let expected_claim = WriterClaim { epoch: WriterEpoch(2), writer: "us-east-2".parse()? };
+    let expected_claim = WriterClaim::active(WriterEpoch(2), "us-east-2".parse()?);
     ensure!(record["changed"] == true && record["claim"] == serde_json::to_value(&expected_claim)?, "record: {record}");
 
     // The claim is in us-east-2's control table, and the data made it.

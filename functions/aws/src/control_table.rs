@@ -1,9 +1,10 @@
-//! The control table (DynamoDB, one per region): the writer claim, with conditional writes so
+//! The control table (the claim store: one DynamoDB global table with multi-Region strong
+//! consistency, read and written through this region's replica): the writer claim, with conditional writes so
 //! that **an older epoch never wins**, and the ledger of failover and switchover executions.
 //!
 //! | item `pk`          | attributes                                   | written by            |
 //! |--------------------|----------------------------------------------|-----------------------|
-//! | `writer`           | `epoch` (N), `writer` (S)                    | promoter `record`     |
+//! | `writer`           | `epoch` (N), `writer` (S), `phase` (S: `pending`/`active`; absent = active) | promoter `record`, `activate` |
 //! | `lock`             | `owner`, `incident`, `expiresAtMs` (N), `lock` (JSON) | promoter `begin`/`end` |
 //! | `handover`         | `epoch` (N), `record` (JSON)                 | promoter `record`     |
 //! | `execution#<name>` | `status`, `timeline` (JSON)                  | promoter, every action of an execution |
@@ -12,7 +13,7 @@
 
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
-    ErrorName, SwitchyardError, WriterClaim, WriterEpoch,
+    ErrorName, LeasePhase, SwitchyardError, WriterClaim, WriterEpoch,
     arming::{Arming, ArmingStore},
     ingress::{Eligibility, EligibilityStore},
     ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
@@ -53,7 +54,13 @@ fn parse_claim(item: &std::collections::HashMap<String, AttributeValue>) -> Port
         Some(AttributeValue::S(s)) => s.parse().map_err(|_| bad("writer is not a known region"))?,
         _ => return Err(bad("no writer region")),
     };
-    Ok(WriterClaim { epoch: WriterEpoch(epoch), writer })
+    let phase = match item.get("phase") {
+        None => LeasePhase::Active,
+        Some(AttributeValue::S(s)) if s == "pending" => LeasePhase::Pending,
+        Some(AttributeValue::S(s)) if s == "active" => LeasePhase::Active,
+        Some(_) => return Err(bad("phase is neither pending nor active")),
+    };
+    Ok(WriterClaim { epoch: WriterEpoch(epoch), writer, phase })
 }
 
 impl ClaimStore for ControlTable {
@@ -65,6 +72,32 @@ impl ClaimStore for ControlTable {
     /// A `PutItem` conditional on the stored epoch.
     async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
         self.write_claim(expected, next).await
+    }
+
+    /// An `UpdateItem` of the phase, conditional on the stored epoch and writer.
+    async fn activate(&self, claim: &WriterClaim) -> PortResult<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", Self::key())
+            .update_expression("SET phase = :active")
+            .condition_expression("epoch = :epoch AND writer = :writer")
+            .expression_attribute_values(":active", s(LeasePhase::Active.to_string()))
+            .expression_attribute_values(":epoch", AttributeValue::N(claim.epoch.to_string()))
+            .expression_attribute_values(":writer", s(claim.writer.to_string()))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(SwitchyardError::new(
+                    ErrorName::StaleEpoch,
+                    format!("the stored claim is no longer epoch {} ({}): not activated", claim.epoch, claim.writer),
+                ))
+            }
+            Err(e) => Err(classify("UpdateItem", &e)),
+        }
     }
 }
 
@@ -166,6 +199,7 @@ impl ControlTable {
             .item("pk", Self::key())
             .item("epoch", AttributeValue::N(next.epoch.to_string()))
             .item("writer", AttributeValue::S(next.writer.to_string()))
+            .item("phase", s(next.phase.to_string()))
             .condition_expression("epoch = :expected")
             .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
             .send()
@@ -337,7 +371,7 @@ mod tests {
     use super::*;
 
     fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+        WriterClaim::active(WriterEpoch(epoch), writer.parse().expect("region"))
     }
 
     #[tokio::test]

@@ -118,7 +118,7 @@ mod tests {
     }
 
     fn claim(writer: &str) -> WriterClaim {
-        WriterClaim { epoch: WriterEpoch(2), writer: region(writer) }
+        WriterClaim::active(WriterEpoch(2), region(writer))
     }
 
     /// A PutMetricData about `about` with `value`, answered successfully.

@@ -3,8 +3,17 @@
 //! A monotonically increasing number names which region holds the writer role. Every
 //! promotion moves the claim to `epoch + 1`; an older epoch can never win. A consumer applies
 //! orders under the claim it read; as soon as it observes any other claim it stops applying.
+//!
+//! **The two-phase lease.** A bump writes the new claim [`LeasePhase::Pending`]; the state
+//! machine waits [`WRITER_LEASE`], then marks it [`LeasePhase::Active`]. A consumer commits
+//! only under an active claim naming its region, and only within [`COMMIT_WINDOW`] of the
+//! start of the strong read that showed it, on its own monotonic clock (and its database
+//! refuses a commit past the same window on the database's own clock). So the old writer's
+//! last commit precedes the bump by at most the window, and the new writer's first commit
+//! follows the bump by at least the lease: no moment has two writers, and no decision
+//! compares two hosts' clocks.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,11 +38,72 @@ impl fmt::Display for WriterEpoch {
     }
 }
 
-/// "Region R is the writer as of epoch E."
+/// L: how long a bumped claim stays pending before it may be activated. It must exceed
+/// [`COMMIT_WINDOW`] by a margin: the clock-rate difference between the hosts that measure
+/// the two (the consumer's and its database's against the state machine's), and the time a
+/// commit takes between the database's last check and its commit record.
+pub const WRITER_LEASE: Duration = Duration::from_secs(6);
+
+/// How long after the start of its last strong read a consumer may still commit.
+pub const COMMIT_WINDOW: Duration = Duration::from_secs(5);
+
+/// The permission a strong read showing this region's active claim gives: to commit within
+/// [`COMMIT_WINDOW`] of the moment the read **started**, on this process's monotonic clock.
+/// Start it before sending the read.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitWindow {
+    read_started: std::time::Instant,
+}
+
+impl CommitWindow {
+    pub fn start() -> Self {
+        CommitWindow { read_started: std::time::Instant::now() }
+    }
+
+    /// `LeaseLapsed` once the window has passed: the commit must not be sent.
+    pub fn check(&self) -> Result<(), SwitchyardError> {
+        let elapsed = self.read_started.elapsed();
+        if elapsed < COMMIT_WINDOW {
+            return Ok(());
+        }
+        Err(SwitchyardError::new(
+            ErrorName::LeaseLapsed,
+            format!(
+                "{elapsed:?} since the strong read that allowed this commit, past the {COMMIT_WINDOW:?} window: not committed"
+            ),
+        ))
+    }
+}
+
+/// Where a claim is in the two-phase lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LeasePhase {
+    /// Just bumped: nobody applies orders under it yet (the old writer's last commits may
+    /// still land, within their window).
+    Pending,
+    /// At least [`WRITER_LEASE`] after the bump: its writer applies. A claim item written
+    /// before the lease existed (no phase) is active: it was the only writer's.
+    #[default]
+    Active,
+}
+
+impl fmt::Display for LeasePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LeasePhase::Pending => "pending",
+            LeasePhase::Active => "active",
+        })
+    }
+}
+
+/// "Region R is the writer as of epoch E" (and where the claim is in the lease).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriterClaim {
     pub epoch: WriterEpoch,
     pub writer: Region,
+    #[serde(default)]
+    pub phase: LeasePhase,
 }
 
 /// What a handover request amounts to, given the claim currently recorded.
@@ -47,7 +117,25 @@ pub enum Handover {
 
 impl WriterClaim {
     pub fn initial(writer: Region) -> Self {
-        WriterClaim { epoch: WriterEpoch::INITIAL, writer }
+        WriterClaim::active(WriterEpoch::INITIAL, writer)
+    }
+
+    pub fn active(epoch: WriterEpoch, writer: Region) -> Self {
+        WriterClaim { epoch, writer, phase: LeasePhase::Active }
+    }
+
+    pub fn pending(epoch: WriterEpoch, writer: Region) -> Self {
+        WriterClaim { epoch, writer, phase: LeasePhase::Pending }
+    }
+
+    /// Whether `region` may apply orders under this claim.
+    pub fn lets_apply(&self, region: &Region) -> bool {
+        self.writer == *region && self.phase == LeasePhase::Active
+    }
+
+    /// The same claim, active (what activation writes).
+    pub fn activated(&self) -> Self {
+        WriterClaim { phase: LeasePhase::Active, ..self.clone() }
     }
 
     /// Plans moving the writer role to `target`, for a request made when the caller saw
@@ -63,7 +151,7 @@ impl WriterClaim {
                     format!("{target} already holds the writer role at epoch {expected}; nothing to hand over"),
                 ));
             }
-            return Ok(Handover::Bump(WriterClaim { epoch: expected.next(), writer: target.clone() }));
+            return Ok(Handover::Bump(WriterClaim::pending(expected.next(), target.clone())));
         }
         if self.epoch == expected.next() && self.writer == *target {
             return Ok(Handover::AlreadyDone(self.clone()));
@@ -134,7 +222,7 @@ mod tests {
         let Ok(Handover::Bump(next)) = current.plan_handover(WriterEpoch(1), &east2) else {
             panic!("expected a bump");
         };
-        assert_eq!(next, claim(2, "us-east-2"));
+        assert_eq!(next, WriterClaim::pending(WriterEpoch(2), east2.clone()));
         // Re-running the same request after it succeeded is a no-op.
         assert_eq!(next.plan_handover(WriterEpoch(1), &east2), Ok(Handover::AlreadyDone(next.clone())));
     }

@@ -49,6 +49,9 @@ error_names! {
     ServiceUnavailable => Transient,
     /// A long operation (promotion, switchover, DNS change) has started and is not finished.
     OperationInProgress => Transient,
+    /// A consumer's commit came too late after the strong read that allowed it (the writer
+    /// lease's commit window): nothing was applied; the batch comes back and reads again.
+    LeaseLapsed => Transient,
     /// Replication lag exceeds the RPO budget and data loss was not explicitly allowed.
     LagAboveBudget => Precondition,
     /// The request names a writer epoch older than the current one.

@@ -23,7 +23,7 @@ pub mod steps;
 
 pub use config::{ConfigError, ConfigProblem, ConfigReader, DbCredentials, DeploymentConfig};
 pub use dns::DnsMode;
-pub use epoch::{EpochCheck, Handover, WriterClaim, WriterEpoch};
+pub use epoch::{COMMIT_WINDOW, CommitWindow, EpochCheck, Handover, LeasePhase, WRITER_LEASE, WriterClaim, WriterEpoch};
 pub use error::{ErrorCategory, ErrorName, SwitchyardError};
 pub use order::{Order, RejectReason, Rejection};
 pub use promotion::{FailoverMode, GateDecision, LagGate};
@@ -37,7 +37,7 @@ pub(crate) mod testing {
 
     /// `claim(2, "us-east-2")`: region `us-east-2` writes at epoch 2.
     pub fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+        WriterClaim::active(WriterEpoch(epoch), writer.parse().expect("region"))
     }
 
     /// Drives a future that never waits (an in-memory port) without an async runtime.

@@ -102,6 +102,10 @@ pub trait ClaimStore: Send + Sync {
     /// Writes `next` only if the stored epoch is still `expected` and `next` is newer;
     /// otherwise `StaleEpoch`.
     fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+    /// Marks `claim` active, only while the store still holds its epoch and writer (again
+    /// after success changes nothing); otherwise `StaleEpoch`. The caller waits the lease
+    /// between the bump and this (see [`crate::epoch`]).
+    fn activate(&self, claim: &WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// One order and the SQS message that carried it.
@@ -144,8 +148,11 @@ pub struct FirstApplied {
 pub trait OrderStore: Send + Sync {
     /// Inserts every delivery's order whose id is new, as applied by `claim.writer` under
     /// `claim.epoch`, in one transaction; reports each delivery's outcome in order. Between
-    /// the inserts and the commit it awaits `still_current`: unless that is `Ok`, nothing is
-    /// applied and its error is returned. Deliveries carry distinct order ids.
+    /// the inserts and the commit it awaits `still_current` (the strong read that allows the
+    /// commit): unless that is `Ok`, nothing is applied and its error is returned. It commits
+    /// only within the [`crate::CommitWindow`] that read answers, checked on this process's
+    /// clock and, where the store has one, on the database's own (a deadline set before the
+    /// read starts). Deliveries carry distinct order ids.
     fn apply<G>(
         &self,
         deliveries: &[Delivery<'_>],
@@ -153,7 +160,7 @@ pub trait OrderStore: Send + Sync {
         still_current: G,
     ) -> impl Future<Output = PortResult<Vec<Applied>>> + Send
     where
-        G: Future<Output = PortResult<()>> + Send;
+        G: Future<Output = PortResult<crate::CommitWindow>> + Send;
     /// Which of `orders` the database (in the shadow region: the replica) holds, in order.
     fn presence(&self, orders: &[&Order]) -> impl Future<Output = PortResult<Vec<Presence>>> + Send;
     /// When `region` applied its first order under `epoch` (`None`: none yet).
@@ -223,14 +230,18 @@ pub mod contract {
         if current != *initial {
             return Err(format!("holds {current:?}, expected {initial:?}"));
         }
-        let next = WriterClaim { epoch: initial.epoch.next(), writer: other.clone() };
+        let next = WriterClaim::pending(initial.epoch.next(), other.clone());
         registry.bump(initial.epoch, next.clone()).await.map_err(|e| format!("first handover: {e}"))?;
+        let bumped = registry.strong_read().await.proven().map_err(|e| format!("reading the bumped claim: {e}"))?;
+        if bumped != next {
+            return Err(format!("holds {bumped:?} after the bump, expected {next:?} (pending)"));
+        }
         // Every later attempt from a stale view loses, whatever it offers.
         let stale = [
-            (initial.epoch, WriterClaim { epoch: next.epoch, writer: initial.writer.clone() }),
-            (initial.epoch, WriterClaim { epoch: next.epoch.next(), writer: initial.writer.clone() }),
-            (next.epoch, WriterClaim { epoch: next.epoch, writer: initial.writer.clone() }),
-            (WriterEpoch(0), WriterClaim { epoch: WriterEpoch(99), writer: initial.writer.clone() }),
+            (initial.epoch, WriterClaim::active(next.epoch, initial.writer.clone())),
+            (initial.epoch, WriterClaim::active(next.epoch.next(), initial.writer.clone())),
+            (next.epoch, WriterClaim::active(next.epoch, initial.writer.clone())),
+            (WriterEpoch(0), WriterClaim::active(WriterEpoch(99), initial.writer.clone())),
         ];
         for (expected, offered) in stale {
             match registry.bump(expected, offered.clone()).await {
@@ -240,9 +251,19 @@ pub mod contract {
                 }
             }
         }
+        // Activation: only of the claim the store holds, and idempotent.
+        for stale in [initial.clone(), WriterClaim::pending(next.epoch, initial.writer.clone())] {
+            match registry.activate(&stale).await {
+                Err(e) if e.name == ErrorName::StaleEpoch => {}
+                other => return Err(format!("activating {stale:?}: got {other:?}, not StaleEpoch")),
+            }
+        }
+        for attempt in ["first", "second"] {
+            registry.activate(&next).await.map_err(|e| format!("{attempt} activation: {e}"))?;
+        }
         let last = registry.strong_read().await.proven().map_err(|e| format!("reading the final claim: {e}"))?;
-        if last != next {
-            return Err(format!("holds {last:?} after the handover, expected {next:?}"));
+        if last != next.activated() {
+            return Err(format!("holds {last:?} after the handover, expected {:?}", next.activated()));
         }
         Ok(())
     }

@@ -164,7 +164,7 @@ mod tests {
             )
         })
         .expect("config");
-        let claim = WriterClaim { epoch: WriterEpoch(claim_epoch), writer: region(writer) };
+        let claim = WriterClaim::active(WriterEpoch(claim_epoch), region(writer));
         let traffic = || Traffic(Mutex::new(region("us-east-1")));
         Switcher::new(config, InMemoryClaimStore::new(claim), traffic(), traffic())
     }

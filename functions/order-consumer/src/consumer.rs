@@ -21,7 +21,7 @@ use std::{collections::HashMap, time::Duration};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use switchyard_core::{
-    DeploymentConfig, ErrorName, Order, Region, Rejection, SwitchyardError, WriterClaim,
+    CommitWindow, DeploymentConfig, ErrorName, Order, Region, Rejection, SwitchyardError, WriterClaim,
     config::{ConfigError, keys},
     order::{SHADOW_RECHECK, parse_body},
     ports::{Applied, ClaimStore, Delivery, OrderRequeue, OrderStore, PortResult, Presence, Requeue},
@@ -341,7 +341,7 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
         let mut state = self.state();
         let mode = decide(local, state.previous.as_ref(), &observed);
         match (&state.previous, &mode) {
-            (Some(before), Mode::Shadow(now)) if before.writer == *local => tracing::warn!(
+            (Some(before), Mode::Shadow(now)) if before.lets_apply(local) => tracing::warn!(
                 region = %local, from_epoch = before.epoch.0, epoch = now.epoch.0, writer = %now.writer,
                 "a newer epoch names another writer: stopped applying, now shadow"
             ),
@@ -369,11 +369,13 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
         }
         let deliveries: Vec<Delivery<'_>> =
             firsts.iter().map(|(i, o)| Delivery { message_id: &messages[*i].id, order: o }).collect();
-        // Read again just before the commit: a claim that moved during the batch applies nothing.
+        // Read again just before the commit: a claim that moved during the batch applies nothing,
+        // and the commit must follow this read's start within the lease's commit window.
         let still_current = async {
+            let window = CommitWindow::start();
             let now = self.claim().await?;
             if now == *claim {
-                Ok(())
+                Ok(window)
             } else {
                 Err(SwitchyardError::new(
                     ErrorName::StaleEpoch,
@@ -710,7 +712,7 @@ mod tests {
         type Twin = Consumer<InMemoryOrderStore, InMemoryQueue, InMemoryClaimStore>;
 
         fn claim(epoch: u64, writer: &str) -> WriterClaim {
-            WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+            WriterClaim::active(WriterEpoch(epoch), writer.parse().expect("region"))
         }
 
         fn consumer(local: &str, claim: WriterClaim) -> Twin {
@@ -926,6 +928,9 @@ mod tests {
             async fn bump(&self, _: WriterEpoch, _: WriterClaim) -> PortResult<()> {
                 std::future::pending().await
             }
+            async fn activate(&self, _: &WriterClaim) -> PortResult<()> {
+                std::future::pending().await
+            }
         }
 
         #[tokio::test]
@@ -995,6 +1000,41 @@ mod tests {
             c.handle(event(&[("m1", order("o1", 1), 4)]), Deadline::after(Duration::from_secs(10))).await.expect("b");
             assert!(c.queue.copies().is_empty(), "the re-enqueue failed");
             assert!(c.queue.redelivered().is_empty(), "rechecked in 2 s after a failed re-enqueue");
+        }
+
+        /// A claim store whose reads after the first take longer than the commit window (a
+        /// brownout between the mode's read and the one before COMMIT).
+        struct SlowAfterFirst {
+            inner: InMemoryClaimStore,
+            reads: std::sync::atomic::AtomicUsize,
+        }
+
+        impl ClaimStore for SlowAfterFirst {
+            async fn strong_read(&self) -> ClaimRead {
+                if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                    tokio::time::sleep(switchyard_core::COMMIT_WINDOW + Duration::from_millis(100)).await;
+                }
+                self.inner.strong_read().await
+            }
+            async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+                self.inner.bump(expected, next).await
+            }
+            async fn activate(&self, claim: &WriterClaim) -> PortResult<()> {
+                self.inner.activate(claim).await
+            }
+        }
+
+        #[tokio::test]
+        async fn a_commit_later_than_the_window_after_the_claim_s_read_applies_nothing() {
+            let Twin { config, queue, store, .. } = consumer("us-east-1", claim(1, "us-east-1"));
+            let claims = SlowAfterFirst { inner: InMemoryClaimStore::new(claim(1, "us-east-1")), reads: 0.into() };
+            let c = Consumer::new(config, claims, queue, store);
+            let answer = c
+                .handle(event(&[("m1", order("o1", 1), 1)]), Deadline::after(Duration::from_secs(30)))
+                .await
+                .expect("batch");
+            assert!(c.store.orders().is_empty(), "committed after the window: {:?}", c.store.orders());
+            assert_eq!(answer.batch_item_failures.len(), 1, "the order is kept for a retry");
         }
 
         #[tokio::test]

@@ -3,8 +3,8 @@
 //!
 //! | observed claim                               | mode                                     |
 //! |----------------------------------------------|------------------------------------------|
-//! | names this region                            | **active**: apply, then delete           |
-//! | names the other region                       | **shadow**: delete only what the local replica holds |
+//! | names this region, lease active              | **active**: apply, then delete           |
+//! | names the other region, or is still pending  | **shadow**: delete only what the local database holds |
 //! | older than, or conflicting with, one applied under | **halted**: keep everything, alarm |
 //!
 //! A consumer that was active and observes a newer epoch stops applying at once (it turns
@@ -42,7 +42,9 @@ pub fn decide(local: &Region, previous: Option<&WriterClaim>, observed: &WriterC
             mine.epoch, mine.writer, observed.epoch, observed.writer
         ));
     }
-    if observed.writer == *local { Mode::Active(observed.clone()) } else { Mode::Shadow(observed.clone()) }
+    // A pending claim naming this region: the old writer may still commit within its window,
+    // so this region waits for the activation (its database already holds what it deletes).
+    if observed.lets_apply(local) { Mode::Active(observed.clone()) } else { Mode::Shadow(observed.clone()) }
 }
 
 #[cfg(test)]
@@ -52,7 +54,11 @@ mod tests {
     use super::*;
 
     fn claim(epoch: u64, writer: &str) -> WriterClaim {
-        WriterClaim { epoch: WriterEpoch(epoch), writer: writer.parse().expect("region") }
+        WriterClaim::active(WriterEpoch(epoch), writer.parse().expect("region"))
+    }
+
+    fn pending(epoch: u64, writer: &str) -> WriterClaim {
+        WriterClaim::pending(WriterEpoch(epoch), writer.parse().expect("region"))
     }
 
     #[test]
@@ -66,6 +72,10 @@ mod tests {
             (Some(claim(1, "us-east-1")), claim(2, "us-east-2"), "shadow"),
             // Failback: active again under the newer epoch.
             (Some(claim(2, "us-east-2")), claim(3, "us-east-1"), "active"),
+            // Bumped but not yet activated: the lease keeps the new writer waiting.
+            (Some(claim(1, "us-east-2")), pending(2, "us-east-1"), "shadow"),
+            (None, pending(2, "us-east-1"), "shadow"),
+            (Some(pending(2, "us-east-1")), claim(2, "us-east-1"), "active"),
             // The store went backwards, or split: never apply.
             (Some(claim(2, "us-east-2")), claim(1, "us-east-1"), "halted"),
             (Some(claim(2, "us-east-2")), claim(2, "us-east-1"), "halted"),

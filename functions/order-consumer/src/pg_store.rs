@@ -11,7 +11,7 @@ use std::{
 
 use switchyard_aws::db_secret::DbSecret;
 use switchyard_core::{
-    ErrorName, Order, Region, SwitchyardError, WriterClaim, WriterEpoch,
+    COMMIT_WINDOW, CommitWindow, ErrorName, Order, Region, SwitchyardError, WriterClaim, WriterEpoch,
     ports::{Applied, Delivery, FirstApplied, OrderStore, PortResult, Presence},
 };
 use switchyard_postgres::{PgNode, bounded, orders};
@@ -60,7 +60,7 @@ impl OrderStore for PgOrderStore {
         still_current: G,
     ) -> PortResult<Vec<Applied>>
     where
-        G: Future<Output = PortResult<()>> + Send,
+        G: Future<Output = PortResult<CommitWindow>> + Send,
     {
         let t = self.db.timeout;
         let mut slot = self.connection.lock().await;
@@ -72,8 +72,11 @@ impl OrderStore for PgOrderStore {
             }
             let tx = bounded(t, "begin", client.transaction()).await?;
             let applied = orders::apply(&tx, t, deliveries, &claim.writer, claim.epoch).await?;
+            // The database's deadline first, then the read it bounds: the deadline falls no
+            // later than COMMIT_WINDOW after the read started, by the database's own clock.
+            orders::arm_commit_deadline(&tx, t, COMMIT_WINDOW).await?;
             // Dropping the transaction on an error rolls it back: nothing was applied.
-            still_current.await?;
+            still_current.await?.check()?;
             bounded(t, "commit", tx.commit()).await?;
             Ok(applied)
         }

@@ -211,6 +211,8 @@ pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
         ErrorName::AccessDenied
     } else if *code == SqlState::INVALID_CATALOG_NAME || *code == SqlState::UNDEFINED_TABLE {
         ErrorName::ResourceNotFound
+    } else if code.code() == orders::LEASE_LAPSED || code.code() == orders::LEASE_UNSET {
+        ErrorName::LeaseLapsed
     } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         // A write reached a replica or a fenced writer: the caller's idea of the writer is wrong.
         ErrorName::StaleEpoch

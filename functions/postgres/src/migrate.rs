@@ -26,6 +26,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "orders", sql: include_str!("../migrations/0001_orders.sql") },
     Migration { version: 2, name: "heartbeat", sql: include_str!("../migrations/0002_heartbeat.sql") },
+    Migration { version: 3, name: "writer_lease", sql: include_str!("../migrations/0003_writer_lease.sql") },
 ];
 
 /// The schema version this code needs.

@@ -13,6 +13,27 @@ use tokio_postgres::GenericClient;
 
 use crate::bounded;
 
+/// SQLSTATEs of `migrations/0003_writer_lease.sql`: a commit of orders after the deadline,
+/// or without one.
+pub const LEASE_LAPSED: &str = "SYL02";
+pub const LEASE_UNSET: &str = "SYL01";
+
+/// Sets the transaction's commit deadline to `window` from now **by the database's clock**.
+/// Call it just before the strong read that allows the commit: the deadline then falls no
+/// later than `window` after that read started, whatever the network does to the COMMIT.
+pub async fn arm_commit_deadline<C: GenericClient>(db: &C, timeout: Duration, window: Duration) -> PortResult<()> {
+    bounded(
+        timeout,
+        "arm the commit deadline",
+        db.execute(
+            "SELECT set_config('switchyard.lease_deadline', (clock_timestamp() + make_interval(secs => $1))::text, true)",
+            &[&window.as_secs_f64()],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The fingerprint column holds sha256 of [`Order::fingerprint`], computed by the server.
 const FINGERPRINT: &str = "encode(sha256(convert_to(n.fp, 'UTF8')), 'hex')";
 

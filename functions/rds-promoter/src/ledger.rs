@@ -310,10 +310,10 @@ mod tests {
             Timestamp::now(),
         );
         t.finish(ExecutionStatus::Failed, Timestamp::now());
-        let moved = WriterClaim { epoch: WriterEpoch(2), writer: region("us-east-2") };
+        let moved = WriterClaim::active(WriterEpoch(2), region("us-east-2"));
         let page = notification(&t, Some(&moved));
         assert!(page.contains("ACTION: us-east-2 writes but traffic was not moved"), "{page}");
-        let stayed = WriterClaim { epoch: WriterEpoch(1), writer: region("us-east-1") };
+        let stayed = WriterClaim::active(WriterEpoch(1), region("us-east-1"));
         assert!(notification(&t, Some(&stayed)).contains("did not move"));
     }
 
@@ -329,7 +329,7 @@ mod tests {
     #[tokio::test]
     async fn one_execution_per_incident_and_the_lock_is_released_at_the_end() {
         let (e1, e2) = (region("us-east-1"), region("us-east-2"));
-        let registry = InMemoryClaimStore::new(WriterClaim { epoch: WriterEpoch(1), writer: e1.clone() })
+        let registry = InMemoryClaimStore::new(WriterClaim::active(WriterEpoch(1), e1.clone()))
             .armed_for(&"us-east-2".parse().expect("region"));
         let ledger = InMemoryLedger::default();
         let first = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
@@ -362,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn a_region_that_writes_already_has_nothing_to_do_and_directions_are_checked() {
         let (e1, e2) = (region("us-east-1"), region("us-east-2"));
-        let registry = InMemoryClaimStore::new(WriterClaim { epoch: WriterEpoch(2), writer: e2.clone() });
+        let registry = InMemoryClaimStore::new(WriterClaim::active(WriterEpoch(2), e2.clone()));
         let ledger = InMemoryLedger::default();
         let done = begin(&registry, &ledger, &e2, &e1, begin_req("a")).await.expect("begin");
         assert_eq!(done.outcome, BeginOutcome::NothingToDo);

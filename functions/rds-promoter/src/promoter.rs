@@ -556,7 +556,7 @@ mod tests {
                 (keys::DB_ENDPOINTS, endpoints),
             ]))
             .expect("config");
-            let claim = WriterClaim { epoch: WriterEpoch(1), writer: region("us-east-1") };
+            let claim = WriterClaim::active(WriterEpoch(1), region("us-east-1"));
             let engine = InMemoryEngine::new(&region("us-east-1"), &region("us-east-2"));
             Promoter::new(
                 config,
@@ -734,7 +734,7 @@ mod tests {
             );
             assert_eq!(p.registry.strong_read().await.proven().map(|c| c.epoch), Ok(WriterEpoch(1)));
             // Another handover won meanwhile: every step of this one is stale.
-            p.registry.set(WriterClaim { epoch: WriterEpoch(3), writer: region("us-east-1") });
+            p.registry.set(WriterClaim::active(WriterEpoch(3), region("us-east-1")));
             for action in [PromoterAction::Gate, PromoterAction::Record] {
                 assert_eq!(step(&p, action, FailoverMode::Unplanned, false).await.err(), Some(ErrorName::StaleEpoch));
             }
@@ -946,7 +946,7 @@ mod tests {
                 rds: mock_client!(aws_sdk_rds, RuleMode::MatchAny, rds),
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, cloudwatch),
             };
-            let claim = WriterClaim { epoch: WriterEpoch(1), writer: "us-east-1".parse().expect("region") };
+            let claim = WriterClaim::active(WriterEpoch(1), "us-east-1".parse().expect("region"));
             Promoter::new(
                 config,
                 InMemoryClaimStore::new(claim).armed_for(&"us-east-2".parse().expect("region")),

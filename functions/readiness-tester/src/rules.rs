@@ -776,7 +776,7 @@ mod tests {
     }
 
     fn claim(epoch: u64, writer: &str) -> Result<WriterClaim, SwitchyardError> {
-        Ok(WriterClaim { epoch: switchyard_core::WriterEpoch(epoch), writer: region(writer) })
+        Ok(WriterClaim::active(switchyard_core::WriterEpoch(epoch), region(writer)))
     }
 
     #[test]

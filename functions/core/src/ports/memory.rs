@@ -146,6 +146,22 @@ impl ClaimStore for InMemoryClaimStore {
         *claim = next;
         Ok(())
     }
+
+    async fn activate(&self, target: &WriterClaim) -> PortResult<()> {
+        let mut s = self.lock();
+        if let Some(e) = &s.unprovable {
+            return Err(e.clone());
+        }
+        let claim = &mut s.claim;
+        if claim.epoch != target.epoch || claim.writer != target.writer {
+            return Err(SwitchyardError::new(
+                ErrorName::StaleEpoch,
+                format!("the store holds epoch {} ({}), not {} ({})", claim.epoch, claim.writer, target.epoch, target.writer),
+            ));
+        }
+        *claim = claim.activated();
+        Ok(())
+    }
 }
 
 /// One order as a database holds it.
@@ -222,7 +238,7 @@ impl OrderStore for InMemoryOrderStore {
         still_current: G,
     ) -> PortResult<Vec<Applied>>
     where
-        G: std::future::Future<Output = PortResult<()>> + Send,
+        G: std::future::Future<Output = PortResult<crate::CommitWindow>> + Send,
     {
         self.available()?;
         let (outcomes, staged) = {
@@ -261,8 +277,8 @@ impl OrderStore for InMemoryOrderStore {
                 .collect::<Vec<_>>();
             (outcomes, staged)
         };
-        // The transaction is open here: the caller's last word decides.
-        still_current.await?;
+        // The transaction is open here: the caller's last word decides, within its window.
+        still_current.await?.check()?;
         let mut s = lock(&self.state);
         s.clock += staged.len() as i64;
         s.orders.extend(staged);
