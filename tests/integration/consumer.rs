@@ -11,8 +11,8 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use libtest_mimic::Trial;
 use serde_json::json;
 use switchyard_aws::sdk_config;
-use switchyard_core::{Order, order::SHADOW_RECHECK};
-use switchyard_postgres::{PgNode, pair_lag};
+use switchyard_core::{ErrorName, Order, WriterEpoch, order::SHADOW_RECHECK, ports::Delivery};
+use switchyard_postgres::{PgNode, orders, pair_lag};
 use switchyard_sandbox::{
     Sandbox,
     event_source::{OrdersEventSource, Poll},
@@ -29,6 +29,9 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(mixed_batch(sb))
         }),
         sandbox_trial("consumer::shadow_deletes_only_orders_the_replica_holds", |sb| Box::pin(shadow(sb))),
+        sandbox_trial("consumer::the_database_refuses_orders_committed_outside_the_writer_lease", |sb| {
+            Box::pin(outside_the_lease(sb))
+        }),
         sandbox_trial("consumer::reaches_its_database_over_tls_with_the_secret_only", |sb| {
             Box::pin(tls_and_secret(sb))
         }),
@@ -103,6 +106,35 @@ async fn delete_visible(source: &OrdersEventSource<'_>, url: &str) -> anyhow::Re
     for m in got.messages() {
         source.sqs.delete_message().queue_url(url).set_receipt_handle(m.receipt_handle.clone()).send().await?;
     }
+    Ok(())
+}
+
+/// The writer lease on the database's own clock (`migrations/0003_writer_lease.sql`): a
+/// COMMIT that arrives after the deadline set before the claim's read is refused, and so is
+/// one that never set a deadline. The window here is 200 ms and the COMMIT comes 600 ms later:
+/// what a COMMIT held up by a blackholed link looks like to the database.
+async fn outside_the_lease(sb: &Sandbox) -> anyhow::Result<()> {
+    let node = sb.node("us-east-1")?;
+    let mut client = node.connect().await?;
+    node.migrate(&mut client).await?;
+    let late = order("lease", 0);
+    let deliveries = [Delivery { message_id: "lease-test", order: &late }];
+    let writer: switchyard_core::Region = "us-east-1".parse()?;
+    let t = Duration::from_secs(5);
+    for deadline in [None, Some(Duration::from_millis(200))] {
+        let tx = client.transaction().await?;
+        orders::apply(&tx, t, &deliveries, &writer, WriterEpoch(1)).await?;
+        if let Some(window) = deadline {
+            orders::arm_commit_deadline(&tx, t, window).await?;
+            tokio::time::sleep(window * 3).await;
+        }
+        let commit = tx.commit().await.map_err(|e| switchyard_postgres::classify(&e));
+        ensure!(
+            matches!(&commit, Err(e) if e.name == ErrorName::LeaseLapsed),
+            "a commit with deadline {deadline:?} was not refused as LeaseLapsed: {commit:?}"
+        );
+    }
+    ensure!(applied(&node, &late.order_id).await?.is_empty(), "the late order is in the database");
     Ok(())
 }
 
@@ -420,6 +452,9 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
     ok(promoter, check).await?;
     until_done(promoter, request("promote", "unplanned", 1)).await?;
     ok(promoter, request("record", "unplanned", 1)).await?;
+    // The lease, as the state machine waits it; until the activation nobody applies.
+    tokio::time::sleep(switchyard_core::WRITER_LEASE).await;
+    ok(promoter, request("activate", "unplanned", 1)).await?;
 
     // us-east-2's consumer is active now and applies what its queue held.
     tokio::time::sleep(SHADOW_RECHECK + Duration::from_millis(500)).await;

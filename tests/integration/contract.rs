@@ -216,7 +216,16 @@ fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
         }
         ("${RdsPromoterFunctionArn}", Some("record")) => step(
             PromoterAction::Record,
-            serde_json::to_value(RecordResult { state: StepState::Done, claim: claim.clone(), changed: false })?,
+            serde_json::to_value(RecordResult {
+                state: StepState::Done,
+                claim: WriterClaim::pending(claim.epoch, claim.writer.clone()),
+                changed: false,
+                lease_seconds: 6,
+            })?,
+        )?,
+        ("${RdsPromoterFunctionArn}", Some("activate")) => step(
+            PromoterAction::Activate,
+            serde_json::to_value(ActivateResult { state: StepState::Done, claim: claim.clone(), changed: false })?,
         )?,
         ("${RdsPromoterFunctionArn}", Some("end")) => serde_json::to_value(EndAnswer {
             timeline: Timeline::start("x", "i", FailoverMode::Unplanned, east1.clone(), east2.clone(), now),
@@ -266,7 +275,7 @@ fn paths_read(value: &Value, out: &mut Vec<String>) {
         Value::Object(map) => {
             for (k, v) in map {
                 match (k.as_str(), v) {
-                    ("Variable" | "ErrorPath" | "CausePath", Value::String(s)) => from_text(s, out),
+                    ("Variable" | "ErrorPath" | "CausePath" | "SecondsPath", Value::String(s)) => from_text(s, out),
                     (k, Value::String(s)) if k.ends_with(".$") => from_text(s, out),
                     _ => paths_read(v, out),
                 }

@@ -156,8 +156,12 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     until_done(east2, request("catchUp", "planned", 1)).await?;
     until_done(east2, request("promote", "planned", 1)).await?;
     let record = ok(east2, request("record", "planned", 1)).await?;
-    let expected_claim = WriterClaim::active(WriterEpoch(2), "us-east-2".parse()?);
-    ensure!(record["changed"] == true && record["claim"] == serde_json::to_value(&expected_claim)?, "record: {record}");
+    let pending = WriterClaim::pending(WriterEpoch(2), "us-east-2".parse()?);
+    ensure!(record["changed"] == true && record["claim"] == serde_json::to_value(&pending)?, "record: {record}");
+    tokio::time::sleep(switchyard_core::WRITER_LEASE).await;
+    let activate = ok(east2, request("activate", "planned", 1)).await?;
+    let expected_claim = pending.activated();
+    ensure!(activate["changed"] == true && activate["claim"] == serde_json::to_value(&expected_claim)?, "{activate}");
 
     // The claim is in us-east-2's control table, and the data made it.
     let d = sb.deployment();
@@ -175,8 +179,10 @@ async fn planned(sb: &Sandbox) -> anyhow::Result<()> {
     for action in ["fence", "catchUp", "promote"] {
         until_done(east2, request(action, "planned", 1)).await?;
     }
-    let again = ok(east2, request("record", "planned", 1)).await?;
-    ensure!(again["changed"] == false, "record again: {again}");
+    for action in ["record", "activate"] {
+        let again = ok(east2, request(action, "planned", 1)).await?;
+        ensure!(again["changed"] == false, "{action} again: {again}");
+    }
     ensure!(table.strong_read().await.proven()? == expected_claim, "re-running moved the claim");
     // An older view is refused: its incident (epoch 0 → us-east-2) is not the one this
     // execution was gated for.

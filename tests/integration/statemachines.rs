@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, sdk_config};
-use switchyard_core::ports::ClaimStore;
 use switchyard_core::ports::ReplicationMonitor;
+use switchyard_core::{order::Timestamp, ports::ClaimStore};
 use switchyard_sandbox::{
     Sandbox,
     event_source::OrdersEventSource,
@@ -216,6 +216,8 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
             "Fence",
             "Promote",
             "Record",
+            "WaitForLease",
+            "Activate",
             "SwitchTraffic",
             "AwaitConsumer",
             "VerifyHealth",
@@ -225,9 +227,18 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     )?;
     let out = x.output.clone().context("no output")?;
     let t = &out["timeline"];
-    for mark in ["detected", "decided", "promoted", "switched", "firstOrderApplied", "ended"] {
+    for mark in ["detected", "decided", "promoted", "activated", "switched", "firstOrderApplied", "ended"] {
         ensure!(t[mark].is_string(), "timeline lacks {mark}: {t}");
     }
+    // The lease: activated at least WRITER_LEASE after the bump (the fast timing shortens
+    // every other Wait, never this one), and no order applied under epoch 2 before it.
+    let at = |mark: &str| -> anyhow::Result<Timestamp> {
+        t[mark].as_str().context(mark.to_owned())?.parse().map_err(|e| anyhow::anyhow!("{mark}: {e}"))
+    };
+    let (promoted, activated, first) = (at("promoted")?, at("activated")?, at("firstOrderApplied")?);
+    let lease_ms = activated.unix_millis() - promoted.unix_millis();
+    ensure!(lease_ms >= switchyard_core::WRITER_LEASE.as_millis() as i64, "activated {lease_ms} ms after the bump");
+    ensure!(first >= activated, "an order applied under epoch 2 at {first}, before the activation at {activated}");
     ensure!(t["status"] == "succeeded" && t["epoch"] == 2 && t["rtoSeconds"].as_f64().is_some(), "{t}");
     ensure!(t["rpo"]["lagSeconds"].as_f64().is_some() && t["rpo"]["ordersInLag"].is_u64(), "no RPO figure: {t}");
     // us-east-2 was eligible: every acknowledged order was durable there (#16).
@@ -243,10 +254,12 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     let pages = pager.messages().await?;
     ensure!(pages.iter().any(|m| m.contains("alarm-1 (succeeded)")), "no success notification: {pages:?}");
     eprintln!(
-        "      failover: RTO {:.1} s (detected → switched), {} orders applied under epoch 2, first at {}",
+        "      failover: RTO {:.1} s (detected → switched), lease {:.1} s (promoted → activated), \
+         first order {:.1} s after the activation; {} orders applied under epoch 2",
         t["rtoSeconds"].as_f64().unwrap_or(0.0),
+        lease_ms as f64 / 1000.0,
+        (first.unix_millis() - activated.unix_millis()) as f64 / 1000.0,
         x.output.as_ref().map(|o| o["steps"]["consumer"]["appliedUnderEpoch"].clone()).unwrap_or_default(),
-        t["firstOrderApplied"]
     );
     Ok(())
 }
@@ -614,6 +627,21 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
         )
         .await?;
     let (pending_there, all_there): (i64, i64) = (row.get(0), row.get(1));
+    // From the data: every commit of the old writer precedes every commit of the new one
+    // (commit timestamps, both servers on this host's clock).
+    let last_old: Option<std::time::SystemTime> = old
+        .query_one("SELECT max(pg_xact_commit_timestamp(xmin)) FROM orders WHERE applied_epoch = 1", &[])
+        .await?
+        .get(0);
+    let first_new: Option<std::time::SystemTime> = new
+        .query_one("SELECT min(pg_xact_commit_timestamp(xmin)) FROM orders WHERE applied_epoch = 2", &[])
+        .await?
+        .get(0);
+    let (last_old, first_new) = (last_old.context("no commit under epoch 1")?, first_new.context("none under 2")?);
+    let gap = first_new.duration_since(last_old).map_err(|e| {
+        anyhow::anyhow!("the writers overlap: us-east-1 committed {:?} after us-east-2's first commit", e.duration())
+    })?;
+    eprintln!("      isolated writer: the new writer's first commit came {gap:?} after the old one's last");
     ensure!(
         pending_there == 5 && all_there == 10,
         "the new writer holds {all_there} of 10 orders, {pending_there} of the 5 pending ones applied under epoch 2"

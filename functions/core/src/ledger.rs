@@ -189,6 +189,9 @@ pub struct Timeline {
     pub epoch: Option<WriterEpoch>,
     /// Traffic points at the new writer.
     pub switched: Option<Timestamp>,
+    /// The new claim became active, a lease after the bump: from here its consumer applies.
+    #[serde(default)]
+    pub activated: Option<Timestamp>,
     /// The new writer's consumer applied its first order under the new epoch.
     pub first_order_applied: Option<Timestamp>,
     pub ended: Option<Timestamp>,
@@ -218,6 +221,7 @@ impl Timeline {
             detected,
             decided: None,
             promoted: None,
+            activated: None,
             epoch: None,
             switched: None,
             first_order_applied: None,

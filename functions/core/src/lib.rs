@@ -23,7 +23,9 @@ pub mod steps;
 
 pub use config::{ConfigError, ConfigProblem, ConfigReader, DbCredentials, DeploymentConfig};
 pub use dns::DnsMode;
-pub use epoch::{COMMIT_WINDOW, CommitWindow, EpochCheck, Handover, LeasePhase, WRITER_LEASE, WriterClaim, WriterEpoch};
+pub use epoch::{
+    COMMIT_WINDOW, CommitWindow, EpochCheck, Handover, LeasePhase, WRITER_LEASE, WriterClaim, WriterEpoch,
+};
 pub use error::{ErrorCategory, ErrorName, SwitchyardError};
 pub use order::{Order, RejectReason, Rejection};
 pub use promotion::{FailoverMode, GateDecision, LagGate};

@@ -41,8 +41,11 @@ pub enum PromoterAction {
     /// Planned only: wait until the replica has replayed everything.
     CatchUp,
     Promote,
-    /// Bump the writer epoch to the promoted region (state `Record`).
+    /// Bump the writer epoch to the promoted region (state `Record`); the claim is pending.
     Record,
+    /// After the state machine waited the lease (state `WaitForLease`): mark the claim
+    /// active, which lets the new writer's consumer apply (state `Activate`).
+    Activate,
 }
 
 /// The envelope of a promoter step's answer.
@@ -136,6 +139,19 @@ pub struct RecordResult {
     /// The claim now recorded.
     pub claim: WriterClaim,
     /// False when the bump had happened already (a re-run).
+    pub changed: bool,
+    /// How long the state machine waits before `activate` (`switchyard_core::WRITER_LEASE`):
+    /// the `Wait` takes its length from here, so it cannot drift from the consumers' window.
+    pub lease_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivateResult {
+    pub state: StepState,
+    /// The claim now recorded: active.
+    pub claim: WriterClaim,
+    /// False when it was active already (a re-run).
     pub changed: bool,
 }
 

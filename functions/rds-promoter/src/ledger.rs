@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::{
-    ErrorName, FailoverMode, Region, SwitchyardError, WriterClaim,
+    ErrorName, FailoverMode, LeasePhase, Region, SwitchyardError, WriterClaim, WriterEpoch,
     arming::{self, ArmingStore},
     ledger::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
     order::Timestamp,
@@ -125,7 +125,12 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
         ));
     }
     let claim: WriterClaim = registry.strong_read().await.proven()?;
-    let incident = incident(claim.epoch, local);
+    // A handover to this region recorded but never activated (its execution ended between
+    // Record and Activate): no region applies until it is, so this execution finishes it.
+    // Every step finds its work done up to Activate; the epoch it expected is the one before.
+    let resuming = claim.writer == *local && claim.phase == LeasePhase::Pending;
+    let expected = if resuming { WriterEpoch(claim.epoch.0.saturating_sub(1)) } else { claim.epoch };
+    let incident = incident(expected, local);
     let detected = input.detected_at.unwrap_or(req.started_at);
     let existing = ledger.timeline(&req.execution).await?;
     let mut timeline = existing.clone().unwrap_or_else(|| {
@@ -160,7 +165,7 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
         }
         Some(ExecutionStatus::Running) | None => {}
     }
-    if claim.writer == *local {
+    if claim.writer == *local && !resuming {
         timeline.finish(ExecutionStatus::NothingToDo, Timestamp::now());
         ledger.save_timeline(&timeline).await?;
         return Ok(answer(BeginOutcome::NothingToDo));
@@ -168,7 +173,7 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
     // An automatic (unplanned) failover moves the writer only into a region armed as the
     // takeover target under this epoch: after a handover nothing is armed, so an alarm in the
     // old region (a blip seen from a replica) never fails back on its own.
-    if req.mode == FailoverMode::Unplanned {
+    if req.mode == FailoverMode::Unplanned && !resuming {
         arming::check(registry.armed().await?.as_ref(), local, claim.epoch)?;
     }
     let now = Timestamp::now();
@@ -182,7 +187,7 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
         LockOutcome::Acquired => {
             ledger.save_timeline(&timeline).await?;
             Ok(BeginAnswer {
-                expected_epoch: Some(claim.epoch),
+                expected_epoch: Some(expected),
                 lock_expires_at: Some(lock.expires_at),
                 ..answer(BeginOutcome::Acquired)
             })
@@ -245,6 +250,7 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
         ("decided", t.decided),
         ("promoted", t.promoted),
         ("switched", t.switched),
+        ("activated", t.activated),
         ("first order applied", t.first_order_applied),
         ("ended", t.ended),
     ];
@@ -268,14 +274,23 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
         lines.push(format!("stopped by {e}: {c}"));
     }
     match writer {
-        Some(w) => lines.push(format!("the writer now: {} (epoch {})", w.writer, w.epoch)),
+        Some(w) => lines.push(format!("the writer now: {} (epoch {}, {})", w.writer, w.epoch, w.phase)),
         None => lines.push("the writer now: unknown (control table unreadable)".to_owned()),
     }
     if t.status == ExecutionStatus::Failed {
         // Moved when the claim names the target, even if the mark was never written (a bump
         // whose handover write kept failing).
         let moved = t.promoted.is_some() || writer.is_some_and(|w| w.writer == t.to);
-        lines.push(if moved && t.switched.is_none() {
+        let pending = writer.is_some_and(|w| w.writer == t.to && w.phase == LeasePhase::Pending);
+        lines.push(if pending {
+            format!(
+                "ACTION: the claim for {} is recorded but still pending, so NO region applies orders (they wait in the queues): \
+                 start the {} state machine in {} again; its begin resumes this handover and activates it after the lease",
+                t.to,
+                if t.mode == FailoverMode::Planned { "switchover" } else { "failover" },
+                t.to
+            )
+        } else if moved && t.switched.is_none() {
             format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
         } else if !moved {
             format!("the writer role did not move to {}; the lock is released", t.to)
@@ -315,6 +330,12 @@ mod tests {
         assert!(page.contains("ACTION: us-east-2 writes but traffic was not moved"), "{page}");
         let stayed = WriterClaim::active(WriterEpoch(1), region("us-east-1"));
         assert!(notification(&t, Some(&stayed)).contains("did not move"));
+        let pending = WriterClaim::pending(WriterEpoch(2), region("us-east-2"));
+        let page = notification(&t, Some(&pending));
+        assert!(
+            page.contains("NO region applies orders") && page.contains("failover state machine in us-east-2"),
+            "{page}"
+        );
     }
 
     fn begin_req(execution: &str) -> BeginRequest {

@@ -7,7 +7,8 @@
 //! | `fence`   | make the old writer refuse writes (unplanned: only where reachable)     |
 //! | `catchUp` | planned only: `done` once the replica has replayed the fenced writer    |
 //! | `promote` | make this region's database the writer (`inProgress` → poll again)      |
-//! | `record`  | bump the writer epoch (conditional write on the one claim store) to this region, and record the handover |
+//! | `record`  | bump the writer epoch (conditional write on the one claim store) to this region, as a **pending** claim, and record the handover |
+//! | `activate`| after the state machine waited the lease: mark the claim active (its consumer applies from here) |
 //!
 //! Each answers a [`StepAnswer`] of its own result type (`switchyard_core::steps`). With
 //! `execution` set (a state machine passes `$$.Execution.Name`), `gate` and `record` add their
@@ -24,8 +25,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::{
-    ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, Region, SwitchyardError, WriterClaim,
-    WriterEpoch,
+    ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, LeasePhase, Region, SwitchyardError,
+    WRITER_LEASE, WriterClaim, WriterEpoch,
     arming::ArmingStore,
     config::{ConfigError, keys},
     ingress::{self, EligibilityStore},
@@ -33,8 +34,8 @@ use switchyard_core::{
     order::Timestamp,
     ports::{ClaimStore, PromotionEngine, StepState},
     steps::{
-        BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan, LagSource,
-        PromoteResult, PromoterAction, RecordResult, StepAnswer,
+        ActivateResult, BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan,
+        LagSource, PromoteResult, PromoterAction, RecordResult, StepAnswer,
     },
 };
 use switchyard_postgres::DbEndpoints;
@@ -181,6 +182,10 @@ pub struct Promoter<R, L, E> {
     engine: E,
 }
 
+fn lease_seconds() -> u64 {
+    WRITER_LEASE.as_secs()
+}
+
 fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
 }
@@ -200,6 +205,7 @@ pub enum Answer {
     CatchUp(StepAnswer<CatchUpResult>),
     Promote(StepAnswer<PromoteResult>),
     Record(StepAnswer<RecordResult>),
+    Activate(StepAnswer<ActivateResult>),
     End(Box<EndAnswer>),
 }
 
@@ -237,7 +243,10 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         }
         let old_writer = d.regions.peer_of(&req.target_region)?.clone();
         let (target, old) = (&req.target_region, &old_writer);
-        if matches!(req.action, PromoterAction::Fence | PromoterAction::Promote | PromoterAction::Record) {
+        if matches!(
+            req.action,
+            PromoterAction::Fence | PromoterAction::Promote | PromoterAction::Record | PromoterAction::Activate
+        ) {
             self.check_gated(&req).await?;
         }
         let answer = match req.action {
@@ -279,6 +288,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 Answer::Promote(envelope(&req, PromoteResult { state: self.engine.promote(target, req.mode).await? }))
             }
             PromoterAction::Record => Answer::Record(envelope(&req, self.record(&req, target).await?)),
+            PromoterAction::Activate => Answer::Activate(envelope(&req, self.activate(&req).await?)),
         };
         tracing::info!(action = ?req.action, target = %req.target_region, mode = ?req.mode, ?answer, "rds-promoter");
         Ok(answer)
@@ -294,6 +304,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         let action = match req.action {
             PromoterAction::Fence => "fence",
             PromoterAction::Promote => "promote",
+            PromoterAction::Activate => "activate",
             _ => "record",
         };
         let ungated = |why: String| SwitchyardError::new(ErrorName::Ungated, format!("{action} refused: {why}"));
@@ -426,7 +437,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                     }
                 })
                 .await?;
-                Ok(RecordResult { state: StepState::Done, claim, changed: false })
+                Ok(RecordResult { state: StepState::Done, claim, changed: false, lease_seconds: lease_seconds() })
             }
             Handover::Bump(next) => {
                 // Unplanned: the standing again, just before the bump. The writer's region may
@@ -453,9 +464,32 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                     t.epoch = Some(next.epoch);
                 })
                 .await?;
-                Ok(RecordResult { state: StepState::Done, claim: next, changed: true })
+                Ok(RecordResult { state: StepState::Done, claim: next, changed: true, lease_seconds: lease_seconds() })
             }
         }
+    }
+
+    /// The second phase of the lease. The state machine waited `WRITER_LEASE` since `record`
+    /// (its `Wait` is the lease's clock), so whatever the old writer committed under its last
+    /// read has landed or been refused: the new writer may apply. Gated like `record`, so only
+    /// the execution that bumped (and holds the lock) activates.
+    async fn activate(&self, req: &PromoteRequest) -> Result<ActivateResult, SwitchyardError> {
+        let claim = self.registry.strong_read().await.proven()?;
+        let Handover::AlreadyDone(claim) = claim.plan_handover(req.expected_epoch, &req.target_region)? else {
+            return Err(SwitchyardError::new(
+                ErrorName::NotReady,
+                format!(
+                    "the claim is still epoch {} held by {}: record the handover before activating it",
+                    claim.epoch, claim.writer
+                ),
+            ));
+        };
+        let changed = claim.phase == LeasePhase::Pending;
+        if changed {
+            self.registry.activate(&claim).await?;
+        }
+        self.mark(req, |t| t.activated = t.activated.or(Some(Timestamp::now()))).await?;
+        Ok(ActivateResult { state: StepState::Done, claim: claim.activated(), changed })
     }
 
     fn handover_record(&self, req: &PromoteRequest, claim: &WriterClaim) -> HandoverRecord {
@@ -675,6 +709,56 @@ mod tests {
             let Ok(Answer::Record(r)) = step(&p, Record, planned, false).await else { panic!("record") };
             assert!(!r.result.changed);
             assert_eq!(p.engine.promotions_started(), 1, "a finished promotion was started again");
+        }
+
+        /// The two-phase lease: `record` leaves the claim pending, `activate` (only after
+        /// the record, only inside the execution) makes it active, again changes nothing. An
+        /// execution that ended between the two leaves a pending claim that nobody applies
+        /// under; the next execution's begin resumes it instead of answering NothingToDo.
+        #[tokio::test]
+        async fn record_leaves_the_claim_pending_until_activate_and_a_new_execution_resumes_it() {
+            use PromoterAction::*;
+            let p = promoter();
+            let unplanned = FailoverMode::Unplanned;
+            assert_eq!(step(&p, Activate, unplanned, false).await.err(), Some(ErrorName::Ungated), "before the gate");
+            step(&p, Gate, unplanned, false).await.expect("gate");
+            assert_eq!(step(&p, Activate, unplanned, false).await.err(), Some(ErrorName::NotReady), "before record");
+            step(&p, Promote, unplanned, false).await.expect("promote");
+            let Ok(Answer::Record(r)) = step(&p, Record, unplanned, false).await else { panic!("record") };
+            assert_eq!((r.result.claim.phase, r.result.lease_seconds), (LeasePhase::Pending, WRITER_LEASE.as_secs()));
+            assert_eq!(p.registry.strong_read().await.proven().map(|c| c.phase), Ok(LeasePhase::Pending));
+
+            // The execution dies here. A new one resumes the handover rather than ending NothingToDo.
+            p.ledger.release("flow").await.expect("released");
+            let begin = serde_json::json!({
+                "action": "begin", "mode": "unplanned", "execution": "resume",
+                "startedAt": Timestamp::now().to_string(),
+            });
+            let Ok(Answer::Begin(b)) = p.handle_any(begin).await else { panic!("begin") };
+            assert_eq!(
+                (b.outcome, b.expected_epoch),
+                (switchyard_core::steps::BeginOutcome::Acquired, Some(WriterEpoch(1)))
+            );
+            let resume = |action| PromoteRequest {
+                action,
+                target_region: region("us-east-2"),
+                mode: unplanned,
+                expected_epoch: WriterEpoch(1),
+                allow_data_loss: false,
+                execution: Some("resume".to_owned()),
+            };
+            for action in [Gate, Fence, Promote, Record] {
+                p.handle(resume(action)).await.unwrap_or_else(|e| panic!("{action:?}: {e}"));
+            }
+            let Ok(Answer::Activate(a)) = p.handle(resume(Activate)).await else { panic!("activate") };
+            assert!(a.result.changed && a.result.claim.phase == LeasePhase::Active);
+            let Ok(Answer::Activate(again)) = p.handle(resume(Activate)).await else { panic!("activate again") };
+            assert!(!again.result.changed);
+            assert_eq!(
+                p.registry.strong_read().await.proven(),
+                Ok(WriterClaim::active(WriterEpoch(2), region("us-east-2")))
+            );
+            assert!(p.ledger.timeline("resume").await.ok().flatten().is_some_and(|t| t.activated.is_some()));
         }
 
         #[tokio::test]

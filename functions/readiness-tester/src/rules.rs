@@ -94,7 +94,7 @@ pub fn judge_claims(claims: &[(Region, Result<WriterClaim, SwitchyardError>)]) -
         .iter()
         .map(|(region, c)| {
             let v = match c {
-                Ok(c) => json!({ "epoch": c.epoch.0, "writer": c.writer }),
+                Ok(c) => json!({ "epoch": c.epoch.0, "writer": c.writer, "phase": c.phase }),
                 Err(e) => json!({ "error": e.name.as_str(), "message": e.message }),
             };
             (region.to_string(), v)
@@ -121,6 +121,16 @@ pub fn judge_claims(claims: &[(Region, Result<WriterClaim, SwitchyardError>)]) -
         return RuleResult::fail(rule, format!("the epochs disagree: {}", each.join(", ")), evidence);
     }
     match read.first() {
+        // Recorded but never activated: its execution ended between Record and Activate.
+        Some((_, c)) if c.phase == switchyard_core::LeasePhase::Pending => RuleResult::fail(
+            rule,
+            format!(
+                "{} holds epoch {} but its lease is still pending, so no region applies orders: \
+                 start the state machine in {} again to finish the handover",
+                c.writer, c.epoch, c.writer
+            ),
+            evidence,
+        ),
         Some((_, c)) => RuleResult::pass(
             rule,
             format!("{} writes at epoch {}, read through both regions' replicas", c.writer, c.epoch),
@@ -806,6 +816,14 @@ mod tests {
                 ],
                 Verdict::Error,
                 "us-east-1: slow",
+            ),
+            (
+                vec![
+                    (e1.clone(), Ok(WriterClaim::pending(switchyard_core::WriterEpoch(2), region("us-east-2")))),
+                    (e2.clone(), Ok(WriterClaim::pending(switchyard_core::WriterEpoch(2), region("us-east-2")))),
+                ],
+                Verdict::Fail,
+                "its lease is still pending",
             ),
             (
                 vec![

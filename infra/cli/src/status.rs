@@ -74,7 +74,7 @@ pub async fn run(g: &Global) -> Result<Exit> {
             println!("switchyard {} (sandbox {:?})", d.environment, sb.instance);
             for v in &views {
                 let claim = match (&v.claim, &v.error) {
-                    (Some(c), _) => format!("writer {} at epoch {}", c.writer, c.epoch),
+                    (Some(c), _) => format!("writer {} at epoch {} ({})", c.writer, c.epoch, c.phase),
                     (None, Some(e)) => format!("unreadable: {e}"),
                     (None, None) => "no claim".to_owned(),
                 };

@@ -375,6 +375,7 @@ pub async fn create_control_table(
         .item("pk", AttributeValue::S("writer".into()))
         .item("epoch", AttributeValue::N(claim.epoch.to_string()))
         .item("writer", AttributeValue::S(claim.writer.to_string()))
+        .item("phase", AttributeValue::S(claim.phase.to_string()))
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await?;

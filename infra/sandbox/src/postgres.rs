@@ -135,6 +135,8 @@ impl PgTools {
 
 /// Settings both servers share. Durability stays on (fsync, synchronous_commit): lag and lost
 /// writes in the sandbox must be the real thing. Unix sockets are off: TCP on 127.0.0.1 only.
+/// Commit timestamps are kept, so a test can check from the data that no two writers'
+/// commits overlap (`pg_xact_commit_timestamp(xmin)` of each order row).
 fn server_conf(port: u16, name: &str) -> String {
     format!(
         "\n# switchyard sandbox\n\
@@ -147,6 +149,7 @@ fn server_conf(port: u16, name: &str) -> String {
          wal_keep_size = '512MB'\n\
          hot_standby = on\n\
          hot_standby_feedback = on\n\
+         track_commit_timestamp = on\n\
          wal_receiver_status_interval = '1s'\n\
          shared_buffers = '64MB'\n\
          max_connections = 50\n"

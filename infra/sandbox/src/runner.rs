@@ -64,7 +64,8 @@ pub struct Start {
 pub enum Timing {
     /// As the definition says: what an operator runs (`switchyard execute`).
     AsDefined,
-    /// Every Wait lasts `wait_ms` and every Retry pause `retry_ms` instead (tests: fast polls).
+    /// Every Wait lasts `wait_ms` (except the writer lease's, a `SecondsPath` Wait: a safety wait
+    /// is never shortened) and every Retry pause `retry_ms` instead (tests: fast polls).
     Shortened { wait_ms: u64, retry_ms: u64 },
 }
 

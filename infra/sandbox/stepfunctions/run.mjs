@@ -97,12 +97,14 @@ for (const [name, state] of Object.entries(spec.definition.States)) {
 
 // No override (absent or null) means as defined: an override of null would make every Wait
 // ~0 ms and crash every Retry (aws-local-stepfunctions reads override[i] of null).
+// A Wait whose length a task answers (SecondsPath: the writer lease) is a safety wait, never
+// shortened: a shorter lease would let two writers commit at once.
 const overrideAll = (type, ms) =>
   ms == null
     ? undefined
     : Object.fromEntries(
         Object.entries(spec.definition.States)
-          .filter(([, s]) => (type === 'Wait' ? s.Type === 'Wait' : Array.isArray(s.Retry)))
+          .filter(([, s]) => (type === 'Wait' ? s.Type === 'Wait' && !('SecondsPath' in s) : Array.isArray(s.Retry)))
           .map(([n]) => [n, ms]),
       );
 

@@ -220,7 +220,7 @@ impl Scope<'_> {
                 s.push(Self::read_metrics());
                 s.push(allow(
                     "BooksBothRegions",
-                    &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                    &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
                     self.control_tables(),
                 ));
                 s.push(allow("GlobalDatabaseRead", &["rds:DescribeGlobalClusters"], vec![self.global_cluster()]));

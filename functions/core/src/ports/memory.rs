@@ -156,7 +156,10 @@ impl ClaimStore for InMemoryClaimStore {
         if claim.epoch != target.epoch || claim.writer != target.writer {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
-                format!("the store holds epoch {} ({}), not {} ({})", claim.epoch, claim.writer, target.epoch, target.writer),
+                format!(
+                    "the store holds epoch {} ({}), not {} ({})",
+                    claim.epoch, claim.writer, target.epoch, target.writer
+                ),
             ));
         }
         *claim = claim.activated();
