@@ -16,9 +16,62 @@ use switchyard_sandbox::{
 use switchyard_tests::own_sandbox_trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![own_sandbox_trial("switcher::both_modes_move_traffic_only_to_the_recorded_writer", "switcher", |sb| {
-        Box::pin(switch(sb))
-    })]
+    vec![
+        own_sandbox_trial("switcher::both_modes_move_traffic_only_to_the_recorded_writer", "switcher", |sb| {
+            Box::pin(switch(sb))
+        }),
+        own_sandbox_trial(
+            "switcher::after_a_failover_and_a_failback_the_next_failover_s_dns_names_the_survivor",
+            "switcher-latch",
+            |sb| Box::pin(no_latch(sb)),
+        ),
+    ]
+}
+
+/// #17 schedule 5: a failover to us-east-2, a failback to us-east-1, then us-east-1 is cut
+/// off and us-east-2 takes over again. The DNS answer must name us-east-2, using only the
+/// survivor and the claim store: in the `health-check` mode the old design latched "not
+/// serving" in the region that failed (the alarm of the survivor's record lived there), so
+/// both records ended unhealthy and Route 53 answered the dead primary. Each handover is
+/// recorded and activated as the promoter does, then the region's switcher runs in the
+/// default mode.
+async fn no_latch(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control};
+    let d = sb.deployment();
+    let (east1, east2) = (d.regions.primary.clone(), d.regions.standby.clone());
+    let config2 = sdk_config(&sb.aws_target(), &east2).await;
+    let via_east2 = ControlTable::new(aws_sdk_dynamodb::Client::new(&config2), d.regional_names(&east2).control_table);
+    let hand_over = |to: &switchyard_core::Region, epoch: u64| {
+        let (to, via) = (to.clone(), &via_east2);
+        async move {
+            let next = WriterClaim::pending(WriterEpoch(epoch), to.clone());
+            via.bump(WriterEpoch(epoch - 1), next.clone()).await?;
+            via.activate(&next).await?;
+            let answer = invoke(sb.lambda(to.as_str())?, json!({ "targetRegion": to, "epoch": epoch })).await?;
+            ensure!(answer.as_ref().is_ok_and(|a| a["state"] == "done"), "switch to {to} at epoch {epoch}: {answer:?}");
+            control::tick(sb.world.control_port).await?;
+            anyhow::Ok(())
+        }
+    };
+    hand_over(&east2, 2).await?;
+    let answer = switchyard_sandbox::dns::answer(sb).await?;
+    ensure!(answer.region == east2, "after the failover:\n{answer}");
+    hand_over(&east1, 3).await?;
+    let answer = switchyard_sandbox::dns::answer(sb).await?;
+    ensure!(answer.region == east1, "after the failback:\n{answer}");
+
+    let mut links = Links::default();
+    links.apply(&Shape::Isolate(east1.clone()), CutMode::Refuse, &sb.world.places, sb.world.witness()).map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    let outcome = async {
+        hand_over(&east2, 4).await?;
+        let answer = switchyard_sandbox::dns::answer(sb).await?;
+        ensure!(answer.region == east2, "after the second failover, us-east-1 cut off:\n{answer}");
+        anyhow::Ok(())
+    }
+    .await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    outcome
 }
 
 async fn invoke(service: &LambdaService, payload: Value) -> anyhow::Result<Result<Value, String>> {
