@@ -238,7 +238,7 @@ fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
             state: StepState::InProgress,
             mode: DnsMode::HealthCheck,
             claim: claim.clone(),
-            previous_target: east1.clone(),
+            previous_target: None,
             changed: true,
             at: now,
         })?,

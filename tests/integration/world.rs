@@ -34,7 +34,7 @@ pub fn trials() -> Vec<Trial> {
         }),
         sandbox_trial("world::partition_and_heal_through_the_cli", |sb| Box::pin(healed(sb, partition_cli(sb)))),
         sandbox_trial("world::a_sick_database_answers_with_the_error_it_names", |sb| Box::pin(sick_database(sb))),
-        sandbox_trial("world::the_dns_answer_follows_route53_s_failover_rule", |sb| Box::pin(dns_answers(sb))),
+        sandbox_trial("world::the_dns_answer_follows_the_claim_aware_health_checks", |sb| Box::pin(dns_answers(sb))),
         own_sandbox_trial("world::orders_a_former_writer_parked_for_the_new_writer_reach_its_queue", "parked", |sb| {
             Box::pin(parked_orders(sb))
         }),
@@ -406,50 +406,50 @@ async fn sick_database(sb: &Sandbox) -> anyhow::Result<()> {
     outcome
 }
 
-async fn set_alarm(sb: &Sandbox, home: &Region, name: &str, state: &str) -> anyhow::Result<()> {
-    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), home).await);
-    cw.set_alarm_state()
-        .alarm_name(name)
-        .state_value(aws_sdk_cloudwatch::types::StateValue::from(state))
-        .state_reason("world test")
-        .send()
-        .await?;
-    Ok(())
-}
-
-/// Each combination of the serving alarms' states gives the answer Route 53's failover rule
-/// gives: the primary unless it is unhealthy and the secondary is not.
+/// Route 53's checks call each region's claim-aware `/writer`: only the active writer's
+/// answers 200. With the standby never healthy here (the shared sandbox's claim stays
+/// us-east-1's), each state of us-east-1 gives the answer Route 53's failover rule gives:
+/// the writer while it serves, and the primary when both records are unhealthy (the
+/// failover to the standby is `switcher::after_a_failover_and_a_failback…`'s to show).
 async fn dns_answers(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control};
     let d = sb.deployment();
     let (p, s) = (d.regions.primary.clone(), d.regions.standby.clone());
-    let (pa, sa) = (d.serving_alarm(&p), d.serving_alarm(&s));
-    let cases = [
-        ("OK", "OK", &p),
-        ("ALARM", "OK", &s),
-        // Both unhealthy: Route 53 answers the primary.
-        ("ALARM", "ALARM", &p),
-        ("OK", "ALARM", &p),
-        // Back to ALARM/OK, then the primary's alarm loses its data: the last known status
-        // (unhealthy) holds, so the secondary still answers.
-        ("ALARM", "OK", &s),
-        ("INSUFFICIENT_DATA", "OK", &s),
-    ];
+    let evidence = |answer: &switchyard_sandbox::dns::DnsAnswer, region: &Region| {
+        answer.records.iter().find(|r| r.region == *region).map(|r| (r.healthy, r.evidence.clone()))
+    };
+    let answer = switchyard_sandbox::dns::answer(sb).await?;
+    ensure!(answer.region == p, "{answer}");
+    ensure!(evidence(&answer, &p).is_some_and(|(h, e)| h && e.contains("/writer: 200")), "{answer}");
+    ensure!(evidence(&answer, &s).is_some_and(|(h, e)| !h && e.contains("/writer: 503")), "{answer}");
+    let (code, out, err) = run_cli(sb, &["sandbox", "dns"])?;
+    ensure!(code == 0 && out.contains(&format!("({p})")) && out.contains("/writer"), "sandbox dns: {code} {out}{err}");
+
     let outcome = async {
-        for (primary, secondary, expected) in cases {
-            set_alarm(sb, &pa.home, &pa.name, primary).await?;
-            set_alarm(sb, &sa.home, &sa.name, secondary).await?;
-            let answer = switchyard_sandbox::dns::answer(sb).await?;
-            ensure!(&answer.region == expected, "primary {primary}, secondary {secondary}: {answer}");
-        }
-        let (code, out, err) = run_cli(sb, &["sandbox", "dns"])?;
-        ensure!(code == 0 && out.contains(&format!("({s})")), "sandbox dns: {code} {out}{err}");
-        Ok(())
+        // The writer cut off from the claim store's majority cannot prove its claim.
+        let mut links = Links::default();
+        links
+            .apply(&Shape::Isolate(p.clone()), CutMode::Refuse, &sb.world.places, sb.world.witness())
+            .map_err(anyhow::Error::msg)?;
+        control::set_links(sb.world.control_port, &links).await?;
+        let answer = switchyard_sandbox::dns::answer(sb).await?;
+        ensure!(evidence(&answer, &p).is_some_and(|(h, e)| !h && e.contains("/writer: 503")), "isolated: {answer}");
+        // Both unhealthy: Route 53 answers the primary.
+        ensure!(answer.region == p, "isolated: {answer}");
+        control::set_links(sb.world.control_port, &Links::default()).await?;
+        // Its API down: the check cannot connect.
+        control::set_api(sb.world.control_port, &p, false).await?;
+        let answer = switchyard_sandbox::dns::answer(sb).await?;
+        ensure!(evidence(&answer, &p).is_some_and(|(h, _)| !h) && answer.region == p, "API down: {answer}");
+        anyhow::Ok(())
     }
     .await;
-    set_alarm(sb, &pa.home, &pa.name, "OK").await?;
-    set_alarm(sb, &sa.home, &sa.name, "OK").await?;
-    switchyard_sandbox::dns::answer(sb).await?;
-    outcome
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    control::set_api(sb.world.control_port, &p, true).await?;
+    outcome?;
+    let answer = switchyard_sandbox::dns::answer(sb).await?;
+    ensure!(evidence(&answer, &p).is_some_and(|(h, _)| h), "after healing: {answer}");
+    Ok(())
 }
 
 /// Healthy datapoints of `watched` as `home`'s probe publishes them, one per period of the

@@ -4,7 +4,7 @@
 //! chain, the function's own region) or the sandbox (a loopback endpoint with fixed dummy
 //! credentials); the classification of SDK errors into error names ([`errors`]); and the
 //! adapters of the ports over `aws-sdk-*`, each behind the crate feature of its SDK so a
-//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`] (with `cloudwatch`: [`aurora_engine`]); `route53`: [`route53_records`]; `cloudwatch`: [`serving_signal`]; `sqs`: [`order_queue`], [`queues`]; `secretsmanager`: [`db_secret`]).
+//! function links only the clients its IAM role may call (`dynamodb`: [`control_table`]; `rds`: [`global_cluster`] (with `cloudwatch`: [`aurora_engine`]); `route53`: [`route53_records`]; `sqs`: [`order_queue`], [`queues`]; `secretsmanager`: [`db_secret`]).
 
 #[cfg(all(feature = "rds", feature = "cloudwatch"))]
 pub mod aurora_engine;
@@ -25,8 +25,6 @@ pub mod order_queue;
 pub mod queues;
 #[cfg(feature = "route53")]
 pub mod route53_records;
-#[cfg(feature = "cloudwatch")]
-pub mod serving_signal;
 
 use std::time::Duration;
 

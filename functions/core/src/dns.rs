@@ -1,16 +1,59 @@
 //! How traffic moves to the writer's region.
+//!
+//! Each region's failover record has a Route 53 HTTPS health check on that region's
+//! **claim-aware** endpoint, [`WRITER_HEALTH_PATH`]: it answers 200 only where a strong read
+//! of the one claim store shows this region holds the active claim ([`writer_health`]). So
+//! at most one record is healthy, it is the writer's, and after any history of switches the
+//! answer follows the claim using only the surviving region and the claim store (a region
+//! cut off from the store's majority cannot read the claim, so it reports unhealthy).
 
 use serde::{Deserialize, Serialize};
+
+use crate::{Region, ports::ClaimRead};
 
 /// How traffic is moved on failover (see ARCHITECTURE.md for the trade-off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DnsMode {
-    /// Flip the CloudWatch metric that the Route 53 health checks follow: data plane only,
-    /// works with us-east-1 down. The default.
+    /// Nothing to write: the health checks follow the claim-aware endpoints, so the
+    /// activation of the claim is what moves traffic; the switcher confirms the claim. Data
+    /// plane only, works with us-east-1 down. The default.
     HealthCheck,
-    /// UPSERT the records through the Route 53 control plane (lives in us-east-1).
+    /// Also UPSERT the records (the writer's PRIMARY) through the Route 53 control plane
+    /// (lives in us-east-1), so that with both checks unhealthy Route 53 answers the writer.
     Records,
+}
+
+/// The path of the claim-aware health endpoint of each region's order API.
+pub const WRITER_HEALTH_PATH: &str = "/writer";
+
+/// What [`WRITER_HEALTH_PATH`] answers in `region`, from a strong read of the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// HTTP 200 when true, 503 otherwise.
+    pub serving: bool,
+    pub detail: String,
+}
+
+/// Serving only where the claim store proves `region` holds the **active** claim: not while
+/// the claim is pending (the old writer's last commits may still land), not when the store
+/// cannot prove any claim (no majority), not where another region writes.
+pub fn writer_health(region: &Region, read: &ClaimRead) -> WriterHealth {
+    match read {
+        ClaimRead::Claim(c) if c.lets_apply(region) => {
+            WriterHealth { serving: true, detail: format!("{region} writes at epoch {}", c.epoch) }
+        }
+        ClaimRead::Claim(c) => WriterHealth {
+            serving: false,
+            detail: format!(
+                "the claim is epoch {} held by {} ({}): {region} does not write",
+                c.epoch, c.writer, c.phase
+            ),
+        },
+        ClaimRead::CannotProve(e) => {
+            WriterHealth { serving: false, detail: format!("the claim cannot be proven from {region}: {e}") }
+        }
+    }
 }
 
 impl DnsMode {
@@ -29,6 +72,26 @@ impl std::str::FromStr for DnsMode {
             "health-check" => Ok(DnsMode::HealthCheck),
             "records" => Ok(DnsMode::Records),
             _ => Err("expected health-check or records".to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorName, SwitchyardError, WriterClaim, WriterEpoch, testing::claim};
+
+    #[test]
+    fn only_the_active_writer_serves() {
+        let east1: Region = "us-east-1".parse().expect("region");
+        let cases = [
+            (ClaimRead::Claim(claim(1, "us-east-1")), true),
+            (ClaimRead::Claim(claim(2, "us-east-2")), false),
+            (ClaimRead::Claim(WriterClaim::pending(WriterEpoch(3), east1.clone())), false),
+            (ClaimRead::CannotProve(SwitchyardError::new(ErrorName::ServiceUnavailable, "no majority")), false),
+        ];
+        for (read, serving) in cases {
+            assert_eq!(writer_health(&east1, &read).serving, serving, "{read:?}");
         }
     }
 }

@@ -129,15 +129,6 @@ pub mod metric {
     /// Per region and target: 1 if the probe found the target healthy or degraded.
     pub const PROBE_SUCCESS: &str = "ProbeSuccess";
     pub const PROBE_LATENCY: &str = "ProbeLatency";
-    /// Per region: 0 once the region taking over marked it as not serving (dns-switcher's
-    /// health-check mode; the Route 53 health check of its record follows an alarm on it).
-    pub const REGION_SERVING: &str = "RegionServing";
-    /// The `StorageResolution` [`REGION_SERVING`] is published with. A Route 53 health check
-    /// that follows a CloudWatch alarm supports alarms on standard-resolution metrics only
-    /// (Route 53 API Reference, `AlarmIdentifier`: "Standard-resolution metrics.
-    /// High-resolution metrics aren't supported"); the model checks it
-    /// (`Deployment::validate`).
-    pub const REGION_SERVING_STORAGE_RESOLUTION: i32 = 60;
     /// The readiness tester's verdict: 1 when every rule passes.
     pub const FAILOVER_READY: &str = "FailoverReady";
 }

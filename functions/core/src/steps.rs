@@ -193,8 +193,10 @@ pub struct SwitchAnswer {
     pub state: StepState,
     pub mode: crate::DnsMode,
     pub claim: WriterClaim,
-    /// Where traffic went before.
-    pub previous_target: Region,
+    /// `records` mode: the region whose record was PRIMARY before. `health-check` mode:
+    /// none, since nothing is written (the checks follow each region's claim-aware endpoint).
+    pub previous_target: Option<Region>,
+    /// Whether this call rewrote the records (always false in `health-check` mode).
     pub changed: bool,
     /// When traffic pointed at the writer (meaningful when `state` is done): the timeline's
     /// "switched" mark.

@@ -3,29 +3,18 @@
 
 mod switcher;
 
-use switchyard_aws::{
-    control_table::ControlTable, deployment_sdk_config, route53_records::FailoverRecords, serving_signal::ServingSignal,
-};
+use switchyard_aws::{control_table::ControlTable, deployment_sdk_config, route53_records::FailoverRecords};
 use switchyard_core::SwitchyardError;
 
 use crate::switcher::{Switcher, SwitcherConfig};
 
 /// Built once per cold start; configuration problems are answered per invocation, by name.
-async fn switcher() -> Result<Switcher<ControlTable, FailoverRecords, ServingSignal>, SwitchyardError> {
+async fn switcher() -> Result<Switcher<ControlTable, FailoverRecords>, SwitchyardError> {
     let config = SwitcherConfig::from_lookup(switchyard_lambda::env)?;
-    let local = config.deployment.local_region.clone();
-    let peer = config.deployment.regions.peer_of(&local)?.clone();
-    let sdk = deployment_sdk_config(&config.deployment, &local).await?;
-    let peer_sdk = deployment_sdk_config(&config.deployment, &peer).await?;
+    let sdk = deployment_sdk_config(&config.deployment, &config.deployment.local_region).await?;
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
     let records = FailoverRecords::new(aws_sdk_route53::Client::new(&sdk), &config.hosted_zone_id, &config.api_record);
-    let signal = ServingSignal::new(
-        local,
-        aws_sdk_cloudwatch::Client::new(&sdk),
-        peer,
-        aws_sdk_cloudwatch::Client::new(&peer_sdk),
-    );
-    Ok(Switcher::new(config, table, records, signal))
+    Ok(Switcher::new(config, table, records))
 }
 
 #[tokio::main]

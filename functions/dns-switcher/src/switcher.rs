@@ -1,21 +1,23 @@
 //! Moving traffic, safely:
 //!
-//! - **Only to the writer.** The request names the epoch the execution recorded; the switcher
-//!   reads its region's control table and refuses an older epoch (`StaleEpoch`), a newer one
-//!   not yet recorded (`NotReady`), and any region the claim does not name. It therefore never
-//!   fails traffic back on its own: only a recorded handover moves traffic.
+//! - **Only to the active writer.** The request names the epoch the execution recorded; the
+//!   switcher reads the claim strongly and refuses an older epoch (`StaleEpoch`), a newer one
+//!   not yet recorded or a claim not yet activated (`NotReady`), and any region the claim does
+//!   not name. It therefore never fails traffic back on its own: only a recorded handover
+//!   moves traffic.
 //! - **Idempotent.** Traffic already at the writer is `done` without a change.
-//! - **Two modes.** `records` updates the failover records through the Route 53 control plane
-//!   (us-east-1). `health-check`, the default, flips the signal the records' health checks
-//!   follow with a `PutMetricData` in the surviving region (data plane only; see
-//!   `switchyard_aws::serving_signal`), so it works with us-east-1 down.
+//! - **Two modes** (`switchyard_core::dns`). In both, each record's Route 53 health check
+//!   follows its region's claim-aware endpoint, so only the active writer's record is
+//!   healthy. `health-check`, the default, writes nothing: the activation moved traffic, and
+//!   the switcher confirms the claim (data plane only, works with us-east-1 down). `records`
+//!   also makes the writer's record PRIMARY through the Route 53 control plane (us-east-1).
 
 use serde::Deserialize;
 use switchyard_core::{
     DeploymentConfig, DnsMode, ErrorName, Region, SwitchyardError, WriterEpoch,
     config::{ConfigError, keys},
     order::Timestamp,
-    ports::{ClaimStore, TrafficRouter},
+    ports::{ClaimStore, StepState, TrafficRouter},
     steps::SwitchAnswer,
 };
 
@@ -58,18 +60,16 @@ fn mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DnsMode>, D::Er
 }
 
 #[derive(Debug, Clone)]
-pub struct Switcher<W, R, H> {
+pub struct Switcher<W, R> {
     config: SwitcherConfig,
     registry: W,
     /// `records` mode.
     records: R,
-    /// `health-check` mode.
-    signal: H,
 }
 
-impl<W: ClaimStore, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
-    pub fn new(config: SwitcherConfig, registry: W, records: R, signal: H) -> Self {
-        Switcher { config, registry, records, signal }
+impl<W: ClaimStore, R: TrafficRouter> Switcher<W, R> {
+    pub fn new(config: SwitcherConfig, registry: W, records: R) -> Self {
+        Switcher { config, registry, records }
     }
 
     pub async fn handle(&self, req: SwitchRequest) -> Result<SwitchAnswer, SwitchyardError> {
@@ -99,15 +99,26 @@ impl<W: ClaimStore, R: TrafficRouter, H: TrafficRouter> Switcher<W, R, H> {
                 ),
             ));
         }
+        if !claim.lets_apply(&req.target_region) {
+            return Err(SwitchyardError::new(
+                ErrorName::NotReady,
+                format!(
+                    "epoch {} is {}: traffic moves only to an active writer (activate first)",
+                    claim.epoch, claim.phase
+                ),
+            ));
+        }
         let mode = req.mode.unwrap_or(self.config.dns_mode);
         let (before, state) = match mode {
-            DnsMode::Records => (self.records.current_target().await?, self.records.route_to(&claim).await?),
-            DnsMode::HealthCheck => (self.signal.current_target().await?, self.signal.route_to(&claim).await?),
+            DnsMode::Records => (Some(self.records.current_target().await?), self.records.route_to(&claim).await?),
+            // The health checks follow the claim-aware endpoints: the claim read above,
+            // active and naming the target, is what makes its record the healthy one.
+            DnsMode::HealthCheck => (None, StepState::Done),
         };
         Ok(SwitchAnswer {
             state,
             mode,
-            changed: before != claim.writer,
+            changed: before.as_ref().is_some_and(|b| *b != claim.writer),
             previous_target: before,
             claim,
             // When traffic pointed at the writer: the timeline's "switched" mark.
@@ -147,7 +158,7 @@ mod tests {
         s.parse().expect("region")
     }
 
-    fn switcher(claim_epoch: u64, writer: &str) -> Switcher<InMemoryClaimStore, Traffic, Traffic> {
+    fn switcher(claim_epoch: u64, writer: &str) -> Switcher<InMemoryClaimStore, Traffic> {
         let config = SwitcherConfig::from_lookup(|k| {
             Some(
                 match k {
@@ -165,8 +176,7 @@ mod tests {
         })
         .expect("config");
         let claim = WriterClaim::active(WriterEpoch(claim_epoch), region(writer));
-        let traffic = || Traffic(Mutex::new(region("us-east-1")));
-        Switcher::new(config, InMemoryClaimStore::new(claim), traffic(), traffic())
+        Switcher::new(config, InMemoryClaimStore::new(claim), Traffic(Mutex::new(region("us-east-1"))))
     }
 
     fn request(target: &str, epoch: u64) -> SwitchRequest {
@@ -194,16 +204,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_mode_uses_its_own_router() {
+    async fn health_check_mode_writes_nothing_and_needs_an_active_claim() {
         let s = switcher(2, "us-east-2");
         let mut req = request("us-east-2", 2);
-        req.mode = None; // the configured mode: records
-        s.handle(req.clone()).await.expect("records");
-        assert_eq!(s.records.current_target().await.ok(), Some(region("us-east-2")));
-        assert_eq!(s.signal.current_target().await.ok(), Some(region("us-east-1")));
         req.mode = Some(DnsMode::HealthCheck);
-        s.handle(req).await.expect("health-check");
-        assert_eq!(s.signal.current_target().await.ok(), Some(region("us-east-2")));
+        let answer = s.handle(req.clone()).await.expect("health-check");
+        assert_eq!((answer.state, answer.changed, answer.previous_target), (StepState::Done, false, None));
+        assert_eq!(s.records.current_target().await.ok(), Some(region("us-east-1")), "records untouched");
+        s.registry.set(WriterClaim::pending(WriterEpoch(3), region("us-east-2")));
+        req.epoch = WriterEpoch(3);
+        assert_eq!(s.handle(req).await.map_err(|e| e.name).err(), Some(ErrorName::NotReady), "pending");
     }
 
     #[tokio::test]

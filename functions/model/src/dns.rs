@@ -28,46 +28,6 @@ pub enum CheckStatus {
     Unhealthy,
 }
 
-/// A CloudWatch alarm's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum AlarmState {
-    Ok,
-    Alarm,
-    InsufficientData,
-}
-
-/// `InsufficientDataHealthStatus` of a CLOUDWATCH_METRIC health check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum InsufficientData {
-    Healthy,
-    Unhealthy,
-    LastKnownStatus,
-}
-
-impl InsufficientData {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            InsufficientData::Healthy => "Healthy",
-            InsufficientData::Unhealthy => "Unhealthy",
-            InsufficientData::LastKnownStatus => "LastKnownStatus",
-        }
-    }
-}
-
-/// A CLOUDWATCH_METRIC health check's status from its alarm's state (Route 53 API Reference,
-/// `HealthCheckConfig`, `Type` and `InsufficientDataHealthStatus`: OK is healthy, ALARM is
-/// unhealthy, and without sufficient data the status is the configured one, or the last known
-/// status). <https://docs.aws.amazon.com/Route53/latest/APIReference/API_HealthCheckConfig.html>
-pub fn alarm_check_status(state: AlarmState, insufficient: InsufficientData, last_known: CheckStatus) -> CheckStatus {
-    match (state, insufficient) {
-        (AlarmState::Ok, _) => CheckStatus::Healthy,
-        (AlarmState::Alarm, _) => CheckStatus::Unhealthy,
-        (AlarmState::InsufficientData, InsufficientData::Healthy) => CheckStatus::Healthy,
-        (AlarmState::InsufficientData, InsufficientData::Unhealthy) => CheckStatus::Unhealthy,
-        (AlarmState::InsufficientData, InsufficientData::LastKnownStatus) => last_known,
-    }
-}
-
 /// Which record of a failover pair Route 53 answers with, given each record's health check
 /// status (`None`: the record has no health check). Route 53 API Reference, `ResourceRecordSet`,
 /// `Failover` (<https://docs.aws.amazon.com/Route53/latest/APIReference/API_ResourceRecordSet.html>):
@@ -105,19 +65,6 @@ mod tests {
         ];
         for (primary, secondary, expected) in table {
             assert_eq!(failover_answer(primary, secondary), expected, "primary {primary:?}, secondary {secondary:?}");
-        }
-    }
-
-    #[test]
-    fn an_alarm_backed_check_follows_its_alarm_and_keeps_its_status_without_data() {
-        use CheckStatus::{Healthy, Unhealthy};
-        let no_data = AlarmState::InsufficientData;
-        for last in [Healthy, Unhealthy] {
-            assert_eq!(alarm_check_status(AlarmState::Ok, InsufficientData::LastKnownStatus, last), Healthy);
-            assert_eq!(alarm_check_status(AlarmState::Alarm, InsufficientData::LastKnownStatus, last), Unhealthy);
-            assert_eq!(alarm_check_status(no_data, InsufficientData::LastKnownStatus, last), last);
-            assert_eq!(alarm_check_status(no_data, InsufficientData::Healthy, last), Healthy);
-            assert_eq!(alarm_check_status(no_data, InsufficientData::Unhealthy, last), Unhealthy);
         }
     }
 }

@@ -54,43 +54,50 @@ pub struct FailoverAlarm {
     pub rule: AlarmRule,
 }
 
-/// The alarm a region's Route 53 health check follows in the `health-check` DNS mode (see
-/// [`Deployment::serving_alarm`]): on `switchyard/RegionServing{Region}`, in the peer region.
+/// The Route 53 health check of a region's failover record, in both DNS modes: HTTPS on the
+/// region's API record, path [`switchyard_core::dns::WRITER_HEALTH_PATH`] (claim-aware: 200
+/// only where the region holds the active claim). Route 53 API Reference, `HealthCheckConfig`:
+/// `RequestInterval` is 10 or 30 seconds, `FailureThreshold` 1 to 10 consecutive checks
+/// (<https://docs.aws.amazon.com/Route53/latest/APIReference/API_HealthCheckConfig.html>).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServingAlarm {
-    pub home: Region,
-    pub name: String,
-    pub statistic: &'static str,
-    pub period_seconds: u32,
-    /// The `StorageResolution` the metric is published with (1: high, 60: standard).
-    pub metric_storage_resolution: i32,
+pub struct WriterHealthCheck {
+    pub fully_qualified_domain_name: String,
+    pub resource_path: &'static str,
+    pub port: u16,
+    pub request_interval_seconds: u32,
+    pub failure_threshold: u32,
 }
 
-/// The statistics a Route 53 health check's alarm may use (Route 53 API Reference,
-/// `AlarmIdentifier`: "Statistics: Average, Minimum, Maximum, Sum, and SampleCount. Extended
-/// statistics aren't supported").
-pub const ROUTE53_ALARM_STATISTICS: [&str; 5] = ["Average", "Minimum", "Maximum", "Sum", "SampleCount"];
-
-impl ServingAlarm {
-    /// What Route 53 accepts behind a CLOUDWATCH_METRIC health check
-    /// (<https://docs.aws.amazon.com/Route53/latest/APIReference/API_AlarmIdentifier.html>):
-    /// standard-resolution metrics only, and the basic statistics. moto accepts anything, so
-    /// the model refuses it here, before a template or the sandbox is made from it.
+impl WriterHealthCheck {
+    /// What Route 53 accepts; moto accepts anything, so the model refuses it here.
     pub fn route53_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.metric_storage_resolution != 60 {
+        if ![10, 30].contains(&self.request_interval_seconds) {
             problems.push(format!(
-                "{}: Route 53 health checks follow alarms on standard-resolution metrics only, and {} is published \
-                 with StorageResolution {} (Route 53 API Reference, AlarmIdentifier)",
-                self.name,
-                switchyard_core::health::metric::REGION_SERVING,
-                self.metric_storage_resolution
+                "{}: RequestInterval must be 10 or 30 seconds, not {} (Route 53 API Reference, HealthCheckConfig)",
+                self.fully_qualified_domain_name, self.request_interval_seconds
             ));
         }
-        if !ROUTE53_ALARM_STATISTICS.contains(&self.statistic) {
-            problems.push(format!("{}: Route 53 does not support statistic {}", self.name, self.statistic));
+        if !(1..=10).contains(&self.failure_threshold) {
+            problems.push(format!(
+                "{}: FailureThreshold must be 1 to 10, not {} (Route 53 API Reference, HealthCheckConfig)",
+                self.fully_qualified_domain_name, self.failure_threshold
+            ));
         }
         problems
+    }
+
+    /// The `HealthCheckConfig` of a template (and of the sandbox's `CreateHealthCheck`).
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Type": "HTTPS",
+            "FullyQualifiedDomainName": self.fully_qualified_domain_name,
+            "ResourcePath": self.resource_path,
+            "Port": self.port,
+            "RequestInterval": self.request_interval_seconds,
+            "FailureThreshold": self.failure_threshold,
+            "EnableSNI": true,
+        })
     }
 }
 
@@ -384,17 +391,17 @@ impl Deployment {
         format!("api.{region}.{}", self.domain)
     }
 
-    /// Where the alarm that `record_region`'s health check follows lives, and its name. It
-    /// lives in the *peer* region, so that the region taking over can mark the failed one as
-    /// not serving with a call to its own CloudWatch (see dns-switcher's health-check mode).
-    pub fn serving_alarm(&self, record_region: &Region) -> ServingAlarm {
-        let home = self.regions.peer_of(record_region).cloned().unwrap_or_else(|_| record_region.clone());
-        ServingAlarm {
-            home,
-            name: format!("switchyard-{}-{record_region}-serving", self.environment),
-            statistic: "Minimum",
-            period_seconds: 60,
-            metric_storage_resolution: switchyard_core::health::metric::REGION_SERVING_STORAGE_RESOLUTION,
+    /// The health check of `region`'s failover record (both DNS modes). Two failed checks
+    /// 10 s apart turn a record unhealthy, and two passed ones healthy again: one slow strong
+    /// read does not flip traffic, and a new writer's record turns healthy about 20 s after
+    /// its activation.
+    pub fn writer_health_check(&self, region: &Region) -> WriterHealthCheck {
+        WriterHealthCheck {
+            fully_qualified_domain_name: self.regional_api_record(region),
+            resource_path: switchyard_core::dns::WRITER_HEALTH_PATH,
+            port: 443,
+            request_interval_seconds: 10,
+            failure_threshold: 2,
         }
     }
 
@@ -403,10 +410,6 @@ impl Deployment {
     pub fn failover_role(&self, region: &Region) -> dns::RecordRole {
         if *region == self.regions.primary { dns::RecordRole::Primary } else { dns::RecordRole::Secondary }
     }
-
-    /// What the serving alarms' health checks report without data: the last known status, so
-    /// a region whose peer (where its alarm lives) is down keeps its record's status.
-    pub const SERVING_CHECK_INSUFFICIENT_DATA: dns::InsufficientData = dns::InsufficientData::LastKnownStatus;
 
     /// Which region `api.<domain>` answers with, given each region's record health (both
     /// records have a health check in both DNS modes).
@@ -421,12 +424,8 @@ impl Deployment {
     /// What AWS would refuse or ignore in this deployment, by documented constraint; empty
     /// when none. Templates are emitted and the sandbox is provisioned only from a valid one.
     pub fn validate(&self) -> Vec<String> {
-        let mut problems = match self.dns_mode {
-            DnsMode::HealthCheck => {
-                self.regions.iter().flat_map(|r| self.serving_alarm(r).route53_problems()).collect()
-            }
-            DnsMode::Records => Vec::new(),
-        };
+        let mut problems: Vec<String> =
+            self.regions.iter().flat_map(|r| self.writer_health_check(r).route53_problems()).collect();
         if self.claim_store_witness().is_none() {
             problems.push(format!(
                 "{} and {} are not in one DynamoDB multi-Region strong consistency Region set, so the writer claim \
@@ -691,29 +690,27 @@ mod tests {
             let d = Deployment { dns_mode, ..Deployment::sandbox() };
             assert_eq!(d.validate(), Vec::<String>::new(), "{dns_mode:?}");
         }
-        // A high-resolution metric behind the health check's alarm is refused, citing why.
         let d = Deployment::sandbox();
-        let high = ServingAlarm { metric_storage_resolution: 1, ..d.serving_alarm(&d.regions.primary) };
-        assert!(high.route53_problems().iter().any(|p| p.contains("standard-resolution")), "{high:?}");
-        let extended = ServingAlarm { statistic: "p99", ..d.serving_alarm(&d.regions.primary) };
-        assert_eq!(extended.route53_problems().len(), 1);
+        let slow = WriterHealthCheck { request_interval_seconds: 15, ..d.writer_health_check(&d.regions.primary) };
+        assert!(slow.route53_problems().iter().any(|p| p.contains("RequestInterval")), "{slow:?}");
+        let never = WriterHealthCheck { failure_threshold: 0, ..d.writer_health_check(&d.regions.primary) };
+        assert_eq!(never.route53_problems().len(), 1);
     }
 
+    /// #17 schedule 5, as the model sees it: only the active writer's endpoint is healthy, so
+    /// after any history the answer is the writer's region, whichever record is PRIMARY.
     #[test]
-    fn traffic_follows_the_serving_alarms_after_a_failover_with_the_old_region_down() {
-        use dns::{AlarmState, CheckStatus, alarm_check_status};
+    fn traffic_follows_the_active_writer_whatever_the_history() {
+        use dns::CheckStatus;
         let d = Deployment::sandbox();
         let (east1, east2) = (d.regions.primary.clone(), d.regions.standby.clone());
-        // us-east-2 took over: it set us-east-1 "not serving" in its own CloudWatch (the
-        // alarm us-east-1's record follows lives there: ALARM). The alarm us-east-2's record
-        // follows lives in us-east-1, which is down: no data, last known status healthy.
-        let state = |record: &Region| if *record == east1 { AlarmState::Alarm } else { AlarmState::InsufficientData };
-        let health = |r: &Region| {
-            alarm_check_status(state(r), Deployment::SERVING_CHECK_INSUFFICIENT_DATA, CheckStatus::Healthy)
+        let serving = |writer: &Region| {
+            let writer = writer.clone();
+            move |r: &Region| if *r == writer { CheckStatus::Healthy } else { CheckStatus::Unhealthy }
         };
-        assert_eq!(d.dns_answer(health), east2);
-        // Before anything moved: both healthy, the primary answers.
-        assert_eq!(d.dns_answer(|_| CheckStatus::Healthy), east1);
+        for writer in [&east2, &east1, &east2] {
+            assert_eq!(d.dns_answer(serving(writer)), *writer);
+        }
         assert_eq!(d.failover_role(&east2), dns::RecordRole::Secondary);
     }
 

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
 };
 use aws_sdk_route53::types::{
-    AlarmIdentifier, Change, ChangeAction, ChangeBatch, CloudWatchRegion, HealthCheckConfig, HealthCheckType,
-    InsufficientDataHealthStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
+    Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetFailover, RrType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
@@ -253,30 +253,6 @@ async fn provision_region(target: &AwsTarget, d: &Deployment, region: &Region) -
         req = req.tags(aws_sdk_cloudwatch::types::Tag::builder().key(*k).value(v).build());
     }
     req.send().await?;
-    // In the health-check DNS mode: the alarm the peer's record's health check follows
-    // (it lives here, so this region can mark the peer as not serving on its own).
-    if d.dns_mode == switchyard_core::dns::DnsMode::HealthCheck {
-        let peer = d.regions.peer_of(region).cloned().unwrap_or_else(|_| region.clone());
-        let serving = d.serving_alarm(&peer);
-        let mut req = cloudwatch
-            .put_metric_alarm()
-            .alarm_name(&serving.name)
-            .alarm_description(format!("{peer}'s DNS record is healthy while this alarm is OK (Route 53 health check)"))
-            .namespace(health::NAMESPACE)
-            .metric_name(health::metric::REGION_SERVING)
-            .dimensions(Dimension::builder().name("Region").value(peer.as_str()).build())
-            .statistic(Statistic::from(serving.statistic))
-            .period(serving.period_seconds as i32)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(ComparisonOperator::LessThanThreshold)
-            .treat_missing_data("ignore")
-            .actions_enabled(true);
-        for (k, v) in &tags {
-            req = req.tags(aws_sdk_cloudwatch::types::Tag::builder().key(*k).value(v).build());
-        }
-        req.send().await?;
-    }
     // The region's EventBridge rules and their targets, from the model. moto keeps them but
     // fires no schedule and routes no alarm: the drill and the tests start what they would.
     let events = aws_sdk_eventbridge::Client::new(&config);
@@ -401,20 +377,16 @@ async fn provision_global(target: &AwsTarget, d: &Deployment) -> Result<GlobalRe
     let mut health_checks = BTreeMap::new();
     let mut changes = Vec::new();
     for region in d.regions.iter() {
-        // CLOUDWATCH_METRIC health checks follow an alarm in the *peer* region, whose metric the
-        // region taking over flips in its own CloudWatch (dns-switcher health-check mode).
-        let alarm = d.serving_alarm(region);
+        // HTTPS on the region's claim-aware endpoint, as the global stack emits it.
+        let check = d.writer_health_check(region);
         let config = HealthCheckConfig::builder()
-            .r#type(HealthCheckType::CloudwatchMetric)
-            .alarm_identifier(
-                AlarmIdentifier::builder()
-                    .region(CloudWatchRegion::from(alarm.home.as_str()))
-                    .name(alarm.name)
-                    .build()?,
-            )
-            .insufficient_data_health_status(InsufficientDataHealthStatus::from(
-                Deployment::SERVING_CHECK_INSUFFICIENT_DATA.as_str(),
-            ))
+            .r#type(HealthCheckType::Https)
+            .fully_qualified_domain_name(&check.fully_qualified_domain_name)
+            .resource_path(check.resource_path)
+            .port(i32::from(check.port))
+            .request_interval(check.request_interval_seconds as i32)
+            .failure_threshold(check.failure_threshold as i32)
+            .enable_sni(true)
             .build()?;
         let hc = route53
             .create_health_check()

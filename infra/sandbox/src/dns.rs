@@ -1,20 +1,19 @@
 //! "Which region does `api.<domain>` answer now?": Route 53's failover routing rule
 //! ([`switchyard_model::dns`]) applied to the records and health checks in moto's Route 53,
-//! whose own health status is canned. Each health check's status comes from what Route 53
-//! would look at: an alarm-backed (`CLOUDWATCH_METRIC`) check from its alarm's state in that
-//! alarm's region, an `HTTP`/`HTTPS` check from the regional order API's answer (healthy on a
-//! 2xx or 3xx status, as Route 53's checkers judge:
-//! <https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html>).
+//! whose own health status is canned. Each `HTTP`/`HTTPS` health check's status is what
+//! Route 53's checkers would see: the regional order API's answer on the check's path (the
+//! claim-aware `/writer`), healthy on a 2xx or 3xx status
+//! (<https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html>).
 //! Route 53's checkers stand outside both regions: a partition between the pair does not
-//! blind them.
-
-use std::collections::BTreeMap;
+//! blind them. Not modelled: the checkers' interval and `FailureThreshold` (one call here
+//! stands for their verdict now, so the sandbox's answer moves up to ~20 s sooner than
+//! Route 53's would), and the record's TTL in resolvers.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use switchyard_aws::sdk_config;
 use switchyard_core::Region;
-use switchyard_model::dns::{self, AlarmState, CheckStatus, InsufficientData, RecordRole};
+use switchyard_model::dns::{self, CheckStatus, RecordRole};
 
 use crate::Sandbox;
 
@@ -49,16 +48,12 @@ impl std::fmt::Display for DnsAnswer {
     }
 }
 
-/// The answer now. `LastKnownStatus` checks remember their status between calls in the
-/// instance's `dns-last-known.json` (a new check starts healthy, as Route 53's do).
+/// The answer now.
 pub async fn answer(sb: &Sandbox) -> Result<DnsAnswer> {
     let d = sb.deployment();
     let resources = sb.resources.as_ref().context("the sandbox is not provisioned")?;
     let global = d.regions.primary.clone();
     let route53 = aws_sdk_route53::Client::new(&sdk_config(&sb.aws_target(), &global).await);
-    let memory = sb.dir.join("dns-last-known.json");
-    let mut last_known: BTreeMap<String, bool> =
-        std::fs::read_to_string(&memory).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let listed = route53
         .list_resource_record_sets()
         .hosted_zone_id(&resources.global.hosted_zone_id)
@@ -79,16 +74,10 @@ pub async fn answer(sb: &Sandbox) -> Result<DnsAnswer> {
         let value = rrs.resource_records().first().map(|r| r.value().to_owned()).unwrap_or_default();
         let (evidence, healthy) = match rrs.health_check_id() {
             None => ("no health check: always healthy".to_owned(), true),
-            Some(id) => {
-                let last = last_known.get(id).copied().unwrap_or(true);
-                let (evidence, healthy) = check(sb, &route53, id, &region, last).await?;
-                last_known.insert(id.to_owned(), healthy);
-                (evidence, healthy)
-            }
+            Some(id) => check(sb, &route53, id, &region).await?,
         };
         records.push((role, RecordHealth { region, role: role.as_str(), value, evidence, healthy }));
     }
-    let _ = std::fs::write(&memory, serde_json::to_string(&last_known)?);
     let status = |role: RecordRole| {
         records
             .iter()
@@ -105,49 +94,15 @@ pub async fn answer(sb: &Sandbox) -> Result<DnsAnswer> {
     })
 }
 
-async fn check(
-    sb: &Sandbox,
-    route53: &aws_sdk_route53::Client,
-    id: &str,
-    region: &Region,
-    last_known: bool,
-) -> Result<(String, bool)> {
+async fn check(sb: &Sandbox, route53: &aws_sdk_route53::Client, id: &str, region: &Region) -> Result<(String, bool)> {
     let hc = route53.get_health_check().health_check_id(id).send().await.context("GetHealthCheck")?;
     let config = hc.health_check().and_then(|h| h.health_check_config()).context("no health check config")?;
     match config.r#type().as_str() {
-        "CLOUDWATCH_METRIC" => {
-            // moto keeps neither the check's AlarmIdentifier nor its InsufficientDataHealthStatus:
-            // the model's, which provisioning sent, stand in for what Route 53 would hold.
-            let d = sb.deployment();
-            let modelled = d.serving_alarm(region);
-            let (name, home) = match config.alarm_identifier() {
-                Some(a) => (a.name().to_owned(), a.region().as_str().parse::<Region>().map_err(anyhow::Error::msg)?),
-                None => (modelled.name, modelled.home),
-            };
-            let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), &home).await);
-            let found = cw.describe_alarms().alarm_names(&name).send().await.context("DescribeAlarms")?;
-            let state = found.metric_alarms().first().and_then(|a| a.state_value()).map(|s| s.as_str().to_owned());
-            let alarm_state = match state.as_deref() {
-                Some("OK") => AlarmState::Ok,
-                Some("ALARM") => AlarmState::Alarm,
-                _ => AlarmState::InsufficientData,
-            };
-            let insufficient = match config.insufficient_data_health_status().map(|s| s.as_str()) {
-                Some("Healthy") => InsufficientData::Healthy,
-                Some("Unhealthy") => InsufficientData::Unhealthy,
-                Some(_) => InsufficientData::LastKnownStatus,
-                None => switchyard_model::Deployment::SERVING_CHECK_INSUFFICIENT_DATA,
-            };
-            let last = if last_known { CheckStatus::Healthy } else { CheckStatus::Unhealthy };
-            let status = dns::alarm_check_status(alarm_state, insufficient, last);
-            let state = state.unwrap_or_else(|| "no such alarm".into());
-            Ok((format!("alarm {name} in {home}: {state}"), status == CheckStatus::Healthy))
-        }
         "HTTP" | "HTTPS" => {
             // The regional API record stands for the region's order API.
             let url = sb.world.api_url(region, region).context("no order API")?;
             let port: u16 = url.rsplit(':').next().unwrap_or_default().parse()?;
-            let path = config.resource_path().unwrap_or("/");
+            let path = config.resource_path().unwrap_or(sb.deployment().writer_health_check(region).resource_path);
             let answer = crate::world::http::call(port, "GET", path, None).await;
             let (evidence, healthy) = match answer {
                 Ok((status, _)) => (format!("GET {url}{path}: {status}"), (200..400).contains(&status)),

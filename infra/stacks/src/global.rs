@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use switchyard_model::{AURORA_ENGINE_VERSION, Deployment, DnsMode};
+use switchyard_model::{AURORA_ENGINE_VERSION, Deployment};
 
 use crate::cfn::{Template, get_att, pascal, r#ref};
 
@@ -47,29 +47,9 @@ pub fn global_stack(d: &Deployment) -> Value {
     );
     for region in d.regions.iter() {
         let id = pascal(region.as_str());
-        let config = match d.dns_mode {
-            // The region taking over flips a metric in its own CloudWatch; the alarm on it
-            // (created by the peer region's stack) is what this health check follows.
-            DnsMode::HealthCheck => {
-                let alarm = d.serving_alarm(region);
-                json!({
-                    "Type": "CLOUDWATCH_METRIC",
-                    "AlarmIdentifier": { "Name": alarm.name, "Region": alarm.home.as_str() },
-                    "InsufficientDataHealthStatus": Deployment::SERVING_CHECK_INSUFFICIENT_DATA.as_str(),
-                })
-            }
-            // Route 53's own checkers call the regional endpoint; the dns-switcher rewrites
-            // the records through the control plane.
-            DnsMode::Records => json!({
-                "Type": "HTTPS",
-                "FullyQualifiedDomainName": d.regional_api_record(region),
-                "ResourcePath": "/health",
-                "Port": 443,
-                "RequestInterval": 10,
-                "FailureThreshold": 3,
-                "EnableSNI": true,
-            }),
-        };
+        // Route 53's checkers call the region's claim-aware endpoint: only the active writer
+        // answers 200 (both DNS modes; `records` also rewrites which record is PRIMARY).
+        let config = d.writer_health_check(region).config();
         t.resource(
             &format!("{id}HealthCheck"),
             json!({ "Type": "AWS::Route53::HealthCheck", "Properties": { "HealthCheckConfig": config } }),

@@ -234,9 +234,6 @@ impl Scope<'_> {
                 ));
             }
             "dns-switcher" => {
-                // The serving signal is written in both regions' CloudWatch (see serving_signal).
-                s.push(Self::put_switchyard_metrics());
-                s.push(Self::read_metrics());
                 s.push(allow("WriterClaimBothRegions", &["dynamodb:GetItem"], self.control_tables()));
                 if self.d.dns_mode == DnsMode::Records {
                     s.push(allow(

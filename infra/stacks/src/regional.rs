@@ -5,9 +5,7 @@
 use serde_json::{Value, json};
 use switchyard_core::{Region, config::keys, health};
 
-use switchyard_model::{
-    AURORA_ENGINE_VERSION, DB_CA_BUNDLE_PATH, Deployment, DnsMode, FUNCTIONS, RegionalNames, RuleTarget,
-};
+use switchyard_model::{AURORA_ENGINE_VERSION, DB_CA_BUNDLE_PATH, Deployment, FUNCTIONS, RegionalNames, RuleTarget};
 
 use crate::{
     cfn::{Template, arn, get_att, pascal, r#ref, sub},
@@ -670,9 +668,8 @@ impl Regional<'_> {
         json!({ "Type": "AWS::CloudWatch::Alarm", "Properties": properties })
     }
 
-    /// The failover alarm (the peer's `Healthy`, as this region's probe sees it), the serving
-    /// alarm of the peer's DNS record (health-check mode), replication lag, consumer errors
-    /// and DLQ depth; a dashboard of the same.
+    /// The failover alarm (the peer's `Healthy`, as this region's probe sees it), replication
+    /// lag, consumer errors and DLQ depth; a dashboard of the same.
     fn alarms_and_dashboard(&self, t: &mut Template) {
         let n = self.names();
         let failover = self.d.failover_alarm(self.region);
@@ -695,29 +692,6 @@ impl Regional<'_> {
                 "LessThanThreshold",
             ),
         );
-        if self.d.dns_mode == DnsMode::HealthCheck {
-            let alarm = self.d.serving_alarm(&self.peer);
-            debug_assert_eq!(&alarm.home, self.region, "the peer's serving alarm lives here");
-            t.resource(
-                "PeerServingAlarm",
-                Self::alarm(
-                    &alarm.name,
-                    format!("{}'s DNS record is healthy while this alarm is OK (Route 53 health check)", self.peer),
-                    json!({
-                        "Namespace": health::NAMESPACE,
-                        "MetricName": health::metric::REGION_SERVING,
-                        "Dimensions": [{ "Name": "Region", "Value": self.peer.as_str() }],
-                        "Statistic": alarm.statistic,
-                        "Period": alarm.period_seconds,
-                        "EvaluationPeriods": 1,
-                        // No data (this region down or nothing flipped yet) keeps the last state.
-                        "TreatMissingData": "ignore",
-                    }),
-                    1.0,
-                    "LessThanThreshold",
-                ),
-            );
-        }
         t.resource(
             "ReplicationLagAlarm",
             Self::alarm(

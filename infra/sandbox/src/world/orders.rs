@@ -6,7 +6,12 @@
 //!   parallel over the region's links. The writer's region drops an unreachable standby by a
 //!   recorded write of its standing and sends to its catch-up queue instead; 503
 //!   `NotAcknowledged` otherwise (the client retries; the order id makes it idempotent).
-//! - `GET /health`: 200 while the region's database answers, 503 otherwise.
+//! - `GET /health`: 200 while the region's database answers, 503 otherwise (liveness: what
+//!   the health probes watch).
+//! - `GET /writer`: the claim-aware endpoint Route 53's health checks call
+//!   (`switchyard_core::dns::writer_health`): 200 only while a strong read of the claim, through
+//!   this region's replica, shows this region holds the active claim; 503 otherwise. In AWS
+//!   the ingress function behind the API would answer it the same way (not in the stacks).
 //! - **The catch-up** (each region's API, while it writes; a scheduled function would do it
 //!   in AWS): a standby that is not eligible and answers again is marked `CatchingUp`, the
 //!   catch-up queue is moved into its orders queue, and it is marked `Eligible` when that is
@@ -17,10 +22,10 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use switchyard_aws::{AwsTarget, control_table::ControlTable, sdk_config};
 use switchyard_core::{
-    ErrorName, Region, SwitchyardError, ingress,
+    ErrorName, Region, SwitchyardError, dns, ingress,
     ingress::{CatchUpQueues, OrderIntake, Parked},
     order,
-    ports::{PortResult, ReplicationMonitor},
+    ports::{ClaimRead, ClaimStore, PortResult, ReplicationMonitor},
 };
 use switchyard_postgres::PgNode;
 use tokio::net::TcpStream;
@@ -38,8 +43,9 @@ pub async fn serve_api(world: Arc<World>, region: Region, mut client: TcpStream)
     };
     let (status, body) = match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/health") => health(&world, &region).await,
+        ("GET", dns::WRITER_HEALTH_PATH) => writer(&world, &region).await,
         ("POST", "/orders") => accept_order(&world, &region, &request.body).await,
-        _ => (404, json!({ "error": "NotFound", "detail": "GET /health or POST /orders" })),
+        _ => (404, json!({ "error": "NotFound", "detail": "GET /health, GET /writer or POST /orders" })),
     };
     let _ = http::respond_json(&mut client, status, &body).await;
 }
@@ -54,6 +60,19 @@ async fn health(world: &World, region: &Region) -> (u16, Value) {
         Ok(Err(e)) => (503, json!({ "region": region, "error": e.to_string() })),
         Err(_) => (503, json!({ "region": region, "error": "the database did not answer in time" })),
     }
+}
+
+async fn writer(world: &World, region: &Region) -> (u16, Value) {
+    let (claims, _) = region_view(world, region).await;
+    let read = match tokio::time::timeout(CALL_DEADLINE, claims.strong_read()).await {
+        Ok(read) => read,
+        Err(_) => ClaimRead::CannotProve(unavailable("the claim store did not answer in time".into())),
+    };
+    let health = dns::writer_health(region, &read);
+    (
+        if health.serving { 200 } else { 503 },
+        json!({ "region": region, "serving": health.serving, "detail": health.detail }),
+    )
 }
 
 async fn accept_order(world: &World, region: &Region, body: &[u8]) -> (u16, Value) {
