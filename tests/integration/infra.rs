@@ -8,7 +8,7 @@ use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
 use switchyard_aws::sdk_config;
-use switchyard_model::{Deployment, DnsMode, FUNCTIONS, RuleTarget};
+use switchyard_model::{Deployment, FUNCTIONS, RuleTarget};
 use switchyard_sandbox::{Sandbox, tools};
 use switchyard_tests::{sandbox_trial, trial};
 use xtask::synth::{self, Emitted};
@@ -325,22 +325,15 @@ async fn names_match_the_code() -> anyhow::Result<()> {
             let alarms = names_of(t, "AWS::CloudWatch::Alarm", "AlarmName");
             ensure!(alarms.contains(&n.failover_alarm), "{}: no failover alarm", e.file);
         }
-        // The global stack's health checks: in health-check mode each follows an alarm that
-        // the named region's stack creates.
-        for (_, p) in resources_of(global, "AWS::Route53::HealthCheck") {
-            let config = &p["HealthCheckConfig"];
-            if d.dns_mode == DnsMode::HealthCheck {
-                let (name, region) = (&config["AlarmIdentifier"]["Name"], &config["AlarmIdentifier"]["Region"]);
-                let home = regional.iter().find(|e| json!(e.region) == *region).context("alarm region")?;
-                ensure!(
-                    names_of(&home.template, "AWS::CloudWatch::Alarm", "AlarmName")
-                        .contains(name.as_str().unwrap_or("")),
-                    "health check follows {name} in {region}, which no stack creates"
-                );
-            } else {
-                ensure!(config["Type"] == "HTTPS", "{config}");
-            }
-        }
+        // The global stack's health checks (both modes): HTTPS on each region's claim-aware
+        // endpoint, as the model says.
+        let checks: BTreeSet<String> = resources_of(global, "AWS::Route53::HealthCheck")
+            .into_iter()
+            .map(|(_, p)| p["HealthCheckConfig"].to_string())
+            .collect();
+        let modelled: BTreeSet<String> =
+            d.regions.iter().map(|r| d.writer_health_check(r).config().to_string()).collect();
+        ensure!(checks == modelled, "health checks {checks:?}, the model's {modelled:?}");
         let records: BTreeSet<String> = names_of(global, "AWS::Route53::RecordSet", "Name");
         ensure!(records == BTreeSet::from([d.api_record()]), "records {records:?}");
     }

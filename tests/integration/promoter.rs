@@ -71,6 +71,15 @@ async fn refused(service: &LambdaService, payload: Value) -> anyhow::Result<(Str
     }
 }
 
+/// Whether the failover lock is free (the claim store, through us-east-2's replica).
+async fn table_lock_free(sb: &Sandbox) -> anyhow::Result<bool> {
+    use switchyard_core::ledger::ExecutionLedger;
+    let d = sb.deployment();
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), &d.regions.standby).await);
+    let table = ControlTable::new(ddb, d.regional_names(&d.regions.standby).control_table);
+    Ok(table.held_lock().await?.is_none())
+}
+
 /// Invokes an action until it reports `done`, as a state machine's poll loop would.
 pub(crate) async fn until_done(service: &LambdaService, payload: Value) -> anyhow::Result<Value> {
     for _ in 0..100 {
@@ -110,11 +119,28 @@ async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(record["changed"] == true && record["claim"]["writer"] == "us-east-2", "record: {record}");
     ensure!(sb.node("us-east-2")?.accepts_writes().await?, "us-east-2 does not write");
 
-    // The old writer returns: the same fence step, re-run, now fences it.
+    // The lease, the activation, and the execution's end, as the state machine runs them.
+    tokio::time::sleep(switchyard_core::WRITER_LEASE).await;
+    ok(east2, request("activate", "unplanned", 1)).await?;
+    let end = json!({ "action": "end", "execution": EXECUTION, "outcome": "succeeded" });
+    ensure!(matches!(east2.invoke("rds-promoter", &end).await?, Invocation::Ok(_)), "end");
+
+    // #17: the old writer returns after the execution ended, unfenced (its fence step found
+    // it unreachable). The next scheduled re-fence in us-east-2 (EventBridge's Scheduled
+    // Event, every minute) fences it; no execution is needed.
     sb.start_database("us-east-1")?;
-    let fence = until_done(east2, request("fence", "unplanned", 1)).await?;
-    ensure!(fence["fenced"] == "us-east-1", "fence: {fence}");
+    ensure!(sb.node("us-east-1")?.accepts_writes().await?, "the old writer did not come back as a writer");
+    let scheduled = json!({
+        "version": "0", "id": "test", "detail-type": "Scheduled Event", "source": "aws.events",
+        "region": "us-east-2", "resources": [], "detail": {},
+    });
+    let refence = east2.invoke("rds-promoter", &scheduled).await?;
+    ensure!(
+        matches!(&refence, Invocation::Ok(v) if v["outcome"] == "fenced" && v["peer"] == "us-east-1"),
+        "the scheduled re-fence: {refence:?}"
+    );
     ensure!(!sb.node("us-east-1")?.accepts_writes().await?, "the returning writer still writes");
+    ensure!(table_lock_free(sb).await?, "the re-fence kept the failover lock");
     Ok(())
 }
 

@@ -21,6 +21,19 @@ pub fn incident(expected: WriterEpoch, target: &Region) -> String {
     format!("epoch-{expected}-to-{target}")
 }
 
+/// The incident the promoter's scheduled re-fence holds the lock under, for a minute at most:
+/// a `begin` that meets it waits (a transient error), it is no failover of its own.
+pub fn refence_incident(peer: &Region) -> String {
+    format!("{REFENCE_PREFIX}{peer}")
+}
+
+const REFENCE_PREFIX: &str = "refence-";
+
+/// Whether a lock's incident is the re-fence's ([`refence_incident`]).
+pub fn is_refence(incident: &str) -> bool {
+    incident.starts_with(REFENCE_PREFIX)
+}
+
 /// How long a lock is held at most: the state machines' `TimeoutSeconds` (a contract test
 /// holds them equal), so a lock outlives no execution.
 pub const LOCK_TTL: Duration = Duration::from_secs(900);

@@ -155,6 +155,33 @@ pub struct ActivateResult {
     pub changed: bool,
 }
 
+/// What the promoter's scheduled re-fence did (EventBridge, every minute, in each region).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RefenceOutcome {
+    /// This region holds the active claim and the peer's database refuses writes now
+    /// (fenced now, or already fenced, or a replica).
+    Fenced,
+    /// The peer's database did not answer: the next minute tries again.
+    Unreachable,
+    /// This region does not hold the active claim: nothing to fence from here.
+    NotWriter,
+    /// An execution holds the failover lock: it may be moving the writer, so this round
+    /// fences nothing.
+    LockHeld,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefenceAnswer {
+    pub outcome: RefenceOutcome,
+    pub region: Region,
+    pub peer: Region,
+    /// The claim read (under the lock when one was taken), when it could be read.
+    pub claim: WriterClaim,
+    pub reason: Option<String>,
+}
+
 /// What `begin` concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -126,6 +126,9 @@ pub struct RegionalNames {
     /// EventBridge schedules: the readiness tester hourly, the health probe every minute.
     pub readiness_schedule: String,
     pub probe_schedule: String,
+    /// Every minute: the promoter fences the peer's database if it writes while this region
+    /// holds the active claim (a returning old writer).
+    pub refence_schedule: String,
     /// Forwards this region's switchyard alarm state changes to the peer region's default bus.
     pub forward_rule: String,
     /// Alarms beside the failover alarm: Aurora replication lag above the RPO budget, order
@@ -235,6 +238,7 @@ impl Names {
             switchover_state_machine: format!("{p}-switchover"),
             readiness_schedule: format!("{p}-readiness-hourly"),
             probe_schedule: format!("{p}-probe-every-minute"),
+            refence_schedule: format!("{p}-refence-every-minute"),
             forward_rule: format!("{p}-alarms-to-peer"),
             replication_lag_alarm: format!("{p}-replication-lag"),
             consumer_errors_alarm: format!("{p}-consumer-errors"),
@@ -507,6 +511,15 @@ impl Deployment {
                 target: RuleTarget::Function { function: "health-probe".into() },
             },
             EventRule {
+                name: n.refence_schedule.clone(),
+                description: format!(
+                    "fence {peer}'s database whenever it writes while {region} holds the active claim"
+                ),
+                schedule: Some("rate(1 minute)".into()),
+                pattern: None,
+                target: RuleTarget::Function { function: "rds-promoter".into() },
+            },
+            EventRule {
                 name: n.failover_rule.clone(),
                 description: format!("{} fires: start {} in {region}", n.failover_alarm, n.failover_state_machine),
                 schedule: None,
@@ -679,7 +692,7 @@ mod tests {
         assert_eq!(d.failover_rule_pattern(east2)["region"], serde_json::json!([east2]));
         let rules = d.event_rules(east2);
         let schedules: Vec<_> = rules.iter().filter_map(|r| r.schedule.as_deref()).collect();
-        assert_eq!(schedules, ["rate(1 hour)", "rate(1 minute)"]);
+        assert_eq!(schedules, ["rate(1 hour)", "rate(1 minute)", "rate(1 minute)"]);
         let to_failover = rules.iter().find(|r| matches!(r.target, RuleTarget::StateMachine { .. })).expect("rule");
         assert_eq!(to_failover.name, d.regional_names(east2).failover_rule);
     }

@@ -199,6 +199,13 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
             ledger.save_timeline(&timeline).await?;
             Ok(BeginAnswer { cause: Some(cause), ..answer(BeginOutcome::Duplicate) })
         }
+        // The scheduled re-fence holds the lock for a moment: retry, this is no other incident.
+        LockOutcome::HeldBy { owner, incident: theirs } if switchyard_core::ledger::is_refence(&theirs) => {
+            Err(SwitchyardError::new(
+                ErrorName::OperationInProgress,
+                format!("{owner} (the scheduled re-fence) holds the failover lock for a moment; retry"),
+            ))
+        }
         LockOutcome::HeldBy { owner, incident: theirs } => Err(SwitchyardError::new(
             ErrorName::LockHeld,
             format!("execution {owner} holds the failover lock for incident {theirs}; {incident} waits for it"),

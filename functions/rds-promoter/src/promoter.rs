@@ -10,6 +10,13 @@
 //! | `record`  | bump the writer epoch (conditional write on the one claim store) to this region, as a **pending** claim, and record the handover |
 //! | `activate`| after the state machine waited the lease: mark the claim active (its consumer applies from here) |
 //!
+//! Beside the executions' steps, an EventBridge schedule (every minute, each region) sends the
+//! promoter its Scheduled Event: the **re-fence**. Where this region holds the active claim,
+//! it fences the peer's database, so an old writer that comes back after a failover (its
+//! fence was "unreachable") refuses writes within a minute, not only when an execution's
+//! `fence` step happens to run again. It holds the failover lock while it fences, so it never
+//! races an execution moving the writer (which would unfence the peer it promotes).
+//!
 //! Each answers a [`StepAnswer`] of its own result type (`switchyard_core::steps`). With
 //! `execution` set (a state machine passes `$$.Execution.Name`), `gate` and `record` add their
 //! marks to that execution's timeline; `begin` and `end` (see `ledger.rs`) open and close it.
@@ -30,12 +37,12 @@ use switchyard_core::{
     arming::ArmingStore,
     config::{ConfigError, keys},
     ingress::{self, EligibilityStore},
-    ledger::{Cooldown, ExecutionLedger, HandoverRecord, RpoFigure, Timeline},
+    ledger::{Cooldown, ExecutionLedger, HandoverRecord, Lock, LockOutcome, RpoFigure, Timeline},
     order::Timestamp,
     ports::{ClaimStore, PromotionEngine, StepState},
     steps::{
         ActivateResult, BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan,
-        LagSource, PromoteResult, PromoterAction, RecordResult, StepAnswer,
+        LagSource, PromoteResult, PromoterAction, RecordResult, RefenceAnswer, RefenceOutcome, StepAnswer,
     },
 };
 use switchyard_postgres::DbEndpoints;
@@ -142,6 +149,8 @@ pub enum Request {
     Step(PromoteRequest),
     Begin(BeginRequest),
     End(EndRequest),
+    /// EventBridge's Scheduled Event (the re-fence schedule).
+    Refence,
 }
 
 impl<'de> Deserialize<'de> for Request {
@@ -154,6 +163,11 @@ impl Request {
     pub fn parse(mut event: Value) -> Result<Request, SwitchyardError> {
         let bad =
             |e: serde_json::Error| SwitchyardError::new(ErrorName::InvalidInput, format!("malformed request: {e}"));
+        if event.get("source").and_then(Value::as_str) == Some("aws.events")
+            && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+        {
+            return Ok(Request::Refence);
+        }
         match event.get("action").and_then(Value::as_str) {
             Some(ledger @ ("begin" | "end")) => {
                 let begin = ledger == "begin";
@@ -182,6 +196,10 @@ pub struct Promoter<R, L, E> {
     engine: E,
 }
 
+/// How long the re-fence holds the failover lock at most (an invocation that dies holding it
+/// blocks a failover's `begin` no longer than this).
+const REFENCE_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn lease_seconds() -> u64 {
     WRITER_LEASE.as_secs()
 }
@@ -206,6 +224,7 @@ pub enum Answer {
     Promote(StepAnswer<PromoteResult>),
     Record(StepAnswer<RecordResult>),
     Activate(StepAnswer<ActivateResult>),
+    Refence(RefenceAnswer),
     End(Box<EndAnswer>),
 }
 
@@ -223,6 +242,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
             Request::Begin(req) => {
                 ledger::begin(&self.registry, &self.ledger, local, peer, req).await.map(Answer::Begin)
             }
+            Request::Refence => self.refence(local, peer).await.map(Answer::Refence),
             Request::End(req) => ledger::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req)
                 .await
                 .map(|a| Answer::End(Box::new(a))),
@@ -292,6 +312,57 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         };
         tracing::info!(action = ?req.action, target = %req.target_region, mode = ?req.mode, ?answer, "rds-promoter");
         Ok(answer)
+    }
+
+    /// The scheduled re-fence (see the module's doc): only from the region holding the active
+    /// claim, only under the failover lock (held for a minute at most), read again under it.
+    async fn refence(&self, local: &Region, peer: &Region) -> Result<RefenceAnswer, SwitchyardError> {
+        let answer = |outcome, claim: WriterClaim, reason: Option<String>| RefenceAnswer {
+            outcome,
+            region: local.clone(),
+            peer: peer.clone(),
+            claim,
+            reason,
+        };
+        let claim = self.registry.strong_read().await.proven()?;
+        if !claim.lets_apply(local) {
+            return Ok(answer(RefenceOutcome::NotWriter, claim, None));
+        }
+        let now = Timestamp::now();
+        let lock = Lock {
+            owner: format!("refence-{local}-{}", now.unix_millis()),
+            incident: switchyard_core::ledger::refence_incident(peer),
+            acquired_at: now,
+            expires_at: Timestamp::from_unix_millis(now.unix_millis() + REFENCE_LOCK_TTL.as_millis() as i64),
+        };
+        match self.ledger.acquire(&lock).await? {
+            LockOutcome::Acquired => {}
+            LockOutcome::Duplicate { owner } | LockOutcome::HeldBy { owner, .. } => {
+                return Ok(answer(RefenceOutcome::LockHeld, claim, Some(format!("{owner} holds the failover lock"))));
+            }
+        }
+        let fenced = async {
+            // Under the lock no execution moves the writer: this read stays true while we fence.
+            let claim = self.registry.strong_read().await.proven()?;
+            if !claim.lets_apply(local) {
+                return Ok(answer(RefenceOutcome::NotWriter, claim, None));
+            }
+            Ok(match self.engine.fence(peer).await {
+                Ok(StepState::Done) => answer(RefenceOutcome::Fenced, claim, None),
+                Ok(StepState::InProgress) => {
+                    answer(RefenceOutcome::Unreachable, claim, Some("fence in progress".into()))
+                }
+                Err(e) if e.name == ErrorName::ServiceUnavailable => {
+                    answer(RefenceOutcome::Unreachable, claim, Some(e.message))
+                }
+                Err(e) => return Err(e),
+            })
+        }
+        .await;
+        self.ledger.release(&lock.owner).await?;
+        let fenced = fenced?;
+        tracing::info!(outcome = ?fenced.outcome, peer = %peer, reason = ?fenced.reason, "rds-promoter: re-fence");
+        Ok(fenced)
     }
 
     /// Fence and promote act on databases, and record moves the writer: only inside an
@@ -759,6 +830,56 @@ mod tests {
                 Ok(WriterClaim::active(WriterEpoch(2), region("us-east-2")))
             );
             assert!(p.ledger.timeline("resume").await.ok().flatten().is_some_and(|t| t.activated.is_some()));
+        }
+
+        /// The scheduled re-fence: only from the active writer's region, only under the lock,
+        /// and a returning old writer is fenced by the first round that reaches it.
+        #[tokio::test]
+        async fn the_scheduled_refence_fences_a_returning_old_writer_from_the_active_writer_only() {
+            let p = promoter();
+            let scheduled = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+            let outcome = |a: Answer| match a {
+                Answer::Refence(r) => r.outcome,
+                other => panic!("not a re-fence answer: {other:?}"),
+            };
+            // us-east-2 is not the writer: nothing fenced.
+            let a = p.handle_any(scheduled.clone()).await.expect("refence");
+            assert_eq!(outcome(a), RefenceOutcome::NotWriter);
+            assert!(p.engine.node(&region("us-east-1")).is_some_and(|n| !n.fenced));
+
+            // us-east-2 took over while us-east-1 was down; us-east-1 is back, unfenced.
+            p.registry.set(WriterClaim::active(WriterEpoch(2), region("us-east-2")));
+            p.engine.set_reachable(&region("us-east-1"), false);
+            assert_eq!(outcome(p.handle_any(scheduled.clone()).await.expect("r")), RefenceOutcome::Unreachable);
+            p.engine.set_reachable(&region("us-east-1"), true);
+            assert_eq!(outcome(p.handle_any(scheduled.clone()).await.expect("r")), RefenceOutcome::Fenced);
+            assert!(p.engine.node(&region("us-east-1")).is_some_and(|n| n.fenced), "not fenced");
+            assert_eq!(p.ledger.held_lock().await.ok().flatten(), None, "the lock is released");
+
+            // An execution holding the lock: this round fences nothing. And an execution's
+            // begin that meets the re-fence's lock retries instead of failing.
+            let held = Lock {
+                owner: "some-execution".into(),
+                incident: "epoch-2-to-us-east-1".into(),
+                acquired_at: Timestamp::now(),
+                expires_at: Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 60_000),
+            };
+            p.ledger.acquire(&held).await.expect("lock");
+            assert_eq!(outcome(p.handle_any(scheduled).await.expect("r")), RefenceOutcome::LockHeld);
+            p.ledger.release("some-execution").await.expect("released");
+            let refencing = Lock {
+                owner: "refence-us-east-1-1".into(),
+                incident: switchyard_core::ledger::refence_incident(&region("us-east-2")),
+                ..held
+            };
+            p.ledger.acquire(&refencing).await.expect("lock");
+            p.registry.set(WriterClaim::active(WriterEpoch(2), region("us-east-1")));
+            let begin = serde_json::json!({
+                "action": "begin", "mode": "planned", "execution": "meets-refence",
+                "startedAt": Timestamp::now().to_string(),
+            });
+            let refused = p.handle_any(begin).await.expect_err("the lock is held");
+            assert_eq!(refused.name, ErrorName::OperationInProgress, "{refused}");
         }
 
         #[tokio::test]

@@ -209,7 +209,7 @@ pub enum SandboxCommand {
         undo: bool,
     },
     /// Which region `api.<domain>` answers now, by Route 53's failover rule over the records
-    /// and health checks (alarm states, or the regional APIs' `/health`).
+    /// and their health checks (each region's claim-aware `/writer`).
     Dns,
     /// Alarms, rules and schedules: `start` them firing on their own (schedules `--compression`
     /// times faster), `stop` them, `tick` (evaluate every alarm once, now) or `show` what fired.
