@@ -328,7 +328,6 @@ async fn names_match_the_code() -> anyhow::Result<()> {
         // The global stack's health checks (both modes): HTTPS on each region's claim-aware
         // endpoint, as the model says.
         let checks: BTreeSet<String> = resources_of(global, "AWS::Route53::HealthCheck")
-            .into_iter()
             .map(|(_, p)| p["HealthCheckConfig"].to_string())
             .collect();
         let modelled: BTreeSet<String> =
