@@ -14,6 +14,7 @@ use switchyard_core::{order::Timestamp, ports::ClaimStore};
 use switchyard_sandbox::{
     Sandbox,
     event_source::OrdersEventSource,
+    lambda::Invocation,
     process,
     runner::{Execution, Start, Timing, execute},
 };
@@ -597,11 +598,32 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(x.succeeded(), "the failover into the majority side:\n{}", x.history());
         // us-east-1, still cut off, still applies nothing.
         east1.drain(5).await?;
+        // #17 schedule 2: us-east-1's replica of the claim store missed the bump (its
+        // eventually consistent read still names us-east-1 at epoch 1). Its control plane
+        // reads strongly, so it cannot prove a claim: its begin fails (transient), instead
+        // of reading the stale claim naming itself and ending "nothing to do".
+        let begin = begin_in(sb, "us-east-1", "iso-east1-cut").await?;
+        ensure!(
+            matches!(&begin, Invocation::FunctionError { error_type, .. } if error_type == "ServiceUnavailable"),
+            "us-east-1's begin while cut off: {begin:?}"
+        );
         anyhow::Ok(())
     }
     .await;
     control::set_links(sb.world.control_port, &Links::default()).await?;
     outcome?;
+    // Healed: us-east-1 reads the one claim (us-east-2 at epoch 2), so armed it would fail
+    // over to itself from there (begin takes the lock); it ends the execution right away.
+    switchyard_tests::arm(sb, "us-east-1")?;
+    let begin = begin_in(sb, "us-east-1", "iso-east1-healed").await?;
+    ensure!(
+        matches!(&begin, Invocation::Ok(v) if v["outcome"] == "acquired" && v["claim"]["epoch"] == 2 && v["claim"]["writer"] == "us-east-2"),
+        "us-east-1's begin after the heal: {begin:?}"
+    );
+    let end = json!({ "action": "end", "execution": "iso-east1-healed", "outcome": "failed" });
+    sb.lambda("us-east-1")?.invoke("rds-promoter", &end).await?;
+    let (code, out, err) = switchyard_tests::run_cli(sb, &["disarm"])?;
+    ensure!(code == 0, "disarm: {out}{err}");
     let prefix = format!("iso-%-{}-%", std::process::id());
     let row = old
         .query_one(
@@ -655,6 +677,15 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
         "us-east-1's switcher at epoch 1: {stale:?}"
     );
     Ok(())
+}
+
+/// Invokes `region`'s promoter with an unplanned `begin` of execution `name`.
+async fn begin_in(sb: &Sandbox, region: &str, name: &str) -> anyhow::Result<Invocation> {
+    let begin = json!({
+        "action": "begin", "mode": "unplanned", "execution": name,
+        "startedAt": Timestamp::now().to_string(),
+    });
+    sb.lambda(region)?.invoke("rds-promoter", &begin).await
 }
 
 /// #17 schedule 6: after a failover to us-east-2, us-east-1 is rebuilt as its replica and the
