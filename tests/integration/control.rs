@@ -13,7 +13,7 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(older_epoch_never_wins(sb))
         }),
         sandbox_trial("control_table::the_ledger_keeps_its_contract_in_dynamodb", |sb| Box::pin(ledger_contract(sb))),
-        sandbox_trial("control_table::a_standing_moves_by_version_and_never_back_an_epoch_in_dynamodb", |sb| {
+        sandbox_trial("control_table::the_standing_and_the_bump_are_one_conditional_write_in_dynamodb", |sb| {
             Box::pin(standing_contract(sb))
         }),
     ]
@@ -45,38 +45,18 @@ async fn older_epoch_never_wins(sb: &Sandbox) -> anyhow::Result<()> {
     outcome.map_err(anyhow::Error::msg)
 }
 
-/// The standby's standing (`switchyard_core::ingress`): conditional on its version, and never
-/// written from an older writer epoch over a newer one.
+/// The standby's standing (`switchyard_core::ingress`) on the claim item: conditional on its
+/// version and on the claim's epoch, and one conditional write with the bump.
 async fn standing_contract(sb: &Sandbox) -> anyhow::Result<()> {
-    use switchyard_core::{
-        ErrorName, WriterEpoch,
-        ingress::{Eligibility, EligibilityStore, Standing},
-    };
     let d = sb.deployment();
     let region = &d.regions.standby;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&sb.aws_target(), region).await);
     let table = format!("switchyard-standing-contract-{}", std::process::id());
-    aws::create_control_table(&ddb, &table, &d.tags(), &d.initial_writer_claim()).await?;
-    let store = ControlTable::new(ddb.clone(), &table);
-    let outcome = async {
-        anyhow::ensure!(store.read().await?.is_none(), "a fresh table records no standing");
-        let at = |version, epoch, standing| Eligibility {
-            version,
-            epoch: WriterEpoch(epoch),
-            standby: region.clone(),
-            standing,
-        };
-        store.write(0, at(1, 2, Standing::Ineligible)).await?;
-        let stale = store.write(0, at(1, 2, Standing::Eligible)).await.expect_err("version 0 again");
-        anyhow::ensure!(stale.name == ErrorName::StaleEpoch, "{stale}");
-        let older = store.write(1, at(2, 1, Standing::Eligible)).await.expect_err("an older epoch");
-        anyhow::ensure!(older.name == ErrorName::StaleEpoch, "{older}");
-        store.write(1, at(2, 2, Standing::CatchingUp)).await?;
-        store.write(2, at(3, 3, Standing::Eligible)).await?;
-        anyhow::ensure!(store.read().await? == Some(at(3, 3, Standing::Eligible)));
-        Ok(())
-    }
-    .await;
+    let initial = d.initial_writer_claim();
+    aws::create_control_table(&ddb, &table, &d.tags(), &initial).await?;
+    let outcome =
+        switchyard_core::ingress::contract::standing_on_the_claim(&ControlTable::new(ddb.clone(), &table), &initial, region)
+            .await;
     ddb.delete_table().table_name(&table).send().await.context("deleting the scratch table")?;
-    outcome
+    outcome.map_err(anyhow::Error::msg)
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use switchyard_aws::{control_table::ControlTable, route53_records::FailoverRecords, sdk_config};
 use switchyard_core::{
     WriterClaim, WriterEpoch,
-    ports::{ClaimStore, TrafficRouter},
+    ports::{ClaimStore, TakeoverGuard, TrafficRouter},
 };
 use switchyard_sandbox::{
     Sandbox,
@@ -45,7 +45,7 @@ async fn no_latch(sb: &Sandbox) -> anyhow::Result<()> {
         let (to, via) = (to.clone(), &via_east2);
         async move {
             let next = WriterClaim::pending(WriterEpoch(epoch), to.clone());
-            via.bump(WriterEpoch(epoch - 1), next.clone()).await?;
+            via.bump(WriterEpoch(epoch - 1), next.clone(), TakeoverGuard::Waived).await?;
             via.activate(&next).await?;
             let answer = invoke(sb.lambda(to.as_str())?, json!({ "targetRegion": to, "epoch": epoch })).await?;
             ensure!(answer.as_ref().is_ok_and(|a| a["state"] == "done"), "switch to {to} at epoch {epoch}: {answer:?}");
@@ -99,7 +99,7 @@ async fn switch(sb: &Sandbox) -> anyhow::Result<()> {
     // Record the handover in us-east-2 (as rds-promoter's `record` does), then switch.
     let table =
         ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.standby).control_table);
-    table.bump(WriterEpoch(1), WriterClaim::active(WriterEpoch(2), d.regions.standby.clone())).await?;
+    table.bump(WriterEpoch(1), WriterClaim::active(WriterEpoch(2), d.regions.standby.clone()), TakeoverGuard::Waived).await?;
     let Ok(first) = invoke(east2, request(2)).await? else { bail!("switch refused") };
     ensure!(first["state"] == "done" && first["changed"] == true && first["previousTarget"] == "us-east-1", "{first}");
 

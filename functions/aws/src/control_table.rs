@@ -17,7 +17,7 @@ use switchyard_core::{
     arming::{Arming, ArmingStore},
     ingress::{Eligibility, EligibilityStore},
     ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
-    ports::{ClaimRead, ClaimStore, PortResult},
+    ports::{ClaimRead, ClaimStore, PortResult, TakeoverGuard},
 };
 
 use crate::errors::classify;
@@ -70,7 +70,7 @@ impl ClaimStore for ControlTable {
     }
 
     /// A `PutItem` conditional on the stored epoch.
-    async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+    async fn bump(&self, expected: WriterEpoch, next: WriterClaim, _guard: TakeoverGuard) -> PortResult<()> {
         self.write_claim(expected, next).await
     }
 
@@ -397,7 +397,7 @@ mod tests {
             PutItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
         });
         let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&lost]), "t");
-        let got = table.bump(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
+        let got = table.bump(WriterEpoch(1), claim(2, "us-east-2"), TakeoverGuard::Waived).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::StaleEpoch));
     }
 
@@ -418,7 +418,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled, &denied]);
         let table = ControlTable::new(client, "t");
         assert_eq!(table.strong_read().await.proven().map_err(|e| e.name), Err(ErrorName::Throttled));
-        let got = table.bump(WriterEpoch(1), claim(2, "us-east-2")).await.map_err(|e| e.name);
+        let got = table.bump(WriterEpoch(1), claim(2, "us-east-2"), TakeoverGuard::Waived).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::AccessDenied));
     }
 }

@@ -76,7 +76,9 @@ pub trait EligibilityStore: Send + Sync {
     /// The recorded standing; `None` if none was ever recorded (the standby is eligible).
     fn read(&self) -> impl Future<Output = PortResult<Option<Eligibility>>> + Send;
     /// Writes `next` only if the stored version is still `expected` (0: none recorded) and
-    /// the stored epoch is not newer than `next`'s; else `StaleEpoch`.
+    /// the claim is still at `next.epoch` (the standing is kept on the claim: a handover
+    /// drops it, and a writer that lost the claim can no longer record one); else
+    /// `StaleEpoch`.
     fn write(&self, expected: u64, next: Eligibility) -> impl Future<Output = PortResult<()>> + Send;
 }
 
@@ -94,6 +96,62 @@ pub async fn standing_of<E: EligibilityStore>(
         Some(e) => fresh(e.version),
         None => fresh(0),
     })
+}
+
+/// Behaviour every store of the standing must show (the in-memory twin in this crate's tests,
+/// `ControlTable` on moto): the standing lives on the claim, so the bump and a drop of the
+/// target are one item's conditional writes, linearizable against each other.
+pub mod contract {
+    use super::{Eligibility, EligibilityStore, Standing};
+    use crate::{
+        ErrorName, Region, WriterClaim,
+        ports::{ClaimStore, TakeoverGuard},
+    };
+
+    /// `store` must hold `initial` and no standing; `standby` is the other region.
+    pub async fn standing_on_the_claim(
+        store: &(impl ClaimStore + EligibilityStore),
+        initial: &WriterClaim,
+        standby: &Region,
+    ) -> Result<(), String> {
+        let e = initial.epoch;
+        let at = |version, epoch, standing| Eligibility { version, epoch, standby: standby.clone(), standing };
+        let refused = |what: &str, got: Result<(), crate::SwitchyardError>, name: ErrorName| match got {
+            Err(err) if err.name == name => Ok(()),
+            other => Err(format!("{what}: {other:?}, not {name:?}")),
+        };
+        if store.read().await.map_err(|x| x.to_string())?.is_some() {
+            return Err("a fresh store records a standing".into());
+        }
+        store.write(0, at(1, e, Standing::Ineligible)).await.map_err(|x| format!("the drop: {x}"))?;
+        refused("version 0 again", store.write(0, at(1, e, Standing::Eligible)).await, ErrorName::StaleEpoch)?;
+        refused("another epoch", store.write(1, at(2, e.next(), Standing::Eligible)).await, ErrorName::StaleEpoch)?;
+        // The drop came first: a failover into the dropped standby is refused, atomically.
+        let next = WriterClaim::pending(e.next(), standby.clone());
+        for standing in [None, Some(Standing::CatchingUp)] {
+            if let Some(standing) = standing {
+                store.write(1, at(2, e, standing)).await.map_err(|x| format!("catching up: {x}"))?;
+            }
+            let bump = store.bump(e, next.clone(), TakeoverGuard::TargetEligible).await;
+            refused("a bump into a standby that is not eligible", bump, ErrorName::NotReady)?;
+        }
+        let claim = store.strong_read().await.proven().map_err(|x| x.to_string())?;
+        if claim != *initial {
+            return Err(format!("the refused bump moved the claim to {claim:?}"));
+        }
+        store.write(2, at(3, e, Standing::Eligible)).await.map_err(|x| format!("eligible again: {x}"))?;
+        if store.read().await.map_err(|x| x.to_string())? != Some(at(3, e, Standing::Eligible)) {
+            return Err("the standing read back differs".into());
+        }
+        store.bump(e, next.clone(), TakeoverGuard::TargetEligible).await.map_err(|x| format!("the bump: {x}"))?;
+        // The bump came first: the new claim starts with no standing, and the old writer can
+        // no longer record one under its epoch.
+        if store.read().await.map_err(|x| x.to_string())?.is_some() {
+            return Err("a standing survived the handover".into());
+        }
+        refused("a drop under the old epoch", store.write(0, at(1, e, Standing::Ineligible)).await, ErrorName::StaleEpoch)?;
+        Ok(())
+    }
 }
 
 /// The orders queues, as the order API writes to them.
@@ -352,6 +410,13 @@ mod tests {
         ports::InMemoryClaimStore,
         testing::{claim, now},
     };
+
+    #[test]
+    fn the_standing_lives_on_the_claim() {
+        let store = InMemoryClaimStore::new(claim(1, "us-east-1"));
+        let standby = "us-east-2".parse().expect("region");
+        now(contract::standing_on_the_claim(&store, &claim(1, "us-east-1"), &standby)).expect("contract holds");
+    }
 
     #[derive(Default)]
     struct Queues {

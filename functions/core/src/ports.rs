@@ -100,12 +100,31 @@ pub trait ClaimStore: Send + Sync {
     /// eventually consistent answer.
     fn strong_read(&self) -> impl Future<Output = ClaimRead> + Send;
     /// Writes `next` only if the stored epoch is still `expected` and `next` is newer;
-    /// otherwise `StaleEpoch`.
-    fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+    /// otherwise `StaleEpoch`. With [`TakeoverGuard::TargetEligible`], also only if the
+    /// standing recorded under `expected` (`crate::ingress`, kept on the claim itself) does
+    /// not exclude `next.writer`; otherwise `NotReady`. One conditional write: a drop of the
+    /// target recorded just before the bump wins, one recorded after it is refused.
+    fn bump(
+        &self,
+        expected: WriterEpoch,
+        next: WriterClaim,
+        guard: TakeoverGuard,
+    ) -> impl Future<Output = PortResult<()>> + Send;
     /// Marks `claim` active, only while the store still holds its epoch and writer (again
     /// after success changes nothing); otherwise `StaleEpoch`. The caller waits the lease
     /// between the bump and this (see [`crate::epoch`]).
     fn activate(&self, claim: &WriterClaim) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// What a bump requires of the acknowledgement's standing (`crate::ingress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeoverGuard {
+    /// The new writer must not have been dropped from the eligible set (an unplanned
+    /// failover without `allowDataLoss`).
+    TargetEligible,
+    /// No standing is checked: a planned switchover (the old writer is fenced and alive, its
+    /// catch-up reaches the new writer) or an operator's `allowDataLoss`.
+    Waived,
 }
 
 /// One order and the SQS message that carried it.
@@ -231,7 +250,10 @@ pub mod contract {
             return Err(format!("holds {current:?}, expected {initial:?}"));
         }
         let next = WriterClaim::pending(initial.epoch.next(), other.clone());
-        registry.bump(initial.epoch, next.clone()).await.map_err(|e| format!("first handover: {e}"))?;
+        registry
+            .bump(initial.epoch, next.clone(), super::TakeoverGuard::TargetEligible)
+            .await
+            .map_err(|e| format!("first handover: {e}"))?;
         let bumped = registry.strong_read().await.proven().map_err(|e| format!("reading the bumped claim: {e}"))?;
         if bumped != next {
             return Err(format!("holds {bumped:?} after the bump, expected {next:?} (pending)"));
@@ -244,7 +266,7 @@ pub mod contract {
             (WriterEpoch(0), WriterClaim::active(WriterEpoch(99), initial.writer.clone())),
         ];
         for (expected, offered) in stale {
-            match registry.bump(expected, offered.clone()).await {
+            match registry.bump(expected, offered.clone(), super::TakeoverGuard::Waived).await {
                 Err(e) if e.name == ErrorName::StaleEpoch => {}
                 other => {
                     return Err(format!("expected {expected}, offered {offered:?}: got {other:?}, not StaleEpoch"));

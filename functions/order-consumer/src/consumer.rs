@@ -925,7 +925,12 @@ mod tests {
             async fn strong_read(&self) -> ClaimRead {
                 std::future::pending().await
             }
-            async fn bump(&self, _: WriterEpoch, _: WriterClaim) -> PortResult<()> {
+            async fn bump(
+                &self,
+                _: WriterEpoch,
+                _: WriterClaim,
+                _: switchyard_core::ports::TakeoverGuard,
+            ) -> PortResult<()> {
                 std::future::pending().await
             }
             async fn activate(&self, _: &WriterClaim) -> PortResult<()> {
@@ -1016,8 +1021,13 @@ mod tests {
                 }
                 self.inner.strong_read().await
             }
-            async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
-                self.inner.bump(expected, next).await
+            async fn bump(
+                &self,
+                expected: WriterEpoch,
+                next: WriterClaim,
+                guard: switchyard_core::ports::TakeoverGuard,
+            ) -> PortResult<()> {
+                self.inner.bump(expected, next, guard).await
             }
             async fn activate(&self, claim: &WriterClaim) -> PortResult<()> {
                 self.inner.activate(claim).await

@@ -39,7 +39,7 @@ use switchyard_core::{
     ingress::{self, EligibilityStore},
     ledger::{Cooldown, ExecutionLedger, HandoverRecord, Lock, LockOutcome, RpoFigure, Timeline},
     order::Timestamp,
-    ports::{ClaimStore, PromotionEngine, StepState},
+    ports::{ClaimStore, PromotionEngine, StepState, TakeoverGuard},
     steps::{
         ActivateResult, BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan,
         LagSource, PromoteResult, PromoterAction, RecordResult, RefenceAnswer, RefenceOutcome, StepAnswer,
@@ -527,7 +527,14 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                         format!("{} does not accept writes yet: promote before recording", req.target_region),
                     ));
                 }
-                self.registry.bump(req.expected_epoch, next.clone()).await?;
+                // One conditional write with the standing (kept on the claim item): a drop
+                // of the target recorded after the check above refuses the bump.
+                let guard = if req.mode == FailoverMode::Unplanned && !req.allow_data_loss {
+                    TakeoverGuard::TargetEligible
+                } else {
+                    TakeoverGuard::Waived
+                };
+                self.registry.bump(req.expected_epoch, next.clone(), guard).await?;
                 let handover = self.handover_record(req, &next);
                 self.ledger.record_handover(&handover).await?;
                 self.mark(req, |t| {

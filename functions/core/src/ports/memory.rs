@@ -95,8 +95,11 @@ impl crate::ingress::EligibilityStore for InMemoryClaimStore {
     async fn write(&self, expected: u64, next: crate::ingress::Eligibility) -> PortResult<()> {
         let mut s = self.lock();
         let version = s.eligibility.as_ref().map_or(0, |e| e.version);
-        if version != expected || s.eligibility.as_ref().is_some_and(|e| e.epoch > next.epoch) {
-            return Err(SwitchyardError::new(ErrorName::StaleEpoch, format!("the standing is version {version}")));
+        if version != expected || s.claim.epoch != next.epoch {
+            return Err(SwitchyardError::new(
+                ErrorName::StaleEpoch,
+                format!("the standing is version {version} under epoch {}", s.claim.epoch),
+            ));
         }
         s.eligibility = Some(next);
         Ok(())
@@ -131,19 +134,29 @@ impl ClaimStore for InMemoryClaimStore {
         }
     }
 
-    async fn bump(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+    async fn bump(&self, expected: WriterEpoch, next: WriterClaim, guard: super::TakeoverGuard) -> PortResult<()> {
         let mut s = self.lock();
         if let Some(e) = &s.unprovable {
             return Err(e.clone());
         }
-        let claim = &mut s.claim;
-        if claim.epoch != expected || next.epoch <= expected {
+        if s.claim.epoch != expected || next.epoch <= expected {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
-                format!("stored epoch is {}, request expected {expected} and offered {}", claim.epoch, next.epoch),
+                format!("stored epoch is {}, request expected {expected} and offered {}", s.claim.epoch, next.epoch),
             ));
         }
-        *claim = next;
+        if guard == super::TakeoverGuard::TargetEligible
+            && let Some(e) = &s.eligibility
+            && !e.may_take_over(&next.writer)
+        {
+            return Err(SwitchyardError::new(
+                ErrorName::NotReady,
+                format!("{} is {:?} for the acknowledgement: not bumped", next.writer, e.standing),
+            ));
+        }
+        // The standing lives on the claim: a new claim starts without one (eligible).
+        s.claim = next;
+        s.eligibility = None;
         Ok(())
     }
 
