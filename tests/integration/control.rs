@@ -54,9 +54,12 @@ async fn standing_contract(sb: &Sandbox) -> anyhow::Result<()> {
     let table = format!("switchyard-standing-contract-{}", std::process::id());
     let initial = d.initial_writer_claim();
     aws::create_control_table(&ddb, &table, &d.tags(), &initial).await?;
-    let outcome =
-        switchyard_core::ingress::contract::standing_on_the_claim(&ControlTable::new(ddb.clone(), &table), &initial, region)
-            .await;
+    let outcome = switchyard_core::ingress::contract::standing_on_the_claim(
+        &ControlTable::new(ddb.clone(), &table),
+        &initial,
+        region,
+    )
+    .await;
     ddb.delete_table().table_name(&table).send().await.context("deleting the scratch table")?;
     outcome.map_err(anyhow::Error::msg)
 }

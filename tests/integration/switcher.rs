@@ -99,7 +99,9 @@ async fn switch(sb: &Sandbox) -> anyhow::Result<()> {
     // Record the handover in us-east-2 (as rds-promoter's `record` does), then switch.
     let table =
         ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.standby).control_table);
-    table.bump(WriterEpoch(1), WriterClaim::active(WriterEpoch(2), d.regions.standby.clone()), TakeoverGuard::Waived).await?;
+    table
+        .bump(WriterEpoch(1), WriterClaim::active(WriterEpoch(2), d.regions.standby.clone()), TakeoverGuard::Waived)
+        .await?;
     let Ok(first) = invoke(east2, request(2)).await? else { bail!("switch refused") };
     ensure!(first["state"] == "done" && first["changed"] == true && first["previousTarget"] == "us-east-1", "{first}");
 

@@ -4,18 +4,17 @@
 //!
 //! | item `pk`          | attributes                                   | written by            |
 //! |--------------------|----------------------------------------------|-----------------------|
-//! | `writer`           | `epoch` (N), `writer` (S), `phase` (S: `pending`/`active`; absent = active) | promoter `record`, `activate` |
+//! | `writer`           | `epoch` (N), `writer` (S), `phase` (S: `pending`/`active`; absent = active); the standby's standing under this claim: `standing` (JSON), `standingVersion` (N), `standingName`, `standbyRegion` (S) | promoter `record`, `activate`; the order API's acknowledgement and the catch-up (the standing) |
 //! | `lock`             | `owner`, `incident`, `expiresAtMs` (N), `lock` (JSON) | promoter `begin`/`end` |
 //! | `handover`         | `epoch` (N), `record` (JSON)                 | promoter `record`     |
 //! | `execution#<name>` | `status`, `timeline` (JSON)                  | promoter, every action of an execution |
-//! | `eligibility`      | `version` (N), `standing` (JSON)             | the order API's acknowledgement, the catch-up |
 //! | `arming`           | `arming` (JSON)                              | the operator (`switchyard arm`, `disarm`) |
 
 use aws_sdk_dynamodb::{Client, types::AttributeValue};
 use switchyard_core::{
     ErrorName, LeasePhase, SwitchyardError, WriterClaim, WriterEpoch,
     arming::{Arming, ArmingStore},
-    ingress::{Eligibility, EligibilityStore},
+    ingress::{Eligibility, EligibilityStore, Standing},
     ledger::{ExecutionLedger, HandoverRecord, Lock, LockOutcome, Timeline},
     ports::{ClaimRead, ClaimStore, PortResult, TakeoverGuard},
 };
@@ -25,7 +24,6 @@ use crate::errors::classify;
 const WRITER_KEY: &str = "writer";
 const LOCK_KEY: &str = "lock";
 const HANDOVER_KEY: &str = "handover";
-const ELIGIBILITY_KEY: &str = "eligibility";
 const ARMING_KEY: &str = "arming";
 
 #[derive(Debug, Clone)]
@@ -70,8 +68,10 @@ impl ClaimStore for ControlTable {
     }
 
     /// A `PutItem` conditional on the stored epoch.
-    async fn bump(&self, expected: WriterEpoch, next: WriterClaim, _guard: TakeoverGuard) -> PortResult<()> {
-        self.write_claim(expected, next).await
+    /// A `PutItem` conditional on the stored epoch (and, guarded, on the standing kept on the
+    /// same item).
+    async fn bump(&self, expected: WriterEpoch, next: WriterClaim, guard: TakeoverGuard) -> PortResult<()> {
+        self.write_claim(expected, next, guard).await
     }
 
     /// An `UpdateItem` of the phase, conditional on the stored epoch and writer.
@@ -101,40 +101,60 @@ impl ClaimStore for ControlTable {
     }
 }
 
-/// The standby's standing for the acknowledgement (`switchyard_core::ingress`): read strongly,
-/// written conditionally on its version.
+/// The standby's standing for the acknowledgement (`switchyard_core::ingress`), kept **on the
+/// claim item** (`standing` JSON, and `standingVersion`, `standingName`, `standbyRegion` for
+/// conditions): read strongly, written conditionally on its version and on the claim's
+/// epoch, so a drop of the standby and a bump into it are one item's conditional writes
+/// (MRSC has no transactions). A bump replaces the item: a new claim starts with no standing.
 impl EligibilityStore for ControlTable {
     async fn read(&self) -> PortResult<Option<Eligibility>> {
-        self.get(ELIGIBILITY_KEY).await?.map(|item| from_json(&item, "standing")).transpose()
+        match self.get(WRITER_KEY).await? {
+            Some(item) if item.contains_key("standing") => from_json(&item, "standing").map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn write(&self, expected: u64, next: Eligibility) -> PortResult<()> {
-        let put = self
+        let version =
+            if expected == 0 { "attribute_not_exists(standingVersion)" } else { "standingVersion = :expected" };
+        let mut update = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("pk", s(ELIGIBILITY_KEY))
-            .item("version", AttributeValue::N(next.version.to_string()))
-            .item("epoch", AttributeValue::N(next.epoch.0.to_string()))
-            .item("standing", json_of(&next)?);
-        // Never from an older writer epoch over a newer one.
-        let put = if expected == 0 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("version = :expected AND (attribute_not_exists(epoch) OR epoch <= :epoch)")
-                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
-                .expression_attribute_values(":epoch", AttributeValue::N(next.epoch.0.to_string()))
-        };
-        match put.send().await {
+            .key("pk", Self::key())
+            .update_expression(
+                "SET standing = :standing, standingVersion = :version, standingName = :name, standbyRegion = :standby",
+            )
+            .condition_expression(format!("epoch = :epoch AND {version}"))
+            .expression_attribute_values(":standing", json_of(&next)?)
+            .expression_attribute_values(":version", AttributeValue::N(next.version.to_string()))
+            .expression_attribute_values(":name", s(standing_name(next.standing)))
+            .expression_attribute_values(":standby", s(next.standby.to_string()))
+            .expression_attribute_values(":epoch", AttributeValue::N(next.epoch.0.to_string()));
+        if expected != 0 {
+            update = update.expression_attribute_values(":expected", AttributeValue::N(expected.to_string()));
+        }
+        match update.send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
                 Err(SwitchyardError::new(
                     ErrorName::StaleEpoch,
-                    format!("the standby's standing is no longer version {expected}"),
+                    format!(
+                        "the standby's standing is no longer version {expected} under epoch {}, or the claim moved",
+                        next.epoch
+                    ),
                 ))
             }
-            Err(e) => Err(classify("PutItem", &e)),
+            Err(e) => Err(classify("UpdateItem", &e)),
         }
+    }
+}
+
+fn standing_name(standing: Standing) -> &'static str {
+    match standing {
+        Standing::Eligible => "eligible",
+        Standing::Ineligible => "ineligible",
+        Standing::CatchingUp => "catchingUp",
     }
 }
 
@@ -185,7 +205,7 @@ impl ControlTable {
         parse_claim(&item)
     }
 
-    async fn write_claim(&self, expected: WriterEpoch, next: WriterClaim) -> PortResult<()> {
+    async fn write_claim(&self, expected: WriterEpoch, next: WriterClaim, guard: TakeoverGuard) -> PortResult<()> {
         if next.epoch <= expected {
             return Err(SwitchyardError::new(
                 ErrorName::StaleEpoch,
@@ -200,13 +220,32 @@ impl ControlTable {
             .item("epoch", AttributeValue::N(next.epoch.to_string()))
             .item("writer", AttributeValue::S(next.writer.to_string()))
             .item("phase", s(next.phase.to_string()))
-            .condition_expression("epoch = :expected")
-            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
-            .send()
-            .await;
-        match put {
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()));
+        let put = match guard {
+            TakeoverGuard::Waived => put.condition_expression("epoch = :expected"),
+            TakeoverGuard::TargetEligible => put
+                .condition_expression(
+                    "epoch = :expected AND (attribute_not_exists(standingName) OR standingName = :eligible \
+                     OR standbyRegion <> :target)",
+                )
+                .expression_attribute_values(":eligible", s(standing_name(Standing::Eligible)))
+                .expression_attribute_values(":target", s(next.writer.to_string())),
+        };
+        match put.send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                // Which condition failed: the epoch, or the standing.
+                let now = self.read_claim().await?;
+                if now.epoch == expected {
+                    let standing = self.read().await?.map(|e| e.standing);
+                    return Err(SwitchyardError::new(
+                        ErrorName::NotReady,
+                        format!(
+                            "{} is {standing:?} for the acknowledgement (recorded under epoch {expected}): not bumped",
+                            next.writer
+                        ),
+                    ));
+                }
                 Err(SwitchyardError::new(
                     ErrorName::StaleEpoch,
                     format!("the stored epoch is no longer {expected}: another handover won"),
@@ -396,7 +435,15 @@ mod tests {
         let lost = mock!(Client::put_item).then_error(|| {
             PutItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build())
         });
-        let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&lost]), "t");
+        // Which condition failed is read back: the epoch moved on.
+        let moved = mock!(Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .item("pk", AttributeValue::S("writer".into()))
+                .item("epoch", AttributeValue::N("3".into()))
+                .item("writer", AttributeValue::S("us-east-1".into()))
+                .build()
+        });
+        let table = ControlTable::new(mock_client!(aws_sdk_dynamodb, [&lost, &moved]), "t");
         let got = table.bump(WriterEpoch(1), claim(2, "us-east-2"), TakeoverGuard::Waived).await.map_err(|e| e.name);
         assert_eq!(got, Err(ErrorName::StaleEpoch));
     }

@@ -149,7 +149,11 @@ pub mod contract {
         if store.read().await.map_err(|x| x.to_string())?.is_some() {
             return Err("a standing survived the handover".into());
         }
-        refused("a drop under the old epoch", store.write(0, at(1, e, Standing::Ineligible)).await, ErrorName::StaleEpoch)?;
+        refused(
+            "a drop under the old epoch",
+            store.write(0, at(1, e, Standing::Ineligible)).await,
+            ErrorName::StaleEpoch,
+        )?;
         Ok(())
     }
 }
