@@ -53,6 +53,11 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(isolated_writer(sb))
         }),
         own_sandbox_trial(
+            "statemachines::with_only_the_pair_cut_the_old_writer_s_last_commit_precedes_the_new_one_s_first",
+            "sm-pair-cut",
+            |sb| Box::pin(pair_cut(sb)),
+        ),
+        own_sandbox_trial(
             "statemachines::a_region_lost_while_the_pair_is_cut_loses_no_acknowledged_order",
             "sm-cut",
             |sb| Box::pin(lost_while_cut(sb)),
@@ -675,6 +680,103 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(
         matches!(&stale, switchyard_sandbox::lambda::Invocation::FunctionError { error_type, .. } if error_type == "StaleEpoch"),
         "us-east-1's switcher at epoch 1: {stale:?}"
+    );
+    Ok(())
+}
+
+/// #17, the two-phase lease's own case: only the pair's link is cut, so each region still
+/// reaches the witness and keeps a majority of the claim store. us-east-1, the writer, is
+/// alive and keeps taking orders (its API drops the unreachable standby and goes on) and
+/// applying them while us-east-2 fails over (with `allowDataLoss`: the standby was dropped).
+/// us-east-1's consumer stops at its first read of the new claim; a commit it had in flight
+/// lands within its window or is refused. From the data (commit timestamps, one host's
+/// clock): every commit us-east-1 made under epoch 1 precedes every commit us-east-2 made
+/// under epoch 2. Prints the gap, and how many orders us-east-1 committed after the bump.
+async fn pair_cut(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control};
+    let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
+    ensure!(matches!(probe, Invocation::Ok(_)), "probe: {probe:?}");
+    switchyard_tests::arm(sb, "us-east-2")?;
+    let mut links = Links::default();
+    links
+        .apply(
+            &Shape::Link("us-east-1".parse()?, "us-east-2".parse()?),
+            CutMode::Refuse,
+            &sb.world.places,
+            sb.world.witness(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    let outcome = async {
+        let (stop1, consuming1) = keep_consuming(sb, "us-east-1");
+        let (stop2, consuming2) = keep_consuming(sb, "us-east-2");
+        let (stop_feed, mut fed) = tokio::sync::watch::channel(false);
+        // Orders keep arriving at both regions' APIs, one each every 100 ms: us-east-1's
+        // acknowledges (it drops the unreachable standby) until the bump, us-east-2's after it.
+        let feeding = async move {
+            let mut n = 0;
+            while !*fed.borrow() {
+                let _ = publish(sb, "us-east-1", &[order("pair-east1", n)]).await;
+                let _ = publish(sb, "us-east-2", &[order("pair-east2", n)]).await;
+                n += 2;
+                tokio::select! {
+                    _ = fed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+            anyhow::Ok(n)
+        };
+        let run = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let mut input = alarm_input();
+            input["allowDataLoss"] = json!(true);
+            let x = execute(sb, &Start::new("failover", "us-east-2", "pair-1", input, Timing::FAST)?).await;
+            // A little longer, so that the old writer would have applied more had it not stopped.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            for stop in [&stop1, &stop2] {
+                let _ = stop.send(true);
+            }
+            let _ = stop_feed.send(true);
+            x
+        };
+        let (x, c1, c2, fed) = tokio::join!(run, consuming1, consuming2, feeding);
+        let x = x?;
+        c1?;
+        c2?;
+        ensure!(x.succeeded(), "the failover with the pair cut:\n{}", x.history());
+        let t = &x.output.as_ref().context("no output")?["timeline"];
+        anyhow::Ok((
+            fed?,
+            t["promoted"].as_str().unwrap_or_default().to_owned(),
+            t["activated"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+    .await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    let (fed, promoted, activated) = outcome?;
+    let old = sb.node("us-east-1")?.connect().await?;
+    let new = sb.node("us-east-2")?.connect().await?;
+    let commits = |epoch: i64, agg: &'static str| {
+        format!("SELECT {agg}(pg_xact_commit_timestamp(xmin)) FROM orders WHERE applied_epoch = {epoch}")
+    };
+    let last_old: Option<std::time::SystemTime> = old.query_one(&commits(1, "max"), &[]).await?.get(0);
+    let first_new: Option<std::time::SystemTime> = new.query_one(&commits(2, "min"), &[]).await?.get(0);
+    let (last_old, first_new) = (last_old.context("no commit under epoch 1")?, first_new.context("none under 2")?);
+    let promoted: Timestamp = promoted.parse().map_err(|e| anyhow::anyhow!("promoted: {e}"))?;
+    let bumped = std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(promoted.unix_millis() as u64);
+    let after_bump: i64 = old
+        .query_one(
+            "SELECT count(*) FROM orders WHERE applied_epoch = 1 AND pg_xact_commit_timestamp(xmin) > $1",
+            &[&bumped],
+        )
+        .await?
+        .get(0);
+    let gap = first_new.duration_since(last_old).map_err(|e| {
+        anyhow::anyhow!("two writers: us-east-1 committed {:?} after us-east-2's first commit", e.duration())
+    })?;
+    eprintln!(
+        "      pair cut: {fed} orders offered; the new writer's first commit came {gap:?} after the old one's last; \
+         the old writer committed {after_bump} orders after the bump ({promoted}, activated {activated})"
     );
     Ok(())
 }
