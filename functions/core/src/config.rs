@@ -64,7 +64,7 @@ keys! {
     API_RECORD = "SWITCHYARD_API_RECORD", read by "dns-switcher, readiness-tester":
         "The name clients resolve, e.g. `api.trading.example.com`.";
     DNS_MODE = "SWITCHYARD_DNS_MODE", read by "dns-switcher":
-        "How traffic moves: `health-check` (default: the data plane of the surviving region) or `records` (the Route 53 control plane).";
+        "How traffic moves: `health-check` (default: nothing to write, the records' health checks follow each region's claim-aware `/writer`) or `records` (also rewrite the failover roles through the Route 53 control plane).";
     DB_SECRET_ID = "SWITCHYARD_DB_SECRET_ID", read by "order-consumer":
         "The Secrets Manager secret (id or ARN) with its database `username` and `password`; required unless the database is on loopback.";
     DB_CA_BUNDLE = "SWITCHYARD_DB_CA_BUNDLE", read by "order-consumer, health-probe, readiness-tester":
