@@ -203,11 +203,15 @@ async fn duplicates(sb: &Sandbox) -> anyhow::Result<()> {
 }
 
 /// Seven good orders and three bad ones in one batch: exactly the three are reported, the
-/// seven are applied. The three then go to the DLQ after the queue's max receives.
+/// seven are applied. The three then go to the DLQ after the queue's max receives. One good
+/// order comes from a client whose clock runs 2 s ahead of the API's (#18): acknowledged
+/// "before" it was submitted, and applied all the same, by the parser and the database.
 async fn mixed_batch(sb: &Sandbox) -> anyhow::Result<()> {
     let mut source = OrdersEventSource::new(sb, "us-east-1").await?;
     source.visibility = Some(Duration::ZERO);
-    let good: Vec<Order> = (0..7).map(|n| order("mixed", n)).collect();
+    let mut good: Vec<Order> = (0..7).map(|n| order("mixed", n)).collect();
+    good[6].submitted_at =
+        switchyard_core::order::Timestamp::from_unix_millis(good[6].acknowledged_at.unix_millis() + 2000);
     let mut bodies: Vec<String> = good.iter().map(body).collect();
     let mut bad_price = good[0].to_json();
     bad_price["orderId"] = json!(format!("mixed-{}-bad", std::process::id()));

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use serde_json::{Value, json};
-use switchyard_core::{ErrorCategory, ErrorName, ledger::LOCK_TTL};
+use switchyard_core::{
+    ErrorCategory, ErrorName,
+    ledger::{LOCK_LEASE, LOCK_TTL},
+};
 use switchyard_model::{Deployment, FUNCTIONS, STATE_MACHINES, function_arn_substitution};
 use switchyard_sandbox::{definitions, runner};
 use switchyard_tests::trial;
@@ -312,7 +315,7 @@ async fn asl_paths_resolve() -> anyhow::Result<()> {
         let mut doc = json!({
             "input": {},
             "steps": {},
-            "polls": { "n": 0 },
+            "polls": { "catchUp": { "n": 0 }, "promote": { "n": 0 }, "traffic": { "n": 0 }, "consumer": { "n": 0 } },
             "error": { "Error": "InvalidInput", "Cause": "{}" },
         });
         let mut selected = Vec::new();
@@ -347,7 +350,9 @@ async fn asl_paths_resolve() -> anyhow::Result<()> {
                 set(&mut doc, path, kept);
             }
         }
-        ensure!(selected == ["VerifyHealth"], "{machine}: ResultSelectors in {selected:?}");
+        let expected: &[&str] =
+            if machine == "failover" { &["ConfirmOutage", "VerifyHealth"] } else { &["VerifyHealth"] };
+        ensure!(selected == expected, "{machine}: ResultSelectors in {selected:?}");
         let mut checked = 0;
         for (name, state) in states {
             let mut paths = Vec::new();
@@ -511,6 +516,7 @@ async fn asl_error_names() -> anyhow::Result<()> {
                 }
             }
             named.extend(s["Parameters"]["Error"].as_str());
+            named.extend(s["Error"].as_str());
             for name in &named {
                 ensure!(
                     is_service_error(name) || ErrorName::parse(name).is_some(),
@@ -566,6 +572,24 @@ async fn asl_timeouts() -> anyhow::Result<()> {
             "{machine}: TimeoutSeconds {} but the lock lives {} s",
             d["TimeoutSeconds"],
             LOCK_TTL.as_secs()
+        );
+        // After Activate no promoter step renews the lock until EndSucceeded: the bounded
+        // traffic and consumer polls' waits must leave a minute of the lease for the tasks.
+        let states = &d["States"];
+        let mut waited = 0;
+        for (choice, wait) in [("Switched", "WaitForTraffic"), ("FirstOrderApplied", "WaitForFirstOrder")] {
+            let bound = states[choice]["Choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|c| c["NumericGreaterThanEquals"].as_u64().or(c["NumericLessThan"].as_u64()))
+                .with_context(|| format!("{machine}.{choice} has no poll bound"))?;
+            waited += bound * states[wait]["Seconds"].as_u64().with_context(|| format!("{machine}.{wait}"))?;
+        }
+        ensure!(
+            waited + 60 <= LOCK_LEASE.as_secs(),
+            "{machine}: {waited} s of polls after Activate leave less than a minute of the {} s lock lease",
+            LOCK_LEASE.as_secs()
         );
     }
     Ok(())

@@ -39,6 +39,16 @@ pub fn trials() -> Vec<Trial> {
         own_sandbox_trial("statemachines::a_fatal_error_is_caught_releases_the_lock_and_notifies", "sm-fatal", |sb| {
             Box::pin(fatal(sb))
         }),
+        own_sandbox_trial(
+            "statemachines::an_old_writer_that_rejects_the_promoter_does_not_block_the_failover",
+            "sm-sick",
+            |sb| Box::pin(sick_old_writer(sb)),
+        ),
+        own_sandbox_trial(
+            "statemachines::a_failover_whose_old_writer_answers_healthy_from_here_changes_nothing",
+            "sm-confirm",
+            |sb| Box::pin(unconfirmed_outage(sb)),
+        ),
         own_sandbox_trial("statemachines::cooldown_refuses_a_second_failover", "sm-cool", |sb| Box::pin(cooldown(sb))),
         own_sandbox_trial("statemachines::concurrent_starts_for_one_incident_do_the_work_once", "sm-storm", |sb| {
             Box::pin(storm(sb))
@@ -46,6 +56,11 @@ pub fn trials() -> Vec<Trial> {
         own_sandbox_trial("statemachines::switchover_then_failback_restores_the_layout", "sm-switch", |sb| {
             Box::pin(switchover_and_back(sb))
         }),
+        own_sandbox_trial(
+            "statemachines::a_switchover_into_a_standby_that_cannot_catch_up_leaves_the_writer_writing",
+            "sm-stalled",
+            |sb| Box::pin(stalled_switchover(sb)),
+        ),
         own_sandbox_trial("statemachines::no_automatic_failback_once_the_cooldown_has_passed", "sm-failback", |sb| {
             Box::pin(no_automatic_failback(sb))
         }),
@@ -56,6 +71,11 @@ pub fn trials() -> Vec<Trial> {
             "statemachines::with_only_the_pair_cut_the_old_writer_s_last_commit_precedes_the_new_one_s_first",
             "sm-pair-cut",
             |sb| Box::pin(pair_cut(sb)),
+        ),
+        own_sandbox_trial(
+            "statemachines::with_the_witness_down_and_the_pair_cut_no_region_applies_or_takes_over",
+            "sm-no-majority",
+            |sb| Box::pin(no_majority(sb)),
         ),
         own_sandbox_trial(
             "statemachines::a_region_lost_while_the_pair_is_cut_loses_no_acknowledged_order",
@@ -400,6 +420,53 @@ async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Executio
     Ok(x)
 }
 
+/// #18: us-east-1 is sick, not gone: its order API is down (what fired the alarm) and its
+/// database is alive but its `pg_hba.conf` rejects the functions' roles (the sandbox's
+/// `reject-auth`), so the promoter's calls fail `AccessDenied`, not unreachable. The
+/// unplanned failover treats it as gone: the gate bounds the lag from the replica (a
+/// heartbeat replicated just before), the fence is left to the re-fence, and the failover
+/// succeeds. Before, `AccessDenied` failed the failover on the failed region's behaviour.
+async fn sick_old_writer(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::postgres::Sickness;
+    switchyard_tests::arm(sb, "us-east-2")?;
+    let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
+    ensure!(matches!(probe, Invocation::Ok(_)), "probe: {probe:?}");
+    sb.sicken_database("us-east-1", Sickness::RejectAuth).await?;
+    sb.set_api("us-east-1", false).await?;
+    let x = execute(sb, &Start::new("failover", "us-east-2", "sick-1", alarm_input(), Timing::FAST)?).await;
+    sb.set_api("us-east-1", true).await?;
+    sb.cure_database("us-east-1").await?;
+    let x = x?;
+    ensure!(x.succeeded(), "the failover from a sick writer:\n{}", x.history());
+    let out = x.output.as_ref().context("no output")?;
+    let (gate, fence) = (&out["steps"]["gate"]["result"], &out["steps"]["fence"]["result"]);
+    ensure!(fence["state"] == "unreachable", "the fence: {fence}\n{}", x.history());
+    ensure!(gate["lagMeasuredFrom"] == "target", "the gate: {gate}");
+    for region in ["us-east-2", "us-east-1"] {
+        ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim");
+    }
+    Ok(())
+}
+
+/// #18, detection that confirms: the failover alarm fired in us-east-2 (a blip, or us-east-2's
+/// probe losing its own egress), but us-east-1 is healthy. Before anything changes, the
+/// failover probes once from us-east-2: us-east-1's endpoint answers healthy, positive
+/// evidence against an outage, so it stops (NotReady) with nothing fenced or promoted.
+/// Before, it fenced and promoted away from a healthy writer.
+async fn unconfirmed_outage(sb: &Sandbox) -> anyhow::Result<()> {
+    switchyard_tests::arm(sb, "us-east-2")?;
+    let x = execute(sb, &Start::new("failover", "us-east-2", "blip-1", alarm_input(), Timing::FAST)?).await?;
+    let (code, out, err) = switchyard_tests::run_cli(sb, &["disarm"])?;
+    ensure!(code == 0, "disarm: {out}{err}");
+    ensure!(!x.succeeded() && x.error.as_deref() == Some("NotReady"), "expected NotReady:\n{}", x.history());
+    ensure!(!x.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the confirmation:\n{}", x.history());
+    ensure_path(&x, &["Begin", "Gate", "ConfirmOutage", "OldWriterHealthy", "EndFailed"])?;
+    ensure!(sb.node("us-east-1")?.accepts_writes().await?, "us-east-1 no longer accepts writes");
+    ensure!(claim(sb, "us-east-1").await? == (1, "us-east-1".into()), "the claim moved");
+    ensure!(table_item(sb, "us-east-2", "lock").await?.is_none(), "the lock is still held");
+    Ok(())
+}
+
 /// Right after a failover, us-east-1's state machine is started (its own alarm about
 /// us-east-2, as a flapping outage would): refused by the cooldown, never failing back. A
 /// repeat in us-east-2 has nothing to do.
@@ -412,7 +479,14 @@ async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(!back.path().iter().any(|s| s == "Fence" || s == "Promote"), "went past the cooldown:\n{}", back.history());
     ensure!(table_item(sb, "us-east-1", "lock").await?.is_none(), "us-east-1's lock is still held");
     let again = execute(sb, &Start::new("failover", "us-east-2", "alarm-again", alarm_input(), Timing::FAST)?).await?;
-    ensure!(again.succeeded() && again.path().last().map(String::as_str) == Some("NothingToDo"), "{}", again.history());
+    // #18: a no-op is never reported as success.
+    ensure!(
+        !again.succeeded()
+            && again.error.as_deref() == Some("NothingToDo")
+            && again.path().last().map(String::as_str) == Some("NothingToDo"),
+        "{}",
+        again.history()
+    );
     for region in ["us-east-1", "us-east-2"] {
         ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim moved");
     }
@@ -420,7 +494,8 @@ async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
 }
 
 /// An alarm storm: three executions for the same incident start at once. One does the work;
-/// the others end as duplicates (or, if they begin after it finished, with nothing to do).
+/// the others end as duplicates (or, if they begin after it finished, with nothing to do),
+/// failed executions that did nothing.
 async fn storm(sb: &Sandbox) -> anyhow::Result<()> {
     switchyard_tests::arm(sb, "us-east-2")?;
     crash_east1_after_heartbeat(sb).await?;
@@ -435,10 +510,12 @@ async fn storm(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(workers[0].succeeded(), "the worker failed:\n{all}");
     for x in runs.iter().filter(|x| x.name != workers[0].name) {
         let ended = x.path().last().cloned().unwrap_or_default();
+        // #18: a duplicate or a no-op is never reported as success.
         ensure!(
-            x.succeeded() && (ended == "Duplicate" || ended == "NothingToDo"),
-            "{}: ended in {ended}\n{all}",
-            x.name
+            !x.succeeded() && (ended == "Duplicate" || ended == "NothingToDo") && x.error.as_deref() == Some(&*ended),
+            "{}: ended in {ended} ({:?})\n{all}",
+            x.name,
+            x.error
         );
     }
     ensure!(claim(sb, "us-east-2").await? == (2, "us-east-2".into()), "the epoch moved more than once");
@@ -781,6 +858,59 @@ async fn pair_cut(sb: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// #17 on the shapes the two tests above do not cut: the witness down as well as the pair's
+/// link, both blackholed (calls hang until their deadlines). No place reaches a majority of
+/// the claim store, so no region can prove a claim: the writer, us-east-1, alive and
+/// unfenced, applies nothing and keeps every order; us-east-2, armed, cannot take over (its
+/// begin fails transient). Healed, us-east-1 applies what it kept, under epoch 1: nothing lost.
+async fn no_majority(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::world::{CutMode, Links, Shape, control};
+    let mut east1 = OrdersEventSource::new(sb, "us-east-1").await?;
+    east1.visibility = Some(Duration::from_secs(1));
+    let kept: Vec<_> = (0..4).map(|n| order("nomaj", n)).collect();
+    publish(sb, "us-east-1", &kept).await?;
+    switchyard_tests::arm(sb, "us-east-2")?;
+    let old = sb.node("us-east-1")?.connect().await?;
+    let mut links = Links::default();
+    for shape in [Shape::WitnessDown, Shape::Link("us-east-1".parse()?, "us-east-2".parse()?)] {
+        links.apply(&shape, CutMode::Blackhole, &sb.world.places, sb.world.witness()).map_err(anyhow::Error::msg)?;
+    }
+    control::set_links(sb.world.control_port, &links).await?;
+    let outcome = async {
+        let cut_off = east1.drain(3).await?;
+        ensure!(cut_off.iter().all(|p| p.function_error.is_none()), "{cut_off:?}");
+        let begin = begin_in(sb, "us-east-2", "nomaj-east2").await?;
+        ensure!(
+            matches!(&begin, Invocation::FunctionError { error_type, .. } if error_type == "ServiceUnavailable"),
+            "us-east-2's begin without a majority: {begin:?}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    let prefix = format!("nomaj-{}-%", std::process::id());
+    let during: i64 = old.query_one("SELECT count(*) FROM orders WHERE order_id LIKE $1", &[&prefix]).await?.get(0);
+    let (code, out, err) = switchyard_tests::run_cli(sb, &["disarm"])?;
+    ensure!(code == 0, "disarm: {out}{err}");
+    outcome?;
+    ensure!(during == 0, "us-east-1 applied {during} orders without a majority");
+    // Healed: the kept orders come back (2 s recheck) and are applied where the claim is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        east1.drain(3).await?;
+        let row =
+            old.query_one("SELECT count(*), min(applied_epoch) FROM orders WHERE order_id LIKE $1", &[&prefix]).await?;
+        let (n, epoch): (i64, Option<i64>) = (row.get(0), row.get(1));
+        if n == 4 {
+            ensure!(epoch == Some(1), "applied under epoch {epoch:?}");
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "{n} of 4 kept orders applied 20 s after the heal");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
 /// Invokes `region`'s promoter with an unplanned `begin` of execution `name`.
 async fn begin_in(sb: &Sandbox, region: &str, name: &str) -> anyhow::Result<Invocation> {
     let begin = json!({
@@ -788,6 +918,32 @@ async fn begin_in(sb: &Sandbox, region: &str, name: &str) -> anyhow::Result<Invo
         "startedAt": Timestamp::now().to_string(),
     });
     sb.lambda(region)?.invoke("rds-promoter", &begin).await
+}
+
+/// #18: a planned switchover into a standby whose replay is paused. Before, the gate passed,
+/// Fence made us-east-1 read-only, and CatchUp ↔ WaitForCatchUp looped until the execution's
+/// own 900 s timeout, which nothing catches: no page, the lock held, no region writing. Now
+/// the gate proves the target can catch up before anything is fenced.
+async fn stalled_switchover(sb: &Sandbox) -> anyhow::Result<()> {
+    let pager = Pager::subscribe(sb, "us-east-2").await?;
+    let replica = replica_behind(sb).await?;
+    let there = json!({ "from": "us-east-1", "to": "us-east-2", "trigger": "manual", "reason": "exercise" });
+    let start = Start::new("switchover", "us-east-2", "stalled-1", there, Timing::FAST)?;
+    let x = tokio::time::timeout(Duration::from_secs(150), execute(sb, &start)).await;
+    replica.batch_execute("SELECT pg_wal_replay_resume()").await?;
+    let writes = sb.node("us-east-1")?.accepts_writes().await?;
+    let x = match x {
+        Ok(x) => x?,
+        Err(_) => anyhow::bail!("the switchover still runs after 150 s; us-east-1 accepts writes: {writes}"),
+    };
+    ensure!(!x.succeeded() && x.error.as_deref() == Some("NotReady"), "expected NotReady:\n{}", x.history());
+    ensure!(!x.path().iter().any(|s| s == "Fence"), "fenced a writer it cannot replace:\n{}", x.history());
+    ensure!(writes, "us-east-1 no longer accepts writes");
+    ensure!(claim(sb, "us-east-1").await? == (1, "us-east-1".into()), "the claim moved");
+    ensure!(table_item(sb, "us-east-2", "lock").await?.is_none(), "the lock is still held");
+    let pages = pager.messages().await?;
+    ensure!(pages.iter().any(|m| m.contains("replay is paused")), "the page does not say why: {pages:?}");
+    Ok(())
 }
 
 /// #17 schedule 6: after a failover to us-east-2, us-east-1 is rebuilt as its replica and the

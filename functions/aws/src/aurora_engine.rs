@@ -52,6 +52,16 @@ impl PromotionEngine for AuroraEngine {
         Ok(StepState::Done)
     }
 
+    /// `SwitchoverGlobalCluster` checks its members itself and refuses what it cannot do.
+    async fn can_catch_up(&self, _old: &Region, _target: &Region) -> PortResult<()> {
+        Ok(())
+    }
+
+    /// The global cluster fenced nothing of ours.
+    async fn unfence(&self, _old: &Region) -> PortResult<StepState> {
+        Ok(StepState::Done)
+    }
+
     /// `SwitchoverGlobalCluster` waits for the secondary to catch up before it switches.
     async fn catch_up(&self, _old: &Region, _target: &Region) -> PortResult<StepState> {
         Ok(StepState::Done)

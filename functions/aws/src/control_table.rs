@@ -299,6 +299,27 @@ impl ControlTable {
     }
 }
 
+impl ControlTable {
+    /// The write of the lock's item, whole; the caller adds its condition (`#owner` and
+    /// `:owner` are bound).
+    fn put_lock(
+        &self,
+        lock: &Lock,
+    ) -> PortResult<aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder> {
+        Ok(self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(LOCK_KEY))
+            .item("owner", s(&lock.owner))
+            .item("incident", s(&lock.incident))
+            .item("expiresAtMs", AttributeValue::N(lock.expires_at.unix_millis().to_string()))
+            .item("lock", json_of(lock)?)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(&lock.owner)))
+    }
+}
+
 impl ExecutionLedger for ControlTable {
     async fn held_lock(&self) -> PortResult<Option<Lock>> {
         self.get(LOCK_KEY).await?.map(|item| from_json(&item, "lock")).transpose()
@@ -308,17 +329,8 @@ impl ExecutionLedger for ControlTable {
         // Twice: a lock released between the refused write and the read is worth one retry.
         for _ in 0..2 {
             let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(LOCK_KEY))
-                .item("owner", s(&lock.owner))
-                .item("incident", s(&lock.incident))
-                .item("expiresAtMs", AttributeValue::N(lock.expires_at.unix_millis().to_string()))
-                .item("lock", json_of(lock)?)
+                .put_lock(lock)?
                 .condition_expression("attribute_not_exists(pk) OR #owner = :owner OR expiresAtMs <= :now")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":owner", s(&lock.owner))
                 .expression_attribute_values(":now", AttributeValue::N(lock.acquired_at.unix_millis().to_string()))
                 .send()
                 .await;
@@ -333,6 +345,15 @@ impl ExecutionLedger for ControlTable {
             }
         }
         Err(SwitchyardError::new(ErrorName::Throttled, "the failover lock changed hands twice while being taken"))
+    }
+
+    async fn renew(&self, lock: &Lock) -> PortResult<bool> {
+        let put = self.put_lock(lock)?.condition_expression("#owner = :owner").send().await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if lost_condition(&e) => Ok(false),
+            Err(e) => Err(classify("PutItem", &e)),
+        }
     }
 
     async fn release(&self, owner: &str) -> PortResult<bool> {

@@ -21,6 +21,18 @@ pub async fn newest_value(
     lookback: Duration,
     period: i32,
 ) -> PortResult<Option<f64>> {
+    Ok(newest_datapoint(client, metric, stat, lookback, period).await?.map(|(_, value)| value))
+}
+
+/// [`newest_value`] with its timestamp (the start of its period), for a reader that must
+/// know how old the figure is.
+pub async fn newest_datapoint(
+    client: &Client,
+    metric: Metric,
+    stat: &str,
+    lookback: Duration,
+    period: i32,
+) -> PortResult<Option<(SystemTime, f64)>> {
     let query = MetricDataQuery::builder()
         .id("newest")
         .metric_stat(MetricStat::builder().metric(metric).period(period).stat(stat).build())
@@ -35,7 +47,10 @@ pub async fn newest_value(
         .send()
         .await
         .map_err(|e| classify("GetMetricData", &e))?;
-    Ok(out.metric_data_results().first().and_then(|r| r.values().first().copied()))
+    Ok(out.metric_data_results().first().and_then(|r| {
+        let stamped = r.timestamps().first().and_then(|t| SystemTime::try_from(*t).ok())?;
+        Some((stamped, *r.values().first()?))
+    }))
 }
 
 /// Publishes switchyard datapoints with `PutMetricData`: high resolution (1-second storage),

@@ -62,6 +62,16 @@ error_names! {
     CooldownActive => Precondition,
     /// A readiness rule failed, so the standby cannot take over now.
     NotReady => Precondition,
+    /// Another execution holds the failover lock for the same incident and does the work:
+    /// this one did nothing (an execution's outcome, not a function's error).
+    Duplicate => Precondition,
+    /// The writer is already where the request asks: nothing was done (an execution's
+    /// outcome, not a function's error).
+    NothingToDo => Precondition,
+    /// A step a state machine polls (catch-up, promotion, traffic) was not done within its
+    /// bound of polls: the execution fails on its failure path instead of running into its
+    /// own timeout, which nothing catches.
+    StepTimedOut => Precondition,
     /// A destructive step (fence, promote, record) outside an execution that holds the failover lock
     /// and whose gate recorded its decision for this epoch and target.
     Ungated => Precondition,

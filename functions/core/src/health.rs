@@ -145,11 +145,21 @@ fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-/// The datapoints of one round: per probe its success, latency and measurements; per region
-/// `Healthy` and `Degraded`.
-pub fn datapoints(outcomes: &[ProbeOutcome], verdicts: &BTreeMap<Region, RegionVerdict>) -> Vec<Datapoint> {
+/// The datapoints of one round of the probe running in `local`: per probe its success, latency
+/// and measurements; per region `Healthy` and `Degraded`.
+pub fn datapoints(
+    local: &Region,
+    outcomes: &[ProbeOutcome],
+    verdicts: &BTreeMap<Region, RegionVerdict>,
+) -> Vec<Datapoint> {
+    // A round in which this region's own endpoint failed says nothing about the peer: the
+    // failure may be this region's (its egress), so no datapoint of the peer is published
+    // (missing data is not breaching: the peer's failover alarm holds).
+    let own_endpoint_failed =
+        outcomes.iter().any(|o| o.region == *local && o.target == Target::Endpoint && o.health == Health::Unhealthy);
+    let about = |region: &Region| !own_endpoint_failed || region == local;
     let mut points = Vec::new();
-    for o in outcomes {
+    for o in outcomes.iter().filter(|o| about(&o.region)) {
         let d = dims(&o.region, Some(o.target));
         let point = |name: &str, value: f64, unit: &str| Datapoint {
             name: name.to_owned(),
@@ -164,7 +174,7 @@ pub fn datapoints(outcomes: &[ProbeOutcome], verdicts: &BTreeMap<Region, RegionV
             points.push(point(&upper_camel(name), *value, unit));
         }
     }
-    for (region, v) in verdicts {
+    for (region, v) in verdicts.iter().filter(|(r, _)| about(r)) {
         let d = dims(region, None);
         points.push(Datapoint {
             name: metric::HEALTHY.to_owned(),
@@ -283,7 +293,7 @@ mod tests {
         let mut o = ProbeOutcome::healthy(Target::Queue, region("us-east-2"), 1.0);
         o.worsen(Health::Degraded, "backlog");
         o.measure("queueDepth", 12.0);
-        let points = datapoints(&[o.clone()], &judge(&[o]));
+        let points = datapoints(&region("us-east-2"), &[o.clone()], &judge(&[o]));
         let value = |name: &str| points.iter().find(|p| p.name == name).map(|p| p.value);
         assert_eq!(value("Healthy"), Some(1.0));
         assert_eq!(value("Degraded"), Some(1.0));
@@ -291,6 +301,32 @@ mod tests {
         assert_eq!(value("QueueDepth"), Some(12.0));
         let healthy = points.iter().find(|p| p.name == "Healthy").expect("Healthy");
         assert_eq!(healthy.dimensions, [("Region".to_owned(), "us-east-2".to_owned())]);
+    }
+
+    /// #18: a standby that loses its own egress fails every endpoint probe, its own and the
+    /// peer's alike; that round is no evidence about the peer, so it publishes nothing about
+    /// it (missing data is not breaching: the failover alarm holds).
+    #[test]
+    fn a_round_whose_own_endpoint_failed_says_nothing_of_the_peer() {
+        let (local, peer) = (region("us-east-2"), region("us-east-1"));
+        let mut own = ProbeOutcome::healthy(Target::Endpoint, local.clone(), 2000.0);
+        own.worsen(Health::Unhealthy, "timed out");
+        let mut theirs = ProbeOutcome::healthy(Target::Endpoint, peer.clone(), 2000.0);
+        theirs.worsen(Health::Unhealthy, "timed out");
+        let outcomes = [own.clone(), theirs.clone()];
+        let points = datapoints(&local, &outcomes, &judge(&outcomes));
+        let about =
+            |r: &Region| points.iter().filter(|p| p.dimensions.contains(&("Region".to_owned(), r.to_string()))).count();
+        assert_eq!(about(&peer), 0, "{points:?}");
+        assert!(points.iter().any(|p| p.name == "Healthy" && p.value == 0.0 && about(&local) > 0));
+        // With its own endpoint answering, the same peer failure is published.
+        let fine = ProbeOutcome::healthy(Target::Endpoint, local.clone(), 20.0);
+        let outcomes = [fine, theirs];
+        let points = datapoints(&local, &outcomes, &judge(&outcomes));
+        let peer_healthy = points
+            .iter()
+            .find(|p| p.name == "Healthy" && p.dimensions.contains(&("Region".to_owned(), peer.to_string())));
+        assert_eq!(peer_healthy.map(|p| p.value), Some(0.0));
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub fn is_refence(incident: &str) -> bool {
 /// holds them equal), so a lock outlives no execution.
 pub const LOCK_TTL: Duration = Duration::from_secs(900);
 
+/// How long a lock lives without its execution renewing it (#18). `begin` takes it for this
+/// long and every promoter step of the owning execution renews it (within [`LOCK_TTL`] of
+/// its acquisition), so an execution that timed out or was aborted blocks its incident for
+/// minutes, not a quarter of an hour: a new start then takes it over, loudly. Longer than the
+/// longest stretch of a state machine without a promoter step (its bounded traffic and
+/// consumer polls after `Activate`; a contract test checks it).
+pub const LOCK_LEASE: Duration = Duration::from_secs(300);
+
 /// The failover lock as stored. It expires, so an execution that died holding it (timed out,
 /// aborted) cannot block every later failover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +59,23 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// The lock `owner` takes at `now` for `incident`, for one [`LOCK_LEASE`].
+    pub fn take(owner: &str, incident: &str, now: Timestamp) -> Lock {
+        Lock {
+            owner: owner.to_owned(),
+            incident: incident.to_owned(),
+            acquired_at: now,
+            expires_at: Timestamp::from_unix_millis(now.unix_millis() + LOCK_LEASE.as_millis() as i64),
+        }
+    }
+
+    /// This lock renewed at `now`: another lease, never past [`LOCK_TTL`] after it was taken.
+    pub fn renewed(&self, now: Timestamp) -> Lock {
+        let lease_end = now.unix_millis() + LOCK_LEASE.as_millis() as i64;
+        let last = self.acquired_at.unix_millis() + LOCK_TTL.as_millis() as i64;
+        Lock { expires_at: Timestamp::from_unix_millis(lease_end.min(last)), ..self.clone() }
+    }
+
     /// Whether `owner` may write the lock over `held` at `now`: free, its own, or expired.
     pub fn may_take(held: Option<&Lock>, owner: &str, now: Timestamp) -> bool {
         held.is_none_or(|h| h.owner == owner || h.expires_at <= now)
@@ -197,6 +222,20 @@ pub struct Timeline {
     pub detected: Timestamp,
     /// The gate passed: the decision to move the writer.
     pub decided: Option<Timestamp>,
+    /// This execution fenced the old writer (it refuses writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced: Option<Timestamp>,
+    /// The first promotion request: from here the target may become a writer at any moment,
+    /// so the old writer's fence is never lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_started: Option<Timestamp>,
+    /// A planned switchover that failed before any promotion lifted its fence: the old
+    /// writer accepts writes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_lifted: Option<Timestamp>,
+    /// The execution whose expired lock this one took over (it had stopped renewing it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_over_from: Option<String>,
     /// The new writer accepts writes and its epoch is recorded.
     pub promoted: Option<Timestamp>,
     pub epoch: Option<WriterEpoch>,
@@ -233,6 +272,10 @@ impl Timeline {
             status: ExecutionStatus::Running,
             detected,
             decided: None,
+            fenced: None,
+            promotion_started: None,
+            fence_lifted: None,
+            took_over_from: None,
             promoted: None,
             activated: None,
             epoch: None,
@@ -276,6 +319,9 @@ pub trait ExecutionLedger: Send + Sync {
     fn held_lock(&self) -> impl Future<Output = PortResult<Option<Lock>>> + Send;
     /// Releases the lock if `owner` holds it; `false` when it did not (nothing changes).
     fn release(&self, owner: &str) -> impl Future<Output = PortResult<bool>> + Send;
+    /// Writes `lock` (a renewal, [`Lock::renewed`]) only if its owner still holds the lock;
+    /// `false` when it does not (released, or taken over after it expired).
+    fn renew(&self, lock: &Lock) -> impl Future<Output = PortResult<bool>> + Send;
     fn last_handover(&self) -> impl Future<Output = PortResult<Option<HandoverRecord>>> + Send;
     fn record_handover(&self, record: &HandoverRecord) -> impl Future<Output = PortResult<()>> + Send;
     fn timeline(&self, execution: &str) -> impl Future<Output = PortResult<Option<Timeline>>> + Send;
@@ -331,6 +377,17 @@ impl ExecutionLedger for InMemoryLedger {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn renew(&self, lock: &Lock) -> PortResult<bool> {
+        let mut s = self.state()?;
+        match &mut s.lock {
+            Some(held) if held.owner == lock.owner => {
+                *held = lock.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn last_handover(&self) -> PortResult<Option<HandoverRecord>> {
@@ -401,13 +458,27 @@ pub mod contract {
             other == LockOutcome::HeldBy { owner: "a".into(), incident: "epoch-1-to-us-east-2".into() },
         )?;
         check("only the owner releases", !ledger.release("b").await.map_err(e("release b"))?)?;
+        let renewed = Lock { expires_at: at(LOCK_TTL.as_millis() as i64 - 1), ..a.clone() };
+        check("the owner renews", ledger.renew(&renewed).await.map_err(e("renew a"))?)?;
+        let held = ledger.held_lock().await.map_err(e("held"))?;
+        check("a renewal is stored", held.as_ref() == Some(&renewed))?;
+        let impostor = Lock { owner: "b".into(), ..renewed.clone() };
+        check("no one else renews", !ledger.renew(&impostor).await.map_err(e("renew b"))?)?;
         let late = lock("d", "epoch-2-to-us-east-1", LOCK_TTL.as_millis() as i64 + 1);
         check(
             "an expired lock is taken over",
             ledger.acquire(&late).await.map_err(e("acquire d"))? == LockOutcome::Acquired,
         )?;
         check("the expired owner releases nothing", !ledger.release("a").await.map_err(e("release a"))?)?;
+        check(
+            "the expired owner renews nothing once taken over",
+            !ledger.renew(&renewed).await.map_err(e("renew a"))?,
+        )?;
         check("the owner releases", ledger.release("d").await.map_err(e("release d"))?)?;
+        check(
+            "a released lock is not renewed back into being",
+            !ledger.renew(&lock("d", "epoch-2-to-us-east-1", 7)).await.map_err(e("renew d"))?,
+        )?;
         check(
             "a released lock is free",
             ledger.acquire(&lock("f", "x", 5)).await.map_err(e("acquire f"))? == LockOutcome::Acquired,

@@ -209,8 +209,6 @@ reject_reasons! {
     BadQuantity,
     BadPrice,
     BadTimestamp,
-    /// `acknowledgedAt` before `submittedAt`.
-    AcknowledgedBeforeSubmitted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,7 +259,7 @@ pub fn acknowledge_request(mut request: Map<String, Value>, acknowledged_at: Tim
 
 /// The two wire schemas as JSON Schema (2020-12): the client's request and the queued order.
 /// They say what [`parse_order`] checks, except what JSON Schema cannot (a price of zero, a
-/// date that does not exist, `acknowledgedAt ≥ submittedAt`), which the descriptions name.
+/// date that does not exist), which the descriptions name.
 pub fn json_schemas() -> [(&'static str, Value); 2] {
     let property = |field: &str| -> Value {
         let time = serde_json::json!({
@@ -281,7 +279,10 @@ pub fn json_schemas() -> [(&'static str, Value); 2] {
             }),
             "acknowledgedAt" => {
                 let mut t = time;
-                t["description"] = Value::String("stamped by the order API; not before submittedAt".into());
+                t["description"] = Value::String(
+                    "stamped by the order API, on its clock (submittedAt is the client's: the two are in no required order)"
+                        .into(),
+                );
                 t
             }
             _ => time,
@@ -338,9 +339,6 @@ pub fn parse_order(map: &Map<String, Value>) -> Result<Order, Rejection> {
     let price = price(text("price", RejectReason::BadPrice)?)?;
     let submitted_at = timestamp("submittedAt", text("submittedAt", RejectReason::BadTimestamp)?)?;
     let acknowledged_at = timestamp("acknowledgedAt", text("acknowledgedAt", RejectReason::BadTimestamp)?)?;
-    if acknowledged_at < submitted_at {
-        return Err(reject(RejectReason::AcknowledgedBeforeSubmitted, "acknowledgedAt is before submittedAt"));
-    }
     Ok(Order { order_id, account, instrument, side, quantity, price, submitted_at, acknowledged_at })
 }
 
@@ -503,6 +501,28 @@ mod tests {
         assert_eq!(parse_body(&order.to_json().to_string()), Ok(order));
     }
 
+    /// #18: `submittedAt` is the client's clock, `acknowledgedAt` the order API's. A client
+    /// whose clock runs ahead gives an order acknowledged "before" it was submitted; it is
+    /// acknowledged, so it is applied, never refused as poison.
+    #[test]
+    fn an_order_from_a_client_whose_clock_runs_ahead_is_no_poison() {
+        let ahead = parse_body(&with("submittedAt", json!("2026-11-22T09:30:05Z")));
+        let order = ahead.expect("acknowledged, so applied");
+        assert!(order.acknowledged_at < order.submitted_at);
+    }
+
+    /// The fingerprint is a persisted contract: rows applied by one version are compared with
+    /// redeliveries by the next (a changed fingerprint makes every redelivery a conflict).
+    /// These literals must never change.
+    #[test]
+    fn the_fingerprint_is_pinned() {
+        let order = parse_body(&good().to_string()).expect("good order");
+        assert_eq!(
+            order.fingerprint(),
+            "ord-0001|ACC-42|BRK.B|buy|100|412500000|2026-11-22T09:30:00.123000Z|2026-11-22T09:30:00.125000Z"
+        );
+    }
+
     #[test]
     fn every_bad_value_is_refused_with_its_reason() {
         use RejectReason::*;
@@ -538,7 +558,6 @@ mod tests {
             (with("submittedAt", json!("2026-02-30T09:30:00Z")), BadTimestamp),
             (with("submittedAt", json!("2026-11-22T24:00:00Z")), BadTimestamp),
             (with("submittedAt", json!("2026-11-22T09:30:00.Z")), BadTimestamp),
-            (with("submittedAt", json!("2026-11-22T09:30:01Z")), AcknowledgedBeforeSubmitted),
         ];
         for (body, reason) in table {
             let got = parse_body(&body).map_err(|r| r.reason);

@@ -83,6 +83,12 @@ pub trait PromotionEngine: Send + Sync {
     fn lag_from_target(&self, target: &Region) -> impl Future<Output = PortResult<Option<ReplicationLag>>> + Send;
     /// Makes `old` refuse writes (where it answers: `ServiceUnavailable` when it does not).
     fn fence(&self, old: &Region) -> impl Future<Output = PortResult<StepState>> + Send;
+    /// Planned only, before the fence: `Ok` when `target` can catch up with `old` (a replica,
+    /// streaming, replaying); `NotReady` saying why not. A switchover that fenced a writer
+    /// it cannot replace would leave no region writing.
+    fn can_catch_up(&self, old: &Region, target: &Region) -> impl Future<Output = PortResult<()>> + Send;
+    /// Lifts the fence of `old` (a planned switchover that failed before any promotion).
+    fn unfence(&self, old: &Region) -> impl Future<Output = PortResult<StepState>> + Send;
     /// Planned only: `Done` once `target` has replayed everything the fenced `old` wrote;
     /// `NotReady` while `old` still accepts writes.
     fn catch_up(&self, old: &Region, target: &Region) -> impl Future<Output = PortResult<StepState>> + Send;

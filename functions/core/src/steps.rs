@@ -210,7 +210,8 @@ pub struct BeginAnswer {
     /// `acquired`: the epoch every later step is conditional on.
     pub expected_epoch: Option<WriterEpoch>,
     pub lock_expires_at: Option<Timestamp>,
-    /// `duplicate`: why (which execution handles the incident).
+    /// `duplicate`: why (which execution handles the incident). `acquired`: whose abandoned
+    /// lock this execution took over, if it did.
     pub cause: Option<String>,
 }
 
@@ -252,6 +253,10 @@ pub struct HealthAnswer {
     /// The probing region's own health in the last round (`verdicts[probedFrom]`), under a
     /// fixed name so a `Choice` can read it.
     pub own_health: Option<Health>,
+    /// The other region's health as the probing region saw it in the last round (its
+    /// endpoint): the failover's confirmation reads it (state `ConfirmOutage`).
+    #[serde(default)]
+    pub peer_health: Option<Health>,
 }
 
 /// `end`'s answer, at `$.summary`: what the notification says and the execution's output.

@@ -142,7 +142,12 @@ impl Prober {
             report.rounds.push(round);
         }
         let verdicts = report.rounds.last().map(|r| r.verdicts.clone()).unwrap_or_default();
-        report.last = HealthAnswer { own_health: verdicts.get(&report.probed_from).map(|v| v.health), verdicts };
+        let peer = d.regions.peer_of(&report.probed_from).ok();
+        report.last = HealthAnswer {
+            own_health: verdicts.get(&report.probed_from).map(|v| v.health),
+            peer_health: peer.and_then(|p| verdicts.get(p)).map(|v| v.health),
+            verdicts,
+        };
         let rule = AlarmRule::failover(interval);
         for region in report.last.verdicts.keys() {
             let values: Vec<f64> = report
@@ -185,7 +190,7 @@ impl Prober {
         let outcomes = join_all(all).await;
         let verdicts = judge(&outcomes);
         let publish_error =
-            self.metrics.publish_at(&datapoints(&outcomes, &verdicts), at).await.err().map(|e| e.to_string());
+            self.metrics.publish_at(&datapoints(local, &outcomes, &verdicts), at).await.err().map(|e| e.to_string());
         if let Some(e) = &publish_error {
             tracing::error!(error = %e, "probe datapoints not published");
         }

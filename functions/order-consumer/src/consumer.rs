@@ -357,8 +357,36 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
     }
 
     /// Active: insert every new order in one transaction, under `claim`, and commit only if
-    /// the claim is still `claim` just before the commit.
+    /// the claim is still `claim` just before the commit. An order the database refuses (a
+    /// constraint the parser does not check) would fail its whole batch on every redelivery:
+    /// then each order is applied alone, and only the refused one goes (to the DLQ).
     async fn apply(
+        &self,
+        messages: &[Message],
+        firsts: &[(usize, Order)],
+        claim: &WriterClaim,
+    ) -> PortResult<Vec<Verdict>> {
+        let refused = |e: SwitchyardError| Verdict::Poison(format!("the database refuses this order: {e}"));
+        match self.apply_together(messages, firsts, claim).await {
+            Err(e) if e.name == ErrorName::InvalidInput && firsts.len() == 1 => Ok(vec![refused(e)]),
+            Err(e) if e.name == ErrorName::InvalidInput => {
+                tracing::warn!(error = %e, orders = firsts.len(), "the database refused the batch: applying its orders one by one");
+                let mut verdicts = Vec::with_capacity(firsts.len());
+                for first in firsts {
+                    verdicts.push(match self.apply_together(messages, std::slice::from_ref(first), claim).await {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| Verdict::Kept("no outcome".into())),
+                        Err(e) if e.name == ErrorName::InvalidInput => refused(e),
+                        Err(e) => Verdict::Kept(e.to_string()),
+                    });
+                }
+                Ok(verdicts)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Consumer::apply`]'s one transaction.
+    async fn apply_together(
         &self,
         messages: &[Message],
         firsts: &[(usize, Order)],
@@ -791,6 +819,16 @@ mod tests {
                     batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 7), 1)],
                     stays: &["m2"],
                     applied: &[],
+                    requeued: &[],
+                },
+                Case {
+                    name: "an order the database refuses stays for the DLQ, the rest of its batch is applied",
+                    local: "us-east-1",
+                    claim: e1(),
+                    setup: |c| c.store.refuse("o2"),
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1), ("m3", order("o3", 1), 1)],
+                    stays: &["m2"],
+                    applied: &["o1", "o3"],
                     requeued: &[],
                 },
                 Case {

@@ -9,7 +9,7 @@ use switchyard_core::{
     ports::{DatabasePromoter, PortResult, PromotionEngine, StepState},
 };
 
-use crate::{DbEndpoints, PgNode, catch_up, pair_lag, replica_age};
+use crate::{DbEndpoints, PgNode, catch_up, pair_lag, replica_age, streaming_replica};
 
 #[derive(Debug, Clone)]
 pub struct PostgresEngine {
@@ -41,6 +41,15 @@ impl PromotionEngine for PostgresEngine {
 
     async fn fence(&self, old: &Region) -> PortResult<StepState> {
         self.node(old)?.fence().await
+    }
+
+    async fn can_catch_up(&self, old: &Region, target: &Region) -> PortResult<()> {
+        self.node(old)?.connect().await?;
+        streaming_replica(&self.node(target)?).await
+    }
+
+    async fn unfence(&self, old: &Region) -> PortResult<StepState> {
+        self.node(old)?.unfence().await
     }
 
     async fn catch_up(&self, old: &Region, target: &Region) -> PortResult<StepState> {

@@ -21,7 +21,7 @@ mod settings;
 use std::{sync::Arc, time::Duration};
 
 pub use migrate::{MIGRATIONS, Migration, required_version};
-pub use promotion::{Fence, catch_up};
+pub use promotion::{Fence, catch_up, streaming_replica};
 use serde::{Deserialize, Serialize};
 pub use settings::DbSettings;
 use switchyard_core::{
@@ -213,6 +213,10 @@ pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
         ErrorName::ResourceNotFound
     } else if code.code() == orders::LEASE_LAPSED || code.code() == orders::LEASE_UNSET {
         ErrorName::LeaseLapsed
+    } else if class == "22" || class == "23" {
+        // A data exception or a violated constraint: this input is refused, however often it
+        // is sent (the order consumer isolates such an order and lets it go to the DLQ).
+        ErrorName::InvalidInput
     } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         // A write reached a replica or a fenced writer: the caller's idea of the writer is wrong.
         ErrorName::StaleEpoch
@@ -315,21 +319,38 @@ pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<Replicati
 /// last transaction it replayed. Everything lost was committed after that transaction, so this
 /// bounds the lost window from above, as long as the writer committed regularly until it
 /// failed (the health probe's heartbeat writes see to that). `None`: not a replica, or it has
-/// replayed nothing since it started.
+/// replayed nothing since it started, or the two clocks disagree (see [`replayed_age`]).
 pub async fn replica_age(replica: &PgNode) -> PortResult<Option<f64>> {
     let client = replica.connect().await?;
     let row = replica
         .query_one(
             &client,
-            "SELECT pg_is_in_recovery(), EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+            "SELECT pg_is_in_recovery(), EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8",
         )
         .await?;
-    Ok(if row.get::<_, bool>(0) { row.get::<_, Option<f64>>(1).map(|a| a.max(0.0)) } else { None })
+    Ok(if row.get::<_, bool>(0) { replayed_age(row.get(1)) } else { None })
+}
+
+/// The age of the replica's last replayed commit from `raw`, the replica's clock minus the
+/// commit's time on the writer's clock. A writer clock ahead by S seconds makes `raw` S
+/// seconds too small; when that makes it negative the commit is "from the future": proof of
+/// skew, and the age is unknown (#18: it was clamped to zero, a lag that passed any gate).
+/// A skew smaller than the true age is not visible from here; see ARCHITECTURE ("Clocks").
+fn replayed_age(raw: Option<f64>) -> Option<f64> {
+    raw.filter(|age| *age >= 0.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_stamped_in_the_replica_s_future_leaves_the_age_unknown() {
+        assert_eq!(replayed_age(Some(12.5)), Some(12.5));
+        assert_eq!(replayed_age(None), None);
+        // The writer's clock runs 30 s ahead; its last commit replayed 10 s ago.
+        assert_eq!(replayed_age(Some(-20.0)), None);
+    }
 
     #[test]
     fn plain_text_only_to_loopback() {

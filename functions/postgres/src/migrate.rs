@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "orders", sql: include_str!("../migrations/0001_orders.sql") },
     Migration { version: 2, name: "heartbeat", sql: include_str!("../migrations/0002_heartbeat.sql") },
     Migration { version: 3, name: "writer_lease", sql: include_str!("../migrations/0003_writer_lease.sql") },
+    Migration {
+        version: 4,
+        name: "acknowledged_before_submitted",
+        sql: include_str!("../migrations/0004_acknowledged_before_submitted.sql"),
+    },
 ];
 
 /// The schema version this code needs.

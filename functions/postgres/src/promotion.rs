@@ -51,8 +51,7 @@ impl DatabasePromoter for PgNode {
         let fenced: bool =
             self.query_one(&client, "SELECT current_setting('default_transaction_read_only')::bool").await?.get(0);
         if fenced {
-            let statements = ["ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()"];
-            self.run_each(&client, "unfence", &statements).await?;
+            self.run_each(&client, "unfence", &UNFENCE).await?;
         }
         let writable = self.accepts_writes().await?;
         Ok(if writable { StepState::Done } else { StepState::InProgress })
@@ -66,24 +65,45 @@ impl DatabasePromoter for PgNode {
         if in_recovery {
             return Ok(StepState::Done);
         }
-        self.run_each(
-            &client,
-            "fence",
-            &[
-                "ALTER SYSTEM SET default_transaction_read_only = on",
-                "SELECT pg_reload_conf()",
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                  WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
-            ],
-        )
-        .await?;
+        let reload = ["ALTER SYSTEM SET default_transaction_read_only = on", "SELECT pg_reload_conf()"];
+        self.run_each(&client, "fence", &reload).await?;
+        // `pg_reload_conf` only signals the postmaster: a session that starts before it has
+        // reread the file still defaults to read-write. Wait (briefly) until a new session
+        // sees the fence, and only then end every other session, so none that began before
+        // the fence was in force keeps writing while the catch-up measures the final position.
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while self.accepts_writes().await? {
+            if std::time::Instant::now() >= until {
+                return Ok(StepState::InProgress);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let end_sessions = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                             WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'";
+        self.run_each(&client, "fence", &[end_sessions]).await?;
         tracing::info!(node = %self.application_name, "fenced: read-only, sessions ended");
         let writable = self.accepts_writes().await?;
         Ok(if writable { StepState::InProgress } else { StepState::Done })
     }
 }
 
+/// What lifts the fence: the persisted read-only default goes, and the server reloads.
+const UNFENCE: [&str; 2] = ["ALTER SYSTEM RESET default_transaction_read_only", "SELECT pg_reload_conf()"];
+
 impl PgNode {
+    /// Lifts this server's fence (a planned switchover that failed before promoting the
+    /// replica): `Done` once a new session may write again. Does nothing to a replica.
+    pub async fn unfence(&self) -> PortResult<StepState> {
+        let client = self.connect().await?;
+        let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
+        if in_recovery {
+            return Ok(StepState::Done);
+        }
+        self.run_each(&client, "unfence", &UNFENCE).await?;
+        tracing::info!(node = %self.application_name, "fence lifted");
+        Ok(if self.accepts_writes().await? { StepState::Done } else { StepState::InProgress })
+    }
+
     /// Runs statements one by one: `ALTER SYSTEM` refuses the implicit transaction that a
     /// multi-statement batch runs in.
     async fn run_each(&self, client: &tokio_postgres::Client, what: &str, statements: &[&str]) -> PortResult<()> {
@@ -105,6 +125,33 @@ impl PgNode {
             .await?;
         Ok(row.get(0))
     }
+}
+
+/// `Ok` when `replica` can catch up with its writer: in recovery, replaying (not paused),
+/// its WAL receiver streaming. `NotReady` with the reason otherwise (a switchover checks this
+/// before it fences the writer).
+pub async fn streaming_replica(replica: &PgNode) -> PortResult<()> {
+    let client = replica.connect().await?;
+    let row = replica
+        .query_one(
+            &client,
+            "SELECT pg_is_in_recovery(),
+                    CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
+                    (SELECT status FROM pg_stat_wal_receiver LIMIT 1)",
+        )
+        .await?;
+    let (in_recovery, paused, receiver): (bool, Option<bool>, Option<String>) = (row.get(0), row.get(1), row.get(2));
+    let name = &replica.application_name;
+    let why = if !in_recovery {
+        format!("{name} is not a replica (not in recovery): rebuild it from the writer before switching to it")
+    } else if paused == Some(true) {
+        format!("{name}'s replay is paused: it would never catch up")
+    } else if receiver.as_deref() != Some("streaming") {
+        format!("{name} does not stream from its writer (WAL receiver: {})", receiver.as_deref().unwrap_or("none"))
+    } else {
+        return Ok(());
+    };
+    Err(SwitchyardError::new(ErrorName::NotReady, why))
 }
 
 /// Whether `replica` has replayed everything `writer` has written. Call after fencing the

@@ -15,7 +15,7 @@ use serde_json::Value;
 use switchyard_core::{
     ErrorName, FailoverMode, LeasePhase, Region, SwitchyardError, WriterClaim, WriterEpoch,
     arming::{self, ArmingStore},
-    ledger::{ExecutionLedger, ExecutionStatus, LOCK_TTL, Lock, LockOutcome, Timeline, incident},
+    ledger::{ExecutionLedger, ExecutionStatus, Lock, LockOutcome, Timeline, incident},
     order::Timestamp,
     ports::ClaimStore,
     steps::{BeginAnswer, BeginOutcome, EndAnswer, StepsSoFar},
@@ -177,18 +177,37 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
         arming::check(registry.armed().await?.as_ref(), local, claim.epoch)?;
     }
     let now = Timestamp::now();
-    let lock = Lock {
-        owner: req.execution.clone(),
-        incident: incident.clone(),
-        acquired_at: now,
-        expires_at: Timestamp::from_unix_millis(now.unix_millis() + LOCK_TTL.as_millis() as i64),
-    };
+    let lock = Lock::take(&req.execution, &incident, now);
+    // A lock its execution stopped renewing (timed out, aborted) is taken over, loudly: the
+    // dead execution's timeline is closed as failed, and this one says whose lock it took.
+    let abandoned = ledger.held_lock().await?.filter(|h| h.owner != req.execution && h.expires_at <= now);
     match ledger.acquire(&lock).await? {
         LockOutcome::Acquired => {
+            let mut cause = None;
+            if let Some(dead) = abandoned {
+                let why = format!(
+                    "took over the failover lock of execution {} (incident {}), which stopped renewing it: it expired at {}",
+                    dead.owner, dead.incident, dead.expires_at
+                );
+                tracing::warn!(execution = %req.execution, "{why}");
+                if let Some(mut old) =
+                    ledger.timeline(&dead.owner).await?.filter(|t| t.status == ExecutionStatus::Running)
+                {
+                    old.cause = Some(format!(
+                        "abandoned: its lock expired at {}; {} took it over",
+                        dead.expires_at, req.execution
+                    ));
+                    old.finish(ExecutionStatus::Failed, now);
+                    ledger.save_timeline(&old).await?;
+                }
+                timeline.took_over_from = Some(dead.owner);
+                cause = Some(why);
+            }
             ledger.save_timeline(&timeline).await?;
             Ok(BeginAnswer {
                 expected_epoch: Some(expected),
                 lock_expires_at: Some(lock.expires_at),
+                cause,
                 ..answer(BeginOutcome::Acquired)
             })
         }
@@ -264,6 +283,9 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
     for (name, at) in marks {
         lines.push(format!("{name:>20}: {}", at.map_or("-".to_owned(), |a| a.to_string())));
     }
+    if let Some(dead) = &t.took_over_from {
+        lines.push(format!("took over the failover lock of execution {dead}, which had stopped renewing it"));
+    }
     if let Some(rto) = t.rto_seconds {
         lines.push(format!("RTO {rto:.1} s (detected → switched)"));
     }
@@ -299,6 +321,23 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
             )
         } else if moved && t.switched.is_none() {
             format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
+        } else if !moved && t.fenced.is_some() && t.fence_lifted.is_some() {
+            format!(
+                "the writer role did not move to {}; this switchover had fenced {}, and lifted the fence: {} writes again; the lock is released",
+                t.to, t.from, t.from
+            )
+        } else if !moved && t.fenced.is_some() && t.promotion_started.is_some() {
+            format!(
+                "ACTION: {} is FENCED (read-only) and a promotion of {} was requested and may still complete: check {} \
+                 first; if it writes, record it by starting the switchover again, else lift the fence on {}",
+                t.from, t.to, t.to, t.from
+            )
+        } else if !moved && t.fenced.is_some() {
+            format!(
+                "ACTION: {} is FENCED (read-only) and {} was not promoted, so NO region applies orders: lift the fence on {} \
+                 (ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()) or finish the switchover",
+                t.from, t.to, t.from
+            )
         } else if !moved {
             format!("the writer role did not move to {}; the lock is released", t.to)
         } else {

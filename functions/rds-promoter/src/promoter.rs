@@ -37,7 +37,7 @@ use switchyard_core::{
     arming::ArmingStore,
     config::{ConfigError, keys},
     ingress::{self, EligibilityStore},
-    ledger::{Cooldown, ExecutionLedger, HandoverRecord, Lock, LockOutcome, RpoFigure, Timeline},
+    ledger::{Cooldown, ExecutionLedger, ExecutionStatus, HandoverRecord, Lock, LockOutcome, RpoFigure, Timeline},
     order::Timestamp,
     ports::{ClaimStore, PromotionEngine, StepState, TakeoverGuard},
     steps::{
@@ -243,9 +243,14 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 ledger::begin(&self.registry, &self.ledger, local, peer, req).await.map(Answer::Begin)
             }
             Request::Refence => self.refence(local, peer).await.map(Answer::Refence),
-            Request::End(req) => ledger::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req)
-                .await
-                .map(|a| Answer::End(Box::new(a))),
+            Request::End(req) => {
+                if req.outcome == ledger::EndOutcome::Failed {
+                    self.lift_stranded_fence(&req.execution).await;
+                }
+                ledger::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req)
+                    .await
+                    .map(|a| Answer::End(Box::new(a)))
+            }
         }
     }
 
@@ -269,14 +274,21 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         ) {
             self.check_gated(&req).await?;
         }
+        if let Some(execution) = &req.execution {
+            self.renew_lock(execution).await?;
+        }
         let answer = match req.action {
             PromoterAction::Gate => Answer::Gate(envelope(&req, self.gate(&req, old, target).await?)),
             PromoterAction::Fence => Answer::Fence(envelope(
                 &req,
                 match (self.engine.fence(old).await, req.mode) {
-                    (Ok(s), _) => FenceResult { state: s.into(), fenced: Some(old_writer.clone()), reason: None },
-                    // Unplanned: the old writer is usually unreachable. Fence it when it returns.
-                    (Err(e), FailoverMode::Unplanned) if e.name == ErrorName::ServiceUnavailable => {
+                    (Ok(s), _) => {
+                        self.mark(&req, |t| t.fenced = t.fenced.or(Some(Timestamp::now()))).await?;
+                        FenceResult { state: s.into(), fenced: Some(old_writer.clone()), reason: None }
+                    }
+                    // Unplanned: the old writer is usually unreachable, or sick. The re-fence
+                    // fences it when it answers again.
+                    (Err(e), FailoverMode::Unplanned) if failed_writer_error(e.name) => {
                         FenceResult { state: FenceState::Unreachable, fenced: None, reason: Some(e.message) }
                     }
                     (Err(e), _) => return Err(e),
@@ -305,6 +317,8 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 ))
             }
             PromoterAction::Promote => {
+                // Marked before the request: a promotion may complete even if this call fails.
+                self.mark(&req, |t| t.promotion_started = t.promotion_started.or(Some(Timestamp::now()))).await?;
                 Answer::Promote(envelope(&req, PromoteResult { state: self.engine.promote(target, req.mode).await? }))
             }
             PromoterAction::Record => Answer::Record(envelope(&req, self.record(&req, target).await?)),
@@ -352,9 +366,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 Ok(StepState::InProgress) => {
                     answer(RefenceOutcome::Unreachable, claim, Some("fence in progress".into()))
                 }
-                Err(e) if e.name == ErrorName::ServiceUnavailable => {
-                    answer(RefenceOutcome::Unreachable, claim, Some(e.message))
-                }
+                Err(e) if failed_writer_error(e.name) => answer(RefenceOutcome::Unreachable, claim, Some(e.message)),
                 Err(e) => return Err(e),
             })
         }
@@ -404,6 +416,61 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         }
     }
 
+    /// Renews `execution`'s lease on the failover lock (every step of an execution does), or
+    /// refuses the step when the execution no longer holds the lock: a new start took it over
+    /// after this one stopped renewing it.
+    async fn renew_lock(&self, execution: &str) -> Result<(), SwitchyardError> {
+        let lost = |why: String| SwitchyardError::new(ErrorName::Ungated, format!("execution {execution} {why}"));
+        match self.ledger.held_lock().await? {
+            Some(held) if held.owner == execution => {
+                if self.ledger.renew(&held.renewed(Timestamp::now())).await? {
+                    Ok(())
+                } else {
+                    Err(lost("lost the failover lock while renewing it".into()))
+                }
+            }
+            Some(held) => Err(lost(format!("does not hold the failover lock: {} does", held.owner))),
+            None => Err(lost("does not hold the failover lock".into())),
+        }
+    }
+
+    /// A planned switchover that fenced its writer and then failed before any promotion
+    /// would leave no region writing (#18): lift the fence, while this execution still holds
+    /// the lock and the claim still names the old writer. Never once a promotion was
+    /// requested (the target may become a writer at any moment), never in an unplanned
+    /// failover (its old writer is the failed one). Best effort: the notification says
+    /// whether the fence stands.
+    async fn lift_stranded_fence(&self, execution: &str) {
+        let lifted = async {
+            let Some(mut t) = self.ledger.timeline(execution).await? else { return Ok(false) };
+            if t.mode != FailoverMode::Planned
+                || t.status != ExecutionStatus::Running
+                || t.fenced.is_none()
+                || t.promotion_started.is_some()
+                || t.fence_lifted.is_some()
+            {
+                return Ok(false);
+            }
+            let holds = self.ledger.held_lock().await?.is_some_and(|l| l.owner == execution);
+            let claim = self.registry.strong_read().await.proven()?;
+            if !holds || claim.writer != t.from || self.engine.accepts_writes(&t.to).await? {
+                return Ok(false);
+            }
+            if self.engine.unfence(&t.from).await? != StepState::Done {
+                return Ok(false);
+            }
+            t.fence_lifted = Some(Timestamp::now());
+            self.ledger.save_timeline(&t).await?;
+            Ok::<_, SwitchyardError>(true)
+        }
+        .await;
+        match lifted {
+            Ok(true) => tracing::warn!(execution, "the switchover failed before promotion: fence lifted"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(execution, error = %e, "the fence could not be lifted"),
+        }
+    }
+
     /// Adds marks to the request's execution timeline, if it names one that exists.
     async fn mark(&self, req: &PromoteRequest, change: impl FnOnce(&mut Timeline)) -> Result<(), SwitchyardError> {
         let Some(execution) = &req.execution else { return Ok(()) };
@@ -424,15 +491,20 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         let last = self.ledger.last_handover().await?;
         self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
         let may_take_over = self.check_standing(req, target, claim.epoch).await?;
+        if req.mode == FailoverMode::Planned {
+            // Before the fence: a target that cannot catch up must not cost us the writer.
+            self.engine.can_catch_up(old, target).await?;
+        }
         let mut lag_source = LagSource::Both;
         let lag = match self.engine.lag(old, target).await {
             Ok(lag) => lag,
             // Planned switchover needs the current writer.
-            Err(e) if req.mode == FailoverMode::Planned && e.name == ErrorName::ServiceUnavailable => return Err(e),
-            // The old writer is unreachable (the usual unplanned case): the replica's own
-            // account bounds the lag from above. Nothing at all is an unknown lag, which the
-            // gate treats as above budget.
-            Err(e) if matches!(e.name, ErrorName::ServiceUnavailable | ErrorName::NotReady) => {
+            Err(e) if req.mode == FailoverMode::Planned => return Err(e),
+            // The old writer is unreachable or sick (the usual unplanned case): the replica's
+            // own account bounds the lag from above. When the error was the target's, that
+            // fails too; nothing at all is an unknown lag, which the gate treats as above
+            // budget.
+            Err(e) if failed_writer_error(e.name) => {
                 lag_source = LagSource::Target;
                 let fallback = self.engine.lag_from_target(target).await.unwrap_or_else(|e2| {
                     tracing::warn!(error = %e2, "lag from the target alone unknown too");
@@ -579,6 +651,24 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
             mode: req.mode,
         }
     }
+}
+
+/// Whether a database error is what a failed old writer answers in an unplanned failover:
+/// nothing (unreachable, not ready), or an error that says it is sick (out of connection
+/// slots, memory or disk: `Throttled`; rejecting our login: `AccessDenied`; its database
+/// gone: `ResourceNotFound`). Such a writer is as good as gone for the gate (the replica
+/// bounds the lag) and the fence (skipped; the re-fence fences it when it answers again).
+/// One writer does not rest on that fence: the claim has moved, and the lease stops the old
+/// region's consumer. An error that is not about the database's health stops the step.
+fn failed_writer_error(name: ErrorName) -> bool {
+    matches!(
+        name,
+        ErrorName::ServiceUnavailable
+            | ErrorName::NotReady
+            | ErrorName::Throttled
+            | ErrorName::AccessDenied
+            | ErrorName::ResourceNotFound
+    )
 }
 
 #[cfg(test)]
@@ -1034,6 +1124,161 @@ mod tests {
             assert!(matches!(step(&p, Record, unplanned, true).await, Ok(Answer::Record(_))));
         }
 
+        /// #18: an old writer that answers, but only with an error (out of connection slots,
+        /// memory or disk; rejecting the promoter's login; its database dropped), is as good as
+        /// gone in an unplanned failover: the gate bounds the lag from the replica and the
+        /// fence is skipped for the re-fence, instead of failing the failover on the failed
+        /// region's behaviour. A planned switchover needs that writer and stops.
+        #[tokio::test]
+        async fn a_sick_old_writer_does_not_block_an_unplanned_failover() {
+            use PromoterAction::*;
+            let sicknesses = [
+                (ErrorName::Throttled, "53300: sorry, too many clients already"),
+                (ErrorName::Throttled, "53200: out of memory"),
+                (ErrorName::Throttled, "53100: could not extend file: No space left on device"),
+                (ErrorName::AccessDenied, "28000: pg_hba.conf rejects connection"),
+                (ErrorName::ResourceNotFound, "3D000: database \"orders\" does not exist"),
+            ];
+            for (name, message) in sicknesses {
+                let p = promoter();
+                p.engine.set_sick(&region("us-east-1"), Some(SwitchyardError::new(name, message)));
+                p.engine.set_lag_from_target(lag(5.0));
+                let unplanned = FailoverMode::Unplanned;
+                let gate = step(&p, Gate, unplanned, false).await;
+                let Ok(Answer::Gate(g)) = gate else { panic!("{message}: gate {gate:?}") };
+                assert_eq!(g.result.lag_measured_from, Some(LagSource::Target), "{message}");
+                let fence = step(&p, Fence, unplanned, false).await;
+                let Ok(Answer::Fence(f)) = fence else { panic!("{message}: fence {fence:?}") };
+                assert_eq!(f.result.state, FenceState::Unreachable, "{message}");
+                assert_eq!(state(&step(&p, Promote, unplanned, false).await.expect("promote")), Some(StepState::Done));
+                // The target's own errors are no evidence about the old writer.
+                let p = promoter();
+                p.engine.set_sick(&region("us-east-2"), Some(SwitchyardError::new(name, message)));
+                assert!(step(&p, Gate, unplanned, false).await.is_err(), "{message}: gate with a sick target");
+                // Planned: the switchover needs the old writer, and stops.
+                let p = promoter();
+                p.engine.set_sick(&region("us-east-1"), Some(SwitchyardError::new(name, message)));
+                assert_eq!(step(&p, Gate, FailoverMode::Planned, false).await.err(), Some(name), "{message}: planned");
+            }
+        }
+
+        /// #18: a planned switchover into a standby that cannot catch up (its replay paused, its
+        /// stream broken, or not a replica at all) stops at the gate, before the fence: it
+        /// would otherwise fence the only writer and wait for a catch-up that never comes.
+        #[tokio::test]
+        async fn a_switchover_into_a_standby_that_cannot_catch_up_stops_before_the_fence() {
+            let p = promoter();
+            p.engine.set_replay_stalled(true);
+            assert_eq!(
+                step(&p, PromoterAction::Gate, FailoverMode::Planned, false).await.err(),
+                Some(ErrorName::NotReady)
+            );
+            assert_eq!(p.engine.accepts_writes(&region("us-east-1")).await, Ok(true));
+        }
+
+        /// Begins execution `name` of a planned switchover into us-east-2.
+        async fn begin_planned(p: &Twin, name: &str) {
+            let begin = serde_json::json!({
+                "action": "begin", "mode": "planned", "execution": name,
+                "startedAt": Timestamp::now().to_string(),
+            });
+            p.handle_any(begin).await.expect("begin");
+        }
+
+        /// Ends execution "flow" as failed, as the state machine's EndFailed does.
+        async fn end_failed(p: &Twin) -> EndAnswer {
+            let end = serde_json::json!({
+                "action": "end", "execution": "flow", "outcome": "failed",
+                "error": { "Error": "StepTimedOut", "Cause": "the catch-up was not done after 30 polls" },
+            });
+            match p.handle_any(end).await {
+                Ok(Answer::End(a)) => *a,
+                other => panic!("end: {other:?}"),
+            }
+        }
+
+        /// #18: a planned switchover that fenced its writer and failed before promoting the
+        /// target (here: the target stopped replaying after the gate, and the catch-up's polls
+        /// ran out) lifts the fence on its way out, and its page says so. Once a promotion was
+        /// requested, the fence stays and the page says what to check.
+        #[tokio::test]
+        async fn a_switchover_that_fails_before_promotion_lifts_its_fence() {
+            use PromoterAction::*;
+            let planned = FailoverMode::Planned;
+            let p = promoter();
+            begin_planned(&p, "flow").await;
+            step(&p, Gate, planned, false).await.expect("gate");
+            p.engine.set_replay_stalled(true);
+            step(&p, Fence, planned, false).await.expect("fence");
+            assert_eq!(p.engine.accepts_writes(&region("us-east-1")).await, Ok(false), "fenced");
+            assert_eq!(state(&step(&p, CatchUp, planned, false).await.expect("poll")), Some(StepState::InProgress));
+            let end = end_failed(&p).await;
+            assert_eq!(p.engine.accepts_writes(&region("us-east-1")).await, Ok(true), "{}", end.message);
+            assert!(end.timeline.fence_lifted.is_some() && end.message.contains("lifted the fence"), "{}", end.message);
+
+            let p = promoter();
+            p.engine.set_polls(5, 0);
+            begin_planned(&p, "flow").await;
+            step(&p, Gate, planned, false).await.expect("gate");
+            step(&p, Fence, planned, false).await.expect("fence");
+            step(&p, CatchUp, planned, false).await.expect("caught up");
+            assert_eq!(state(&step(&p, Promote, planned, false).await.expect("poll")), Some(StepState::InProgress));
+            let end = end_failed(&p).await;
+            assert_eq!(p.engine.accepts_writes(&region("us-east-1")).await, Ok(false), "lifted during a promotion");
+            assert!(end.message.contains("FENCED") && end.message.contains("promotion"), "{}", end.message);
+        }
+
+        /// #18: an execution that died holding the lock (timed out, aborted) made every new start
+        /// for its incident bow out as a duplicate for up to 15 minutes. Its lease lapses
+        /// unrenewed after LOCK_LEASE; a new start takes the lock over, says so, and closes the
+        /// dead execution's timeline; a late step of the dead execution is refused.
+        #[tokio::test]
+        async fn a_lock_its_execution_stopped_renewing_is_taken_over_loudly() {
+            use switchyard_core::{ledger::LOCK_LEASE, steps::BeginOutcome};
+            let p = promoter();
+            begin(&p, "dead").await;
+            // As if "dead" had begun LOCK_LEASE and a minute ago, and never renewed since.
+            let held = p.ledger.held_lock().await.expect("read").expect("held");
+            let ago =
+                |t: Timestamp| Timestamp::from_unix_millis(t.unix_millis() - LOCK_LEASE.as_millis() as i64 - 60_000);
+            let stale = Lock { acquired_at: ago(held.acquired_at), expires_at: ago(held.expires_at), ..held };
+            assert!(p.ledger.renew(&stale).await.expect("rewrite"));
+            let again = serde_json::json!({
+                "action": "begin", "mode": "unplanned", "execution": "again",
+                "startedAt": Timestamp::now().to_string(),
+            });
+            let Ok(Answer::Begin(b)) = p.handle_any(again).await else { panic!("begin") };
+            assert_eq!(b.outcome, BeginOutcome::Acquired, "{b:?}");
+            assert!(
+                b.cause.as_deref().is_some_and(|c| c.contains("took over the failover lock of execution dead")),
+                "{b:?}"
+            );
+            let dead = p.ledger.timeline("dead").await.expect("read").expect("timeline");
+            assert_eq!(dead.status, ExecutionStatus::Failed, "{dead:?}");
+            let late = PromoteRequest {
+                action: PromoterAction::Gate,
+                target_region: region("us-east-2"),
+                mode: FailoverMode::Unplanned,
+                expected_epoch: WriterEpoch(1),
+                allow_data_loss: false,
+                execution: Some("dead".to_owned()),
+            };
+            assert_eq!(p.handle(late).await.err().map(|e| e.name), Some(ErrorName::Ungated));
+        }
+
+        /// Every step renews its execution's lease on the lock, within LOCK_TTL of the start.
+        #[tokio::test]
+        async fn each_step_renews_the_lock() {
+            let p = promoter();
+            begin(&p, "flow").await;
+            let first = p.ledger.held_lock().await.expect("read").expect("held");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            step(&p, PromoterAction::Gate, FailoverMode::Unplanned, false).await.expect("gate");
+            let renewed = p.ledger.held_lock().await.expect("read").expect("held");
+            assert!(renewed.expires_at > first.expires_at, "{first:?} then {renewed:?}");
+            assert_eq!(renewed.acquired_at, first.acquired_at);
+        }
+
         /// Review of this change: in a planned switchover the old writer is fenced by the time
         /// `record` runs; refusing then would leave nobody applying. The old region is alive:
         /// the new writer's catch-up takes in what it parked, so `record` goes on.
@@ -1127,7 +1372,17 @@ mod tests {
             mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(move || {
                 GetMetricDataOutput::builder()
                     .metric_data_results(
-                        MetricDataResult::builder().id("lag").set_values(Some(values.to_vec())).build(),
+                        MetricDataResult::builder()
+                            .id("lag")
+                            .set_values(Some(values.to_vec()))
+                            // Stamped this minute: current figures.
+                            .set_timestamps(Some(
+                                values
+                                    .iter()
+                                    .map(|_| aws_sdk_cloudwatch::primitives::DateTime::from(SystemTime::now()))
+                                    .collect(),
+                            ))
+                            .build(),
                     )
                     .build()
             })
@@ -1193,6 +1448,7 @@ mod tests {
         async fn the_lag_gate_reads_aurora_lag_from_cloudwatch() {
             // 90 s of lag against a 60 s budget: refused, then allowed with allowDataLoss.
             let p = promoter(&[], &[&lag_ms(&[90_000.0])]);
+            gated(&p).await;
             let err = p.handle(request(PromoterAction::Gate, false)).await.expect_err("above budget");
             assert_eq!(err.name, ErrorName::LagAboveBudget, "{err}");
             assert!(err.message.contains("250 orders in the lag"), "{err}");
@@ -1202,10 +1458,12 @@ mod tests {
             assert!(ok.result.gate.is_some_and(|g| g.data_loss_accepted));
             // No datapoint: unknown lag, refused.
             let p = promoter(&[], &[&lag_ms(&[])]);
+            gated(&p).await;
             let err = p.handle(request(PromoterAction::Gate, false)).await.expect_err("unknown");
             assert!(err.name == ErrorName::LagAboveBudget && err.message.contains("unknown"), "{err}");
             // Within budget: passes.
             let p = promoter(&[], &[&lag_ms(&[800.0])]);
+            gated(&p).await;
             assert!(p.handle(request(PromoterAction::Gate, false)).await.is_ok());
         }
 

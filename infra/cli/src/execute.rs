@@ -104,25 +104,28 @@ const FIRST_CHANGE: &str = "Fence";
 /// touched is a failure, whatever its name.
 fn verdict(x: &Execution) -> Exit {
     if x.succeeded() {
-        let outcome = x.output.as_ref().and_then(|o| o.pointer("/steps/begin/outcome")).and_then(Value::as_str);
-        return match outcome {
-            Some("nothingToDo" | "duplicate") => Exit::NothingToDo,
-            _ => Exit::Done,
-        };
+        return Exit::Done;
     }
     let changed_something = x.path().iter().any(|s| s == FIRST_CHANGE);
-    // The execution's error is the one its Catch recorded (`$.error.Error`).
-    match x.error.as_deref().and_then(ErrorName::parse).map(ErrorName::category) {
-        Some(ErrorCategory::Precondition) if !changed_something => Exit::Refused,
+    // The execution's error is the one its Catch recorded (`$.error.Error`), or the name its
+    // Fail state gives a duplicate or a no-op (failed executions: neither is a success).
+    match x.error.as_deref().and_then(ErrorName::parse) {
+        Some(ErrorName::Duplicate | ErrorName::NothingToDo) => Exit::NothingToDo,
+        Some(name) if name.category() == ErrorCategory::Precondition && !changed_something => Exit::Refused,
         _ => Exit::Failed,
     }
 }
 
 fn summary(x: &Execution, exit: Exit) -> String {
-    let outcome = x.output.as_ref().and_then(|o| o.pointer("/steps/begin/outcome")).and_then(Value::as_str);
     match exit {
         Exit::Done => format!("{}: {} succeeded", x.name, x.status),
-        Exit::NothingToDo => format!("{}: nothing done ({})", x.name, outcome.unwrap_or("?")),
+        Exit::NothingToDo => format!(
+            "{}: {} {}, nothing done: {}",
+            x.name,
+            x.status,
+            x.error.as_deref().unwrap_or("?"),
+            x.cause.as_deref().map(cause_message).unwrap_or_default()
+        ),
         _ => format!(
             "{}: {} {}: {}",
             x.name,
@@ -161,11 +164,9 @@ mod tests {
         let begin = |outcome: &str| Some(json!({ "steps": { "begin": { "outcome": outcome } } }));
         let table = [
             (execution("SUCCEEDED", None, &["Begin", "Gate", "Fence", "Promote"], begin("acquired")), Exit::Done),
-            (
-                execution("SUCCEEDED", None, &["Begin", "Proceed", "NothingToDo"], begin("nothingToDo")),
-                Exit::NothingToDo,
-            ),
-            (execution("SUCCEEDED", None, &["Begin", "Proceed", "Duplicate"], begin("duplicate")), Exit::NothingToDo),
+            // A no-op and a duplicate are failed executions, and nothing done.
+            (execution("FAILED", Some("NothingToDo"), &["Begin", "Proceed", "NothingToDo"], None), Exit::NothingToDo),
+            (execution("FAILED", Some("Duplicate"), &["Begin", "Proceed", "Duplicate"], None), Exit::NothingToDo),
             // The gate said no before anything changed: refused.
             (execution("FAILED", Some("LagAboveBudget"), &["Begin", "Gate", "EndFailed"], None), Exit::Refused),
             (execution("FAILED", Some("LockHeld"), &["Begin", "EndFailed"], None), Exit::Refused),

@@ -207,6 +207,9 @@ struct OrderState {
     read_only: bool,
     /// Logical clock of `applied_at`, in ms.
     clock: i64,
+    /// Order ids the database refuses (a constraint the parser does not check): a
+    /// transaction holding one fails whole, with `InvalidInput`.
+    refused: std::collections::BTreeSet<String>,
 }
 
 impl InMemoryOrderStore {
@@ -222,6 +225,11 @@ impl InMemoryOrderStore {
 
     pub fn set_read_only(&self, read_only: bool) {
         lock(&self.state).read_only = read_only;
+    }
+
+    /// The database refuses the order `order_id` from now on (a check constraint).
+    pub fn refuse(&self, order_id: &str) {
+        lock(&self.state).refused.insert(order_id.to_owned());
     }
 
     /// Puts `order` in the database as the writer applied it (what replication delivers).
@@ -263,6 +271,12 @@ impl OrderStore for InMemoryOrderStore {
                 return Err(SwitchyardError::new(
                     ErrorName::StaleEpoch,
                     "cannot execute INSERT in a read-only transaction",
+                ));
+            }
+            if let Some(d) = deliveries.iter().find(|d| s.refused.contains(&d.order.order_id)) {
+                return Err(SwitchyardError::new(
+                    ErrorName::InvalidInput,
+                    format!("new row for order {} violates a check constraint", d.order.order_id),
                 ));
             }
             let mut staged: BTreeMap<String, StoredOrder> = BTreeMap::new();
@@ -415,6 +429,10 @@ struct EngineState {
     catch_up_polls: u32,
     promotions_started: u32,
     promotion_running: bool,
+    /// Databases that answer, with this error (too many connections, a rejected login…).
+    sick: BTreeMap<Region, SwitchyardError>,
+    /// The replica's replay is paused (or its stream broken): it cannot catch up.
+    replay_stalled: bool,
 }
 
 impl InMemoryEngine {
@@ -432,6 +450,8 @@ impl InMemoryEngine {
                 catch_up_polls: 0,
                 promotions_started: 0,
                 promotion_running: false,
+                sick: BTreeMap::new(),
+                replay_stalled: false,
             }),
         }
     }
@@ -444,6 +464,20 @@ impl InMemoryEngine {
         if let Some(n) = lock(&self.state).nodes.get_mut(region) {
             n.reachable = reachable;
         }
+    }
+
+    /// The replica stops replaying (`true`) or replays again.
+    pub fn set_replay_stalled(&self, stalled: bool) {
+        lock(&self.state).replay_stalled = stalled;
+    }
+
+    /// `region`'s database answers every call with `error` (`None`: it is well again).
+    pub fn set_sick(&self, region: &Region, error: Option<SwitchyardError>) {
+        let mut s = lock(&self.state);
+        match error {
+            Some(e) => s.sick.insert(region.clone(), e),
+            None => s.sick.remove(region),
+        };
     }
 
     /// What `lag` answers while both databases answer.
@@ -473,6 +507,9 @@ fn unreachable_node(region: &Region) -> SwitchyardError {
 
 impl EngineState {
     fn answering(&mut self, region: &Region) -> PortResult<&mut EngineNode> {
+        if let Some(e) = self.sick.get(region) {
+            return Err(e.clone());
+        }
         match self.nodes.get_mut(region) {
             Some(n) if n.reachable => Ok(n),
             Some(_) => Err(unreachable_node(region)),
@@ -504,6 +541,24 @@ impl PromotionEngine for InMemoryEngine {
         Ok(StepState::Done)
     }
 
+    async fn can_catch_up(&self, old: &Region, target: &Region) -> PortResult<()> {
+        let mut s = lock(&self.state);
+        s.answering(old)?;
+        let stalled = s.replay_stalled;
+        if s.answering(target)?.writer {
+            return Err(SwitchyardError::new(ErrorName::NotReady, format!("{target} is not a replica")));
+        }
+        if stalled {
+            return Err(SwitchyardError::new(ErrorName::NotReady, format!("{target} does not replay")));
+        }
+        Ok(())
+    }
+
+    async fn unfence(&self, old: &Region) -> PortResult<StepState> {
+        lock(&self.state).answering(old)?.fenced = false;
+        Ok(StepState::Done)
+    }
+
     async fn catch_up(&self, old: &Region, target: &Region) -> PortResult<StepState> {
         let mut s = lock(&self.state);
         let writes = {
@@ -517,8 +572,8 @@ impl PromotionEngine for InMemoryEngine {
                 format!("{old} still accepts writes: fence it first"),
             ));
         }
-        if s.catch_up_polls > 0 {
-            s.catch_up_polls -= 1;
+        if s.catch_up_polls > 0 || s.replay_stalled {
+            s.catch_up_polls = s.catch_up_polls.saturating_sub(1);
             return Ok(StepState::InProgress);
         }
         Ok(StepState::Done)
