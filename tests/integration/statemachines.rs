@@ -40,7 +40,7 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(fatal(sb))
         }),
         own_sandbox_trial(
-            "statemachines::an_old_writer_that_rejects_the_promoter_does_not_block_the_failover",
+            "statemachines::an_old_writer_out_of_connection_slots_does_not_block_the_failover",
             "sm-sick",
             |sb| Box::pin(sick_old_writer(sb)),
         ),
@@ -336,6 +336,9 @@ async fn lag_gate(sb: &Sandbox) -> anyhow::Result<()> {
 async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
     switchyard_tests::arm(sb, "us-east-2")?;
     sb.stop_database("us-east-2")?;
+    // us-east-1's order API is down (the outage the alarm saw): the failover's confirmation
+    // from us-east-2 finds no healthy old writer.
+    sb.set_api("us-east-1", false).await?;
     let mut input = alarm_input();
     // With the target down its lag cannot be read at all: accepted explicitly here, so the
     // execution reaches the promotion.
@@ -353,6 +356,7 @@ async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
         sb.start_database("us-east-2")
     };
     let (x, restored) = tokio::join!(execute(sb, &start), restore);
+    sb.set_api("us-east-1", true).await?;
     restored?;
     let x = x?;
     ensure!(x.succeeded(), "did not recover:\n{}", x.history());
@@ -420,24 +424,33 @@ async fn fail_over_to_east2(sb: &Sandbox, name: &str) -> anyhow::Result<Executio
     Ok(x)
 }
 
-/// #18: us-east-1 is sick, not gone: its order API is down (what fired the alarm) and its
-/// database is alive but its `pg_hba.conf` rejects the functions' roles (the sandbox's
-/// `reject-auth`), so the promoter's calls fail `AccessDenied`, not unreachable. The
-/// unplanned failover treats it as gone: the gate bounds the lag from the replica (a
-/// heartbeat replicated just before), the fence is left to the re-fence, and the failover
-/// succeeds. Before, `AccessDenied` failed the failover on the failed region's behaviour.
+/// #18: us-east-1 is sick, not gone: its database is up but every connection slot is taken
+/// (SQLSTATE 53300, "too many clients", for every role, the promoter's superuser too: the
+/// sandbox's `connection-slots` and `reject-auth` reach only the functions' own roles), so
+/// its order API's health fails (what fired the alarm) and the promoter's calls there fail
+/// `Throttled`, not unreachable. The unplanned failover treats it as gone: the gate bounds
+/// the lag from the replica (a heartbeat replicated just before), the fence is left to the
+/// re-fence, and the failover succeeds. Before, `Throttled` was retried until the failover
+/// failed on the failed region's behaviour.
 async fn sick_old_writer(sb: &Sandbox) -> anyhow::Result<()> {
-    use switchyard_sandbox::postgres::Sickness;
     switchyard_tests::arm(sb, "us-east-2")?;
     let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
     ensure!(matches!(probe, Invocation::Ok(_)), "probe: {probe:?}");
-    sb.sicken_database("us-east-1", Sickness::RejectAuth).await?;
-    sb.set_api("us-east-1", false).await?;
+    // Take every slot (bounded): the server answers, and refuses.
+    let node = sb.node("us-east-1")?;
+    let mut held = Vec::new();
+    let full = loop {
+        match node.connect().await {
+            Ok(c) => held.push(c),
+            Err(e) if e.name == switchyard_core::ErrorName::Throttled => break e,
+            Err(e) => anyhow::bail!("filling us-east-1's connection slots: {e}"),
+        }
+        ensure!(held.len() < 400, "us-east-1 still takes connections after 400");
+    };
     let x = execute(sb, &Start::new("failover", "us-east-2", "sick-1", alarm_input(), Timing::FAST)?).await;
-    sb.set_api("us-east-1", true).await?;
-    sb.cure_database("us-east-1").await?;
+    drop(held);
     let x = x?;
-    ensure!(x.succeeded(), "the failover from a sick writer:\n{}", x.history());
+    ensure!(x.succeeded(), "the failover from a sick writer ({full}):\n{}", x.history());
     let out = x.output.as_ref().context("no output")?;
     let (gate, fence) = (&out["steps"]["gate"]["result"], &out["steps"]["fence"]["result"]);
     ensure!(fence["state"] == "unreachable", "the fence: {fence}\n{}", x.history());

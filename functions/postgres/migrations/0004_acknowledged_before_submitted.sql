@@ -2,4 +2,16 @@
 -- clock runs ahead sends an order acknowledged "before" it was submitted. It is
 -- acknowledged, so it is applied; refusing it here failed its whole batch on every
 -- redelivery (#18). The two times stay as evidence, in no required order.
-ALTER TABLE orders DROP CONSTRAINT orders_acknowledged_at_check;
+-- Migration 1 left the check unnamed (PostgreSQL chose the name): find it by its definition.
+DO $$
+DECLARE
+    name text;
+BEGIN
+    SELECT conname INTO name FROM pg_constraint
+     WHERE conrelid = 'orders'::regclass AND contype = 'c'
+       AND pg_get_constraintdef(oid) LIKE '%acknowledged_at >= submitted_at%';
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'orders has no check of acknowledged_at >= submitted_at to drop';
+    END IF;
+    EXECUTE format('ALTER TABLE orders DROP CONSTRAINT %I', name);
+END $$;
