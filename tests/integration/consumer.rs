@@ -28,6 +28,9 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("consumer::a_mixed_batch_reports_exactly_the_bad_orders_which_end_in_the_dlq", |sb| {
             Box::pin(mixed_batch(sb))
         }),
+        sandbox_trial("consumer::an_order_the_database_refuses_stays_alone_and_the_rest_is_applied", |sb| {
+            Box::pin(refused_by_the_database(sb))
+        }),
         sandbox_trial("consumer::shadow_deletes_only_orders_the_replica_holds", |sb| Box::pin(shadow(sb))),
         sandbox_trial("consumer::the_database_refuses_orders_committed_outside_the_writer_lease", |sb| {
             Box::pin(outside_the_lease(sb))
@@ -200,6 +203,35 @@ async fn duplicates(sb: &Sandbox) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// #18: an order the parser accepts and the database refuses (here a check constraint a test
+/// adds, standing for any the parser does not know) failed its whole batch, on every
+/// redelivery. Now the batch is applied one order per transaction and only that order stays
+/// (for the DLQ); the database's refusal is `InvalidInput` only for the insert itself.
+async fn refused_by_the_database(sb: &Sandbox) -> anyhow::Result<()> {
+    let mut source = OrdersEventSource::new(sb, "us-east-1").await?;
+    source.visibility = Some(Duration::ZERO);
+    let node = sb.node("us-east-1")?;
+    let db = node.connect().await?;
+    let mut orders: Vec<Order> = (0..3).map(|n| order("refused", n)).collect();
+    orders[1].account = "REFUSED".into();
+    db.batch_execute("ALTER TABLE orders ADD CONSTRAINT test_refused CHECK (account <> 'REFUSED') NOT VALID").await?;
+    let outcome = async {
+        send(&source, &orders.iter().map(body).collect::<Vec<_>>()).await?;
+        wait_depth(&source, &source.queue_url, 3).await?;
+        let polls = source.drain(1).await?;
+        no_function_error(&polls)?;
+        ensure!(total(&polls, |p| p.kept.len()) == 1 && total(&polls, |p| p.deleted) == 2, "{polls:?}");
+        let prefix = format!("refused-{}-", std::process::id());
+        let expected = ids(&[orders[0].clone(), orders[2].clone()]);
+        ensure!(applied(&node, &prefix).await? == expected, "applied: {:?}", applied(&node, &prefix).await?);
+        anyhow::Ok(())
+    }
+    .await;
+    db.batch_execute("ALTER TABLE orders DROP CONSTRAINT test_refused").await?;
+    delete_visible(&source, &source.queue_url).await?;
+    outcome
 }
 
 /// Seven good orders and three bad ones in one batch: exactly the three are reported, the

@@ -591,6 +591,30 @@ async fn asl_timeouts() -> anyhow::Result<()> {
             "{machine}: {waited} s of polls after Activate leave less than a minute of the {} s lock lease",
             LOCK_LEASE.as_secs()
         );
+        // Every bounded loop at its worst (each poll's Wait plus what that poll may wait
+        // itself) leaves two minutes of the execution's timeout for the other tasks, so a
+        // slow loop ends in its caught StepTimedOut, not in the uncaught timeout.
+        let loops = [
+            ("CaughtUp", "WaitForCatchUp", 0),
+            ("Promoted", "WaitForPromotion", switchyard_postgres::PROMOTE_POLL_WAIT.as_secs()),
+            ("Switched", "WaitForTraffic", switchyard_aws::route53_records::SYNC_WAIT.as_secs()),
+            ("FirstOrderApplied", "WaitForFirstOrder", 0),
+        ];
+        let mut worst = 0;
+        for (choice, wait, per_poll) in loops {
+            let Some(choices) = states[choice]["Choices"].as_array() else { continue };
+            let bound = choices
+                .iter()
+                .find_map(|c| c["NumericGreaterThanEquals"].as_u64().or(c["NumericLessThan"].as_u64()))
+                .with_context(|| format!("{machine}.{choice} has no poll bound"))?;
+            worst +=
+                bound * (states[wait]["Seconds"].as_u64().with_context(|| format!("{machine}.{wait}"))? + per_poll);
+        }
+        ensure!(
+            worst + 120 <= LOCK_TTL.as_secs(),
+            "{machine}: its poll loops may take {worst} s of its {} s",
+            LOCK_TTL.as_secs()
+        );
     }
     Ok(())
 }

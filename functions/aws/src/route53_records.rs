@@ -18,6 +18,10 @@ use switchyard_core::{
 
 use crate::errors::classify;
 
+/// How long one `route_to` call waits for INSYNC by default: short, so that the state
+/// machines' bounded traffic polls stay within the execution's timeout.
+pub const SYNC_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct FailoverRecords {
     client: Client,
@@ -35,7 +39,7 @@ impl FailoverRecords {
             client,
             hosted_zone_id: hosted_zone_id.into(),
             record_name: record_name.into(),
-            sync_wait: Duration::from_secs(20),
+            sync_wait: SYNC_WAIT,
         }
     }
 

@@ -152,11 +152,14 @@ pub fn datapoints(
     outcomes: &[ProbeOutcome],
     verdicts: &BTreeMap<Region, RegionVerdict>,
 ) -> Vec<Datapoint> {
-    // A round in which this region's own endpoint failed says nothing about the peer: the
-    // failure may be this region's (its egress), so no datapoint of the peer is published
-    // (missing data is not breaching: the peer's failover alarm holds).
-    let own_endpoint_failed =
-        outcomes.iter().any(|o| o.region == *local && o.target == Target::Endpoint && o.health == Health::Unhealthy);
+    // A round in which this region's own endpoint did not answer at all (refused, reset,
+    // timed out) says nothing about the peer: the failure may be this region's egress, so no
+    // datapoint of the peer is published (missing data is not breaching: the peer's failover
+    // alarm holds). An own endpoint that answers, even with an error status, shows the
+    // probe can reach the network: the peer's figures stand.
+    let own_endpoint_failed = outcomes.iter().any(|o| {
+        o.region == *local && o.target == Target::Endpoint && o.health == Health::Unhealthy && o.error.is_some()
+    });
     let about = |region: &Region| !own_endpoint_failed || region == local;
     let mut points = Vec::new();
     for o in outcomes.iter().filter(|o| about(&o.region)) {
@@ -311,6 +314,7 @@ mod tests {
         let (local, peer) = (region("us-east-2"), region("us-east-1"));
         let mut own = ProbeOutcome::healthy(Target::Endpoint, local.clone(), 2000.0);
         own.worsen(Health::Unhealthy, "timed out");
+        own.error = Some(ErrorName::ServiceUnavailable);
         let mut theirs = ProbeOutcome::healthy(Target::Endpoint, peer.clone(), 2000.0);
         theirs.worsen(Health::Unhealthy, "timed out");
         let outcomes = [own.clone(), theirs.clone()];
@@ -319,14 +323,18 @@ mod tests {
             |r: &Region| points.iter().filter(|p| p.dimensions.contains(&("Region".to_owned(), r.to_string()))).count();
         assert_eq!(about(&peer), 0, "{points:?}");
         assert!(points.iter().any(|p| p.name == "Healthy" && p.value == 0.0 && about(&local) > 0));
-        // With its own endpoint answering, the same peer failure is published.
-        let fine = ProbeOutcome::healthy(Target::Endpoint, local.clone(), 20.0);
-        let outcomes = [fine, theirs];
-        let points = datapoints(&local, &outcomes, &judge(&outcomes));
-        let peer_healthy = points
-            .iter()
-            .find(|p| p.name == "Healthy" && p.dimensions.contains(&("Region".to_owned(), peer.to_string())));
-        assert_eq!(peer_healthy.map(|p| p.value), Some(0.0));
+        // With its own endpoint answering, healthy or not (a 503 its API gives because the
+        // writer is gone), the same peer failure is published.
+        let mut answered_503 = ProbeOutcome::healthy(Target::Endpoint, local.clone(), 20.0);
+        answered_503.worsen(Health::Unhealthy, "answered HTTP 503");
+        for own in [ProbeOutcome::healthy(Target::Endpoint, local.clone(), 20.0), answered_503] {
+            let outcomes = [own, theirs.clone()];
+            let points = datapoints(&local, &outcomes, &judge(&outcomes));
+            let peer_healthy = points
+                .iter()
+                .find(|p| p.name == "Healthy" && p.dimensions.contains(&("Region".to_owned(), peer.to_string())));
+            assert_eq!(peer_healthy.map(|p| p.value), Some(0.0), "{outcomes:?}");
+        }
     }
 
     #[test]

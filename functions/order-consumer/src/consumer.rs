@@ -379,6 +379,12 @@ impl<S: OrderStore, Q: OrderRequeue, C: ClaimStore> Consumer<S, Q, C> {
                         Err(e) => Verdict::Kept(e.to_string()),
                     });
                 }
+                // Every order refused alone: the fault is the database's (a bad migration, a
+                // constraint no order can meet), not theirs. Keep them all; nothing for the DLQ.
+                if verdicts.iter().all(|v| matches!(v, Verdict::Poison(_))) {
+                    tracing::error!(error = %e, "the database refuses every order of the batch alone: keeping them all");
+                    return Err(e);
+                }
                 Ok(verdicts)
             }
             other => other,
@@ -829,6 +835,19 @@ mod tests {
                     batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1), ("m3", order("o3", 1), 1)],
                     stays: &["m2"],
                     applied: &["o1", "o3"],
+                    requeued: &[],
+                },
+                Case {
+                    name: "a database that refuses every order alone keeps them all (its fault, not theirs)",
+                    local: "us-east-1",
+                    claim: e1(),
+                    setup: |c| {
+                        c.store.refuse("o1");
+                        c.store.refuse("o2");
+                    },
+                    batch: vec![("m1", order("o1", 1), 1), ("m2", order("o2", 1), 1)],
+                    stays: &["m1", "m2"],
+                    applied: &[],
                     requeued: &[],
                 },
                 Case {

@@ -11,7 +11,9 @@ BEGIN
      WHERE conrelid = 'orders'::regclass AND contype = 'c'
        AND pg_get_constraintdef(oid) LIKE '%acknowledged_at >= submitted_at%';
     IF name IS NULL THEN
-        RAISE EXCEPTION 'orders has no check of acknowledged_at >= submitted_at to drop';
+        -- Already gone (dropped by hand): nothing to do.
+        RAISE NOTICE 'orders has no check of acknowledged_at >= submitted_at: nothing to drop';
+    ELSE
+        EXECUTE format('ALTER TABLE orders DROP CONSTRAINT %I', name);
     END IF;
-    EXECUTE format('ALTER TABLE orders DROP CONSTRAINT %I', name);
 END $$;

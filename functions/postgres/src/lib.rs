@@ -21,7 +21,7 @@ mod settings;
 use std::{sync::Arc, time::Duration};
 
 pub use migrate::{MIGRATIONS, Migration, required_version};
-pub use promotion::{Fence, catch_up, streaming_replica};
+pub use promotion::{Fence, PROMOTE_POLL_WAIT, catch_up, streaming_replica};
 use serde::{Deserialize, Serialize};
 pub use settings::DbSettings;
 use switchyard_core::{
@@ -180,6 +180,16 @@ pub async fn bounded<T>(
     what: &str,
     fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> PortResult<T> {
+    bounded_with(timeout, what, fut, classify).await
+}
+
+/// [`bounded`], with the errors sorted by `classify`.
+pub async fn bounded_with<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    classify: fn(&tokio_postgres::Error) -> SwitchyardError,
+) -> PortResult<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(classify(&e)),
@@ -213,10 +223,6 @@ pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
         ErrorName::ResourceNotFound
     } else if code.code() == orders::LEASE_LAPSED || code.code() == orders::LEASE_UNSET {
         ErrorName::LeaseLapsed
-    } else if class == "22" || class == "23" {
-        // A data exception or a violated constraint: this input is refused, however often it
-        // is sent (the order consumer isolates such an order and lets it go to the DLQ).
-        ErrorName::InvalidInput
     } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         // A write reached a replica or a fenced writer: the caller's idea of the writer is wrong.
         ErrorName::StaleEpoch
@@ -224,6 +230,19 @@ pub fn classify(e: &tokio_postgres::Error) -> SwitchyardError {
         ErrorName::Internal
     };
     SwitchyardError::new(name, format!("postgres {}: {}", code.code(), db.message()))
+}
+
+/// [`classify`] for a statement that writes input data: a data exception (`22…`) or a
+/// violated constraint (`23…`) the server raises for it is `InvalidInput`, this input being
+/// refused however often it is sent (the order consumer isolates such an order for the DLQ).
+/// Only for the statement itself: the same classes from elsewhere (a migration, the commit's
+/// lease check) are not the input's fault.
+pub fn classify_input(e: &tokio_postgres::Error) -> SwitchyardError {
+    let classified = classify(e);
+    match e.as_db_error().map(|db| &db.code().code()[..2]) {
+        Some("22" | "23") => SwitchyardError::new(ErrorName::InvalidInput, classified.message),
+        _ => classified,
+    }
 }
 
 impl ReplicationMonitor for PgNode {

@@ -11,7 +11,7 @@ pub use switchyard_core::ports::{Applied, Delivery, FirstApplied, Presence};
 use switchyard_core::{Order, Region, WriterEpoch, ports::PortResult};
 use tokio_postgres::GenericClient;
 
-use crate::bounded;
+use crate::{bounded, bounded_with};
 
 /// SQLSTATEs of `migrations/0003_writer_lease.sql`: a commit of orders after the deadline,
 /// or without one.
@@ -61,7 +61,7 @@ pub async fn apply<C: GenericClient>(
          ON CONFLICT (order_id) DO NOTHING
          RETURNING order_id"
     );
-    let inserted = bounded(
+    let inserted = bounded_with(
         timeout,
         "insert orders",
         db.query(
@@ -81,6 +81,7 @@ pub async fn apply<C: GenericClient>(
                 &column(|d| d.message_id.to_owned()),
             ],
         ),
+        crate::classify_input,
     )
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.iter().map(|r| r.get(0)).collect();

@@ -28,17 +28,22 @@ pub enum Fence {
     ReadOnly,
 }
 
+/// How long one promotion poll waits for `pg_promote` to finish (then `InProgress`).
+pub const PROMOTE_POLL_WAIT: Duration = Duration::from_secs(5);
+
 impl DatabasePromoter for PgNode {
     /// Promotes a replica and lifts any fence it inherited, so it accepts writes.
     async fn promote(&self) -> PortResult<StepState> {
         let client = self.connect().await?;
         let in_recovery: bool = self.query_one(&client, "SELECT pg_is_in_recovery()").await?.get(0);
         if in_recovery {
-            // Waits up to 60 s for the promotion to finish; `false` means not finished yet.
+            // Waits up to 5 s for the promotion to finish; `false` means not finished yet and
+            // the state machine polls again (each poll short, so its bounded polls stay within
+            // the execution's timeout; asking again while it runs changes nothing).
             let promoted: bool = bounded(
-                Duration::from_secs(65).max(self.timeout),
+                (PROMOTE_POLL_WAIT + Duration::from_secs(5)).max(self.timeout),
                 "pg_promote",
-                client.query_one("SELECT pg_promote(true, 60)", &[]),
+                client.query_one("SELECT pg_promote(true, $1)", &[&(PROMOTE_POLL_WAIT.as_secs() as i32)]),
             )
             .await?
             .get(0);

@@ -199,6 +199,8 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
                     ));
                     old.finish(ExecutionStatus::Failed, now);
                     ledger.save_timeline(&old).await?;
+                    // Its promotion may still complete: this execution never lifts a fence then.
+                    timeline.promotion_started = timeline.promotion_started.or(old.promotion_started);
                 }
                 timeline.took_over_from = Some(dead.owner);
                 cause = Some(why);
@@ -321,21 +323,30 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
             )
         } else if moved && t.switched.is_none() {
             format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
-        } else if !moved && t.fenced.is_some() && t.fence_lifted.is_some() {
+        } else if !moved && t.fence_lifted.is_some() {
             format!(
                 "the writer role did not move to {}; this switchover had fenced {}, and lifted the fence: {} writes again; the lock is released",
                 t.to, t.from, t.from
             )
-        } else if !moved && t.fenced.is_some() && t.promotion_started.is_some() {
+        } else if !moved && t.promotion_started.is_some() {
             format!(
-                "ACTION: {} is FENCED (read-only) and a promotion of {} was requested and may still complete: check {} \
-                 first; if it writes, record it by starting the switchover again, else lift the fence on {}",
-                t.from, t.to, t.to, t.from
+                "ACTION: a promotion of {} was requested and may complete, but the claim still names {}{}: no region \
+                 applies orders. Check {}'s database: if it writes, start the {} in {} again to record it; never lift \
+                 a fence on {} while {} may write",
+                t.to,
+                t.from,
+                if t.fenced.is_some() { format!(" ({} was fenced)", t.from) } else { String::new() },
+                t.to,
+                if t.mode == FailoverMode::Planned { "switchover" } else { "failover" },
+                t.to,
+                t.from,
+                t.to
             )
-        } else if !moved && t.fenced.is_some() {
+        } else if !moved && t.fenced.is_some() && t.mode == FailoverMode::Planned {
             format!(
-                "ACTION: {} is FENCED (read-only) and {} was not promoted, so NO region applies orders: lift the fence on {} \
-                 (ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()) or finish the switchover",
+                "ACTION: {} may be FENCED (read-only) and {} was not promoted, so no region may apply orders: lift the \
+                 fence on {} (ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()) or finish the \
+                 switchover",
                 t.from, t.to, t.from
             )
         } else if !moved {

@@ -279,21 +279,20 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         }
         let answer = match req.action {
             PromoterAction::Gate => Answer::Gate(envelope(&req, self.gate(&req, old, target).await?)),
-            PromoterAction::Fence => Answer::Fence(envelope(
-                &req,
+            PromoterAction::Fence => Answer::Fence(envelope(&req, {
+                // Marked before the request: a fence may land even if this call fails, and the
+                // failure path lifts only a fence it knows was asked for.
+                self.mark(&req, |t| t.fenced = t.fenced.or(Some(Timestamp::now()))).await?;
                 match (self.engine.fence(old).await, req.mode) {
-                    (Ok(s), _) => {
-                        self.mark(&req, |t| t.fenced = t.fenced.or(Some(Timestamp::now()))).await?;
-                        FenceResult { state: s.into(), fenced: Some(old_writer.clone()), reason: None }
-                    }
+                    (Ok(s), _) => FenceResult { state: s.into(), fenced: Some(old_writer.clone()), reason: None },
                     // Unplanned: the old writer is usually unreachable, or sick. The re-fence
                     // fences it when it answers again.
                     (Err(e), FailoverMode::Unplanned) if failed_writer_error(e.name) => {
                         FenceResult { state: FenceState::Unreachable, fenced: None, reason: Some(e.message) }
                     }
                     (Err(e), _) => return Err(e),
-                },
-            )),
+                }
+            })),
             PromoterAction::CatchUp => {
                 if req.mode != FailoverMode::Planned {
                     return Err(SwitchyardError::new(
@@ -451,7 +450,13 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
             {
                 return Ok(false);
             }
-            let holds = self.ledger.held_lock().await?.is_some_and(|l| l.owner == execution);
+            // Holding the lock is proven by renewing it (a conditional write): an execution
+            // whose lock was taken over lifts nothing.
+            let held = self.ledger.held_lock().await?.filter(|l| l.owner == execution);
+            let holds = match held {
+                Some(l) if l.expires_at > Timestamp::now() => self.ledger.renew(&l.renewed(Timestamp::now())).await?,
+                _ => false,
+            };
             let claim = self.registry.strong_read().await.proven()?;
             if !holds || claim.writer != t.from || self.engine.accepts_writes(&t.to).await? {
                 return Ok(false);
@@ -1225,7 +1230,28 @@ mod tests {
             assert_eq!(state(&step(&p, Promote, planned, false).await.expect("poll")), Some(StepState::InProgress));
             let end = end_failed(&p).await;
             assert_eq!(p.engine.accepts_writes(&region("us-east-1")).await, Ok(false), "lifted during a promotion");
-            assert!(end.message.contains("FENCED") && end.message.contains("promotion"), "{}", end.message);
+            assert!(
+                end.message.contains("a promotion of us-east-2 was requested") && end.message.contains("was fenced"),
+                "{}",
+                end.message
+            );
+        }
+
+        /// Review of #18: an unplanned failover whose promotion was requested and whose record
+        /// then failed paged "did not move", although the target's database may write.
+        #[tokio::test]
+        async fn a_failure_after_the_promotion_request_pages_what_to_check() {
+            use PromoterAction::*;
+            let p = promoter();
+            let unplanned = FailoverMode::Unplanned;
+            p.engine.set_reachable(&region("us-east-1"), false);
+            p.engine.set_lag_from_target(lag(5.0));
+            step(&p, Gate, unplanned, false).await.expect("gate");
+            step(&p, Fence, unplanned, false).await.expect("fence: unreachable");
+            step(&p, Promote, unplanned, false).await.expect("promote");
+            let end = end_failed(&p).await;
+            assert!(end.message.contains("a promotion of us-east-2 was requested"), "{}", end.message);
+            assert!(!end.message.contains("did not move"), "{}", end.message);
         }
 
         /// #18: an execution that died holding the lock (timed out, aborted) made every new start

@@ -530,7 +530,9 @@ pub async fn cure(data_dir: &Path, endpoint: &PgEndpoint) -> Result<()> {
     }
     let node = PgNode::new(endpoint.clone(), "switchyard-sandbox-cure");
     let client = node.connect().await.map_err(anyhow::Error::msg)?;
-    client.batch_execute("SELECT pg_reload_conf()").await?;
+    // A writer fenced while sick (a failover away from it) defaults to read-only: the cure
+    // is the sandbox's, not a client's write.
+    client.batch_execute("SET default_transaction_read_only = off; SELECT pg_reload_conf()").await?;
     let replica: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
     if !replica {
         for role in ROLES {

@@ -6,8 +6,11 @@
 //!   parallel over the region's links. The writer's region drops an unreachable standby by a
 //!   recorded write of its standing and sends to its catch-up queue instead; 503
 //!   `NotAcknowledged` otherwise (the client retries; the order id makes it idempotent).
-//! - `GET /health`: 200 while the region's database answers, 503 otherwise (liveness: what
-//!   the health probes watch).
+//! - `GET /health`: 200 while the region's database serves its role, 503 otherwise (what the
+//!   health probes watch, and the failover's confirmation trusts): a replica that answers, a
+//!   writer that takes a write (tried in a transaction rolled back: out of disk, fenced or
+//!   read-only is unhealthy). An application's own `/health` must mean as much: the failover
+//!   stops on its 200 from the old writer's region.
 //! - `GET /writer`: the claim-aware endpoint Route 53's health checks call
 //!   (`switchyard_core::dns::writer_health`): 200 only while a strong read of the claim, through
 //!   this region's replica, shows this region holds the active claim; 503 otherwise. In AWS
@@ -55,7 +58,18 @@ async fn health(world: &World, region: &Region) -> (u16, Value) {
         return (503, json!({ "region": region, "error": "no database" }));
     };
     let node = PgNode::new(endpoint.clone(), format!("order-api-{region}"));
-    match tokio::time::timeout(CALL_DEADLINE, node.replication_status()).await {
+    let serves = async {
+        let status = node.replication_status().await?;
+        if status.role == switchyard_core::DatabaseRole::Writer {
+            // The write is the check: nothing stays.
+            let client = node.connect().await?;
+            let write = "BEGIN; INSERT INTO switchyard_heartbeat (region, beat_at) VALUES ('order-api-health', now())
+                         ON CONFLICT (region) DO NOTHING; ROLLBACK;";
+            switchyard_postgres::bounded(CALL_DEADLINE, "health write", client.batch_execute(write)).await?;
+        }
+        Ok::<_, switchyard_core::SwitchyardError>(status)
+    };
+    match tokio::time::timeout(CALL_DEADLINE, serves).await {
         Ok(Ok(status)) => (200, json!({ "region": region, "database": status.role })),
         Ok(Err(e)) => (503, json!({ "region": region, "error": e.to_string() })),
         Err(_) => (503, json!({ "region": region, "error": "the database did not answer in time" })),
