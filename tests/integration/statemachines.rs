@@ -280,9 +280,10 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     let pages = pager.messages().await?;
     ensure!(pages.iter().any(|m| m.contains("alarm-1 (succeeded)")), "no success notification: {pages:?}");
     eprintln!(
-        "      failover: RTO {:.1} s (detected → switched), lease {:.1} s (promoted → activated), \
-         first order {:.1} s after the activation; {} orders applied under epoch 2",
+        "      failover: RTO {:.1} s (detected → switched), of which the confirmation {:.1} s and the lease {:.1} s \
+         (promoted → activated), first order {:.1} s after the activation; {} orders applied under epoch 2",
         t["rtoSeconds"].as_f64().unwrap_or(0.0),
+        x.state_ms("ConfirmOutage").unwrap_or(0) as f64 / 1000.0,
         lease_ms as f64 / 1000.0,
         (first.unix_millis() - activated.unix_millis()) as f64 / 1000.0,
         x.output.as_ref().map(|o| o["steps"]["consumer"]["appliedUnderEpoch"].clone()).unwrap_or_default(),

@@ -118,6 +118,17 @@ impl Execution {
         self.events.iter().filter(move |e| e["type"] == kind)
     }
 
+    /// Milliseconds from the first entry into `state` to the last exit from it.
+    pub fn state_ms(&self, state: &str) -> Option<i64> {
+        let at = |kind: &str| {
+            self.events_of(kind)
+                .filter(|e| e["state"]["name"] == state)
+                .filter_map(|e| e["timestamp"].as_i64())
+                .collect::<Vec<i64>>()
+        };
+        Some(at("StateExited").last()? - at("StateEntered").first()?)
+    }
+
     /// The errors a state failed with before being retried, in order.
     pub fn retried(&self, state: &str) -> Vec<String> {
         self.events_of("StateRetried")
