@@ -188,20 +188,29 @@ async fn ineligible(sb: &Sandbox) -> anyhow::Result<()> {
     let store =
         ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.primary).control_table);
     let claim = store.strong_read().await.proven()?;
-    let now = ingress::standing_of(&store, &d.regions.standby, claim.epoch).await?;
     let with = |version: u64, standing: Standing| Eligibility {
         version,
         epoch: claim.epoch,
         standby: d.regions.standby.clone(),
         standing,
     };
-    // us-east-1's order API would catch us-east-2 up within a second (it answers): paused.
+    // us-east-1's order API would catch us-east-2 up within a second (it answers): paused,
+    // and a catch-up round already under way (one a second) is let finish first, or it may
+    // move the standing it read after the write below. The API comes back whatever happens:
+    // the sandbox is shared.
     sb.set_api("us-east-1", false).await?;
-    store.write(now.version, with(now.version + 1, Standing::Ineligible)).await?;
-    let outcome = expect_broken(sb, sb.lambda("us-east-1")?, "acknowledgement", "us-east-2 is Ineligible").await;
-    store.write(now.version + 1, with(now.version + 2, Standing::Eligible)).await?;
+    let outcome = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let now = ingress::standing_of(&store, &d.regions.standby, claim.epoch).await?;
+        store.write(now.version, with(now.version + 1, Standing::Ineligible)).await?;
+        let broken = expect_broken(sb, sb.lambda("us-east-1")?, "acknowledgement", "us-east-2 is Ineligible").await;
+        let then = ingress::standing_of(&store, &d.regions.standby, claim.epoch).await?;
+        store.write(then.version, with(then.version + 1, Standing::Eligible)).await?;
+        broken.map(drop)
+    }
+    .await;
     sb.set_api("us-east-1", true).await?;
-    outcome.map(drop)
+    outcome
 }
 
 /// Nothing armed (a seeded claim store, or any handover since): no alarm fails over, and
