@@ -113,10 +113,18 @@ async fn sandbox_modules_acyclic() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What may differ between a state both machines have: each machine's `mode`, comments, the
-/// failover's `allowDataLoss` and Gate's next state (Fence runs straight after it, the
-/// switchover's CatchUp after Fence), and the page's subject.
-const MAY_DIFFER: &[&str] = &["/Comment", "/Parameters/mode", "/Parameters/allowDataLoss.$", "/Parameters/Subject"];
+/// What may differ between a state both machines have: each machine's `mode` and `entry`
+/// (the switchover is operator-only), comments, the failover's overrides (`allowDataLoss`,
+/// `ignoreCooldown`) and Gate's next state (Fence runs straight after it, the switchover's
+/// CatchUp after Fence), and the page's subject.
+const MAY_DIFFER: &[&str] = &[
+    "/Comment",
+    "/Parameters/mode",
+    "/Parameters/entry",
+    "/Parameters/allowDataLoss.$",
+    "/Parameters/ignoreCooldown.$",
+    "/Parameters/Subject",
+];
 
 /// The two definitions are written by hand (one reviewable file per workflow, as AWS's
 /// samples keep them), so a shared state changed in one file only is a failure here: they
@@ -185,6 +193,7 @@ fn answer_of(state: &Value) -> anyhow::Result<Option<Value>> {
             target_region: east2.clone(),
             old_writer: east1.clone(),
             allow_data_loss: false,
+            ignore_cooldown: false,
             outcome: BeginOutcome::Acquired,
             claim: claim.clone(),
             expected_epoch: None,
@@ -351,7 +360,7 @@ async fn asl_paths_resolve() -> anyhow::Result<()> {
             }
         }
         let expected: &[&str] =
-            if machine == "failover" { &["ConfirmOutage", "VerifyHealth"] } else { &["VerifyHealth"] };
+            if machine != "switchover" { &["ConfirmOutage", "VerifyHealth"] } else { &["VerifyHealth"] };
         ensure!(selected == expected, "{machine}: ResultSelectors in {selected:?}");
         let mut checked = 0;
         for (name, state) in states {
@@ -551,7 +560,7 @@ async fn asl_substitutions() -> anyhow::Result<()> {
         let used = definitions::placeholders(&definitions::definition_text(machine)?);
         for region in d.regions.iter() {
             let provided: BTreeSet<String> =
-                d.state_machine_substitutions(region, "123456789012").into_keys().collect();
+                d.state_machine_substitutions(region, "123456789012", machine).into_keys().collect();
             ensure!(used == provided, "{machine}: uses {used:?}, infra provides {provided:?}");
         }
         for f in FUNCTIONS {
@@ -641,7 +650,7 @@ async fn asl_validated() -> anyhow::Result<()> {
                         "StateMachineName": format!("switchyard-sandbox-{machine}"),
                         "RoleArn": "arn:aws:iam::123456789012:role/switchyard-sandbox-states",
                         "Definition": serde_json::from_str::<Value>(&definitions::definition_text(machine)?)?,
-                        "DefinitionSubstitutions": d.state_machine_substitutions(region, "123456789012"),
+                        "DefinitionSubstitutions": d.state_machine_substitutions(region, "123456789012", machine),
                     }
                 }
             }

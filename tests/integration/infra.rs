@@ -233,9 +233,7 @@ async fn names_match_the_code() -> anyhow::Result<()> {
             // State machines: their names, their definitions as the files hold them, and
             // substitutions that are exactly the definitions' placeholders, naming functions
             // and the topic of this template.
-            for (machine, name) in
-                [("failover", &n.failover_state_machine), ("switchover", &n.switchover_state_machine)]
-            {
+            for (machine, name) in n.state_machines() {
                 let id = id_named(t, "AWS::StepFunctions::StateMachine", "StateMachineName", name)?;
                 let p = &t["Resources"][&id]["Properties"];
                 let text = switchyard_sandbox::definitions::definition_text(machine)?;
@@ -247,6 +245,12 @@ async fn names_match_the_code() -> anyhow::Result<()> {
                 let keys: BTreeSet<String> = subs.keys().cloned().collect();
                 ensure!(keys == switchyard_sandbox::definitions::placeholders(&text), "{name}: substitutions {keys:?}");
                 for (key, value) in subs {
+                    if key == switchyard_model::FAILOVER_ENTRY_SUBSTITUTION {
+                        // The entry is the machine's: the alarm's failover is automatic.
+                        let entry = if machine == "operator-failover" { "operator" } else { "automatic" };
+                        ensure!(value == entry, "{name}: {key} = {value}");
+                        continue;
+                    }
                     let arn = value["Fn::Sub"].as_str().context("an ARN")?;
                     let last = arn.rsplit(':').next().unwrap_or_default();
                     let known = if key == "AlertsTopicArn" {
@@ -324,6 +328,39 @@ async fn names_match_the_code() -> anyhow::Result<()> {
             }
             let alarms = names_of(t, "AWS::CloudWatch::Alarm", "AlarmName");
             ensure!(alarms.contains(&n.failover_alarm), "{}: no failover alarm", e.file);
+            // Break-glass (#18): the events role starts only the automatic failover; only the
+            // operator role (MFA) starts the operator failover, the one that takes overrides.
+            let starters = |machine: &str| -> BTreeSet<String> {
+                resources_of(t, "AWS::IAM::Role")
+                    .filter(|(_, p)| {
+                        p["Policies"].as_array().into_iter().flatten().any(|policy| {
+                            policy["PolicyDocument"]["Statement"].as_array().into_iter().flatten().any(|st| {
+                                st["Action"].as_array().into_iter().flatten().any(|a| a == "states:StartExecution")
+                                    && st["Resource"].to_string().contains(&format!("stateMachine:{machine}\""))
+                            })
+                        })
+                    })
+                    .map(|(_, p)| p["RoleName"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            };
+            let role = |component: &str| d.names().role(component, region);
+            ensure!(
+                starters(&n.failover_state_machine) == BTreeSet::from([role("events"), role("operator")]),
+                "{}: {} is started by {:?}",
+                e.file,
+                n.failover_state_machine,
+                starters(&n.failover_state_machine)
+            );
+            ensure!(
+                starters(&n.operator_failover_state_machine) == BTreeSet::from([role("operator")]),
+                "{}: {} is started by {:?}",
+                e.file,
+                n.operator_failover_state_machine,
+                starters(&n.operator_failover_state_machine)
+            );
+            let operator = id_named(t, "AWS::IAM::Role", "RoleName", &role("operator"))?;
+            let trust = &t["Resources"][&operator]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+            ensure!(trust["Condition"]["Bool"]["aws:MultiFactorAuthPresent"] == "true", "{}: {trust}", e.file);
         }
         // The global stack's health checks (both modes): HTTPS on each region's claim-aware
         // endpoint, as the model says.

@@ -47,7 +47,7 @@ pub(crate) fn request(action: &str, mode: &str, expected_epoch: u64) -> Value {
 /// Begins [`EXECUTION`] in us-east-2, as a state machine's first step does.
 pub(crate) async fn begin(service: &LambdaService, mode: &str) -> anyhow::Result<Value> {
     let begin = json!({
-        "action": "begin", "mode": mode, "execution": EXECUTION,
+        "action": "begin", "mode": mode, "entry": if mode == "planned" { "operator" } else { "automatic" }, "execution": EXECUTION,
         "startedAt": switchyard_core::order::Timestamp::now().to_string(),
     });
     match service.invoke("rds-promoter", &begin).await? {

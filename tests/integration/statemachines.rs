@@ -94,6 +94,16 @@ fn alarm_input() -> Value {
     })
 }
 
+/// An operator's break-glass input for `operator-failover`: the alarm's, with
+/// `allowDataLoss` and the reason a person gives.
+fn operator_input(reason: &str) -> Value {
+    let mut input = alarm_input();
+    input["trigger"] = json!("manual");
+    input["reason"] = json!(reason);
+    input["allowDataLoss"] = json!(true);
+    input
+}
+
 fn ensure_path(x: &Execution, states: &[&str]) -> anyhow::Result<()> {
     let path = x.path();
     let mut at = 0;
@@ -340,11 +350,18 @@ async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
     // us-east-1's order API is down (the outage the alarm saw): the failover's confirmation
     // from us-east-2 finds no healthy old writer.
     sb.set_api("us-east-1", false).await?;
-    let mut input = alarm_input();
-    // With the target down its lag cannot be read at all: accepted explicitly here, so the
-    // execution reaches the promotion.
-    input["allowDataLoss"] = json!(true);
-    let mut start = Start::new("failover", "us-east-2", "alarm-transient", input, Timing::FAST)?;
+    // With the target down its lag cannot be read at all: a person accepts that, so the
+    // execution reaches the promotion. The automatic entry refuses the override before it
+    // touches anything; the operator entry takes it with a reason.
+    let input = operator_input("INC-18: us-east-1 down, us-east-2's lag unreadable while its database restarts");
+    let refused =
+        execute(sb, &Start::new("failover", "us-east-2", "alarm-override", input.clone(), Timing::FAST)?).await?;
+    ensure!(
+        refused.error.as_deref() == Some("InvalidInput") && !refused.path().iter().any(|s| s == "Fence"),
+        "the automatic failover took an override:\n{}",
+        refused.history()
+    );
+    let mut start = Start::new("operator-failover", "us-east-2", "alarm-transient", input, Timing::FAST)?;
     start.timing = Timing::Shortened { wait_ms: 200, retry_ms: 1500 };
     let restore = async {
         // The fence of us-east-1 comes right before the promotion.
@@ -369,6 +386,14 @@ async fn transient(sb: &Sandbox) -> anyhow::Result<()> {
     );
     ensure!(!x.retried("Promote").is_empty(), "Promote was not retried:\n{}", x.history());
     ensure!(claim(sb, "us-east-2").await? == (2, "us-east-2".into()), "the claim did not move");
+    // The evidence says a person overrode, and why; the page's text says it too.
+    let t = &x.output.as_ref().context("no output")?["timeline"];
+    ensure!(
+        t["entry"] == "operator"
+            && t["overrides"] == json!(["allowDataLoss"])
+            && t["reason"].as_str().is_some_and(|r| r.starts_with("INC-18")),
+        "{t}"
+    );
     Ok(())
 }
 
@@ -511,6 +536,20 @@ async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
             && again.path().last().map(String::as_str) == Some("NothingToDo"),
         "{}",
         again.history()
+    );
+    // #18 break-glass: an operator says the new writer's outage is real. The operator entry
+    // takes the cooldown override with a reason and passes the cooldown; the outage is still
+    // confirmed from us-east-1, and us-east-2 answers healthy: nothing changes.
+    let mut input = operator_input("INC-18: us-east-2 lost its database 10 min after the failover");
+    input["ignoreCooldown"] = json!(true);
+    let glass = execute(sb, &Start::new("operator-failover", "us-east-1", "break-glass", input, Timing::FAST)?).await?;
+    ensure!(
+        glass.error.as_deref() == Some("NotReady")
+            && glass.path().iter().any(|s| s == "ConfirmOutage")
+            && glass.path().iter().any(|s| s == "OldWriterHealthy")
+            && !glass.path().iter().any(|s| s == "Fence"),
+        "the operator failover within the cooldown:\n{}",
+        glass.history()
     );
     for region in ["us-east-1", "us-east-2"] {
         ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim moved");
@@ -691,11 +730,10 @@ async fn isolated_writer(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(cut_off.iter().all(|p| p.function_error.is_none()), "{cut_off:?}");
         // us-east-2 takes over (the lag is unknowable from there: allowDataLoss, as an
         // operator would after looking).
-        let mut input = alarm_input();
-        input["allowDataLoss"] = json!(true);
+        let input = operator_input("INC-17: us-east-1 isolated; its lag is unknowable from us-east-2");
         let (stop, consuming) = keep_consuming(sb, "us-east-2");
         let run = async {
-            let x = execute(sb, &Start::new("failover", "us-east-2", "iso-1", input, Timing::FAST)?).await;
+            let x = execute(sb, &Start::new("operator-failover", "us-east-2", "iso-1", input, Timing::FAST)?).await;
             let _ = stop.send(true);
             x
         };
@@ -830,9 +868,8 @@ async fn pair_cut(sb: &Sandbox) -> anyhow::Result<()> {
         };
         let run = async {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let mut input = alarm_input();
-            input["allowDataLoss"] = json!(true);
-            let x = execute(sb, &Start::new("failover", "us-east-2", "pair-1", input, Timing::FAST)?).await;
+            let input = operator_input("INC-17: the pair's link is cut; us-east-2 dropped from the eligible set");
+            let x = execute(sb, &Start::new("operator-failover", "us-east-2", "pair-1", input, Timing::FAST)?).await;
             // A little longer, so that the old writer would have applied more had it not stopped.
             tokio::time::sleep(Duration::from_secs(3)).await;
             for stop in [&stop1, &stop2] {
@@ -939,7 +976,7 @@ async fn no_majority(sb: &Sandbox) -> anyhow::Result<()> {
 /// Invokes `region`'s promoter with an unplanned `begin` of execution `name`.
 async fn begin_in(sb: &Sandbox, region: &str, name: &str) -> anyhow::Result<Invocation> {
     let begin = json!({
-        "action": "begin", "mode": "unplanned", "execution": name,
+        "action": "begin", "mode": "unplanned", "entry": "automatic", "execution": name,
         "startedAt": Timestamp::now().to_string(),
     });
     sb.lambda(region)?.invoke("rds-promoter", &begin).await

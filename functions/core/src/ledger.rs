@@ -119,6 +119,71 @@ pub struct HandoverRecord {
     pub mode: FailoverMode,
 }
 
+/// Which state machine an execution runs in, as its deployment fixed it (the definition's
+/// `${FailoverEntry}` substitution), never as its input says: Step Functions authorizes
+/// `StartExecution` per state machine, not per input field, so the overrides a person may give
+/// need a state machine of their own that only operators may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailoverEntry {
+    /// `failover`: started by the failover alarm's rule (or by hand); takes no override.
+    Automatic,
+    /// `operator-failover` and `switchover`: started only by the operator role; an override
+    /// needs a reason, which the timeline keeps (CloudTrail keeps who).
+    Operator,
+}
+
+impl FailoverEntry {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailoverEntry::Automatic => "automatic",
+            FailoverEntry::Operator => "operator",
+        }
+    }
+}
+
+/// What an execution's input may override, each a person's decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Fail over above the RPO budget, or into a standby that may lack acknowledged orders.
+    pub allow_data_loss: bool,
+    /// Fail over within the cooldown (the new writer failed soon after the last handover).
+    pub ignore_cooldown: bool,
+}
+
+impl Overrides {
+    /// The names of those given, as the input spells them.
+    pub fn names(&self) -> Vec<String> {
+        [(self.allow_data_loss, "allowDataLoss"), (self.ignore_cooldown, "ignoreCooldown")]
+            .into_iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, name)| name.to_owned())
+            .collect()
+    }
+
+    /// Whether `entry` may start an execution of `mode` with these overrides and `reason`:
+    /// the automatic entry takes none; an unplanned operator failover says why it runs; a
+    /// planned switchover has nothing to override (it never loses data, has no cooldown).
+    pub fn check(&self, entry: FailoverEntry, mode: FailoverMode, reason: Option<&str>) -> Result<(), SwitchyardError> {
+        let given = self.names();
+        let invalid = |m: String| Err(SwitchyardError::new(ErrorName::InvalidInput, m));
+        match (mode, entry) {
+            (FailoverMode::Planned, _) if !given.is_empty() => {
+                invalid(format!("a planned switchover never loses data and has no cooldown: drop {}", given.join(", ")))
+            }
+            (FailoverMode::Unplanned, FailoverEntry::Automatic) if !given.is_empty() => invalid(format!(
+                "the automatic failover takes no override ({}): an operator starts the operator-failover \
+                 state machine with a reason",
+                given.join(", ")
+            )),
+            (FailoverMode::Unplanned, FailoverEntry::Operator) if reason.is_none_or(|r| r.trim().is_empty()) => {
+                invalid("an operator failover needs a reason: say why in the input's reason".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// No automatic (unplanned) failover within this long of the last handover: an outage that
 /// flaps must not bounce the writer between regions. Planned switchovers are a person's
 /// decision and are not held back.
@@ -236,6 +301,15 @@ pub struct Timeline {
     /// The execution whose expired lock this one took over (it had stopped renewing it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub took_over_from: Option<String>,
+    /// Which state machine ran it (absent in timelines written before there were two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<FailoverEntry>,
+    /// Why, as the input said; an operator failover always says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The overrides the operator gave ([`Overrides::names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The new writer accepts writes and its epoch is recorded.
     pub promoted: Option<Timestamp>,
     pub epoch: Option<WriterEpoch>,
@@ -276,6 +350,9 @@ impl Timeline {
             promotion_started: None,
             fence_lifted: None,
             took_over_from: None,
+            entry: None,
+            reason: None,
+            overrides: Vec::new(),
             promoted: None,
             activated: None,
             epoch: None,
@@ -540,6 +617,27 @@ mod tests {
         assert_eq!((overridden.orders_at_risk, overridden.data_loss_accepted), (None, true));
         let planned = gate.check(FailoverMode::Planned, lag, false).expect("planned");
         assert_eq!(RpoFigure::new(&planned, true).orders_in_lag, Some(0));
+    }
+
+    /// #18: overrides only through the operator entry, with a reason; nothing to override
+    /// in a planned switchover.
+    #[test]
+    fn overrides_come_only_through_the_operator_entry_with_a_reason() {
+        use FailoverEntry::{Automatic, Operator};
+        use FailoverMode::{Planned, Unplanned};
+        let none = Overrides::default();
+        let loss = Overrides { allow_data_loss: true, ..Overrides::default() };
+        let both = Overrides { allow_data_loss: true, ignore_cooldown: true };
+        let refused = |o: Overrides, e, m, r: Option<&str>| o.check(e, m, r).map_err(|e| (e.name, e.message)).err();
+        assert_eq!(refused(none, Automatic, Unplanned, None), None);
+        let automatic = refused(both, Automatic, Unplanned, Some("new writer down")).expect("refused");
+        assert_eq!(automatic.0, ErrorName::InvalidInput);
+        assert!(automatic.1.contains("allowDataLoss, ignoreCooldown") && automatic.1.contains("operator-failover"));
+        assert!(refused(loss, Operator, Unplanned, None).is_some_and(|e| e.1.contains("reason")));
+        assert!(refused(none, Operator, Unplanned, Some("  ")).is_some(), "a blank reason is none");
+        assert_eq!(refused(both, Operator, Unplanned, Some("us-east-2 down 20 min after the failover")), None);
+        assert!(refused(loss, Operator, Planned, Some("why")).is_some_and(|e| e.1.contains("drop allowDataLoss")));
+        assert_eq!(refused(none, Operator, Planned, None), None, "a switchover needs no reason");
     }
 
     fn at(s: &str) -> Timestamp {

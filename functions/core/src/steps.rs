@@ -204,6 +204,8 @@ pub struct BeginAnswer {
     pub target_region: Region,
     pub old_writer: Region,
     pub allow_data_loss: bool,
+    /// An operator failover within the cooldown: the gate does not hold it back.
+    pub ignore_cooldown: bool,
     pub outcome: BeginOutcome,
     /// The claim as `begin` read it.
     pub claim: WriterClaim,

@@ -16,6 +16,7 @@ use switchyard_core::{
     Region, RegionPair, RpoBudget, WriterClaim,
     config::{EnvironmentName, keys},
     health::AlarmRule,
+    ledger::FailoverEntry,
 };
 
 /// The five functions, by the one name used everywhere (crate, binary, `events/<name>/`).
@@ -122,6 +123,9 @@ pub struct RegionalNames {
     /// The EventBridge rule that starts the failover state machine when that alarm fires.
     pub failover_rule: String,
     pub failover_state_machine: String,
+    /// The failover's operator entry (same definition): the overrides, with a reason; only
+    /// the operator role may start it.
+    pub operator_failover_state_machine: String,
     pub switchover_state_machine: String,
     /// EventBridge schedules: the readiness tester hourly, the health probe every minute.
     pub readiness_schedule: String,
@@ -142,6 +146,17 @@ pub struct RegionalNames {
     pub data_key_alias: String,
 }
 
+impl RegionalNames {
+    /// Each of [`STATE_MACHINES`] with its deployed name.
+    pub fn state_machines(&self) -> [(&'static str, &str); 3] {
+        [
+            ("failover", &self.failover_state_machine),
+            ("operator-failover", &self.operator_failover_state_machine),
+            ("switchover", &self.switchover_state_machine),
+        ]
+    }
+}
+
 /// How one function is deployed (the same in both regions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FunctionSpec {
@@ -159,8 +174,17 @@ pub struct FunctionSpec {
 
 /// The state machines, by the name `infra` and the sandbox know them, and their definition
 /// files (loaded as `Definition` objects with `DefinitionSubstitutions`, never copied inline).
-pub const STATE_MACHINES: [(&str, &str); 2] =
-    [("failover", "statemachines/failover.asl.json"), ("switchover", "statemachines/switchover.asl.json")];
+/// `failover` and `operator-failover` share one definition and differ in its
+/// `${FailoverEntry}` ([`switchyard_core::ledger::FailoverEntry`]).
+pub const STATE_MACHINES: [(&str, &str); 3] = [
+    ("failover", "statemachines/failover.asl.json"),
+    ("operator-failover", "statemachines/failover.asl.json"),
+    ("switchover", "statemachines/switchover.asl.json"),
+];
+
+/// The substitution that tells the failover definition which of its two state machines runs
+/// it: not an ARN, a word.
+pub const FAILOVER_ENTRY_SUBSTITUTION: &str = "FailoverEntry";
 
 /// The `${...}` substitution naming a function's ARN in the definitions: `rds-promoter` →
 /// `RdsPromoterFunctionArn`.
@@ -235,6 +259,7 @@ impl Names {
             failover_alarm: format!("{p}-peer-unhealthy"),
             failover_rule: format!("{p}-failover-on-alarm"),
             failover_state_machine: format!("{p}-failover"),
+            operator_failover_state_machine: format!("{p}-operator-failover"),
             switchover_state_machine: format!("{p}-switchover"),
             readiness_schedule: format!("{p}-readiness-hourly"),
             probe_schedule: format!("{p}-probe-every-minute"),
@@ -552,12 +577,13 @@ impl Deployment {
         format!("arn:aws:lambda:{region}:{account}:function:{}", self.names().function(function))
     }
 
-    /// The `DefinitionSubstitutions` of `region`'s state machines: every function's ARN and
-    /// the alerts topic.
+    /// The `DefinitionSubstitutions` of `machine` (one of [`STATE_MACHINES`]) in `region`:
+    /// every function's ARN, the alerts topic, and a failover's entry.
     pub fn state_machine_substitutions(
         &self,
         region: &Region,
         account: &str,
+        machine: &str,
     ) -> std::collections::BTreeMap<String, String> {
         let mut subs: std::collections::BTreeMap<String, String> = FUNCTIONS
             .iter()
@@ -569,6 +595,14 @@ impl Deployment {
             "AlertsTopicArn".into(),
             format!("arn:aws:sns:{region}:{account}:{}", self.regional_names(region).alerts_topic),
         );
+        let entry = match machine {
+            "failover" => Some(FailoverEntry::Automatic),
+            "operator-failover" => Some(FailoverEntry::Operator),
+            _ => None,
+        };
+        if let Some(entry) = entry {
+            subs.insert(FAILOVER_ENTRY_SUBSTITUTION.into(), entry.as_str().into());
+        }
         subs
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use switchyard_core::{
     ErrorName, FailoverMode, LeasePhase, Region, SwitchyardError, WriterClaim, WriterEpoch,
     arming::{self, ArmingStore},
-    ledger::{ExecutionLedger, ExecutionStatus, Lock, LockOutcome, Timeline, incident},
+    ledger::{ExecutionLedger, ExecutionStatus, FailoverEntry, Lock, LockOutcome, Overrides, Timeline, incident},
     order::Timestamp,
     ports::ClaimStore,
     steps::{BeginAnswer, BeginOutcome, EndAnswer, StepsSoFar},
@@ -31,9 +31,13 @@ pub struct ExecutionInput {
     /// What started it: an alarm name, `manual`, …
     pub trigger: Option<String>,
     pub reason: Option<String>,
-    /// Unplanned only: fail over even above the RPO budget (a person decided).
+    /// Unplanned, operator entry only: fail over even above the RPO budget (a person decided).
     #[serde(default)]
     pub allow_data_loss: bool,
+    /// Unplanned, operator entry only: fail over within the cooldown (the new writer failed
+    /// soon after the last handover).
+    #[serde(default)]
+    pub ignore_cooldown: bool,
     /// Switchover: the direction, checked against the claim and the region it runs in.
     pub from: Option<Region>,
     pub to: Option<Region>,
@@ -43,6 +47,8 @@ pub struct ExecutionInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BeginRequest {
     pub mode: FailoverMode,
+    /// The state machine's entry, fixed by its definition's substitution.
+    pub entry: FailoverEntry,
     /// `$$.Execution.Name`: the lock's owner and the timeline's key.
     pub execution: String,
     /// `$$.Execution.StartTime`.
@@ -118,11 +124,10 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
             format!("the writer can move to {local} only from {peer}, not from {from}"),
         ));
     }
-    if req.mode == FailoverMode::Planned && input.allow_data_loss {
-        return Err(SwitchyardError::new(
-            ErrorName::InvalidInput,
-            "a planned switchover never loses data: drop allowDataLoss",
-        ));
+    let overrides = Overrides { allow_data_loss: input.allow_data_loss, ignore_cooldown: input.ignore_cooldown };
+    overrides.check(req.entry, req.mode, input.reason.as_deref())?;
+    if !overrides.names().is_empty() {
+        tracing::warn!(execution = %req.execution, overrides = ?overrides.names(), reason = ?input.reason, "operator overrides");
     }
     let claim: WriterClaim = registry.strong_read().await.proven()?;
     // A handover to this region recorded but never activated (its execution ended between
@@ -133,8 +138,11 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
     let incident = incident(expected, local);
     let detected = input.detected_at.unwrap_or(req.started_at);
     let existing = ledger.timeline(&req.execution).await?;
-    let mut timeline = existing.clone().unwrap_or_else(|| {
-        Timeline::start(&req.execution, &incident, req.mode, claim.writer.clone(), local.clone(), detected)
+    let mut timeline = existing.clone().unwrap_or_else(|| Timeline {
+        entry: Some(req.entry),
+        reason: input.reason.clone(),
+        overrides: overrides.names(),
+        ..Timeline::start(&req.execution, &incident, req.mode, claim.writer.clone(), local.clone(), detected)
     });
     let timeline_incident = timeline.incident.clone();
     let answer = |outcome: BeginOutcome| BeginAnswer {
@@ -144,6 +152,7 @@ pub async fn begin<R: ClaimStore + ArmingStore, L: ExecutionLedger>(
         target_region: local.clone(),
         old_writer: peer.clone(),
         allow_data_loss: input.allow_data_loss,
+        ignore_cooldown: input.ignore_cooldown,
         outcome,
         claim: claim.clone(),
         expected_epoch: None,
@@ -285,6 +294,13 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
     for (name, at) in marks {
         lines.push(format!("{name:>20}: {}", at.map_or("-".to_owned(), |a| a.to_string())));
     }
+    if t.entry == Some(FailoverEntry::Operator) && t.mode == FailoverMode::Unplanned {
+        let overrides = if t.overrides.is_empty() { "none".to_owned() } else { t.overrides.join(", ") };
+        lines.push(format!(
+            "started through the operator entry (who: CloudTrail's StartExecution); reason: {}; overrides: {overrides}",
+            t.reason.as_deref().unwrap_or("-")
+        ));
+    }
     if let Some(dead) = &t.took_over_from {
         lines.push(format!("took over the failover lock of execution {dead}, which had stopped renewing it"));
     }
@@ -398,6 +414,7 @@ mod tests {
     fn begin_req(execution: &str) -> BeginRequest {
         BeginRequest {
             mode: FailoverMode::Unplanned,
+            entry: FailoverEntry::Automatic,
             execution: execution.into(),
             started_at: Timestamp::now(),
             input: ExecutionInput::default(),

@@ -138,6 +138,9 @@ pub struct PromoteRequest {
     pub expected_epoch: WriterEpoch,
     #[serde(default)]
     pub allow_data_loss: bool,
+    /// An operator failover within the cooldown ([`switchyard_core::ledger::Overrides`]).
+    #[serde(default)]
+    pub ignore_cooldown: bool,
     /// The execution whose timeline gets this step's mark (`$$.Execution.Name`).
     #[serde(default)]
     pub execution: Option<String>,
@@ -494,7 +497,14 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
             return Ok(GateResult { handover: HandoverPlan::AlreadyDone, claim, gate: None, lag_measured_from: None });
         }
         let last = self.ledger.last_handover().await?;
-        self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now())?;
+        match self.config.cooldown.check(req.mode, last.as_ref(), Timestamp::now()) {
+            // An operator decided the new writer's outage is real (begin checked the entry
+            // and the reason; the timeline keeps both).
+            Err(e) if req.ignore_cooldown && e.name == ErrorName::CooldownActive => {
+                tracing::warn!(cooldown = %e.message, "the operator's override lets this failover through the cooldown");
+            }
+            other => other?,
+        }
         let may_take_over = self.check_standing(req, target, claim.epoch).await?;
         if req.mode == FailoverMode::Planned {
             // Before the fence: a target that cannot catch up must not cost us the writer.
@@ -739,7 +749,7 @@ mod tests {
     mod flow {
         use switchyard_core::{
             WriterClaim,
-            ledger::InMemoryLedger,
+            ledger::{FailoverEntry, InMemoryLedger},
             ports::{InMemoryClaimStore, memory::InMemoryEngine},
         };
 
@@ -777,7 +787,7 @@ mod tests {
         /// machine's first step does.
         async fn begin(p: &Twin, name: &str) {
             let begin = serde_json::json!({
-                "action": "begin", "mode": "unplanned", "execution": name,
+                "action": "begin", "mode": "unplanned", "entry": "automatic", "execution": name,
                 "startedAt": Timestamp::now().to_string(),
             });
             p.handle_any(begin).await.expect("begin");
@@ -794,6 +804,7 @@ mod tests {
                 mode,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss: allow,
+                ignore_cooldown: false,
                 execution: Some("flow".to_owned()),
             };
             p.handle(req).await.map_err(|e| e.name)
@@ -904,7 +915,7 @@ mod tests {
             // The execution dies here. A new one resumes the handover rather than ending NothingToDo.
             p.ledger.release("flow").await.expect("released");
             let begin = serde_json::json!({
-                "action": "begin", "mode": "unplanned", "execution": "resume",
+                "action": "begin", "mode": "unplanned", "entry": "automatic", "execution": "resume",
                 "startedAt": Timestamp::now().to_string(),
             });
             let Ok(Answer::Begin(b)) = p.handle_any(begin).await else { panic!("begin") };
@@ -918,6 +929,7 @@ mod tests {
                 mode: unplanned,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss: false,
+                ignore_cooldown: false,
                 execution: Some("resume".to_owned()),
             };
             for action in [Gate, Fence, Promote, Record] {
@@ -977,7 +989,7 @@ mod tests {
             p.ledger.acquire(&refencing).await.expect("lock");
             p.registry.set(WriterClaim::active(WriterEpoch(2), region("us-east-1")));
             let begin = serde_json::json!({
-                "action": "begin", "mode": "planned", "execution": "meets-refence",
+                "action": "begin", "mode": "planned", "entry": "operator", "execution": "meets-refence",
                 "startedAt": Timestamp::now().to_string(),
             });
             let refused = p.handle_any(begin).await.expect_err("the lock is held");
@@ -1062,6 +1074,7 @@ mod tests {
                 mode: unplanned,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss: true,
+                ignore_cooldown: false,
                 execution: execution.map(str::to_owned),
             };
             let refused = |a: Result<Answer, SwitchyardError>| a.err().map(|e| e.name.as_str());
@@ -1184,7 +1197,7 @@ mod tests {
         /// Begins execution `name` of a planned switchover into us-east-2.
         async fn begin_planned(p: &Twin, name: &str) {
             let begin = serde_json::json!({
-                "action": "begin", "mode": "planned", "execution": name,
+                "action": "begin", "mode": "planned", "entry": "operator", "execution": name,
                 "startedAt": Timestamp::now().to_string(),
             });
             p.handle_any(begin).await.expect("begin");
@@ -1270,7 +1283,7 @@ mod tests {
             let stale = Lock { acquired_at: ago(held.acquired_at), expires_at: ago(held.expires_at), ..held };
             assert!(p.ledger.renew(&stale).await.expect("rewrite"));
             let again = serde_json::json!({
-                "action": "begin", "mode": "unplanned", "execution": "again",
+                "action": "begin", "mode": "unplanned", "entry": "automatic", "execution": "again",
                 "startedAt": Timestamp::now().to_string(),
             });
             let Ok(Answer::Begin(b)) = p.handle_any(again).await else { panic!("begin") };
@@ -1287,6 +1300,7 @@ mod tests {
                 mode: FailoverMode::Unplanned,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss: false,
+                ignore_cooldown: false,
                 execution: Some("dead".to_owned()),
             };
             assert_eq!(p.handle(late).await.err().map(|e| e.name), Some(ErrorName::Ungated));
@@ -1343,9 +1357,8 @@ mod tests {
             assert_eq!(last, Some((WriterEpoch(2), region("us-east-2"))), "the handover (the cooldown's start)");
         }
 
-        #[tokio::test]
-        async fn the_cooldown_holds_back_automatic_failover_only() {
-            let p = promoter();
+        /// A failback to us-east-1 a moment ago: the cooldown runs.
+        async fn handed_over_just_now(p: &Twin) {
             let recent = HandoverRecord {
                 epoch: WriterEpoch(1),
                 writer: region("us-east-1"),
@@ -1354,9 +1367,55 @@ mod tests {
                 mode: FailoverMode::Planned,
             };
             p.ledger.record_handover(&recent).await.expect("recorded");
+        }
+
+        #[tokio::test]
+        async fn the_cooldown_holds_back_automatic_failover_only() {
+            let p = promoter();
+            handed_over_just_now(&p).await;
             let unplanned = step(&p, PromoterAction::Gate, FailoverMode::Unplanned, false).await;
             assert_eq!(unplanned.err(), Some(ErrorName::CooldownActive));
             assert!(step(&p, PromoterAction::Gate, FailoverMode::Planned, false).await.is_ok());
+        }
+
+        /// #18: the new writer fails within the cooldown. The automatic entry refuses the
+        /// override; the operator entry takes it with a reason, the gate lets the failover
+        /// through, and the timeline keeps who-said-why.
+        #[tokio::test]
+        async fn an_operator_fails_over_within_the_cooldown_through_the_operator_entry_only() {
+            let p = promoter();
+            p.engine.set_lag_from_target(lag(5.0));
+            handed_over_just_now(&p).await;
+            let begin = |execution: &str, entry: &str, reason: Option<&str>| {
+                serde_json::json!({
+                    "action": "begin", "mode": "unplanned", "entry": entry, "execution": execution,
+                    "startedAt": Timestamp::now().to_string(),
+                    "input": { "trigger": "manual", "reason": reason, "ignoreCooldown": true },
+                })
+            };
+            let automatic = p.handle_any(begin("auto", "automatic", Some("flapping"))).await.err();
+            assert_eq!(automatic.map(|e| e.name), Some(ErrorName::InvalidInput));
+            let no_reason = p.handle_any(begin("op", "operator", None)).await.err();
+            assert_eq!(no_reason.map(|e| e.name), Some(ErrorName::InvalidInput));
+            let why = "INC-2291: us-east-1 lost its database 20 min after the failback";
+            let Ok(Answer::Begin(b)) = p.handle_any(begin("op", "operator", Some(why))).await else { panic!("begin") };
+            assert!(b.ignore_cooldown, "{b:?}");
+            let gate = PromoteRequest {
+                action: PromoterAction::Gate,
+                target_region: region("us-east-2"),
+                mode: FailoverMode::Unplanned,
+                expected_epoch: WriterEpoch(1),
+                allow_data_loss: b.allow_data_loss,
+                ignore_cooldown: b.ignore_cooldown,
+                execution: Some("op".to_owned()),
+            };
+            let passed = p.handle(gate).await;
+            assert!(passed.is_ok(), "the operator's failover within the cooldown: {:?}", passed.err());
+            let t = p.ledger.timeline("op").await.expect("read").expect("timeline");
+            assert_eq!(
+                (t.entry, t.reason.as_deref(), t.overrides.clone()),
+                (Some(FailoverEntry::Operator), Some(why), vec!["ignoreCooldown".to_owned()])
+            );
         }
     }
 
@@ -1455,6 +1514,7 @@ mod tests {
                 mode: FailoverMode::Unplanned,
                 expected_epoch: WriterEpoch(1),
                 allow_data_loss,
+                ignore_cooldown: false,
                 execution: Some("x".to_owned()),
             }
         }
@@ -1462,7 +1522,7 @@ mod tests {
         /// Execution "x" has begun (the lock) and its gate decided (the timeline's mark).
         async fn gated(p: &Promoter<InMemoryClaimStore, InMemoryLedger, AuroraEngine>) {
             let begin = serde_json::json!({
-                "action": "begin", "mode": "unplanned", "execution": "x", "startedAt": Timestamp::now().to_string(),
+                "action": "begin", "mode": "unplanned", "entry": "automatic", "execution": "x", "startedAt": Timestamp::now().to_string(),
             });
             p.handle_any(begin).await.expect("begin");
             let mut t = p.ledger.timeline("x").await.expect("read").expect("timeline");

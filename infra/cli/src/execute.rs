@@ -26,7 +26,10 @@ pub struct ExecuteArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Machine {
+    /// The automatic failover (what the alarm starts): no overrides.
     Failover,
+    /// Break-glass: a failover with `allowDataLoss` or `ignoreCooldown`, and a `reason`.
+    OperatorFailover,
     Switchover,
 }
 
@@ -34,6 +37,7 @@ impl Machine {
     fn name(self) -> &'static str {
         match self {
             Machine::Failover => "failover",
+            Machine::OperatorFailover => "operator-failover",
             Machine::Switchover => "switchover",
         }
     }

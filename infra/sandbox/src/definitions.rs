@@ -16,7 +16,7 @@ use crate::workspace::repo_root;
 /// moto's account.
 pub const SANDBOX_ACCOUNT: &str = "123456789012";
 
-/// A definition file's text, by state machine name (`failover`, `switchover`).
+/// A definition file's text, by state machine name (one of `STATE_MACHINES`).
 pub fn definition_text(machine: &str) -> Result<String> {
     let (_, file) = STATE_MACHINES
         .iter()
@@ -58,17 +58,15 @@ pub fn substitute(text: &str, substitutions: &BTreeMap<String, String>) -> Resul
 
 /// The definition of `machine` as deployed in `region`.
 pub fn deployed_definition(d: &Deployment, machine: &str, region: &Region) -> Result<Value> {
-    substitute(&definition_text(machine)?, &d.state_machine_substitutions(region, SANDBOX_ACCOUNT))
+    substitute(&definition_text(machine)?, &d.state_machine_substitutions(region, SANDBOX_ACCOUNT, machine))
 }
 
-/// Registers both state machines of every region with moto, under the model's names.
+/// Registers every state machine of every region with moto, under the model's names.
 pub async fn register(target: &switchyard_aws::AwsTarget, d: &Deployment) -> Result<()> {
     for region in d.regions.iter() {
         let sfn = aws_sdk_sfn::Client::new(&switchyard_aws::sdk_config(target, region).await);
         let names = d.regional_names(region);
-        for (machine, name) in
-            [("failover", &names.failover_state_machine), ("switchover", &names.switchover_state_machine)]
-        {
+        for (machine, name) in names.state_machines() {
             let definition = deployed_definition(d, machine, region)?;
             let mut req = sfn
                 .create_state_machine()

@@ -33,6 +33,20 @@ pub fn trust(service: &str) -> Value {
     })
 }
 
+/// The trust policy of the operator role: people of this account, signed in with MFA, assume
+/// it to start the operator failover (break-glass) or a switchover. CloudTrail records who.
+pub fn operator_trust() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": crate::cfn::sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root") },
+            "Action": ["sts:AssumeRole"],
+            "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } },
+        }],
+    })
+}
+
 /// What the stacks of one region know when writing policies.
 pub struct Scope<'a> {
     pub d: &'a Deployment,
@@ -210,8 +224,8 @@ impl Scope<'_> {
                 s.push(allow(
                     "StateMachineIdle",
                     &["states:ListExecutions"],
-                    [&own.failover_state_machine, &own.switchover_state_machine]
-                        .map(|m| arn("states", self.region.as_str(), &format!("stateMachine:{m}")))
+                    own.state_machines()
+                        .map(|(_, m)| arn("states", self.region.as_str(), &format!("stateMachine:{m}")))
                         .to_vec(),
                 ));
                 s.push(allow("NotifyOnChange", &["sns:Publish"], vec![Self::alerts_topic()]));
@@ -331,6 +345,30 @@ impl Scope<'_> {
                     "logs:DescribeLogGroups",
                 ],
                 vec![json!("*")],
+            ),
+        ])
+    }
+
+    /// An operator starts and follows the region's state machines. It is the only principal
+    /// the stacks let start `operator-failover` (the overrides) and `switchover`; the events
+    /// role starts only the automatic `failover`. Step Functions authorizes `StartExecution`
+    /// on the state machine ARN and `DescribeExecution`, `GetExecutionHistory` and
+    /// `StopExecution` on execution ARNs (Service Authorization Reference, "Actions,
+    /// resources, and condition keys for AWS Step Functions").
+    pub fn operator_policy(&self) -> Value {
+        let own = self.names(self.region);
+        let machines: Vec<&str> = own.state_machines().iter().map(|(_, name)| *name).collect();
+        let region = self.region.as_str();
+        document(vec![
+            allow(
+                "StartFailoverAndSwitchover",
+                &["states:StartExecution"],
+                machines.iter().map(|m| arn("states", region, &format!("stateMachine:{m}"))).collect(),
+            ),
+            allow(
+                "FollowExecutions",
+                &["states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"],
+                machines.iter().map(|m| arn("states", region, &format!("execution:{m}:*"))).collect(),
             ),
         ])
     }

@@ -38,8 +38,18 @@ pub fn regional_stack(d: &Deployment, region: &Region, definitions: &[(&str, Val
     t.output("ClusterEndpoint", "The regional Aurora cluster endpoint", get_att("Cluster", "Endpoint.Address"));
     t.output(
         "FailoverStateMachineArn",
-        "Start a manual failover here (planned moves use the switchover machine)",
+        "The automatic failover (its alarm's rule starts it; it takes no override)",
         r#ref("FailoverStateMachine"),
+    );
+    t.output(
+        "OperatorFailoverStateMachineArn",
+        "Break-glass: a failover with allowDataLoss or ignoreCooldown and a reason (assume the operator role)",
+        r#ref("OperatorFailoverStateMachine"),
+    );
+    t.output(
+        "OperatorRoleArn",
+        "Assume with MFA to start the operator failover or a switchover",
+        get_att("OperatorRole", "Arn"),
     );
     t.finish(&d.tags())
 }
@@ -546,14 +556,30 @@ impl Regional<'_> {
                 }
             }),
         );
-        let substitutions: serde_json::Map<String, Value> = self
-            .d
-            .state_machine_substitutions(self.region, "${AWS::AccountId}")
-            .into_iter()
-            .map(|(k, v)| (k, sub(v.replacen("arn:aws:", "arn:${AWS::Partition}:", 1))))
-            .collect();
+        t.resource(
+            "OperatorRole",
+            json!({
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": self.d.names().role("operator", self.region),
+                    "Description": "people (with MFA): start the operator failover (overrides, with a reason) or a switchover",
+                    "AssumeRolePolicyDocument": crate::policy::operator_trust(),
+                    "Policies": [{ "PolicyName": "least-privilege", "PolicyDocument": self.scope().operator_policy() }],
+                }
+            }),
+        );
         let functions: Vec<String> = FUNCTIONS.iter().map(|f| format!("{}Function", pascal(f))).collect();
-        for (machine, name) in [("failover", &n.failover_state_machine), ("switchover", &n.switchover_state_machine)] {
+        for (machine, name) in n.state_machines() {
+            // ARNs take the stack's account and partition; the failover's entry is a word.
+            let substitutions: serde_json::Map<String, Value> = self
+                .d
+                .state_machine_substitutions(self.region, "${AWS::AccountId}", machine)
+                .into_iter()
+                .map(|(k, v)| match v.strip_prefix("arn:aws:") {
+                    Some(rest) => (k, sub(format!("arn:${{AWS::Partition}}:{rest}"))),
+                    None => (k, json!(v)),
+                })
+                .collect();
             let definition = definitions
                 .iter()
                 .find(|(m, _)| *m == machine)
@@ -618,14 +644,15 @@ impl Regional<'_> {
                     json!({ "Id": function, "Arn": get_att(&format!("{}Function", pascal(function)), "Arn") })
                 }
                 RuleTarget::StateMachine { state_machine, input_paths, template } => {
-                    let machine = if *state_machine == self.names().failover_state_machine {
-                        "FailoverStateMachine"
-                    } else {
-                        "SwitchoverStateMachine"
-                    };
+                    let names = self.names();
+                    let (machine, _) = names
+                        .state_machines()
+                        .into_iter()
+                        .find(|(_, name)| name == state_machine)
+                        .unwrap_or_else(|| panic!("rule {} targets no state machine of the model", rule.name));
                     json!({
                         "Id": "failover",
-                        "Arn": r#ref(machine),
+                        "Arn": r#ref(&format!("{}StateMachine", pascal(machine))),
                         "RoleArn": get_att("EventsRole", "Arn"),
                         "InputTransformer": { "InputPathsMap": input_paths, "InputTemplate": template },
                     })

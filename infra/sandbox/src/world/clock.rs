@@ -471,10 +471,11 @@ async fn deliver_now(world: &Arc<World>, region: &Region, rule: &str, arn: &str,
     match parts.get(2).copied() {
         Some("states") => {
             let name = parts.last().copied().unwrap_or_default();
-            let machine = switchyard_model::STATE_MACHINES
-                .iter()
-                .map(|(m, _)| *m)
-                .find(|m| name.ends_with(&format!("-{m}")))
+            let names = d.regional_names(region);
+            let (machine, _) = names
+                .state_machines()
+                .into_iter()
+                .find(|(_, deployed)| *deployed == name)
                 .with_context(|| format!("no state machine {name}"))?;
             let execution = format!("{rule}-{}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis());
             world.targets.start_execution(machine, region.clone(), execution, input).await
