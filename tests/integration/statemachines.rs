@@ -263,7 +263,7 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
     )?;
     let out = x.output.clone().context("no output")?;
     let t = &out["timeline"];
-    for mark in ["detected", "decided", "promoted", "activated", "switched", "firstOrderApplied", "ended"] {
+    for mark in ["detected", "decided", "promoted", "activated", "trafficMoved", "firstOrderApplied", "ended"] {
         ensure!(t[mark].is_string(), "timeline lacks {mark}: {t}");
     }
     // The lease: activated at least WRITER_LEASE after the bump (the fast timing shortens
@@ -288,11 +288,36 @@ async fn happy_failover(sb: &Sandbox) -> anyhow::Result<()> {
         ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim");
     }
     let pages = pager.messages().await?;
-    ensure!(pages.iter().any(|m| m.contains("alarm-1 (succeeded)")), "no success notification: {pages:?}");
+    ensure!(
+        pages.iter().any(|m| m.contains("alarm-1 (succeeded)") && m.contains("detected → traffic moved")),
+        "no success notification with the RTO: {pages:?}"
+    );
+    // #18: RTO ends when traffic moved, which is when Route 53 answers us-east-2: the
+    // sandbox's checkers (every 10 s, threshold 2) say when the answer changed, and the
+    // timeline's bound holds it, at most one interval late.
+    let moved = at("trafficMoved")?;
+    let observed = switchyard_tests::eventually(Duration::from_secs(45), "the DNS answer names us-east-2", || async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let answer = switchyard_sandbox::dns::answer(sb).await?;
+        if answer.region.as_str() != "us-east-2" {
+            return Ok(None);
+        }
+        let checks = switchyard_sandbox::world::control::dns_checks(sb.world.control_port).await?;
+        Ok(checks.values().map(|c| c.since).max())
+    })
+    .await?;
+    let early_ms = moved.unix_millis() - observed.unix_millis();
+    let interval_ms = switchyard_core::dns::CHECK_REQUEST_INTERVAL.as_millis() as i64;
+    ensure!(
+        (-1000..=interval_ms + 1000).contains(&early_ms),
+        "the DNS answer moved at {observed}, the timeline says traffic moved by {moved}"
+    );
     eprintln!(
-        "      failover: RTO {:.1} s (detected → switched), of which the confirmation {:.1} s and the lease {:.1} s \
+        "      failover: RTO {:.1} s (detected → traffic moved: Route 53's answer, at the latest; the sandbox's \
+         checkers moved it {:.1} s before that bound), of which the confirmation {:.1} s and the lease {:.1} s \
          (promoted → activated), first order {:.1} s after the activation; {} orders applied under epoch 2",
         t["rtoSeconds"].as_f64().unwrap_or(0.0),
+        early_ms as f64 / 1000.0,
         x.state_ms("ConfirmOutage").unwrap_or(0) as f64 / 1000.0,
         lease_ms as f64 / 1000.0,
         (first.unix_millis() - activated.unix_millis()) as f64 / 1000.0,

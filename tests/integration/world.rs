@@ -410,18 +410,39 @@ async fn sick_database(sb: &Sandbox) -> anyhow::Result<()> {
 /// answers 200. With the standby never healthy here (the shared sandbox's claim stays
 /// us-east-1's), each state of us-east-1 gives the answer Route 53's failover rule gives:
 /// the writer while it serves, and the primary when both records are unhealthy (the
-/// failover to the standby is `switcher::after_a_failover_and_a_failback…`'s to show).
+/// failover to the standby is `switcher::after_a_failover_and_a_failback…`'s to show). A
+/// check's status follows its endpoint only after `FailureThreshold` results, one
+/// `RequestInterval` apart (#18: one call used to stand for the verdict at once).
 async fn dns_answers(sb: &Sandbox) -> anyhow::Result<()> {
+    use switchyard_sandbox::dns::DnsAnswer;
     use switchyard_sandbox::world::{CutMode, Links, Shape, control};
     let d = sb.deployment();
     let (p, s) = (d.regions.primary.clone(), d.regions.standby.clone());
-    let evidence = |answer: &switchyard_sandbox::dns::DnsAnswer, region: &Region| {
-        answer.records.iter().find(|r| r.region == *region).map(|r| (r.healthy, r.evidence.clone()))
+    // Until the checks follow: FailureThreshold intervals, and one more for the sampling.
+    let within = switchyard_core::dns::check_follows_within() + switchyard_core::dns::CHECK_REQUEST_INTERVAL;
+    let until = |what: &'static str, holds: fn(&DnsAnswer, &Region, &Region) -> bool| {
+        let (p, s) = (p.clone(), s.clone());
+        async move {
+            let found = switchyard_tests::eventually(within, what, || async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let answer = switchyard_sandbox::dns::answer(sb).await?;
+                Ok(holds(&answer, &p, &s).then_some(answer))
+            })
+            .await;
+            match found {
+                Ok(answer) => Ok(answer),
+                Err(e) => anyhow::bail!("{e}: {}", switchyard_sandbox::dns::answer(sb).await?),
+            }
+        }
     };
-    let answer = switchyard_sandbox::dns::answer(sb).await?;
-    ensure!(answer.region == p, "{answer}");
-    ensure!(evidence(&answer, &p).is_some_and(|(h, e)| h && e.contains("/writer: 200")), "{answer}");
-    ensure!(evidence(&answer, &s).is_some_and(|(h, e)| !h && e.contains("/writer: 503")), "{answer}");
+    let healthy = |a: &DnsAnswer, r: &Region| a.records.iter().any(|h| h.region == *r && h.healthy);
+    let answer = until("the writer serves", |a, p, s| {
+        a.region == *p
+            && a.records.iter().any(|h| h.region == *p && h.healthy && h.evidence.contains("/writer: 200"))
+            && a.records.iter().any(|h| h.region == *s && !h.healthy && h.evidence.contains("/writer: 503"))
+    })
+    .await?;
+    ensure!(healthy(&answer, &p) && !healthy(&answer, &s), "{answer}");
     let (code, out, err) = run_cli(sb, &["sandbox", "dns"])?;
     ensure!(code == 0 && out.contains(&format!("({p})")) && out.contains("/writer"), "sandbox dns: {code} {out}{err}");
 
@@ -431,24 +452,42 @@ async fn dns_answers(sb: &Sandbox) -> anyhow::Result<()> {
         links
             .apply(&Shape::Isolate(p.clone()), CutMode::Refuse, &sb.world.places, sb.world.witness())
             .map_err(anyhow::Error::msg)?;
+        let isolated = switchyard_core::order::Timestamp::now();
         control::set_links(sb.world.control_port, &links).await?;
-        let answer = switchyard_sandbox::dns::answer(sb).await?;
-        ensure!(evidence(&answer, &p).is_some_and(|(h, e)| !h && e.contains("/writer: 503")), "isolated: {answer}");
+        let answer = until("the isolated writer's check fails", |a, p, _| {
+            a.records.iter().any(|h| h.region == *p && !h.healthy && h.evidence.contains("/writer: 503"))
+        })
+        .await?;
+        // One result against the status does not change it: FailureThreshold (2) results,
+        // the first within one interval, so the status changed at least an interval later.
+        let checks = control::dns_checks(sb.world.control_port).await?;
+        let changed = checks.get(&p).map(|c| c.since).context("no check of the primary")?;
+        let after_ms = changed.unix_millis() - isolated.unix_millis();
+        let interval_ms = switchyard_core::dns::CHECK_REQUEST_INTERVAL.as_millis() as i64;
+        ensure!(after_ms >= interval_ms - 500, "the check failed {after_ms} ms after the cut: {answer}");
         // Both unhealthy: Route 53 answers the primary.
         ensure!(answer.region == p, "isolated: {answer}");
         control::set_links(sb.world.control_port, &Links::default()).await?;
         // Its API down: the check cannot connect.
         control::set_api(sb.world.control_port, &p, false).await?;
-        let answer = switchyard_sandbox::dns::answer(sb).await?;
-        ensure!(evidence(&answer, &p).is_some_and(|(h, _)| !h) && answer.region == p, "API down: {answer}");
+        let answer = until("the check of a region whose API is down fails", |a, p, _| {
+            a.region == *p
+                && a.records.iter().any(|h| {
+                    h.region == *p
+                        && !h.healthy
+                        && !h.evidence.contains("/writer: 503")
+                        && !h.evidence.contains("/writer: 200")
+                })
+        })
+        .await?;
+        ensure!(!healthy(&answer, &p), "API down: {answer}");
         anyhow::Ok(())
     }
     .await;
     control::set_links(sb.world.control_port, &Links::default()).await?;
     control::set_api(sb.world.control_port, &p, true).await?;
     outcome?;
-    let answer = switchyard_sandbox::dns::answer(sb).await?;
-    ensure!(evidence(&answer, &p).is_some_and(|(h, _)| h), "after healing: {answer}");
+    until("the healed writer's check passes", |a, p, _| a.records.iter().any(|h| h.region == *p && h.healthy)).await?;
     Ok(())
 }
 

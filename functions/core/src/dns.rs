@@ -7,9 +7,11 @@
 //! answer follows the claim using only the surviving region and the claim store (a region
 //! cut off from the store's majority cannot read the claim, so it reports unhealthy).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{Region, ports::ClaimRead};
+use crate::{Region, order::Timestamp, ports::ClaimRead};
 
 /// How traffic is moved on failover (see ARCHITECTURE.md for the trade-off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +28,37 @@ pub enum DnsMode {
 
 /// The path of the claim-aware health endpoint of each region's order API.
 pub const WRITER_HEALTH_PATH: &str = "/writer";
+
+/// The Route 53 health checks on [`WRITER_HEALTH_PATH`] (the model emits them with these):
+/// one `RequestInterval` apart, and a status changes after `FailureThreshold` consecutive
+/// results against it (10 or 30 s, and 1 to 10, are what Route 53 accepts).
+pub const CHECK_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
+pub const CHECK_FAILURE_THRESHOLD: u32 = 2;
+
+/// The failover records' TTL: how long a resolver may still hand out the old answer once
+/// Route 53 gives the new one. Short, so that clients follow within the RTO's minute.
+pub const RECORD_TTL: Duration = Duration::from_secs(15);
+
+/// The most a check's status lags its endpoint: `FailureThreshold` results, the first within
+/// one `RequestInterval` of the change.
+pub fn check_follows_within() -> Duration {
+    CHECK_REQUEST_INTERVAL * CHECK_FAILURE_THRESHOLD
+}
+
+/// When **traffic moved** to a new writer: the moment Route 53 answers with its record, at
+/// the latest (the end of the RTO, which is defined once: detected → traffic moved).
+///
+/// The writer's `/writer` answers 200 from its activation, so its check is healthy by
+/// `activated` + [`check_follows_within`]. The old writer's `/writer` stopped answering 200
+/// at the bump, before the activation, so its check is unhealthy no later. Route 53's
+/// failover rule then answers the writer's record whichever of the two is PRIMARY. In
+/// `records` mode the record must also have been made PRIMARY (`records_in_sync`: the
+/// change's INSYNC). Resolvers may hold the old answer up to [`RECORD_TTL`] more: that is not
+/// in the figure, and every output says so.
+pub fn traffic_moved(activated: Timestamp, records_in_sync: Option<Timestamp>) -> Timestamp {
+    let healthy = Timestamp::from_unix_millis(activated.unix_millis() + check_follows_within().as_millis() as i64);
+    records_in_sync.map_or(healthy, |r| r.max(healthy))
+}
 
 /// What [`WRITER_HEALTH_PATH`] answers in `region`, from a strong read of the claim.
 #[derive(Debug, Clone, PartialEq, Eq)]

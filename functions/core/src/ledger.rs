@@ -1,7 +1,7 @@
 //! The ledger a failover or switchover execution keeps, in the control table of the region it
 //! promotes: the **lock** (one execution at a time), the **cooldown** (no automatic failover
 //! soon after a handover) and the **timeline** (the evidence: detected, decided, promoted,
-//! switched, first order applied, with RTO and RPO figures).
+//! traffic moved, first order applied, with RTO and RPO figures).
 //!
 //! Pure rules here; `switchyard_aws::control_table` stores them, the rds-promoter applies them
 //! (`begin`/`end` actions), the state machines sequence them.
@@ -313,15 +313,20 @@ pub struct Timeline {
     /// The new writer accepts writes and its epoch is recorded.
     pub promoted: Option<Timestamp>,
     pub epoch: Option<WriterEpoch>,
-    /// Traffic points at the new writer.
-    pub switched: Option<Timestamp>,
+    /// Traffic moved: Route 53 answers with the new writer's record, at the latest
+    /// ([`crate::dns::traffic_moved`]; a model's bound, which may lie after `ended`). Written
+    /// as `switched` before #18, when it was the switch call's time.
+    #[serde(alias = "switched")]
+    pub traffic_moved: Option<Timestamp>,
     /// The new claim became active, a lease after the bump: from here its consumer applies.
     #[serde(default)]
     pub activated: Option<Timestamp>,
     /// The new writer's consumer applied its first order under the new epoch.
     pub first_order_applied: Option<Timestamp>,
     pub ended: Option<Timestamp>,
-    /// From detected to switched: how long clients could not reach a writer.
+    /// **RTO**, defined once: from detected to traffic moved. Resolvers may keep the old
+    /// answer up to the record's TTL more ([`crate::dns::RECORD_TTL`]); the first order applied
+    /// is a figure of its own (`first_order_applied`).
     pub rto_seconds: Option<f64>,
     pub rpo: Option<RpoFigure>,
     pub error: Option<String>,
@@ -356,7 +361,7 @@ impl Timeline {
             promoted: None,
             activated: None,
             epoch: None,
-            switched: None,
+            traffic_moved: None,
             first_order_applied: None,
             ended: None,
             rto_seconds: None,
@@ -374,7 +379,7 @@ impl Timeline {
         }
         self.status = status;
         self.ended = Some(now);
-        self.rto_seconds = self.switched.map(|s| s.seconds_since(&self.detected));
+        self.rto_seconds = self.traffic_moved.map(|s| s.seconds_since(&self.detected));
     }
 
     /// One line for the notification's subject.
@@ -687,7 +692,7 @@ mod tests {
         let (e1, e2) = ("us-east-1".parse().expect("region"), "us-east-2".parse().expect("region"));
         let mut t =
             Timeline::start("x", "epoch-1-to-us-east-2", FailoverMode::Unplanned, e1, e2, at("2026-11-22T10:00:00Z"));
-        t.switched = Some(at("2026-11-22T10:00:41.500Z"));
+        t.traffic_moved = Some(at("2026-11-22T10:00:41.500Z"));
         t.finish(ExecutionStatus::Succeeded, at("2026-11-22T10:00:45Z"));
         assert_eq!(t.rto_seconds, Some(41.5));
         t.finish(ExecutionStatus::Failed, at("2026-11-22T10:01:00Z"));

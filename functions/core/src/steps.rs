@@ -228,8 +228,9 @@ pub struct SwitchAnswer {
     pub previous_target: Option<Region>,
     /// Whether this call rewrote the records (always false in `health-check` mode).
     pub changed: bool,
-    /// When traffic pointed at the writer (meaningful when `state` is done): the timeline's
-    /// "switched" mark.
+    /// When the switch was done (meaningful when `state` is done): in `records` mode the
+    /// change's INSYNC, in `health-check` mode the confirmation of the active claim. Not when
+    /// traffic moved: that is Route 53's answer ([`crate::dns::traffic_moved`]).
     pub at: Timestamp,
 }
 
@@ -296,9 +297,19 @@ where
 }
 
 impl StepsSoFar {
-    /// When traffic was moved: only a switch that is done counts.
-    pub fn switched(&self) -> Option<Timestamp> {
-        self.switch.as_ref().filter(|s| s.state == StepState::Done).map(|s| s.at)
+    /// The switch, if it is done: traffic follows the writer (in `records` mode from the
+    /// change's INSYNC, `at`).
+    pub fn switch_done(&self) -> Option<&SwitchAnswer> {
+        self.switch.as_ref().filter(|s| s.state == StepState::Done)
+    }
+
+    /// When traffic moved ([`crate::dns::traffic_moved`]), given the activation: only a switch
+    /// that is done counts. Without the activation's mark (lost to a failed write), the
+    /// switch's own time bounds it: the switch runs only once the claim is active.
+    pub fn traffic_moved(&self, activated: Option<Timestamp>) -> Option<Timestamp> {
+        let switch = self.switch_done()?;
+        let in_sync = (switch.mode == crate::DnsMode::Records).then_some(switch.at);
+        Some(crate::dns::traffic_moved(activated.unwrap_or(switch.at), in_sync))
     }
 
     pub fn first_order_applied(&self) -> Option<Timestamp> {
@@ -311,7 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_switch_in_progress_is_no_switched_mark() {
+    fn a_switch_in_progress_moves_no_traffic() {
         let steps: StepsSoFar = serde_json::from_value(serde_json::json!({
             "begin": { "anything": 1 },
             "switch": {
@@ -323,9 +334,9 @@ mod tests {
             }
         }))
         .expect("typed");
-        assert_eq!(steps.switched(), None);
+        assert_eq!(steps.traffic_moved("2026-12-01T10:00:01Z".parse().ok()), None);
         assert_eq!(steps.first_order_applied(), "2026-12-01T10:00:05Z".parse().ok());
-        assert_eq!(StepsSoFar::default().switched(), None);
+        assert_eq!(StepsSoFar::default().traffic_moved("2026-12-01T10:00:01Z".parse().ok()), None);
         // An answer of another shape loses its mark, never the whole `end`.
         let odd: StepsSoFar =
             serde_json::from_value(serde_json::json!({ "switch": { "state": "done" }, "consumer": 7 }))

@@ -121,7 +121,8 @@ impl<W: ClaimStore, R: TrafficRouter> Switcher<W, R> {
             changed: before.as_ref().is_some_and(|b| *b != claim.writer),
             previous_target: before,
             claim,
-            // When traffic pointed at the writer: the timeline's "switched" mark.
+            // When the switch was done; traffic moves when Route 53 answers the writer
+            // (`dns::traffic_moved`, computed by `end` from the activation).
             at: Timestamp::now(),
         })
     }

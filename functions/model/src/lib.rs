@@ -422,15 +422,15 @@ impl Deployment {
 
     /// The health check of `region`'s failover record (both DNS modes). Two failed checks
     /// 10 s apart turn a record unhealthy, and two passed ones healthy again: one slow strong
-    /// read does not flip traffic, and a new writer's record turns healthy about 20 s after
-    /// its activation.
+    /// read does not flip traffic, and a new writer's record turns healthy at most 20 s after
+    /// its activation (`switchyard_core::dns::traffic_moved`).
     pub fn writer_health_check(&self, region: &Region) -> WriterHealthCheck {
         WriterHealthCheck {
             fully_qualified_domain_name: self.regional_api_record(region),
             resource_path: switchyard_core::dns::WRITER_HEALTH_PATH,
             port: 443,
-            request_interval_seconds: 10,
-            failure_threshold: 2,
+            request_interval_seconds: switchyard_core::dns::CHECK_REQUEST_INTERVAL.as_secs() as u32,
+            failure_threshold: switchyard_core::dns::CHECK_FAILURE_THRESHOLD,
         }
     }
 

@@ -259,7 +259,7 @@ pub async fn end<R: ClaimStore, L: ExecutionLedger>(
         // Failed before `begin` kept any ledger entry (bad input, a held lock).
         None => Timeline::start(&req.execution, "unknown", FailoverMode::Unplanned, peer.clone(), local.clone(), now),
     };
-    timeline.switched = timeline.switched.or_else(|| req.steps.switched());
+    timeline.traffic_moved = timeline.traffic_moved.or_else(|| req.steps.traffic_moved(timeline.activated));
     timeline.first_order_applied = timeline.first_order_applied.or_else(|| req.steps.first_order_applied());
     let status = match req.outcome {
         EndOutcome::Succeeded => ExecutionStatus::Succeeded,
@@ -286,7 +286,7 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
         ("detected", Some(t.detected)),
         ("decided", t.decided),
         ("promoted", t.promoted),
-        ("switched", t.switched),
+        ("traffic moved", t.traffic_moved),
         ("activated", t.activated),
         ("first order applied", t.first_order_applied),
         ("ended", t.ended),
@@ -305,7 +305,14 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
         lines.push(format!("took over the failover lock of execution {dead}, which had stopped renewing it"));
     }
     if let Some(rto) = t.rto_seconds {
-        lines.push(format!("RTO {rto:.1} s (detected → switched)"));
+        lines.push(format!(
+            "RTO {rto:.1} s (detected → traffic moved: Route 53 answers the new writer, at the latest; \
+             resolvers may keep the old answer up to {} s more)",
+            switchyard_core::dns::RECORD_TTL.as_secs()
+        ));
+        if let Some(first) = t.first_order_applied {
+            lines.push(format!("first order applied {:.1} s after detection", first.seconds_since(&t.detected)));
+        }
     }
     if let Some(rpo) = &t.rpo {
         let lag = rpo.lag_seconds.map_or("unknown".to_owned(), |l| format!("{l:.1} s"));
@@ -337,7 +344,7 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
                 if t.mode == FailoverMode::Planned { "switchover" } else { "failover" },
                 t.to
             )
-        } else if moved && t.switched.is_none() {
+        } else if moved && t.traffic_moved.is_none() {
             format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
         } else if !moved && t.fence_lifted.is_some() {
             format!(
@@ -452,6 +459,43 @@ mod tests {
         // Another incident may take the lock now.
         let third = begin(&registry, &ledger, &e2, &e1, begin_req("c")).await.expect("begin");
         assert_eq!(third.outcome, BeginOutcome::Acquired);
+    }
+
+    /// #18: RTO is detected → traffic moved, and traffic moves when Route 53 answers the new
+    /// writer: its check on the writer's `/writer` turns healthy FailureThreshold ×
+    /// RequestInterval (2 × 10 s) after the activation at the latest. A health-check-mode
+    /// switch is only the confirmation of the claim, a moment after the activation: it used
+    /// to be the RTO's end, 20 s early. In records mode the change's INSYNC may be later.
+    #[tokio::test]
+    async fn the_rto_ends_when_route_53_answers_the_new_writer_not_at_the_switch_call() {
+        let (e1, e2) = (region("us-east-1"), region("us-east-2"));
+        let registry = InMemoryClaimStore::new(WriterClaim::active(WriterEpoch(2), e2.clone()));
+        let at = |s: &str| -> Timestamp { s.parse().expect("timestamp") };
+        for (mode, switch_at, rto) in
+            [("health-check", "2026-12-01T10:00:30.500Z", 50.0), ("records", "2026-12-01T10:00:55Z", 55.0)]
+        {
+            let ledger = InMemoryLedger::default();
+            let mut t = Timeline::start(
+                "x",
+                "epoch-1-to-us-east-2",
+                FailoverMode::Unplanned,
+                e1.clone(),
+                e2.clone(),
+                at("2026-12-01T10:00:00Z"),
+            );
+            t.activated = Some(at("2026-12-01T10:00:30Z"));
+            ledger.save_timeline(&t).await.expect("saved");
+            let steps: StepsSoFar = serde_json::from_value(serde_json::json!({
+                "switch": {
+                    "state": "done", "mode": mode, "claim": { "epoch": 2, "writer": "us-east-2" },
+                    "previousTarget": null, "changed": false, "at": switch_at
+                }
+            }))
+            .expect("steps");
+            let req = EndRequest { execution: "x".into(), outcome: EndOutcome::Succeeded, error: None, steps };
+            let ended = end(&registry, &ledger, "t", &e2, &e1, req).await.expect("end");
+            assert_eq!(ended.timeline.rto_seconds, Some(rto), "{mode}: {:?}", ended.timeline);
+        }
     }
 
     #[tokio::test]

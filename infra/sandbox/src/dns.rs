@@ -1,13 +1,15 @@
 //! "Which region does `api.<domain>` answer now?": Route 53's failover routing rule
 //! ([`switchyard_model::dns`]) applied to the records and health checks in moto's Route 53,
-//! whose own health status is canned. Each `HTTP`/`HTTPS` health check's status is what
-//! Route 53's checkers would see: the regional order API's answer on the check's path (the
-//! claim-aware `/writer`), healthy on a 2xx or 3xx status
+//! whose own health status is canned. Each `HTTP`/`HTTPS` health check's status is what the
+//! world's stand-in for Route 53's checkers reports ([`crate::world::checkers`]): the
+//! regional order API's answer on the check's path (the claim-aware `/writer`) every
+//! `RequestInterval`, healthy on a 2xx or 3xx status, changed only after `FailureThreshold`
+//! consecutive results against it
 //! (<https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/dns-failover-determining-health-of-endpoints.html>).
 //! Route 53's checkers stand outside both regions: a partition between the pair does not
-//! blind them. Not modelled: the checkers' interval and `FailureThreshold` (one call here
-//! stands for their verdict now, so the sandbox's answer moves up to ~20 s sooner than
-//! Route 53's would), and the record's TTL in resolvers.
+//! blind them. So the answer moves when Route 53's would (give or take one interval: one
+//! checker stands for the fleet). Not modelled: the record's TTL in resolvers, which the
+//! RTO's figure leaves out and every output names.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -99,16 +101,12 @@ async fn check(sb: &Sandbox, route53: &aws_sdk_route53::Client, id: &str, region
     let config = hc.health_check().and_then(|h| h.health_check_config()).context("no health check config")?;
     match config.r#type().as_str() {
         "HTTP" | "HTTPS" => {
-            // The regional API record stands for the region's order API.
-            let url = sb.world.api_url(region, region).context("no order API")?;
-            let port: u16 = url.rsplit(':').next().unwrap_or_default().parse()?;
-            let path = config.resource_path().unwrap_or(sb.deployment().writer_health_check(region).resource_path);
-            let answer = crate::world::http::call(port, "GET", path, None).await;
-            let (evidence, healthy) = match answer {
-                Ok((status, _)) => (format!("GET {url}{path}: {status}"), (200..400).contains(&status)),
-                Err(e) => (format!("GET {url}{path}: {e:#}"), false),
+            let checks = crate::world::control::dns_checks(sb.world.control_port).await?;
+            let Some(c) = checks.get(region) else {
+                return Ok(("Route 53's checkers have not checked it yet: unhealthy".to_owned(), false));
             };
-            Ok((evidence, healthy))
+            let status = if c.healthy { "healthy" } else { "unhealthy" };
+            Ok((format!("{status} since {} (last {} at {})", c.since, c.last, c.last_at), c.healthy))
         }
         other => Ok((format!("{other} checks are not modelled: healthy"), true)),
     }

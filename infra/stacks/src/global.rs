@@ -10,7 +10,7 @@ use crate::cfn::{Template, get_att, pascal, r#ref};
 
 /// Seconds a resolver may keep the answer: short, so a failover reaches clients within the
 /// RTO; the health checks, not the TTL, decide which answer is given.
-pub const RECORD_TTL_SECONDS: u32 = 15;
+pub const RECORD_TTL_SECONDS: u64 = switchyard_core::dns::RECORD_TTL.as_secs();
 
 pub fn global_stack(d: &Deployment) -> Value {
     let mut t = Template::new(format!(

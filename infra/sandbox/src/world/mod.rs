@@ -9,11 +9,14 @@
 //! - the **regional order APIs** (and their catch-up)
 //!   ([`orders`]);
 //! - the **clock**: alarms evaluated, rules matched and delivered, schedules fired ([`clock`]);
+//! - **Route 53's health checkers** on each region's `/writer`, every interval ([`checkers`]);
 //! - a **control API** on loopback: `GET|PUT /links` (the partition), `PUT /parts/REGION`
-//!   (crash or restore a region's order API), `GET|PUT /clock` and `POST /clock/tick`.
+//!   (crash or restore a region's order API), `GET|PUT /clock`, `POST /clock/tick` and
+//!   `GET /dns-checks` (each region's health check status).
 //!
 //! What it does not model is listed in ARCHITECTURE.md ("Sandbox stand-ins").
 
+pub mod checkers;
 pub mod clock;
 pub mod front;
 pub mod http;
@@ -194,6 +197,8 @@ pub struct World {
     /// Regions whose order API is crashed.
     down: Mutex<BTreeSet<Region>>,
     clock: Mutex<clock::ClockState>,
+    /// Route 53's health check of each region's `/writer`, as its checkers see it now.
+    checks: Mutex<BTreeMap<Region, checkers::CheckStatus>>,
     targets: Arc<dyn clock::Targets>,
     /// Each region API's clients (claim store, queues), made on first use.
     views: tokio::sync::Mutex<BTreeMap<Region, (switchyard_aws::control_table::ControlTable, orders::Queues)>>,
@@ -292,6 +297,7 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
         snapshots: Mutex::default(),
         down: Mutex::default(),
         clock: Mutex::default(),
+        checks: Mutex::default(),
         targets,
         views: tokio::sync::Mutex::default(),
     });
@@ -328,6 +334,7 @@ pub async fn serve(plan: WorldPlan, targets: Arc<dyn clock::Targets>) -> Result<
         });
     }
     tokio::spawn(clock::run(world.clone()));
+    tokio::spawn(checkers::run(world.clone()));
     for region in world.plan.replicas().to_vec() {
         tokio::spawn(orders::catch_up(world.clone(), region));
     }
@@ -372,6 +379,7 @@ async fn serve_control(world: Arc<World>, mut stream: TcpStream) {
             }
         }
         ("GET", "/clock") => Ok(clock::report(&world)),
+        ("GET", "/dns-checks") => Ok(serde_json::to_value(checkers::report(&world)).unwrap_or_default()),
         ("PUT", "/clock") => match serde_json::from_slice::<clock::ClockSettings>(&req.body) {
             Ok(settings) => clock::settle(&world, &settings).map(|()| clock::report(&world)),
             Err(e) => Err(anyhow::anyhow!("not clock settings: {e}")),
@@ -422,6 +430,17 @@ pub mod control {
             bail!("the world refused ({status}): {body}");
         }
         Ok(body["was_up"].as_bool().unwrap_or(false))
+    }
+
+    /// Each region's Route 53 health check status, as the world's checkers see it.
+    pub async fn dns_checks(
+        control_port: u16,
+    ) -> Result<std::collections::BTreeMap<Region, super::checkers::CheckStatus>> {
+        let (status, body) = http::call(control_port, "GET", "/dns-checks", None).await?;
+        if status != 200 {
+            bail!("the world answered {status}: {body}");
+        }
+        Ok(serde_json::from_value(body)?)
     }
 
     /// Starts or stops the clock.
