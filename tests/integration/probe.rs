@@ -104,7 +104,15 @@ async fn stopped_primary(sb: &Sandbox) -> anyhow::Result<()> {
     eventually(Duration::from_secs(30), "the replica streams again", || async {
         Ok(replica.replication_status().await.ok().filter(|s| s.streaming_peers > 0).map(drop))
     })
-    .await
+    .await?;
+    // #18: while it streams, the standby's probe publishes how far the writer's clock runs
+    // ahead of the replica's, where the promoter reads it (one host here: about zero).
+    probe(sb.lambda("us-east-2")?, json!({"rounds": 1, "intervalSeconds": 1})).await?;
+    let east2 = "us-east-2".parse()?;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), &east2).await);
+    let ahead = switchyard_aws::metrics::writer_clock_ahead(&cloudwatch, &east2).await?;
+    ensure!(ahead.is_some_and(|a| a.abs() < 5.0), "the writer clock offset published: {ahead:?}");
+    Ok(())
 }
 
 /// A loopback HTTP server standing in for the platform's `/health`: `/ok` answers 200,

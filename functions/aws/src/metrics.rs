@@ -33,6 +33,17 @@ pub async fn newest_datapoint(
     lookback: Duration,
     period: i32,
 ) -> PortResult<Option<(SystemTime, f64)>> {
+    Ok(datapoints(client, metric, stat, lookback, period).await?.into_iter().next())
+}
+
+/// Every per-period `stat` of `metric` within `lookback` (and a minute ahead), newest first.
+pub async fn datapoints(
+    client: &Client,
+    metric: Metric,
+    stat: &str,
+    lookback: Duration,
+    period: i32,
+) -> PortResult<Vec<(SystemTime, f64)>> {
     let query = MetricDataQuery::builder()
         .id("newest")
         .metric_stat(MetricStat::builder().metric(metric).period(period).stat(stat).build())
@@ -47,10 +58,33 @@ pub async fn newest_datapoint(
         .send()
         .await
         .map_err(|e| classify("GetMetricData", &e))?;
-    Ok(out.metric_data_results().first().and_then(|r| {
-        let stamped = r.timestamps().first().and_then(|t| SystemTime::try_from(*t).ok())?;
-        Some((stamped, *r.values().first()?))
-    }))
+    Ok(out
+        .metric_data_results()
+        .first()
+        .map(|r| {
+            r.timestamps()
+                .iter()
+                .zip(r.values())
+                .filter_map(|(t, v)| Some((SystemTime::try_from(*t).ok()?, *v)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// How far the writer's clock ran ahead of `replica`'s at most in the last hour, as the
+/// replica's WAL receiver measured it (`WriterClockAheadSeconds`, published by the replica
+/// region's probe while it streams): the hour's largest figure, or `None` if none was
+/// published. Read from the caller's own region's CloudWatch only.
+pub async fn writer_clock_ahead(client: &Client, replica: &switchyard_core::Region) -> PortResult<Option<f64>> {
+    use switchyard_core::health::{NAMESPACE, Target, metric};
+    let metric = Metric::builder()
+        .namespace(NAMESPACE)
+        .metric_name(metric::WRITER_CLOCK_AHEAD)
+        .dimensions(Dimension::builder().name("Region").value(replica.as_str()).build())
+        .dimensions(Dimension::builder().name("Target").value(Target::Database.as_str()).build())
+        .build();
+    let points = datapoints(client, metric, "Maximum", Duration::from_secs(3600), 60).await?;
+    Ok(points.into_iter().map(|(_, v)| v).reduce(f64::max))
 }
 
 /// Publishes switchyard datapoints with `PutMetricData`: high resolution (1-second storage),

@@ -131,6 +131,11 @@ pub mod metric {
     pub const PROBE_LATENCY: &str = "ProbeLatency";
     /// The readiness tester's verdict: 1 when every rule passes.
     pub const FAILOVER_READY: &str = "FailoverReady";
+    /// Per replica region (target `database`): how far the writer's clock runs ahead of the
+    /// replica's, at least, as the replica's WAL receiver sees it while streaming (the probe's
+    /// measure `writerClockAheadSeconds`). The promoter adds it to a lag bound taken from
+    /// the replica alone ([`crate::replication::skew_corrected`]).
+    pub const WRITER_CLOCK_AHEAD: &str = "WriterClockAheadSeconds";
 }
 
 fn dims(region: &Region, target: Option<Target>) -> Vec<(String, String)> {

@@ -28,6 +28,18 @@ impl ReplicationLag {
     pub const NONE: ReplicationLag = ReplicationLag { bytes: 0, seconds: 0.0 };
 }
 
+/// A lag bound taken from the replica alone (its clock minus its last replayed commit's
+/// time on the writer's clock), corrected for the writer's clock running ahead: `ahead`
+/// seconds at least, as the replica's WAL receiver last measured it (the probe's
+/// `WriterClockAheadSeconds`). Without the correction a writer clock S seconds ahead
+/// understates the lag by S, and the gate could pass above the budget (#18). A writer clock
+/// behind only overstates it (the safe side): nothing is subtracted. `None` (never measured)
+/// leaves the bound as it is; what is left uncorrected is the measurement's own error, the
+/// one-way delay of the WAL sender's last message.
+pub fn skew_corrected(lag: ReplicationLag, ahead: Option<f64>) -> ReplicationLag {
+    ReplicationLag { seconds: lag.seconds + ahead.unwrap_or(0.0).max(0.0), ..lag }
+}
+
 /// What one database node reports about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationStatus {
@@ -88,6 +100,17 @@ pub(crate) mod seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writer_clock_ahead_is_added_to_the_replica_s_own_bound_and_one_behind_is_not_subtracted() {
+        let age = ReplicationLag { bytes: 0, seconds: 20.0 };
+        // The writer's clock 50 s ahead: its last replayed commit looked 20 s old, it is 70.
+        assert_eq!(skew_corrected(age, Some(50.0)).seconds, 70.0);
+        assert_eq!(skew_corrected(age, Some(-50.0)).seconds, 20.0);
+        assert_eq!(skew_corrected(age, None).seconds, 20.0);
+        let budget = RpoBudget(Duration::from_secs(60));
+        assert_eq!(budget.judge(Some(&skew_corrected(age, Some(50.0)))), LagVerdict::AboveBudget);
+    }
 
     #[test]
     fn lag_gate() {

@@ -127,6 +127,11 @@ pub async fn database(
             if let Some(lag) = pulse.replay_lag_seconds {
                 o.measure("replayLagSeconds", lag);
             }
+            // What the promoter adds to the replica's own lag bound when the writer is gone
+            // (its commit times are on the writer's clock): `WriterClockAheadSeconds`.
+            if let Some(ahead) = pulse.writer_clock_ahead_seconds {
+                o.measure("writerClockAheadSeconds", ahead);
+            }
             if !pulse.streaming {
                 o.worsen(Health::Degraded, "the replica does not stream from the writer");
             }

@@ -19,6 +19,11 @@ pub struct Pulse {
     /// Age of the newest heartbeat the database holds: on a replica, the lag as a client
     /// sees it (plus at most one probe interval), even when the writer is gone.
     pub heartbeat_age_seconds: Option<f64>,
+    /// Replica only, while it streams: how far the writer's clock runs ahead of this
+    /// replica's, at least (`last_msg_send_time` on the writer's clock minus
+    /// `last_msg_receipt_time` on the replica's: the offset less the message's one-way
+    /// delay). Negative when the writer's clock is behind.
+    pub writer_clock_ahead_seconds: Option<f64>,
 }
 
 /// Probes `node` over `client`: on a writer, writes the heartbeat of `region` (the write is
@@ -29,7 +34,9 @@ pub async fn probe(node: &PgNode, client: &Client, region: &str) -> PortResult<P
                       (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming') > 0,
                       CASE WHEN NOT pg_is_in_recovery() THEN NULL
                            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-                           ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END";
+                           ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END,
+                      (SELECT EXTRACT(epoch FROM last_msg_send_time - last_msg_receipt_time)::float8
+                         FROM pg_stat_wal_receiver WHERE status = 'streaming')";
     let row = bounded(t, "probe", client.query_one(sql, &[])).await?;
     let (in_recovery, fenced): (bool, bool) = (row.get(0), row.get(1));
     if !in_recovery && !fenced {
@@ -45,5 +52,6 @@ pub async fn probe(node: &PgNode, client: &Client, region: &str) -> PortResult<P
         streaming: row.get(2),
         replay_lag_seconds: row.get(3),
         heartbeat_age_seconds: heartbeat_age_seconds.map(|a| a.max(0.0)),
+        writer_clock_ahead_seconds: row.get(4),
     })
 }

@@ -354,7 +354,8 @@ pub async fn replica_age(replica: &PgNode) -> PortResult<Option<f64>> {
 /// commit's time on the writer's clock. A writer clock ahead by S seconds makes `raw` S
 /// seconds too small; when that makes it negative the commit is "from the future": proof of
 /// skew, and the age is unknown (#18: it was clamped to zero, a lag that passed any gate).
-/// A skew smaller than the true age is not visible from here; see ARCHITECTURE ("Clocks").
+/// A skew smaller than the true age is not visible from here: the promoter adds the offset the
+/// replica's WAL receiver measured while streaming (`replication::skew_corrected`).
 fn replayed_age(raw: Option<f64>) -> Option<f64> {
     raw.filter(|age| *age >= 0.0)
 }

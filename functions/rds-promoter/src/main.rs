@@ -31,7 +31,11 @@ async fn promoter() -> Result<Built, SwitchyardError> {
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
     Ok(match config.engine.clone() {
         EngineConfig::Postgres(endpoints) => {
-            Built::Postgres(Promoter::new(config, table.clone(), table, PostgresEngine { endpoints }))
+            let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+            Built::Postgres(
+                Promoter::new(config, table.clone(), table, PostgresEngine { endpoints })
+                    .with_writer_clocks(cloudwatch),
+            )
         }
         EngineConfig::Aurora { global_cluster, cluster_arns } => {
             let engine = AuroraEngine {

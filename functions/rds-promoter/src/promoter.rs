@@ -32,14 +32,14 @@ use std::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::{
-    ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, LeasePhase, Region, SwitchyardError,
-    WRITER_LEASE, WriterClaim, WriterEpoch,
+    ConfigReader, DeploymentConfig, ErrorName, FailoverMode, Handover, LagGate, LeasePhase, Region, ReplicationLag,
+    SwitchyardError, WRITER_LEASE, WriterClaim, WriterEpoch,
     arming::ArmingStore,
     config::{ConfigError, keys},
     ingress::{self, EligibilityStore},
     ledger::{Cooldown, ExecutionLedger, ExecutionStatus, HandoverRecord, Lock, LockOutcome, RpoFigure, Timeline},
     order::Timestamp,
-    ports::{ClaimStore, PromotionEngine, StepState, TakeoverGuard},
+    ports::{ClaimStore, PortResult, PromotionEngine, StepState, TakeoverGuard},
     steps::{
         ActivateResult, BeginAnswer, CatchUpResult, EndAnswer, FenceResult, FenceState, GateResult, HandoverPlan,
         LagSource, PromoteResult, PromoterAction, RecordResult, RefenceAnswer, RefenceOutcome, StepAnswer,
@@ -197,6 +197,10 @@ pub struct Promoter<R, L, E> {
     registry: R,
     ledger: L,
     engine: E,
+    /// PostgreSQL only: this region's CloudWatch, where its probe publishes how far the
+    /// writer's clock runs ahead of the replica's (`WriterClockAheadSeconds`). Aurora's lag
+    /// is AWS's own figure and needs no correction.
+    writer_clocks: Option<aws_sdk_cloudwatch::Client>,
 }
 
 /// How long the re-fence holds the failover lock at most (an invocation that dies holding it
@@ -233,7 +237,26 @@ pub enum Answer {
 
 impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
     pub fn new(config: PromoterConfig, registry: R, ledger: L, engine: E) -> Self {
-        Promoter { config, registry, ledger, engine }
+        Promoter { config, registry, ledger, engine, writer_clocks: None }
+    }
+
+    /// A lag bound from the replica alone is corrected by the writer clock offset the
+    /// region's probe published ([`switchyard_core::replication::skew_corrected`]).
+    pub fn with_writer_clocks(self, cloudwatch: aws_sdk_cloudwatch::Client) -> Self {
+        Promoter { writer_clocks: Some(cloudwatch), ..self }
+    }
+
+    /// The replica's own lag bound, corrected for a writer clock running ahead. An offset
+    /// that cannot be read makes the bound unknown (refused unless allowDataLoss): it is
+    /// this region's own CloudWatch, so that is no outage of the failed region.
+    async fn lag_from_target(&self, target: &Region) -> PortResult<Option<ReplicationLag>> {
+        let Some(lag) = self.engine.lag_from_target(target).await? else { return Ok(None) };
+        let Some(cloudwatch) = &self.writer_clocks else { return Ok(Some(lag)) };
+        let ahead = switchyard_aws::metrics::writer_clock_ahead(cloudwatch, target).await?;
+        if ahead.is_none() {
+            tracing::warn!(target = %target, "no writer clock offset published in the last hour: the replica's bound is uncorrected");
+        }
+        Ok(Some(switchyard_core::replication::skew_corrected(lag, ahead)))
     }
 
     pub async fn handle_any(&self, event: Value) -> Result<Answer, SwitchyardError> {
@@ -521,7 +544,7 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
             // budget.
             Err(e) if failed_writer_error(e.name) => {
                 lag_source = LagSource::Target;
-                let fallback = self.engine.lag_from_target(target).await.unwrap_or_else(|e2| {
+                let fallback = self.lag_from_target(target).await.unwrap_or_else(|e2| {
                     tracing::warn!(error = %e2, "lag from the target alone unknown too");
                     None
                 });
@@ -1355,6 +1378,47 @@ mod tests {
             assert!(!r.result.changed);
             let last = p.ledger.last_handover().await.expect("read").map(|h| (h.epoch, h.writer));
             assert_eq!(last, Some((WriterEpoch(2), region("us-east-2"))), "the handover (the cooldown's start)");
+        }
+
+        /// #18: the replica's own lag bound is its clock minus its last replayed commit's
+        /// time on the writer's clock. With the writer's clock 50 s ahead (as the replica's
+        /// WAL receiver measured it; the probe publishes it), a bound of 20 s is really 70 s:
+        /// above the 60 s budget, refused. It passed before.
+        #[tokio::test]
+        async fn a_writer_clock_ahead_does_not_sneak_a_lag_past_the_gate() {
+            use aws_sdk_cloudwatch::{
+                operation::get_metric_data::GetMetricDataOutput, primitives::DateTime, types::MetricDataResult,
+            };
+            use aws_smithy_mocks::{RuleMode, mock, mock_client};
+            let offsets = |values: &'static [f64]| {
+                mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(move || {
+                    let now = DateTime::from(SystemTime::now());
+                    GetMetricDataOutput::builder()
+                        .metric_data_results(
+                            MetricDataResult::builder()
+                                .id("newest")
+                                .set_values(Some(values.to_vec()))
+                                .set_timestamps(Some(values.iter().map(|_| now).collect()))
+                                .build(),
+                        )
+                        .build()
+                })
+            };
+            let unplanned = FailoverMode::Unplanned;
+            // An hour's figures: the largest counts.
+            let ahead = offsets(&[3.0, 50.0, 1.0]);
+            let p = promoter().with_writer_clocks(mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&ahead]));
+            // us-east-1 is gone: the lag comes from the replica alone.
+            p.engine.set_reachable(&region("us-east-1"), false);
+            p.engine.set_lag_from_target(lag(20.0));
+            assert_eq!(step(&p, PromoterAction::Gate, unplanned, false).await.err(), Some(ErrorName::LagAboveBudget));
+            // A writer clock behind the replica's only overstates the bound: nothing is taken off.
+            let behind = offsets(&[-50.0]);
+            let p = promoter().with_writer_clocks(mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&behind]));
+            p.engine.set_reachable(&region("us-east-1"), false);
+            p.engine.set_lag_from_target(lag(20.0));
+            let Ok(Answer::Gate(g)) = step(&p, PromoterAction::Gate, unplanned, false).await else { panic!("gate") };
+            assert_eq!(g.result.gate.and_then(|d| d.lag).map(|l| l.seconds), Some(20.0));
         }
 
         /// A failback to us-east-1 a moment ago: the cooldown runs.
