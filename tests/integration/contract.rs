@@ -475,6 +475,7 @@ async fn timing_as_defined() -> anyhow::Result<()> {
         lambda: Default::default(),
         aws_endpoint: "http://127.0.0.1:9".into(),
         timing: runner::Timing::AsDefined,
+        abort_at: None,
     };
     let x = runner::run(&spec).await?;
     let history = x.history();
@@ -485,6 +486,13 @@ async fn timing_as_defined() -> anyhow::Result<()> {
     };
     let waited = at("StateExited").saturating_sub(at("StateEntered"));
     ensure!(waited >= 1000, "the 1 s Wait lasted {waited} ms: {history}");
+    // The execution's TimeoutSeconds, which the runner does not enforce itself: a run past
+    // it ends TIMED_OUT where it stood (#18: what the abandoned-execution rule answers).
+    let mut slow = spec.clone();
+    slow.definition["TimeoutSeconds"] = serde_json::json!(1);
+    slow.definition["States"]["Pause"]["Seconds"] = serde_json::json!(5);
+    let x = runner::run(&slow).await?;
+    ensure!(x.status == "TIMED_OUT" && x.path() == ["Pause"], "{}", x.history());
     Ok(())
 }
 

@@ -61,6 +61,11 @@ pub fn trials() -> Vec<Trial> {
             "sm-stalled",
             |sb| Box::pin(stalled_switchover(sb)),
         ),
+        own_sandbox_trial(
+            "statemachines::an_aborted_switchover_lifts_its_fence_frees_the_lock_and_pages",
+            "sm-abort",
+            |sb| Box::pin(aborted_switchover(sb)),
+        ),
         own_sandbox_trial("statemachines::no_automatic_failback_once_the_cooldown_has_passed", "sm-failback", |sb| {
             Box::pin(no_automatic_failback(sb))
         }),
@@ -579,6 +584,36 @@ async fn cooldown(sb: &Sandbox) -> anyhow::Result<()> {
     for region in ["us-east-1", "us-east-2"] {
         ensure!(claim(sb, region).await? == (2, "us-east-2".into()), "{region}'s claim moved");
     }
+    Ok(())
+}
+
+/// #18: an execution that times out or is aborted runs no state of its own any more. A
+/// switchover stopped right after it fenced us-east-1 left the writer fenced, the lock held
+/// (until its lease ran out), the timeline running and nobody paged. Step Functions' status
+/// change reaches the promoter through the abandoned-execution rule: it lifts the fence
+/// (no promotion was requested), closes the timeline as failed, frees the lock and pages.
+async fn aborted_switchover(sb: &Sandbox) -> anyhow::Result<()> {
+    let pager = Pager::subscribe(sb, "us-east-2").await?;
+    let input = json!({ "from": "us-east-1", "to": "us-east-2", "trigger": "manual", "reason": "exercise, stopped" });
+    let mut start = Start::new("switchover", "us-east-2", "stopped-1", input, Timing::FAST)?;
+    start.abort_at = Some("CatchUp");
+    let x = execute(sb, &start).await?;
+    ensure!(x.status == "ABORTED" && x.path().iter().any(|s| s == "Fence"), "{}", x.history());
+    let closed = switchyard_tests::eventually(Duration::from_secs(30), "the aborted execution closed", || async {
+        let item = table_item(sb, "us-east-2", "execution#stopped-1").await?;
+        Ok(item.filter(|i| i["timeline"]["status"] == "failed"))
+    })
+    .await?;
+    let t = &closed["timeline"];
+    ensure!(t["error"] == "ExecutionAborted" && t["fenceLifted"].is_string(), "{t}");
+    ensure!(table_item(sb, "us-east-2", "lock").await?.is_none(), "the aborted execution's lock is still held");
+    ensure!(sb.node("us-east-1")?.accepts_writes().await?, "us-east-1 is still fenced");
+    let pages = switchyard_tests::eventually(Duration::from_secs(30), "the page", || async {
+        let pages = pager.messages().await?;
+        Ok(pages.iter().any(|m| m.contains("stopped-1 (failed)") && m.contains("aborted")).then_some(pages))
+    })
+    .await?;
+    ensure!(pages.iter().any(|m| m.contains("lifted the fence")), "{pages:?}");
     Ok(())
 }
 

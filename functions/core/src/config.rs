@@ -83,8 +83,8 @@ keys! {
         "Its own database secret (its role writes the heartbeat and has `pg_monitor`).";
     READINESS_DB_SECRET_ID = "SWITCHYARD_READINESS_DB_SECRET_ID", read by "readiness-tester":
         "Its own database secret (`pg_monitor` only).";
-    ALERTS_TOPIC_ARN = "SWITCHYARD_ALERTS_TOPIC_ARN", read by "readiness-tester":
-        "The SNS topic told when readiness changes.";
+    ALERTS_TOPIC_ARN = "SWITCHYARD_ALERTS_TOPIC_ARN", read by "readiness-tester, rds-promoter":
+        "The SNS topic told when readiness changes, and of an execution that timed out or was aborted.";
     FAILOVER_COOLDOWN_SECONDS = "SWITCHYARD_FAILOVER_COOLDOWN_SECONDS", read by "rds-promoter":
         "Whole seconds without automatic (unplanned) failover after a handover; default 3600. Planned switchovers are not held back.";
 }

@@ -122,6 +122,9 @@ pub struct RegionalNames {
     pub failover_alarm: String,
     /// The EventBridge rule that starts the failover state machine when that alarm fires.
     pub failover_rule: String,
+    /// Sends the promoter each execution that timed out or was aborted (Step Functions'
+    /// status change events): it closes the ledger and pages, as `EndFailed` would have.
+    pub abandoned_rule: String,
     pub failover_state_machine: String,
     /// The failover's operator entry (same definition): the overrides, with a reason; only
     /// the operator role may start it.
@@ -258,6 +261,7 @@ impl Names {
             consumer_db_secret: self.db_secret("order-consumer"),
             failover_alarm: format!("{p}-peer-unhealthy"),
             failover_rule: format!("{p}-failover-on-alarm"),
+            abandoned_rule: format!("{p}-execution-abandoned"),
             failover_state_machine: format!("{p}-failover"),
             operator_failover_state_machine: format!("{p}-operator-failover"),
             switchover_state_machine: format!("{p}-switchover"),
@@ -499,6 +503,19 @@ impl Deployment {
     /// The alarm has the same name in both regions, and the peer forwards its alarm changes
     /// here: `region` in the pattern keeps the peer's "my peer is unhealthy" (which is about
     /// *this* region) from starting a failover to this region.
+    /// Step Functions' status change of an execution that timed out or was aborted: the two
+    /// ends no state of a definition can catch
+    /// (<https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html>).
+    /// Every state machine of the region matches; the promoter leaves alone an execution its
+    /// ledger does not hold open.
+    pub fn abandoned_rule_pattern() -> serde_json::Value {
+        serde_json::json!({
+            "source": ["aws.states"],
+            "detail-type": ["Step Functions Execution Status Change"],
+            "detail": { "status": ["TIMED_OUT", "ABORTED"] },
+        })
+    }
+
     pub fn failover_rule_pattern(&self, region: &Region) -> serde_json::Value {
         serde_json::json!({
             "source": ["aws.cloudwatch"],
@@ -542,6 +559,15 @@ impl Deployment {
                 ),
                 schedule: Some("rate(1 minute)".into()),
                 pattern: None,
+                target: RuleTarget::Function { function: "rds-promoter".into() },
+            },
+            EventRule {
+                name: n.abandoned_rule.clone(),
+                description: format!(
+                    "a state machine execution in {region} timed out or was aborted: the promoter closes its ledger entry and pages"
+                ),
+                schedule: None,
+                pattern: Some(Self::abandoned_rule_pattern()),
                 target: RuleTarget::Function { function: "rds-promoter".into() },
             },
             EventRule {

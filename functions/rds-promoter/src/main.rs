@@ -29,13 +29,12 @@ async fn promoter() -> Result<Built, SwitchyardError> {
     let d = &config.deployment;
     let sdk = deployment_sdk_config(d, &d.local_region).await?;
     let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.control_table);
+    let pager = config.alerts_topic_arn.clone().map(|topic| (aws_sdk_sns::Client::new(&sdk), topic));
     Ok(match config.engine.clone() {
         EngineConfig::Postgres(endpoints) => {
             let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
-            Built::Postgres(
-                Promoter::new(config, table.clone(), table, PostgresEngine { endpoints })
-                    .with_writer_clocks(cloudwatch),
-            )
+            let p = Promoter::new(config, table.clone(), table, PostgresEngine { endpoints });
+            Built::Postgres(paging(p, pager).with_writer_clocks(cloudwatch))
         }
         EngineConfig::Aurora { global_cluster, cluster_arns } => {
             let engine = AuroraEngine {
@@ -44,9 +43,17 @@ async fn promoter() -> Result<Built, SwitchyardError> {
                 rds: aws_sdk_rds::Client::new(&sdk),
                 cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             };
-            Built::Aurora(Promoter::new(config, table.clone(), table, engine))
+            Built::Aurora(paging(Promoter::new(config, table.clone(), table, engine), pager))
         }
     })
+}
+
+/// Pages an execution that ended uncaught on the alerts topic, when one is configured.
+fn paging<E: PromotionEngine>(p: Deployed<E>, pager: Option<(aws_sdk_sns::Client, String)>) -> Deployed<E> {
+    match pager {
+        Some((sns, topic)) => p.with_pager(sns, topic),
+        None => p,
+    }
 }
 
 async fn serve<E: PromotionEngine + Clone>(

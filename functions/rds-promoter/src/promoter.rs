@@ -77,6 +77,8 @@ pub struct PromoterConfig {
     pub engine: EngineConfig,
     pub orders_per_hour: u32,
     pub cooldown: Cooldown,
+    /// Where an execution that ended uncaught is paged (the functions' alerts topic).
+    pub alerts_topic_arn: Option<String>,
 }
 
 impl PromoterConfig {
@@ -91,6 +93,7 @@ impl PromoterConfig {
     ) -> Option<impl FnOnce(DeploymentConfig) -> PromoterConfig + use<L>> {
         let control_table = r.required::<String>(keys::CONTROL_TABLE);
         let orders_per_hour = r.optional::<u32>(keys::ORDERS_PER_HOUR).unwrap_or(10_000);
+        let alerts_topic_arn = r.optional::<String>(keys::ALERTS_TOPIC_ARN);
         let cooldown = r
             .optional::<u64>(keys::FAILOVER_COOLDOWN_SECONDS)
             .map_or(Cooldown::DEFAULT, |s| Cooldown(std::time::Duration::from_secs(s)));
@@ -122,7 +125,14 @@ impl PromoterConfig {
             }
         }
         let (control_table, engine) = (control_table?, engine?);
-        Some(move |deployment| PromoterConfig { deployment, control_table, engine, orders_per_hour, cooldown })
+        Some(move |deployment| PromoterConfig {
+            deployment,
+            control_table,
+            engine,
+            orders_per_hour,
+            cooldown,
+            alerts_topic_arn,
+        })
     }
 }
 
@@ -146,6 +156,46 @@ pub struct PromoteRequest {
     pub execution: Option<String>,
 }
 
+/// The `detail-type` of Step Functions' events on an execution's status
+/// (<https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html>).
+pub const EXECUTION_STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+
+/// The `detail` of an execution status change the abandoned-execution rule sends: only the
+/// two ends no state of the definition can catch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbandonedExecution {
+    /// The execution's name: the ledger's key.
+    pub name: String,
+    pub status: AbandonedStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AbandonedStatus {
+    /// It ran into its `TimeoutSeconds`.
+    TimedOut,
+    /// Someone stopped it (`StopExecution`).
+    Aborted,
+}
+
+impl AbandonedExecution {
+    /// What `end` records, as a Catch would have: the service's error name and why.
+    fn caught(&self) -> ledger::Caught {
+        let (error, why) = match self.status {
+            AbandonedStatus::TimedOut => ("States.Timeout", "timed out (its TimeoutSeconds)"),
+            AbandonedStatus::Aborted => ("ExecutionAborted", "was aborted (StopExecution)"),
+        };
+        ledger::Caught {
+            error: error.to_owned(),
+            cause: Some(format!(
+                "execution {} {why}: no state of it closed the ledger; the abandoned-execution rule did",
+                self.name
+            )),
+        }
+    }
+}
+
 /// Every request the promoter takes, by `action`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -154,6 +204,9 @@ pub enum Request {
     End(EndRequest),
     /// EventBridge's Scheduled Event (the re-fence schedule).
     Refence,
+    /// Step Functions' status change of an execution that timed out or was aborted: nothing
+    /// in it ran `end` (the abandoned-execution rule).
+    Abandoned(AbandonedExecution),
 }
 
 impl<'de> Deserialize<'de> for Request {
@@ -170,6 +223,12 @@ impl Request {
             && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
         {
             return Ok(Request::Refence);
+        }
+        if event.get("source").and_then(Value::as_str) == Some("aws.states")
+            && event.get("detail-type").and_then(Value::as_str) == Some(EXECUTION_STATUS_CHANGE)
+        {
+            let detail = event.get("detail").cloned().unwrap_or_default();
+            return serde_json::from_value(detail).map(Request::Abandoned).map_err(bad);
         }
         match event.get("action").and_then(Value::as_str) {
             Some(ledger @ ("begin" | "end")) => {
@@ -201,6 +260,9 @@ pub struct Promoter<R, L, E> {
     /// writer's clock runs ahead of the replica's (`WriterClockAheadSeconds`). Aurora's lag
     /// is AWS's own figure and needs no correction.
     writer_clocks: Option<aws_sdk_cloudwatch::Client>,
+    /// The alerts topic, for the page of an execution that ended uncaught (every other page
+    /// is the state machine's own `NotifyFailure`/`NotifySuccess`).
+    pager: Option<(aws_sdk_sns::Client, String)>,
 }
 
 /// How long the re-fence holds the failover lock at most (an invocation that dies holding it
@@ -233,11 +295,20 @@ pub enum Answer {
     Activate(StepAnswer<ActivateResult>),
     Refence(RefenceAnswer),
     End(Box<EndAnswer>),
+    /// An event about an execution this ledger does not hold open: why nothing was done.
+    Ignored {
+        ignored: String,
+    },
 }
 
 impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
     pub fn new(config: PromoterConfig, registry: R, ledger: L, engine: E) -> Self {
-        Promoter { config, registry, ledger, engine, writer_clocks: None }
+        Promoter { config, registry, ledger, engine, writer_clocks: None, pager: None }
+    }
+
+    /// Pages an execution that ended uncaught on `topic`.
+    pub fn with_pager(self, sns: aws_sdk_sns::Client, topic: String) -> Self {
+        Promoter { pager: Some((sns, topic)), ..self }
     }
 
     /// A lag bound from the replica alone is corrected by the writer clock offset the
@@ -269,15 +340,59 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
                 ledger::begin(&self.registry, &self.ledger, local, peer, req).await.map(Answer::Begin)
             }
             Request::Refence => self.refence(local, peer).await.map(Answer::Refence),
-            Request::End(req) => {
-                if req.outcome == ledger::EndOutcome::Failed {
-                    self.lift_stranded_fence(&req.execution).await;
-                }
-                ledger::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req)
+            Request::End(req) => self.end(req).await.map(|a| Answer::End(Box::new(a))),
+            Request::Abandoned(abandoned) => self.abandoned(abandoned).await,
+        }
+    }
+
+    /// Closes an execution: a failed one lifts a fence it stranded, then the ledger's `end`.
+    async fn end(&self, req: EndRequest) -> Result<EndAnswer, SwitchyardError> {
+        let d = &self.config.deployment;
+        let local = &d.local_region;
+        let peer = d.regions.peer_of(local)?;
+        if req.outcome == ledger::EndOutcome::Failed {
+            self.lift_stranded_fence(&req.execution).await;
+        }
+        ledger::end(&self.registry, &self.ledger, d.environment.as_str(), local, peer, req).await
+    }
+
+    /// An execution that timed out or was aborted: what its `EndFailed` would have done
+    /// (timeline closed as failed, lock released, a stranded fence lifted) and its page,
+    /// which this function sends itself since no state of the execution runs any more. An
+    /// execution this region's ledger never began (another state machine's, or one closed
+    /// already) is left alone.
+    async fn abandoned(&self, abandoned: AbandonedExecution) -> Result<Answer, SwitchyardError> {
+        let running =
+            self.ledger.timeline(&abandoned.name).await?.is_some_and(|t| t.status == ExecutionStatus::Running);
+        if !running {
+            tracing::info!(execution = %abandoned.name, status = ?abandoned.status, "not a running execution of this ledger: nothing to close");
+            return Ok(Answer::Ignored {
+                ignored: format!("execution {} is no running execution of this region's ledger", abandoned.name),
+            });
+        }
+        tracing::error!(execution = %abandoned.name, status = ?abandoned.status, "an execution ended uncaught: closing it");
+        let req = EndRequest {
+            execution: abandoned.name.clone(),
+            outcome: ledger::EndOutcome::Failed,
+            error: Some(abandoned.caught()),
+            steps: Default::default(),
+        };
+        let answer = self.end(req).await?;
+        match &self.pager {
+            Some((sns, topic)) => {
+                sns.publish()
+                    .topic_arn(topic)
+                    .subject(answer.subject.chars().take(100).collect::<String>())
+                    .message(&answer.message)
+                    .send()
                     .await
-                    .map(|a| Answer::End(Box::new(a)))
+                    .map_err(|e| switchyard_aws::errors::classify("Publish", &e))?;
+            }
+            None => {
+                tracing::error!(page = %answer.message, "no alerts topic configured: the page goes to the log only")
             }
         }
+        Ok(Answer::End(Box::new(answer)))
     }
 
     pub async fn handle(&self, req: PromoteRequest) -> Result<Answer, SwitchyardError> {
@@ -1419,6 +1534,27 @@ mod tests {
             p.engine.set_lag_from_target(lag(20.0));
             let Ok(Answer::Gate(g)) = step(&p, PromoterAction::Gate, unplanned, false).await else { panic!("gate") };
             assert_eq!(g.result.gate.and_then(|d| d.lag).map(|l| l.seconds), Some(20.0));
+        }
+
+        /// #18: Step Functions' status change of an execution this ledger never began (another
+        /// state machine's, or one already closed) changes nothing.
+        #[tokio::test]
+        async fn an_abandoned_execution_the_ledger_does_not_hold_open_is_left_alone() {
+            let p = promoter();
+            let event = |name: &str| {
+                serde_json::json!({
+                    "source": "aws.states", "detail-type": EXECUTION_STATUS_CHANGE,
+                    "detail": { "name": name, "status": "ABORTED" },
+                })
+            };
+            let Ok(Answer::Ignored { .. }) = p.handle_any(event("someone-else")).await else { panic!("not ignored") };
+            begin(&p, "mine").await;
+            let Ok(Answer::End(closed)) = p.handle_any(event("mine")).await else { panic!("not closed") };
+            assert_eq!(
+                (closed.timeline.status, closed.timeline.error.as_deref(), closed.lock_released),
+                (ExecutionStatus::Failed, Some("ExecutionAborted"), true)
+            );
+            let Ok(Answer::Ignored { .. }) = p.handle_any(event("mine")).await else { panic!("closed twice") };
         }
 
         /// A failback to us-east-1 a moment ago: the cooldown runs.

@@ -4,7 +4,7 @@
 //! real function through the Lambda Invoke API of the region's `cargo lambda watch`, SNS tasks
 //! publishing to moto. Only the ARN → invoke URL map is the sandbox's own.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -57,6 +57,8 @@ pub struct Start {
     /// Invoke the functions on this port instead of the region's own `cargo lambda watch`
     /// (a test's service with other settings).
     pub lambda_port: Option<u16>,
+    /// Stop the execution as `StopExecution` would (`ABORTED`) when it enters this state.
+    pub abort_at: Option<&'static str>,
 }
 
 /// How long Wait states and Retry pauses last.
@@ -89,6 +91,7 @@ impl Start {
             input,
             timing,
             lambda_port: None,
+            abort_at: None,
         })
     }
 }
@@ -197,8 +200,30 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
             .cloned()
             .unwrap_or_else(|| sb.aws_endpoint_url.clone()),
         timing: start.timing,
+        abort_at: start.abort_at,
     };
-    run(&spec).await
+    let x = run(&spec).await?;
+    // Step Functions tells EventBridge how each execution ended; the rules that care are
+    // the abandoned-execution rule's two ends, which no state catches.
+    if x.status == "ABORTED" || x.status == "TIMED_OUT" {
+        let names = d.regional_names(&start.region);
+        let machine = names.state_machines().into_iter().find(|(m, _)| *m == start.machine).map(|(_, n)| n.to_owned());
+        let machine_arn =
+            format!("arn:aws:states:{}:{SANDBOX_ACCOUNT}:stateMachine:{}", start.region, machine.unwrap_or_default());
+        let execution_arn = format!("{}:{}", machine_arn.replacen(":stateMachine:", ":execution:", 1), start.name);
+        let now = switchyard_core::order::Timestamp::now().to_string();
+        let event = json!({
+            "version": "0", "id": format!("sandbox-{}", start.name), "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states", "account": SANDBOX_ACCOUNT, "time": now, "region": start.region,
+            "resources": [execution_arn],
+            "detail": {
+                "executionArn": execution_arn, "stateMachineArn": machine_arn, "name": start.name,
+                "status": x.status, "stopDate": now, "input": start.input.to_string(), "output": null,
+            },
+        });
+        crate::world::control::put_event(sb.world.control_port, &start.region, &event).await?;
+    }
+    Ok(x)
 }
 
 /// Everything `run.mjs` is told: a definition with its substitutions applied, and where its
@@ -214,6 +239,8 @@ pub struct RunnerSpec {
     /// Where SNS tasks publish (moto).
     pub aws_endpoint: String,
     pub timing: Timing,
+    /// Stop the execution (`ABORTED`) when it enters this state.
+    pub abort_at: Option<&'static str>,
 }
 
 impl RunnerSpec {
@@ -253,13 +280,45 @@ pub async fn run(spec: &RunnerSpec) -> Result<Execution> {
     let mut lines = BufReader::new(child.stdout.take().context("runner stdout")?).lines();
     let mut events = Vec::new();
     let mut end = None;
-    while let Some(line) = lines.next_line().await? {
+    // The execution's own `TimeoutSeconds`, as Step Functions enforces it (the runner does
+    // not): a run past it ends TIMED_OUT.
+    let deadline =
+        spec.definition["TimeoutSeconds"].as_u64().map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut stopped = None;
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, lines.next_line()).await {
+                Ok(line) => line?,
+                Err(_) => {
+                    stopped = Some(("TIMED_OUT", "States.Timeout"));
+                    break;
+                }
+            },
+            None => lines.next_line().await?,
+        };
+        let Some(line) = next else { break };
         let v: Value = serde_json::from_str(&line).with_context(|| format!("runner printed {line}"))?;
         if let Some(e) = v.get("event") {
             events.push(e.clone());
+            if e["type"] == "StateEntered" && spec.abort_at.is_some_and(|s| e["state"]["name"] == s) {
+                stopped = Some(("ABORTED", "ExecutionAborted"));
+                break;
+            }
         } else if let Some(x) = v.get("execution") {
             end = Some(x.clone());
         }
+    }
+    if let Some((status, error)) = stopped {
+        // Stopped where it stood: no later state runs, as with StopExecution or a timeout.
+        child.kill().await.context("stopping the runner")?;
+        return Ok(Execution {
+            name: spec.name.clone(),
+            status: status.to_owned(),
+            output: None,
+            error: Some(error.to_owned()),
+            cause: None,
+            events,
+        });
     }
     let status = child.wait().await?;
     let end = end.with_context(|| format!("the runner ended ({status}) without a result"))?;

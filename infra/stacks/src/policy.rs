@@ -246,6 +246,10 @@ impl Scope<'_> {
                     &["rds:FailoverGlobalCluster", "rds:SwitchoverGlobalCluster"],
                     promote,
                 ));
+                // The page of an execution that timed out or was aborted (the
+                // abandoned-execution rule), which no state of it sends any more.
+                s.push(allow("PageAbandonedExecution", &["sns:Publish"], vec![Self::alerts_topic()]));
+                s.push(allow("EncryptForAlerts", &["kms:GenerateDataKey"], vec![key]));
             }
             "dns-switcher" => {
                 s.push(allow("WriterClaimBothRegions", &["dynamodb:GetItem"], self.control_tables()));

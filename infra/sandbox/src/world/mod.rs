@@ -12,7 +12,8 @@
 //! - **Route 53's health checkers** on each region's `/writer`, every interval ([`checkers`]);
 //! - a **control API** on loopback: `GET|PUT /links` (the partition), `PUT /parts/REGION`
 //!   (crash or restore a region's order API), `GET|PUT /clock`, `POST /clock/tick` and
-//!   `GET /dns-checks` (each region's health check status).
+//!   `GET /dns-checks` (each region's health check status) and `POST /events/REGION` (an
+//!   event on a region's default bus, e.g. Step Functions' execution status changes).
 //!
 //! What it does not model is listed in ARCHITECTURE.md ("Sandbox stand-ins").
 
@@ -384,6 +385,16 @@ async fn serve_control(world: Arc<World>, mut stream: TcpStream) {
             Ok(settings) => clock::settle(&world, &settings).map(|()| clock::report(&world)),
             Err(e) => Err(anyhow::anyhow!("not clock settings: {e}")),
         },
+        ("POST", path) if path.starts_with("/events/") => {
+            let region = path.trim_start_matches("/events/").parse::<Region>().map_err(anyhow::Error::msg);
+            match (region, serde_json::from_slice::<serde_json::Value>(&req.body)) {
+                (Ok(region), Ok(event)) => {
+                    clock::route(&world, &region, event).await.map(|()| serde_json::json!({ "routed": true }))
+                }
+                (Err(e), _) => Err(e),
+                (_, Err(e)) => Err(anyhow::anyhow!("not an event: {e}")),
+            }
+        }
         ("POST", "/clock/tick") => {
             clock::evaluate_alarms(&world).await.map(|changes| serde_json::json!({ "changes": changes }))
         }
@@ -430,6 +441,16 @@ pub mod control {
             bail!("the world refused ({status}): {body}");
         }
         Ok(body["was_up"].as_bool().unwrap_or(false))
+    }
+
+    /// Puts `event` on `region`'s default bus: its rules match it and deliver it (what a
+    /// service's own events do in AWS, e.g. Step Functions' execution status changes).
+    pub async fn put_event(control_port: u16, region: &Region, event: &serde_json::Value) -> Result<()> {
+        let (status, body) = http::call(control_port, "POST", &format!("/events/{region}"), Some(event)).await?;
+        if status != 200 {
+            bail!("the world refused the event ({status}): {body}");
+        }
+        Ok(())
     }
 
     /// Each region's Route 53 health check status, as the world's checkers see it.
