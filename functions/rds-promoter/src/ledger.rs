@@ -279,6 +279,16 @@ pub async fn end<R: ClaimStore, L: ExecutionLedger>(
     Ok(EndAnswer { subject: timeline.headline(environment), timeline, lock_released: released, writer, message })
 }
 
+/// The error names an execution closed by the abandoned-execution rule gets: Step Functions'
+/// own for a timeout, and one for an abort (which has no error of its own).
+pub const TIMED_OUT: &str = "States.Timeout";
+pub const ABORTED: &str = "ExecutionAborted";
+
+/// Closed by the abandoned-execution rule (a timeout or an abort), not by the execution.
+fn ended_uncaught(t: &Timeline) -> bool {
+    t.error.as_deref().is_some_and(|e| e == TIMED_OUT || e == ABORTED)
+}
+
 /// The notification's body: what happened, where the writer is now, what a person must do.
 fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
     let mut lines = vec![format!("execution {} ({}), incident {}", t.execution, t.status, t.incident)];
@@ -306,8 +316,8 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
     }
     if let Some(rto) = t.rto_seconds {
         lines.push(format!(
-            "RTO {rto:.1} s (detected → traffic moved: Route 53 answers the new writer, at the latest; \
-             resolvers may keep the old answer up to {} s more)",
+            "RTO {rto:.1} s (detected → traffic moved: Route 53 answers the new writer, at the latest as \
+             modelled from its health checks; resolvers may keep the old answer up to {} s more)",
             switchyard_core::dns::RECORD_TTL.as_secs()
         ));
         if let Some(first) = t.first_order_applied {
@@ -343,6 +353,13 @@ fn notification(t: &Timeline, writer: Option<&WriterClaim>) -> String {
                 t.to,
                 if t.mode == FailoverMode::Planned { "switchover" } else { "failover" },
                 t.to
+            )
+        } else if moved && t.traffic_moved.is_none() && ended_uncaught(t) {
+            // The switch's answer was in the stopped execution's state, which nobody read.
+            format!(
+                "ACTION: {} writes; whether traffic moved is unknown (the execution ended uncaught): check that the DNS \
+                 answer names {}, else run the dns-switcher",
+                t.to, t.to
             )
         } else if moved && t.traffic_moved.is_none() {
             format!("ACTION: {} writes but traffic was not moved: run the dns-switcher or fix its cause", t.to)
@@ -462,8 +479,8 @@ mod tests {
     }
 
     /// #18: RTO is detected → traffic moved, and traffic moves when Route 53 answers the new
-    /// writer: its check on the writer's `/writer` turns healthy FailureThreshold ×
-    /// RequestInterval (2 × 10 s) after the activation at the latest. A health-check-mode
+    /// writer: its check on the writer's `/writer` turns healthy FailureThreshold cycles
+    /// (2 × (10 s + a check's 6 s)) after the activation at the latest. A health-check-mode
     /// switch is only the confirmation of the claim, a moment after the activation: it used
     /// to be the RTO's end, 20 s early. In records mode the change's INSYNC may be later.
     #[tokio::test]
@@ -471,8 +488,9 @@ mod tests {
         let (e1, e2) = (region("us-east-1"), region("us-east-2"));
         let registry = InMemoryClaimStore::new(WriterClaim::active(WriterEpoch(2), e2.clone()));
         let at = |s: &str| -> Timestamp { s.parse().expect("timestamp") };
+        // Two results of one cycle each (10 s apart, 6 s for a check at most): by 32 s.
         for (mode, switch_at, rto) in
-            [("health-check", "2026-12-01T10:00:30.500Z", 50.0), ("records", "2026-12-01T10:00:55Z", 55.0)]
+            [("health-check", "2026-12-01T10:00:30.500Z", 62.0), ("records", "2026-12-01T10:01:10Z", 70.0)]
         {
             let ledger = InMemoryLedger::default();
             let mut t = Timeline::start(

@@ -183,8 +183,8 @@ impl AbandonedExecution {
     /// What `end` records, as a Catch would have: the service's error name and why.
     fn caught(&self) -> ledger::Caught {
         let (error, why) = match self.status {
-            AbandonedStatus::TimedOut => ("States.Timeout", "timed out (its TimeoutSeconds)"),
-            AbandonedStatus::Aborted => ("ExecutionAborted", "was aborted (StopExecution)"),
+            AbandonedStatus::TimedOut => (ledger::TIMED_OUT, "timed out (its TimeoutSeconds)"),
+            AbandonedStatus::Aborted => (ledger::ABORTED, "was aborted (StopExecution)"),
         };
         ledger::Caught {
             error: error.to_owned(),
@@ -263,7 +263,18 @@ pub struct Promoter<R, L, E> {
     /// The alerts topic, for the page of an execution that ended uncaught (every other page
     /// is the state machine's own `NotifyFailure`/`NotifySuccess`).
     pager: Option<(aws_sdk_sns::Client, String)>,
+    /// [`ABANDON_SETTLE`]; tests shorten it.
+    settle: std::time::Duration,
 }
+
+/// The most one step may take: a step's calls each have their own deadline, and a step past
+/// this ends `ServiceUnavailable` (retried). A request it sent may still land a few seconds
+/// later (a statement the server already runs).
+const STEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// How long the abandoned-execution handler waits before it acts: a step in flight when its
+/// execution stopped has ended by then, with its effects.
+pub const ABANDON_SETTLE: std::time::Duration = std::time::Duration::from_secs(STEP_BUDGET.as_secs() + 10);
 
 /// How long the re-fence holds the failover lock at most (an invocation that dies holding it
 /// blocks a failover's `begin` no longer than this).
@@ -303,7 +314,7 @@ pub enum Answer {
 
 impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: PromotionEngine> Promoter<R, L, E> {
     pub fn new(config: PromoterConfig, registry: R, ledger: L, engine: E) -> Self {
-        Promoter { config, registry, ledger, engine, writer_clocks: None, pager: None }
+        Promoter { config, registry, ledger, engine, writer_clocks: None, pager: None, settle: ABANDON_SETTLE }
     }
 
     /// Pages an execution that ended uncaught on `topic`.
@@ -335,7 +346,14 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
         let local = &d.local_region;
         let peer = d.regions.peer_of(local)?;
         match Request::parse(event)? {
-            Request::Step(req) => self.handle(req).await,
+            // Bounded, so that an execution stopped mid-step has nothing in flight for long
+            // (the abandoned-execution handler waits that out).
+            Request::Step(req) => tokio::time::timeout(STEP_BUDGET, self.handle(req)).await.unwrap_or_else(|_| {
+                Err(SwitchyardError::new(
+                    ErrorName::ServiceUnavailable,
+                    format!("the step ran past its {} s budget; the state machine retries it", STEP_BUDGET.as_secs()),
+                ))
+            }),
             Request::Begin(req) => {
                 ledger::begin(&self.registry, &self.ledger, local, peer, req).await.map(Answer::Begin)
             }
@@ -358,23 +376,35 @@ impl<R: ClaimStore + EligibilityStore + ArmingStore, L: ExecutionLedger, E: Prom
 
     /// An execution that timed out or was aborted: what its `EndFailed` would have done
     /// (timeline closed as failed, lock released, a stranded fence lifted) and its page,
-    /// which this function sends itself since no state of the execution runs any more. An
-    /// execution this region's ledger never began (another state machine's, or one closed
-    /// already) is left alone.
+    /// which this function sends itself since no state of the execution runs any more.
+    ///
+    /// A stop dispatches no new task, but one already running goes on (review of #18: a
+    /// fence landing after the lift, a promotion after a read that missed its mark). So the
+    /// handler first lets every step in flight end: each runs within [`STEP_BUDGET`], and it
+    /// waits [`ABANDON_SETTLE`] before it reads anything it acts on. Left alone: an
+    /// execution this region's ledger does not hold (another state machine's, or one the
+    /// other region runs under the same name in the shared ledger). A retried delivery of
+    /// an execution this handler closed pages again (at least once, never lost).
     async fn abandoned(&self, abandoned: AbandonedExecution) -> Result<Answer, SwitchyardError> {
-        let running =
-            self.ledger.timeline(&abandoned.name).await?.is_some_and(|t| t.status == ExecutionStatus::Running);
-        if !running {
-            tracing::info!(execution = %abandoned.name, status = ?abandoned.status, "not a running execution of this ledger: nothing to close");
+        let local = &self.config.deployment.local_region;
+        let caught = abandoned.caught();
+        let ours = |t: &Timeline| {
+            &t.to == local
+                && (t.status == ExecutionStatus::Running
+                    || (t.status == ExecutionStatus::Failed && t.error.as_deref() == Some(caught.error.as_str())))
+        };
+        if !self.ledger.timeline(&abandoned.name).await?.is_some_and(|t| ours(&t)) {
+            tracing::info!(execution = %abandoned.name, status = ?abandoned.status, "no execution this region's ledger holds open: nothing to close");
             return Ok(Answer::Ignored {
-                ignored: format!("execution {} is no running execution of this region's ledger", abandoned.name),
+                ignored: format!("execution {} is no open execution of {local}'s ledger", abandoned.name),
             });
         }
-        tracing::error!(execution = %abandoned.name, status = ?abandoned.status, "an execution ended uncaught: closing it");
+        tracing::error!(execution = %abandoned.name, status = ?abandoned.status, settle = ?self.settle, "an execution ended uncaught: closing it once its steps in flight have ended");
+        tokio::time::sleep(self.settle).await;
         let req = EndRequest {
             execution: abandoned.name.clone(),
             outcome: ledger::EndOutcome::Failed,
-            error: Some(abandoned.caught()),
+            error: Some(caught),
             steps: Default::default(),
         };
         let answer = self.end(req).await?;
@@ -1537,10 +1567,11 @@ mod tests {
         }
 
         /// #18: Step Functions' status change of an execution this ledger never began (another
-        /// state machine's, or one already closed) changes nothing.
+        /// state machine's) changes nothing; one it holds open is closed.
         #[tokio::test]
         async fn an_abandoned_execution_the_ledger_does_not_hold_open_is_left_alone() {
-            let p = promoter();
+            let mut p = promoter();
+            p.settle = std::time::Duration::ZERO;
             let event = |name: &str| {
                 serde_json::json!({
                     "source": "aws.states", "detail-type": EXECUTION_STATUS_CHANGE,
@@ -1554,7 +1585,9 @@ mod tests {
                 (closed.timeline.status, closed.timeline.error.as_deref(), closed.lock_released),
                 (ExecutionStatus::Failed, Some("ExecutionAborted"), true)
             );
-            let Ok(Answer::Ignored { .. }) = p.handle_any(event("mine")).await else { panic!("closed twice") };
+            // A retried delivery (its page failed) closes nothing more and pages again.
+            let Ok(Answer::End(again)) = p.handle_any(event("mine")).await else { panic!("not paged again") };
+            assert_eq!((again.timeline.status, again.lock_released), (ExecutionStatus::Failed, false));
         }
 
         /// A failback to us-east-1 a moment ago: the cooldown runs.

@@ -249,7 +249,9 @@ impl Scope<'_> {
                 // The page of an execution that timed out or was aborted (the
                 // abandoned-execution rule), which no state of it sends any more.
                 s.push(allow("PageAbandonedExecution", &["sns:Publish"], vec![Self::alerts_topic()]));
-                s.push(allow("EncryptForAlerts", &["kms:GenerateDataKey"], vec![key]));
+                // A publisher to an SSE topic needs both (Amazon SNS Developer Guide, "Key
+                // management": "kms:GenerateDataKey" and "kms:Decrypt").
+                s.push(allow("EncryptForAlerts", &["kms:GenerateDataKey", "kms:Decrypt"], vec![key]));
             }
             "dns-switcher" => {
                 s.push(allow("WriterClaimBothRegions", &["dynamodb:GetItem"], self.control_tables()));
