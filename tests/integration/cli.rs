@@ -19,7 +19,48 @@ pub fn trials() -> Vec<Trial> {
         own_sandbox_trial("cli::crash_then_rejoin_makes_the_old_writer_a_replica_of_the_new", "crash-rejoin", |sb| {
             Box::pin(crash_and_rejoin(sb))
         }),
+        own_sandbox_trial(
+            "cli::switchover_and_failover_answer_with_a_summary_and_their_exit_code",
+            "handover-cli",
+            |sb| Box::pin(hand_over(sb)),
+        ),
     ]
+}
+
+/// #19: `switchyard switchover|failover --to REGION`, as an operator types them: nothing to
+/// do (3), an override without a reason (2), refused before anything changed (4), and a
+/// switchover that streams one line per state and ends in a summary (0), in a few dozen
+/// lines instead of the execution's whole history. The summary is JSON with `--output json`.
+async fn hand_over(sb: &Sandbox) -> anyhow::Result<()> {
+    let (code, out, err) = run_cli(sb, &["switchover", "--to", "us-east-1"])?;
+    ensure!(code == 3 && err.contains("error: NothingToDo"), "switchover to the writer: exit {code}\n{out}{err}");
+    let (code, out, err) = run_cli(sb, &["failover", "--to", "us-east-2", "--allow-data-loss"])?;
+    ensure!(code == 2 && err.contains("--reason"), "an override without a reason: exit {code}\n{out}{err}");
+    // Not armed: the automatic failover is refused in Begin, before anything changes.
+    let (code, out, err) = run_cli(sb, &["failover", "--to", "us-east-2"])?;
+    ensure!(code == 4 && err.contains("error: NotReady"), "an unarmed failover: exit {code}\n{out}{err}");
+    ensure!(!out.contains("Fence"), "the refused failover went as far as the fence:\n{out}");
+
+    let (code, out, err) = run_cli(sb, &["switchover", "--to", "us-east-2", "--reason", "#19 test"])?;
+    ensure!(code == 0, "switchover: exit {code}\n{out}{err}");
+    for shown in
+        ["Begin", "Fence", "Activate", "verdict       done (exit 0)", "writer        us-east-2 at epoch 2 (active)"]
+    {
+        ensure!(out.contains(shown), "the switchover's answer lacks {shown:?}:\n{out}");
+    }
+    ensure!(out.contains("RTO") && out.contains("old writer    us-east-1: fenced"), "{out}");
+    ensure!(out.lines().count() <= 45, "{} lines:\n{out}", out.lines().count());
+    // What the operator sees, in the test's log.
+    eprintln!("\n{out}");
+
+    // Back to us-east-1 is refused before anything changes: it is fenced, not a replica.
+    let (code, out, err) = run_cli(sb, &["--output", "json", "switchover", "--to", "us-east-1"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("not JSON ({e}): {out}{err}"))?;
+    ensure!(
+        code == 4 && v["verdict"] == "refused" && v["error"] == "NotReady" && v["writer"]["writer"] == "us-east-2",
+        "failback without a rebuild: exit {code}: {v:#}"
+    );
+    Ok(())
 }
 
 /// `sandbox crash` takes a region's database down hard; once the other region writes,

@@ -65,11 +65,7 @@ pub async fn run(g: &Global, args: ExecuteArgs) -> Result<Exit> {
         }
     };
     let sb = loaded_sandbox(g)?;
-    let d = sb.deployment();
-    if !d.regions.iter().any(|r| r.as_str() == region) {
-        let known: Vec<_> = d.regions.iter().map(|r| r.to_string()).collect();
-        return Err(Refused(format!("{region}: the sandbox has {}", known.join(" and "))).into());
-    }
+    sandbox_region(&sb, &region)?;
     let machine = args.machine.name();
     let name =
         args.name.unwrap_or_else(|| format!("{machine}-{}", switchyard_core::order::Timestamp::now().unix_millis()));
@@ -100,13 +96,25 @@ pub async fn run(g: &Global, args: ExecuteArgs) -> Result<Exit> {
     Ok(exit)
 }
 
+/// `region` as one of the sandbox's regions, or refused (exit 4) naming the ones it has.
+pub(crate) fn sandbox_region(sb: &switchyard_sandbox::Sandbox, region: &str) -> Result<switchyard_core::Region> {
+    let d = sb.deployment();
+    match d.regions.iter().find(|r| r.as_str() == region) {
+        Some(r) => Ok(r.clone()),
+        None => {
+            let known: Vec<_> = d.regions.iter().map(|r| r.to_string()).collect();
+            Err(Refused(format!("{region}: the sandbox has {}", known.join(" and "))).into())
+        }
+    }
+}
+
 /// The first state that changes anything: an execution that failed before it only refused.
 const FIRST_CHANGE: &str = "Fence";
 
 /// What the execution amounts to: a no-op or a duplicate is not a success, and a precondition
 /// that stopped it before anything changed is a refusal. A failure after the old writer was
 /// touched is a failure, whatever its name.
-fn verdict(x: &Execution) -> Exit {
+pub(crate) fn verdict(x: &Execution) -> Exit {
     if x.succeeded() {
         return Exit::Done;
     }
@@ -141,7 +149,7 @@ fn summary(x: &Execution, exit: Exit) -> String {
 }
 
 /// A function error's cause is `{"errorType","errorMessage"}` as a string: show the message.
-fn cause_message(cause: &str) -> String {
+pub(crate) fn cause_message(cause: &str) -> String {
     serde_json::from_str::<Value>(cause)
         .ok()
         .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))

@@ -13,6 +13,7 @@
 mod arm;
 mod drill;
 mod execute;
+mod handover;
 mod sandbox;
 mod status;
 
@@ -147,7 +148,14 @@ pub enum Command {
     /// The sandbox: a two-region deployment on loopback (moto, two PostgreSQL, the functions).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
-    /// Run a state machine of REGION in the sandbox, with its real waits and retries.
+    /// Move the writer to --to without losing data (the switchover state machine there):
+    /// one line per state, then the summary.
+    Switchover(handover::SwitchoverArgs),
+    /// Fail the writer over to --to (the failover state machine there; with an override, the
+    /// operator failover): one line per state, then the summary.
+    Failover(handover::FailoverArgs),
+    /// Run a state machine of REGION in the sandbox, with its real waits and retries: its
+    /// whole history (`switchover`/`failover` summarize).
     Execute(execute::ExecuteArgs),
     /// The main job, in a fresh sandbox of its own named `drill` that it always stops (today:
     /// the sandbox smoke check).
@@ -293,6 +301,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status => status::run(g).await,
         Command::Sandbox(c) => sandbox::run(g, c).await,
         Command::Execute(args) => execute::run(g, args).await,
+        Command::Switchover(args) => handover::switchover(g, args).await,
+        Command::Failover(args) => handover::failover(g, args).await,
         Command::Arm { region, by } => arm::arm(g, &region, by).await,
         Command::Disarm => arm::disarm(g).await,
         Command::Drill => {

@@ -170,6 +170,15 @@ impl Execution {
 
 /// Runs one execution to its end in the sandbox.
 pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
+    execute_observed(sb, start, &mut |_| {}).await
+}
+
+/// [`execute`], telling `observer` each history event as it happens (the CLI streams them).
+pub async fn execute_observed(
+    sb: &Sandbox,
+    start: &Start,
+    observer: &mut (dyn FnMut(&Value) + Send),
+) -> Result<Execution> {
     let d = sb.deployment();
     let definition = deployed_definition(&d, start.machine, &start.region)?;
     let port = match start.lambda_port {
@@ -202,7 +211,7 @@ pub async fn execute(sb: &Sandbox, start: &Start) -> Result<Execution> {
         timing: start.timing,
         abort_at: start.abort_at,
     };
-    let x = run(&spec).await?;
+    let x = run_observed(&spec, observer).await?;
     // Step Functions tells EventBridge how each execution ended; the rules that care are
     // the abandoned-execution rule's two ends, which no state catches.
     if x.status == "ABORTED" || x.status == "TIMED_OUT" {
@@ -264,6 +273,11 @@ impl RunnerSpec {
 
 /// Runs one execution of `spec` with `run.mjs` to its end.
 pub async fn run(spec: &RunnerSpec) -> Result<Execution> {
+    run_observed(spec, &mut |_| {}).await
+}
+
+/// [`run`], telling `observer` each history event as the runner prints it.
+pub async fn run_observed(spec: &RunnerSpec, observer: &mut (dyn FnMut(&Value) + Send)) -> Result<Execution> {
     ensure_node_tools()?;
     let mut child = tokio::process::Command::new(node())
         .arg(runner_dir().join("run.mjs"))
@@ -299,6 +313,7 @@ pub async fn run(spec: &RunnerSpec) -> Result<Execution> {
         let Some(line) = next else { break };
         let v: Value = serde_json::from_str(&line).with_context(|| format!("runner printed {line}"))?;
         if let Some(e) = v.get("event") {
+            observer(e);
             events.push(e.clone());
             if e["type"] == "StateEntered" && spec.abort_at.is_some_and(|s| e["state"]["name"] == s) {
                 stopped = Some(("ABORTED", "ExecutionAborted"));
