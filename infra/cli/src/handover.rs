@@ -30,17 +30,25 @@ use crate::{BadValue, Exit, Global, Output, Refused, execute, loaded_sandbox};
 /// Every read of the summary is bounded: a claim store that does not answer is reported.
 const READ_DEADLINE: Duration = Duration::from_secs(5);
 
+/// What both commands take besides the target.
+#[derive(Debug, Clone, Args)]
+pub struct Said {
+    /// Why, for the timeline and the page (default: "<switchover|failover> by $USER"; an
+    /// override needs one of its own).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The execution name (default: <state machine>-<unix ms>).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SwitchoverArgs {
     /// The region the writer moves to; the switchover runs there. Never loses data.
     #[arg(long)]
     pub to: String,
-    /// Why, for the timeline and the page (default: "switchover by $USER").
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// The execution name (default: switchover-<unix ms>).
-    #[arg(long)]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub said: Said,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -56,27 +64,23 @@ pub struct FailoverArgs {
     /// entry; needs --reason.
     #[arg(long)]
     pub ignore_cooldown: bool,
-    /// Why, for the timeline and the page.
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// The execution name (default: failover-<unix ms>).
-    #[arg(long)]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub said: Said,
 }
 
 pub async fn switchover(g: &Global, args: SwitchoverArgs) -> Result<Exit> {
     let sb = loaded_sandbox(g)?;
     let to = execute::sandbox_region(&sb, &args.to)?;
     let from = sb.deployment().regions.peer_of(&to).map_err(|e| Refused(e.message))?.clone();
-    let reason = args.reason.unwrap_or_else(|| format!("switchover by {}", user()));
+    let reason = args.said.reason.unwrap_or_else(|| format!("switchover by {}", user()));
     let input = json!({ "from": from, "to": to, "trigger": "manual", "reason": reason });
-    let name = args.name.unwrap_or_else(|| format!("switchover-{}", Timestamp::now().unix_millis()));
+    let name = args.said.name.unwrap_or_else(|| format!("switchover-{}", Timestamp::now().unix_millis()));
     hand_over(g, &sb, "switchover", &to, input, name).await
 }
 
 pub async fn failover(g: &Global, args: FailoverArgs) -> Result<Exit> {
     let overrides = args.allow_data_loss || args.ignore_cooldown;
-    if overrides && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+    if overrides && args.said.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(BadValue(
             "--allow-data-loss and --ignore-cooldown are a person's decision: say why with --reason TEXT".into(),
         )
@@ -88,7 +92,7 @@ pub async fn failover(g: &Global, args: FailoverArgs) -> Result<Exit> {
         // Detected now: a person saw it (an alarm's execution carries the alarm's time).
         "detectedAt": Timestamp::now().to_string(),
         "trigger": "manual",
-        "reason": args.reason.unwrap_or_else(|| format!("failover by {}", user())),
+        "reason": args.said.reason.unwrap_or_else(|| format!("failover by {}", user())),
     });
     if args.allow_data_loss {
         input["allowDataLoss"] = json!(true);
@@ -98,7 +102,7 @@ pub async fn failover(g: &Global, args: FailoverArgs) -> Result<Exit> {
     }
     // Overrides only through the operator entry (the automatic one refuses them).
     let machine = if overrides { "operator-failover" } else { "failover" };
-    let name = args.name.unwrap_or_else(|| format!("{machine}-{}", Timestamp::now().unix_millis()));
+    let name = args.said.name.unwrap_or_else(|| format!("{machine}-{}", Timestamp::now().unix_millis()));
     hand_over(g, &sb, machine, &to, input, name).await
 }
 
@@ -185,7 +189,6 @@ impl Progress {
                 })
             }
             "StateFailed" => Some(format!("{at}  ✗ {state}: {}", e["Error"].as_str().unwrap_or("failed"))),
-            "ExecutionFailed" | "ExecutionAborted" | "ExecutionTimedOut" => None,
             _ => None,
         }
     }
