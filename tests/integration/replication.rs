@@ -18,7 +18,7 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("replication::the_replica_rejects_writes", |sb| Box::pin(replica_rejects_writes(sb))),
         sandbox_trial("replication::lag_is_measured_in_bytes_and_seconds", |sb| Box::pin(lag_is_measured(sb))),
         sandbox_trial("replication::status_names_a_stopped_database", |sb| Box::pin(status_names_stopped_database(sb))),
-        sandbox_trial("replication::status_reports_roles_lag_and_canary", |sb| Box::pin(status_reports(sb))),
+        sandbox_trial("replication::status_reports_roles_and_lag_without_writing", |sb| Box::pin(status_reports(sb))),
     ]
 }
 
@@ -129,7 +129,26 @@ async fn status_reports(sb: &Sandbox) -> anyhow::Result<()> {
     let roles: Vec<_> =
         status.databases.iter().map(|d| d.status.as_ref().map(|s| (s.role, s.streaming_peers))).collect();
     ensure!(roles == [Some((DatabaseRole::Writer, 1)), Some((DatabaseRole::Replica, 1))], "roles: {roles:?}");
-    ensure!(status.replication.lag.is_some() && status.replication.canary_ms.is_some(), "{status}");
+    let r = &status.replication;
+    ensure!(
+        r.writer.as_ref().map(|w| w.as_str()) == Some("us-east-1")
+            && r.replica.as_ref().map(|w| w.as_str()) == Some("us-east-2")
+            && r.streaming
+            && r.lag.is_some(),
+        "{status}"
+    );
+    // #19: status is read-only. It used to write a canary row each call (which also kept the
+    // replica's last replayed commit fresh, and so the lag gate's figure).
+    let canaries = || async {
+        let c = sb.node("us-east-1")?.connect().await?;
+        let sql = "SELECT CASE WHEN to_regclass('switchyard_canary') IS NULL THEN 0
+                   ELSE (xpath('/row/n/text()', query_to_xml('SELECT count(*) AS n FROM switchyard_canary', false, true, '')))[1]::text::int8 END";
+        anyhow::Ok(c.query_one(sql, &[]).await?.get::<_, i64>(0))
+    };
+    let before = canaries().await?;
+    sb.status().await;
+    ensure!(canaries().await? == before, "status wrote a canary row");
+    ensure!(sb.prove_replication().await? < std::time::Duration::from_secs(10), "no canary");
     Ok(())
 }
 

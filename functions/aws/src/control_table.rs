@@ -300,6 +300,38 @@ impl ControlTable {
 }
 
 impl ControlTable {
+    /// Every execution's timeline the table holds, the most recently detected first. A
+    /// strongly consistent Scan, paged: for the operator's `executions` and `status`, never on
+    /// a function's path (the table holds a handful of items and one per execution).
+    pub async fn timelines(&self) -> PortResult<Vec<Timeline>> {
+        let mut timelines = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :execution)")
+                .expression_attribute_values(":execution", s("execution#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Scan", &e))?;
+            for item in page.items() {
+                timelines.push(from_json::<Timeline>(item, "timeline")?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        timelines.sort_by(|a, b| b.detected.cmp(&a.detected).then_with(|| b.execution.cmp(&a.execution)));
+        Ok(timelines)
+    }
+}
+
+impl ControlTable {
     /// The write of the lock's item, whole; the caller adds its condition (`#owner` and
     /// `:owner` are bound).
     fn put_lock(

@@ -16,6 +16,11 @@ pub async fn run() -> Result<Exit> {
         if !status.healthy {
             bail!("sandbox unhealthy");
         }
+        let took = sb.prove_replication().await?;
+        println!(
+            "  ok   a row written on the writer is readable on the replica after {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
         let order_id = format!("drill-smoke-{}", std::process::id());
         for (region, took) in smoke::acknowledgement(&sb, "us-east-1", &order_id).await? {
             println!(

@@ -8,7 +8,7 @@ use switchyard_core::ErrorName;
 use switchyard_core::error::ErrorCategory;
 use switchyard_sandbox::runner::{Execution, Start, Timing, execute};
 
-use crate::{BadValue, Exit, Global, Output, Refused, loaded_sandbox};
+use crate::{BadValue, Exit, Global, Output, Refused, input_json, loaded_sandbox};
 
 #[derive(Debug, Clone, Args)]
 pub struct ExecuteArgs {
@@ -53,16 +53,7 @@ pub async fn run(g: &Global, args: ExecuteArgs) -> Result<Exit> {
     };
     let input: Value = match args.input.as_deref() {
         None => json!({ "trigger": "manual" }),
-        Some(text) => {
-            let (what, text) = match text.strip_prefix("file://") {
-                Some(path) => (
-                    format!("--input file://{path}"),
-                    std::fs::read_to_string(path).map_err(|e| BadValue(format!("--input file://{path}: {e}")))?,
-                ),
-                None => ("--input".to_owned(), text.to_owned()),
-            };
-            serde_json::from_str(&text).map_err(|e| BadValue(format!("{what} is not JSON: {e}")))?
-        }
+        Some(text) => input_json("--input", text)?,
     };
     let sb = loaded_sandbox(g)?;
     sandbox_region(&sb, &region)?;

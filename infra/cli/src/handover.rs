@@ -249,44 +249,8 @@ impl Summary<'_> {
             None => line("writer", "unknown: the claim store did not answer".into()),
         }
         if let Some(t) = self.timeline {
-            line(
-                "RTO",
-                t.rto_seconds.map_or("- (traffic did not move)".into(), |r| {
-                    format!(
-                        "{r:.1} s (detected → traffic moved, as modelled from Route 53's checks; resolvers +{} s)",
-                        switchyard_core::dns::RECORD_TTL.as_secs()
-                    )
-                }),
-            );
-            line(
-                "first order",
-                match (t.first_order_applied, t.activated) {
-                    (Some(f), Some(a)) => format!("applied {:.1} s after the activation", f.seconds_since(&a)),
-                    _ => "none applied under the new epoch yet".into(),
-                },
-            );
-            if let Some(rpo) = &t.rpo {
-                let known = |n: Option<u64>| n.map_or("unknown".to_owned(), |n| n.to_string());
-                line(
-                    "data",
-                    format!(
-                        "lag {}, acknowledged orders at risk {}{}",
-                        rpo.lag_seconds.map_or("unknown".to_owned(), |l| format!("{l:.1} s")),
-                        known(rpo.orders_at_risk),
-                        if rpo.data_loss_accepted { " (data loss accepted)" } else { "" }
-                    ),
-                );
-            }
-            line(
-                "old writer",
-                match (t.fenced, t.fence_lifted) {
-                    (_, Some(_)) => format!("{}: fenced, then the fence was lifted (it writes again)", t.from),
-                    (Some(_), None) => format!("{}: fenced (refuses writes)", t.from),
-                    (None, None) => format!("{}: not fenced by this execution", t.from),
-                },
-            );
-            if !t.overrides.is_empty() {
-                line("overrides", format!("{} ({})", t.overrides.join(", "), t.reason.as_deref().unwrap_or("-")));
+            for (k, v) in crate::report::facts(t) {
+                line(k, v);
             }
         }
         let repeated = progress.repeated();

@@ -14,6 +14,8 @@ mod arm;
 mod drill;
 mod execute;
 mod handover;
+mod invoke;
+mod report;
 mod sandbox;
 mod status;
 
@@ -143,7 +145,9 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Who writes, at which epoch, as each region's control table says, and the last handover.
+    /// The deployment at a glance (read-only): the writer claim as each region reads it, each
+    /// database's role and fence, the replication's direction and lag, the DNS answer, what is
+    /// armed, the lock, the last execution. Exit 1 when the regions or the databases disagree.
     Status,
     /// The sandbox: a two-region deployment on loopback (moto, two PostgreSQL, the functions).
     #[command(subcommand)]
@@ -157,6 +161,16 @@ pub enum Command {
     /// Run a state machine of REGION in the sandbox, with its real waits and retries: its
     /// whole history (`switchover`/`failover` summarize).
     Execute(execute::ExecuteArgs),
+    /// The readiness tester's report as a rule table: is the region that would take over
+    /// ready to? Exit 0 ready, 1 not.
+    Readiness(invoke::ReadinessArgs),
+    /// The executions the claim store keeps a timeline of, the most recently detected first.
+    Executions(report::ExecutionsArgs),
+    /// One execution's timeline: each mark and its offset from detection, RTO, data, fence.
+    Report(report::ReportArgs),
+    /// Invoke a function of REGION through its Lambda service's Invoke API, with a sample
+    /// event by name (`--event on-demand`: events/FUNCTION/on-demand.json) or --input.
+    Invoke(invoke::InvokeArgs),
     /// The main job, in a fresh sandbox of its own named `drill` that it always stops (today:
     /// the sandbox smoke check).
     Drill,
@@ -303,6 +317,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Execute(args) => execute::run(g, args).await,
         Command::Switchover(args) => handover::switchover(g, args).await,
         Command::Failover(args) => handover::failover(g, args).await,
+        Command::Readiness(args) => invoke::readiness(g, args).await,
+        Command::Executions(args) => report::executions(g, args).await,
+        Command::Report(args) => report::report(g, args).await,
+        Command::Invoke(args) => invoke::invoke(g, args).await,
         Command::Arm { region, by } => arm::arm(g, &region, by).await,
         Command::Disarm => arm::disarm(g).await,
         Command::Drill => {
@@ -310,6 +328,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
             drill::run().await
         }
     }
+}
+
+/// An `--input`'s JSON: given inline, or read from `file://PATH`. Bad JSON or an unreadable
+/// file is a bad value (exit 2).
+pub(crate) fn input_json(flag: &str, text: &str) -> anyhow::Result<serde_json::Value> {
+    let (what, text) = match text.strip_prefix("file://") {
+        Some(path) => (
+            format!("{flag} file://{path}"),
+            std::fs::read_to_string(path).map_err(|e| BadValue(format!("{flag} file://{path}: {e}")))?,
+        ),
+        None => (flag.to_owned(), text.to_owned()),
+    };
+    Ok(serde_json::from_str(&text).map_err(|e| BadValue(format!("{what} is not JSON: {e}")))?)
 }
 
 /// The sandbox a command acts on: `--sandbox`, refused when it is not up (naming the ones

@@ -172,10 +172,6 @@ impl Sandbox {
             .with_context(|| format!("no Lambda service in {region}"))
     }
 
-    fn initial(&self, role: DatabaseRole) -> Result<&RegionSandbox> {
-        self.regions.iter().find(|r| r.initial_role == role).context("sandbox has no such region")
-    }
-
     /// Brings an instance up: installs missing tools, starts what is not running, initialises
     /// what does not exist, provisions a fresh moto. Running it again changes nothing.
     pub async fn up(instance: &str) -> Result<Sandbox> {
@@ -556,9 +552,55 @@ impl Sandbox {
         [self.moto_pid, self.world_pid].into_iter().chain(lambda).filter(|p| process::is_alive(*p)).chain(pg).collect()
     }
 
-    /// Probes every component. Never fails: a broken component is reported, not raised.
+    /// Probes every component, read-only: nothing is written to a database or an AWS API (a
+    /// status that wrote would refresh the very lag it reports). Never fails: a broken
+    /// component is reported, not raised. The replication's direction is read from the
+    /// databases, so it is right after a failover or a switchover.
     pub async fn status(&self) -> SandboxStatus {
         let aws = self.aws_status().await;
+        let databases = self.databases().await;
+        let lambda = self
+            .lambda
+            .iter()
+            .map(|l| LambdaStatus {
+                region: l.region.clone(),
+                url: format!("http://127.0.0.1:{}", l.port),
+                pid: l.pid,
+                listening: process::is_alive(l.pid) && process::port_is_open(l.port),
+            })
+            .collect::<Vec<_>>();
+        let replication = self.replication(&databases).await;
+        // Healthy: every part answers and exactly one database accepts writes. A pair with no
+        // streaming replica (the old writer fenced after a switchover, or crashed) is shown,
+        // but it is the deployment's state, not a broken sandbox.
+        let healthy = aws.error.is_none()
+            && lambda.iter().all(|l| l.listening)
+            && databases.iter().all(|d| d.error.is_none())
+            && replication.writer.is_some();
+        SandboxStatus { instance: self.instance.clone(), healthy, aws, databases, lambda, replication }
+    }
+
+    /// Proves replication by writing a row on the database that accepts writes and reading it
+    /// on the other: how long that took. It writes, so `status` never calls it (the drill and
+    /// the tests do).
+    pub async fn prove_replication(&self) -> Result<Duration> {
+        let (writer, replica) = self.current_pair().await?;
+        postgres::canary(&self.node(writer.as_str())?, &self.node(replica.as_str())?, Duration::from_secs(10)).await
+    }
+
+    /// The region whose database accepts writes now, and the other one (asked of the
+    /// databases, not of where they started).
+    pub async fn current_pair(&self) -> Result<(Region, Region)> {
+        let report = self.replication(&self.databases().await).await;
+        match (report.writer, report.replica) {
+            (Some(w), Some(r)) => Ok((w, r)),
+            _ => bail!("{}", report.error.unwrap_or_else(|| "no writer and replica pair".into())),
+        }
+    }
+
+    /// What each region's database says of itself (read-only; one that does not answer is
+    /// reported with its error).
+    pub async fn databases(&self) -> Vec<DatabaseStatus> {
         let mut databases = Vec::new();
         for r in &self.regions {
             let node = PgNode::new(r.postgres.clone(), format!("status-{}", r.region));
@@ -571,35 +613,66 @@ impl Sandbox {
                 error: status.err().map(|e| e.to_string()),
             });
         }
-        let lambda = self
-            .lambda
+        databases
+    }
+
+    /// Which database writes, which replicates from it, and the lag between them, from what
+    /// the databases say of themselves ([`Self::databases`]). Read-only.
+    pub async fn replication(&self, databases: &[DatabaseStatus]) -> ReplicationReport {
+        let roles: Vec<(Region, Option<ReplicationStatus>)> =
+            databases.iter().map(|d| (d.region.clone(), d.status.clone())).collect();
+        let writers: Vec<&Region> = roles
             .iter()
-            .map(|l| LambdaStatus {
-                region: l.region.clone(),
-                url: format!("http://127.0.0.1:{}", l.port),
-                pid: l.pid,
-                listening: process::is_alive(l.pid) && process::port_is_open(l.port),
-            })
-            .collect::<Vec<_>>();
-        let replication = self.replication_status().await;
-        let healthy = aws.error.is_none()
-            && lambda.iter().all(|l| l.listening)
-            && databases.iter().all(|d| d.error.is_none())
-            && replication.as_ref().is_ok_and(|r| r.canary_error.is_none());
-        SandboxStatus {
-            instance: self.instance.clone(),
-            healthy,
-            aws,
-            databases,
-            lambda,
-            replication: replication.unwrap_or_else(|e| ReplicationReport {
-                from: self.regions[0].region.clone(),
-                to: self.regions[1].region.clone(),
-                lag: None,
-                canary_ms: None,
-                canary_error: Some(format!("{e:#}")),
-            }),
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == DatabaseRole::Writer && !s.fenced))
+            .map(|(r, _)| r)
+            .collect();
+        let replicas: Vec<&Region> = roles
+            .iter()
+            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.role == DatabaseRole::Replica))
+            .map(|(r, _)| r)
+            .collect();
+        let mut report = ReplicationReport { writer: None, replica: None, streaming: false, lag: None, error: None };
+        match writers.as_slice() {
+            [w] => report.writer = Some((*w).clone()),
+            [] => report.error = Some("no database accepts writes".into()),
+            many => {
+                let names: Vec<String> = many.iter().map(|r| r.to_string()).collect();
+                report.error = Some(format!("{} all accept writes", names.join(" and ")));
+            }
         }
+        if let [r] = replicas.as_slice() {
+            report.replica = Some((*r).clone());
+        }
+        let (Some(w), Some(r)) = (&report.writer, &report.replica) else {
+            if report.error.is_none() {
+                let others: Vec<String> = roles
+                    .iter()
+                    .filter(|(r, _)| Some(r) != report.writer.as_ref())
+                    .map(|(r, s)| match s {
+                        Some(s) if s.fenced => {
+                            format!("{r} is fenced, not a replica (`sandbox rejoin {r}` rebuilds it)")
+                        }
+                        Some(_) => format!("{r} is not a replica"),
+                        None => format!("{r}'s database does not answer"),
+                    })
+                    .collect();
+                report.error = Some(format!("no replica: {}", others.join("; ")));
+            }
+            return report;
+        };
+        report.streaming =
+            roles.iter().any(|(region, s)| region == r && s.as_ref().is_some_and(|s| s.streaming_peers > 0));
+        match (self.node(w.as_str()), self.node(r.as_str())) {
+            (Ok(wn), Ok(rn)) => match pair_lag(&wn, &rn).await {
+                Ok(lag) => report.lag = Some(lag),
+                Err(e) => report.error = Some(e.to_string()),
+            },
+            (Err(e), _) | (_, Err(e)) => report.error = Some(format!("{e:#}")),
+        }
+        if !report.streaming && report.error.is_none() {
+            report.error = Some(format!("{r} is a replica but its WAL receiver is not streaming from {w}"));
+        }
+        report
     }
 
     async fn aws_status(&self) -> AwsStatus {
@@ -627,22 +700,6 @@ impl Sandbox {
             queues,
             error: result.err().map(|e| format!("{e:#}")),
         }
-    }
-
-    async fn replication_status(&self) -> Result<ReplicationReport> {
-        let writer = self.initial(DatabaseRole::Writer)?;
-        let replica = self.initial(DatabaseRole::Replica)?;
-        let (w, r) = (self.node(writer.region.as_str())?, self.node(replica.region.as_str())?);
-        // Canary first: it gives the replica a replayed commit, so the lag's age is measurable.
-        let canary = postgres::canary(&w, &r, Duration::from_secs(10)).await;
-        let lag = pair_lag(&w, &r).await.map_err(anyhow::Error::msg)?;
-        Ok(ReplicationReport {
-            from: writer.region.clone(),
-            to: replica.region.clone(),
-            lag: Some(lag),
-            canary_ms: canary.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
-            canary_error: canary.err().map(|e| format!("{e:#}")),
-        })
     }
 }
 
@@ -777,15 +834,19 @@ pub struct DatabaseStatus {
     pub error: Option<String>,
 }
 
+/// The replication as the databases say it is now (not as the sandbox started it).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplicationReport {
-    pub from: Region,
-    pub to: Region,
+    /// The one database that accepts writes (none, or an error, when there are none or two).
+    pub writer: Option<Region>,
+    /// The database in recovery, which the writer's WAL should reach.
+    pub replica: Option<Region>,
+    /// The replica's WAL receiver streams from the writer.
+    pub streaming: bool,
     /// Writer's WAL position minus the replica's replay position, and its age in seconds.
     pub lag: Option<ReplicationLag>,
-    /// How long a row written on the writer took to become readable on the replica.
-    pub canary_ms: Option<f64>,
-    pub canary_error: Option<String>,
+    /// Why there is no lag to show: no writer, two writers, no replica, not streaming.
+    pub error: Option<String>,
 }
 
 impl std::fmt::Display for SandboxStatus {
@@ -832,14 +893,26 @@ impl std::fmt::Display for SandboxStatus {
             )?;
         }
         let r = &self.replication;
-        write!(f, "  {} replication {} -> {}:", mark(r.canary_error.is_none()), r.from, r.to)?;
+        let direction = match (&r.writer, &r.replica) {
+            (Some(w), Some(p)) => format!("{w} -> {p}"),
+            (Some(w), None) => format!("{w} -> (no replica)"),
+            _ => "(no writer)".to_owned(),
+        };
+        // No replica is a warning: the pair cannot fail over until one is rebuilt.
+        let mark = if r.error.is_none() {
+            "ok  "
+        } else if r.writer.is_some() {
+            "warn"
+        } else {
+            "FAIL"
+        };
+        write!(f, "  {mark} replication {direction}:")?;
         if let Some(l) = &r.lag {
-            write!(f, " lag {} bytes, {:.3} s;", l.bytes, l.seconds)?;
+            write!(f, " lag {} bytes, {:.3} s (age of the last replayed commit)", l.bytes, l.seconds)?;
         }
-        match (&r.canary_ms, &r.canary_error) {
-            (Some(ms), _) => writeln!(f, " row written on {} readable on {} after {ms:.1} ms", r.from, r.to),
-            (None, Some(e)) => writeln!(f, " error: {e}"),
-            (None, None) => writeln!(f),
+        match &r.error {
+            Some(e) => writeln!(f, " {e}"),
+            None => writeln!(f),
         }
     }
 }
