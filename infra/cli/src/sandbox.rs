@@ -16,7 +16,20 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
     let name = name.as_str();
     match command {
         SandboxCommand::Up => {
-            let sb = Sandbox::up(name).await?;
+            // What ran before: if `up` finds it all running, it says so instead of starting.
+            let before = Sandbox::load(name)?.map(|p| p.live_pids());
+            // Progress on stderr (stdout stays the answer, JSON with --output json).
+            let sb = Sandbox::up_reporting(name, &|line| eprintln!("  {line}")).await?;
+            if before.is_some_and(|pids| !pids.is_empty() && pids == sb.live_pids()) {
+                let said = format!(
+                    "sandbox {name:?} already up since {}: nothing started",
+                    sb.up_since.as_deref().unwrap_or("an earlier `up`")
+                );
+                match g.output {
+                    Output::Table => println!("{said}"),
+                    Output::Json => eprintln!("  {said}"),
+                }
+            }
             let status = sb.status().await;
             print_status(g.output, &status)?;
             if g.output == Output::Table {
@@ -223,8 +236,15 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
             Ok(Exit::Done)
         }
         SandboxCommand::Env => {
-            // Refused (stderr, non-zero) when not up, so `eval "$(…)"` fails loudly.
-            let sb = loaded_sandbox(g)?;
+            // Refused (stderr, exit 4) when not up. Inside `eval "$(…)"` the exit code is lost
+            // and an empty output exports nothing, silently: so when stdout is not a terminal
+            // the answer is a shell line that fails, and `eval` (and `set -e`) fails with it.
+            let sb = loaded_sandbox(g).inspect_err(|_| {
+                use std::io::IsTerminal;
+                if !std::io::stdout().is_terminal() {
+                    println!("# switchyard: sandbox {name:?} is not up (see the error above)\nfalse");
+                }
+            })?;
             print!("{}", sb.shell_env());
             Ok(Exit::Done)
         }

@@ -195,7 +195,7 @@ fn table(sb: &Sandbox, v: &StatusView) -> String {
             (None, Some(e)) => format!("DOWN: {e}"),
             (None, None) => "unknown".to_owned(),
         };
-        line(format!("  {:<10} {claim:<32} {database}", r.region));
+        line(format!("  {:<10} {claim:<32} {database}", r.region.as_str()));
     }
     let rep = &v.replication;
     line(match (&rep.writer, &rep.replica, &rep.lag) {

@@ -54,6 +54,9 @@ pub struct Sandbox {
     pub lambda: Vec<lambda::LambdaService>,
     /// `None` until provisioning finished.
     pub resources: Option<aws::Resources>,
+    /// When the `up` that started its moto ran (absent in files written before #19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_since: Option<String>,
 }
 
 pub fn sandbox_root() -> PathBuf {
@@ -175,6 +178,12 @@ impl Sandbox {
     /// Brings an instance up: installs missing tools, starts what is not running, initialises
     /// what does not exist, provisions a fresh moto. Running it again changes nothing.
     pub async fn up(instance: &str) -> Result<Sandbox> {
+        Self::up_reporting(instance, &|_| {}).await
+    }
+
+    /// [`Self::up`], telling `report` a line per component as it comes up (or is found
+    /// running), with how long it took: a first `up` takes tens of seconds.
+    pub async fn up_reporting(instance: &str, report: &(dyn Fn(&str) + Sync)) -> Result<Sandbox> {
         // moto accepts what AWS refuses: the sandbox is made only from a model AWS would take.
         let problems = Deployment::sandbox().validate();
         if !problems.is_empty() {
@@ -184,7 +193,7 @@ impl Sandbox {
         std::fs::create_dir_all(&dir)?;
         let mut started = Started::load(&dir).unwrap_or_default();
         started.journal = dir.join("started.json");
-        let result = Self::up_tracking(instance, &mut started).await;
+        let result = Self::up_tracking(instance, &mut started, report).await;
         if result.is_err() {
             // Nothing records these processes yet: stop them here or they outlive us.
             started.stop();
@@ -192,13 +201,21 @@ impl Sandbox {
         result
     }
 
-    async fn up_tracking(instance: &str, started: &mut Started) -> Result<Sandbox> {
+    async fn up_tracking(instance: &str, started: &mut Started, report: &(dyn Fn(&str) + Sync)) -> Result<Sandbox> {
+        let began = std::time::Instant::now();
+        let took = |since: std::time::Instant| format!("{:.1} s", since.elapsed().as_secs_f64());
         let deployment = Deployment::sandbox();
         let dir = instance_dir(instance);
         std::fs::create_dir_all(&dir)?;
         let dir = std::fs::canonicalize(&dir)?;
+        let step = std::time::Instant::now();
         tools::ensure_python_tools()?;
         let pg = postgres::PgTools::find()?;
+        report(&format!(
+            "tools       ready: moto, cargo-lambda, PostgreSQL in {} ({})",
+            pg.bindir().display(),
+            took(step)
+        ));
 
         let previous = Sandbox::load(instance)?;
         let data_root = match previous.as_ref().and_then(|p| p.regions.first()).and_then(|r| r.data_dir.parent()) {
@@ -207,8 +224,12 @@ impl Sandbox {
         };
 
         // The AWS API emulator.
+        let step = std::time::Instant::now();
         let (moto_url, moto_pid, mut resources) = match &previous {
-            Some(p) if process::is_alive(p.moto_pid) => (p.moto_url.clone(), p.moto_pid, p.resources.clone()),
+            Some(p) if process::is_alive(p.moto_pid) => {
+                report(&format!("moto        running: {} (pid {})", p.moto_url, p.moto_pid));
+                (p.moto_url.clone(), p.moto_pid, p.resources.clone())
+            }
             _ => {
                 let port =
                     previous.as_ref().and_then(|p| moto_port(&p.moto_url)).filter(|p| !process::port_is_open(*p));
@@ -223,6 +244,7 @@ impl Sandbox {
                 )?;
                 started.group(pid);
                 process::wait_for_port(port, Duration::from_secs(30), "moto", &log, Some(pid))?;
+                report(&format!("moto        started: http://127.0.0.1:{port} (pid {pid}, {})", took(step)));
                 // A new moto process is empty: whatever was provisioned before is gone.
                 (format!("http://127.0.0.1:{port}"), pid, None)
             }
@@ -257,14 +279,19 @@ impl Sandbox {
             Some(p) if p.world.databases == endpoints => WorldPlan { moto_port: moto, ..p.world.clone() },
             _ => WorldPlan::new(&deployment, instance, moto, endpoints.clone())?,
         };
+        let step = std::time::Instant::now();
         let world_pid = match &previous {
-            Some(p) if process::is_alive(p.world_pid) && p.world == world => p.world_pid,
+            Some(p) if process::is_alive(p.world_pid) && p.world == world => {
+                report(&format!("world       running: links, AWS fronts, order APIs (pid {})", p.world_pid));
+                p.world_pid
+            }
             _ => {
                 if let Some(p) = previous.as_ref().filter(|p| process::is_alive(p.world_pid)) {
                     process::stop_group(p.world_pid, "TERM", Duration::from_secs(10))?;
                 }
                 let pid = start_world(&dir, &world)?;
                 started.group(pid);
+                report(&format!("world       started: links, AWS fronts, order APIs (pid {pid}, {})", took(step)));
                 pid
             }
         };
@@ -279,6 +306,8 @@ impl Sandbox {
             .collect::<Result<Vec<_>>>()?;
         let mut regions = Vec::new();
         for (region, role) in pair {
+            let step = std::time::Instant::now();
+            let mut did = Vec::new();
             let data_dir = data_root.join(region.as_str());
             let log = data_root.join(format!("{region}.log"));
             let endpoint = endpoints[region].clone();
@@ -293,10 +322,15 @@ impl Sandbox {
                     }
                 }
                 pg.enable_tls(&data_dir, &tls)?;
+                did.push(match role {
+                    DatabaseRole::Writer => "initialised",
+                    DatabaseRole::Replica => "initialised from a base backup of the writer",
+                });
             }
             if postgres::postmaster_pid(&data_dir).is_none() {
                 started.database(data_dir.clone());
                 pg.start(&data_dir, &log)?;
+                did.push("started");
             }
             if role == DatabaseRole::Writer {
                 postgres::create_database(&endpoint).await?;
@@ -305,6 +339,12 @@ impl Sandbox {
                     postgres::ensure_role(&endpoint, role, credentials).await?;
                 }
             }
+            report(&format!(
+                "postgres    {region}: {} 127.0.0.1:{} ({})",
+                if did.is_empty() { "running:".to_owned() } else { format!("{}:", did.join(", ")) },
+                endpoint.port,
+                took(step)
+            ));
             regions.push(RegionSandbox {
                 region: region.clone(),
                 initial_role: role,
@@ -326,12 +366,26 @@ impl Sandbox {
             regions,
             lambda: Vec::new(),
             resources: None,
+            up_since: match (&previous, resources.is_some()) {
+                // The same moto, provisioned: the same sandbox as before.
+                (Some(p), true) => p.up_since.clone(),
+                _ => Some(switchyard_core::order::Timestamp::now().to_string()),
+            },
         };
         sandbox.save()?;
         let provisioned_now = resources.is_none();
         if provisioned_now {
+            let step = std::time::Instant::now();
+            // Silent otherwise for as long as a cargo build of the functions takes.
+            report("aws         provisioning… (first the functions' packages: a cargo build if they changed)");
             let provisioned = aws::provision(&sandbox.aws_target(), &deployment, &db_roles).await;
             resources = Some(provisioned.context("provisioning moto")?);
+            report(&format!(
+                "aws         provisioned from the model: queues, tables, topics, rules, records ({})",
+                took(step)
+            ));
+        } else {
+            report("aws         provisioned already");
         }
         sandbox.resources = resources;
         sandbox.save()?;
@@ -340,7 +394,13 @@ impl Sandbox {
             let known = previous.as_ref().and_then(|p| p.lambda.iter().find(|l| l.region == *region));
             match known {
                 // Freshly provisioned resources (a new hosted zone id) need a fresh environment.
-                Some(l) if process::is_alive(l.pid) && !provisioned_now => sandbox.lambda.push(l.clone()),
+                Some(l) if process::is_alive(l.pid) && !provisioned_now => {
+                    report(&format!(
+                        "functions   {region}: running (cargo lambda watch, port {}, pid {})",
+                        l.port, l.pid
+                    ));
+                    sandbox.lambda.push(l.clone())
+                }
                 _ => {
                     if let Some(l) = known {
                         process::stop_group(l.pid, "TERM", Duration::from_secs(10))?;
@@ -354,13 +414,20 @@ impl Sandbox {
                     let env = sandbox.function_environment(region);
                     let service = lambda::spawn(region, &env, port, &log)?;
                     started.group(service.pid);
+                    let step = std::time::Instant::now();
                     service.wait_ready()?;
+                    report(&format!(
+                        "functions   {region}: started (cargo lambda watch, port {}; each builds on its first invoke; {})",
+                        service.port,
+                        took(step)
+                    ));
                     sandbox.lambda.push(service);
                 }
             }
         }
 
         sandbox.save()?;
+        report(&format!("up in {}", took(began)));
         Ok(sandbox)
     }
 

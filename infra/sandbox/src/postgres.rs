@@ -33,6 +33,11 @@ impl PgTools {
         Ok(PgTools { bindir: tools::postgres_bindir()?, as_postgres: tools::is_root() })
     }
 
+    /// Where the server binaries are.
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
     fn cmd(&self, tool: &str) -> Command {
         let exe = self.bindir.join(tool);
         if self.as_postgres {
