@@ -41,8 +41,26 @@ async fn hand_over(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(code == 4 && err.contains("error: NotReady"), "an unarmed failover: exit {code}\n{out}{err}");
     ensure!(!out.contains("Fence"), "the refused failover went as far as the fence:\n{out}");
 
+    // Two operators switch over at once: one does it, the other is told it is a duplicate.
+    let second = {
+        let mut cmd = Command::new(cli_binary()?);
+        cmd.args(["--sandbox", &sb.instance, "switchover", "--to", "us-east-2", "--reason", "the second operator"]);
+        cmd.env_remove("SWITCHYARD_SANDBOX").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.spawn()?
+    };
     let (code, out, err) = run_cli(sb, &["switchover", "--to", "us-east-2", "--reason", "#19 test"])?;
+    let second = second.wait_with_output()?;
+    let (second_code, second_err) = (second.status.code().unwrap_or(-1), String::from_utf8_lossy(&second.stderr));
+    let (code, out, err, second_code, second_err) = if code == 0 {
+        (code, out, err, second_code, second_err.into_owned())
+    } else {
+        (second_code, String::from_utf8_lossy(&second.stdout).into_owned(), second_err.into_owned(), code, err)
+    };
     ensure!(code == 0, "switchover: exit {code}\n{out}{err}");
+    ensure!(
+        second_code == 3 && (second_err.contains("error: Duplicate") || second_err.contains("error: NothingToDo")),
+        "the concurrent switchover: exit {second_code}: {second_err}"
+    );
     for shown in
         ["Begin", "Fence", "Activate", "verdict       done (exit 0)", "writer        us-east-2 at epoch 2 (active)"]
     {
@@ -59,6 +77,78 @@ async fn hand_over(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(
         code == 4 && v["verdict"] == "refused" && v["error"] == "NotReady" && v["writer"]["writer"] == "us-east-2",
         "failback without a rebuild: exit {code}: {v:#}"
+    );
+    after_the_switchover(sb).await
+}
+
+/// #19: what an operator reads after the switchover, through the read-only commands.
+async fn after_the_switchover(sb: &Sandbox) -> anyhow::Result<()> {
+    let json = |args: &[&str]| -> anyhow::Result<(i32, Value)> {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = run_cli(sb, &all)?;
+        let v = serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("{args:?}: not JSON ({e}): {out}{err}"))?;
+        Ok((code, v))
+    };
+    // `sandbox status` reads the roles from the databases: the new writer, and the old one
+    // fenced, not a replica. It used to measure us-east-1 -> us-east-2 and say UNHEALTHY.
+    let (code, v) = json(&["sandbox", "status"])?;
+    ensure!(
+        code == 0 && v["replication"]["writer"] == "us-east-2" && v["replication"]["replica"].is_null(),
+        "sandbox status after the switchover: exit {code}: {v:#}"
+    );
+    let (code, v) = json(&["status"])?;
+    let regions = v["regions"].as_array().cloned().unwrap_or_default();
+    let fenced = regions.iter().find(|r| r["region"] == "us-east-1").map(|r| r["database"]["status"]["fenced"].clone());
+    ensure!(
+        code == 0
+            && v["agree"] == true
+            && v["consistent"] == true
+            && regions.iter().all(|r| r["claim"]["writer"] == "us-east-2" && r["claim"]["epoch"] == 2)
+            && fenced == Some(Value::Bool(true))
+            && v["dns"]["region"] == "us-east-2"
+            && v["lastExecution"]["status"] == "succeeded"
+            && v["lastExecution"]["to"] == "us-east-2",
+        "status after the switchover: exit {code}: {v:#}"
+    );
+    let execution = v["lastExecution"]["execution"].as_str().unwrap_or_default().to_owned();
+    let (code, v) = json(&["executions"])?;
+    ensure!(code == 0 && v[0]["execution"] == execution.as_str(), "executions: exit {code}: {v:#}");
+    let (code, out, err) = run_cli(sb, &["report", &execution])?;
+    ensure!(code == 0 && out.contains("fenced") && out.contains("traffic moved"), "report: exit {code}: {out}{err}");
+    let (code, _, err) = run_cli(sb, &["report", "no-such-execution"])?;
+    ensure!(code == 4 && err.contains("no execution"), "report of nothing: exit {code}: {err}");
+
+    // Readiness names the fenced old writer as the reason a failback is not ready.
+    let (code, v) = json(&["readiness"])?;
+    ensure!(
+        code == 1 && v["candidate"] == "us-east-1" && v["notPassing"].to_string().contains("standby-replica"),
+        "readiness with the old writer fenced: exit {code}: {v:#}"
+    );
+    // Functions by name, with a sample event by name.
+    let (code, _, err) = run_cli(sb, &["invoke", "us-east-2", "no-such-function"])?;
+    ensure!(code == 4 && err.contains("health-probe"), "an unknown function: exit {code}: {err}");
+    let (code, _, err) = run_cli(sb, &["invoke", "us-east-2", "rds-promoter", "--event", "malformed-no-epoch"])?;
+    ensure!(code == 2 && err.contains("InvalidInput"), "a malformed event: exit {code}: {err}");
+    let (code, v) = json(&["invoke", "us-east-2", "health-probe", "--event", "on-demand-quick"])?;
+    ensure!(code == 0 && v["verdicts"].is_object(), "the probe: exit {code}: {v:#}");
+
+    // Rebuilt as a replica, the old writer replicates from the new one: the direction follows.
+    let (code, out, err) = run_cli(sb, &["sandbox", "rejoin", "us-east-1"])?;
+    ensure!(code == 0, "rejoin: exit {code}: {out}{err}");
+    let (code, v) = json(&["status"])?;
+    ensure!(
+        code == 0
+            && v["replication"]["writer"] == "us-east-2"
+            && v["replication"]["replica"] == "us-east-1"
+            && v["replication"]["streaming"] == true,
+        "status after the rejoin: exit {code}: {v:#}"
+    );
+    // The sample readiness request names no candidate: it follows the writer.
+    let (code, v) = json(&["invoke", "us-east-1", "readiness-tester", "--event", "on-demand"])?;
+    ensure!(
+        code == 0 && v["candidate"] == "us-east-1" && v["notPassing"] == serde_json::json!(["arming"]),
+        "readiness of the rebuilt replica: exit {code}: {v:#}"
     );
     Ok(())
 }
@@ -129,11 +219,42 @@ async fn help_and_unknown_flags() -> anyhow::Result<()> {
     let bin = cli_binary()?;
     let name = format!("help-{}", std::process::id());
     let dir = repo_root().join("target/sandbox").join(&name);
-    for args in [&["sandbox", "up", "--help"][..], &["drill", "--help"], &["sandbox", "down", "--help"]] {
-        let (code, stdout, _) = run(Command::new(&bin).args(["--sandbox", &name]).args(args))?;
-        ensure!(code == 0 && stdout.contains("Usage:"), "{args:?}: exit {code}, {stdout}");
-        ensure!(!dir.exists(), "{args:?} started sandbox {name}");
+    // Every command has --help, which never acts, and refuses a flag it does not know.
+    let commands: &[&[&str]] = &[
+        &["status"],
+        &["sandbox", "up"],
+        &["sandbox", "down"],
+        &["sandbox", "status"],
+        &["sandbox", "env"],
+        &["switchover"],
+        &["failover"],
+        &["execute"],
+        &["readiness"],
+        &["executions"],
+        &["report"],
+        &["invoke"],
+        &["arm"],
+        &["disarm"],
+        &["drill"],
+    ];
+    for command in commands {
+        let (code, stdout, _) = run(Command::new(&bin).args(["--sandbox", &name]).args(*command).arg("--help"))?;
+        ensure!(code == 0 && stdout.contains("Usage:"), "{command:?} --help: exit {code}, {stdout}");
+        ensure!(!dir.exists(), "{command:?} --help started sandbox {name}");
+        let (code, _, stderr) = run(Command::new(&bin).args(*command).arg("--frobnicate"))?;
+        ensure!(code == 2 && stderr.contains("--frobnicate"), "{command:?} --frobnicate: exit {code}, {stderr}");
     }
+    // A sandbox that is not up: JSON stays JSON on stdout (exit 4, the error on stderr), and
+    // `eval "$(switchyard sandbox env)"` fails instead of silently exporting nothing.
+    let (code, stdout, stderr) = run(Command::new(&bin).args(["--sandbox", &name, "--output", "json", "status"]))?;
+    let v: Value = serde_json::from_str(&stdout).map_err(|e| anyhow::anyhow!("not JSON ({e}): {stdout}"))?;
+    ensure!(
+        code == 4 && v["up"] == false && stderr.contains("is not up"),
+        "status when down: exit {code}: {v} {stderr}"
+    );
+    let eval = format!("eval \"$('{}' --sandbox {name} sandbox env)\"", bin.display());
+    let (code, _, stderr) = run(Command::new("bash").args(["-c", &eval]))?;
+    ensure!(code != 0 && stderr.contains("is not up"), "eval of sandbox env when down: exit {code}: {stderr}");
     let (code, _, stderr) = run(Command::new(&bin).args(["sandbox", "status", "--instnace", "ux"]))?;
     ensure!(code == 2 && stderr.contains("--instnace"), "exit {code}: {stderr}");
     let (code, _, stderr) = run(Command::new(&bin).args(["sandbox", "stauts"]))?;

@@ -8,6 +8,7 @@ mod cli;
 mod consumer;
 mod contract;
 mod control;
+mod docs;
 mod failover;
 mod functions;
 mod infra;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         statemachines::trials(),
         functions::trials(),
         lifecycle::trials(),
+        docs::trials(),
     ]
     .into_iter()
     .flatten()
