@@ -107,13 +107,16 @@ async fn after_the_switchover(sb: &Sandbox) -> anyhow::Result<()> {
             && regions.iter().all(|r| r["claim"]["writer"] == "us-east-2" && r["claim"]["epoch"] == 2)
             && fenced == Some(Value::Bool(true))
             && v["dns"]["region"] == "us-east-2"
-            && v["lastExecution"]["status"] == "succeeded"
-            && v["lastExecution"]["to"] == "us-east-2",
+            // The last is the refused failback.
+            && v["lastExecution"]["status"] == "failed"
+            && v["lastExecution"]["to"] == "us-east-1",
         "status after the switchover: exit {code}: {v:#}"
     );
-    let execution = v["lastExecution"]["execution"].as_str().unwrap_or_default().to_owned();
     let (code, v) = json(&["executions"])?;
-    ensure!(code == 0 && v[0]["execution"] == execution.as_str(), "executions: exit {code}: {v:#}");
+    let all = v.as_array().cloned().unwrap_or_default();
+    let done: Vec<&Value> = all.iter().filter(|t| t["status"] == "succeeded" && t["to"] == "us-east-2").collect();
+    ensure!(code == 0 && all[0]["to"] == "us-east-1" && done.len() == 1, "executions: exit {code}: {v:#}");
+    let execution = done[0]["execution"].as_str().unwrap_or_default().to_owned();
     let (code, out, err) = run_cli(sb, &["report", &execution])?;
     ensure!(code == 0 && out.contains("fenced") && out.contains("traffic moved"), "report: exit {code}: {out}{err}");
     let (code, _, err) = run_cli(sb, &["report", "no-such-execution"])?;
