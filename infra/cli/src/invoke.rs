@@ -39,34 +39,39 @@ pub struct ReadinessArgs {
 }
 
 pub async fn invoke(g: &Global, args: InvokeArgs) -> Result<Exit> {
+    // The command line first: a bad value is a usage error whether or not the sandbox is up.
+    let event = match (&args.event, &args.input) {
+        (Some(name), _) => sample_event(&args.function, name)?,
+        (None, Some(text)) => input_json("--input", text)?,
+        (None, None) => json!({}),
+    };
     let sb = loaded_sandbox(g)?;
     let region = sandbox_region(&sb, &args.region)?;
     let functions: Vec<&str> = sb.deployment().function_specs().iter().map(|f| f.name).collect();
     if !functions.contains(&args.function.as_str()) {
         return Err(Refused(format!("{}: no such function; there are {}", args.function, functions.join(", "))).into());
     }
-    let event = match (&args.event, &args.input) {
-        (Some(name), _) => sample_event(&args.function, name)?,
-        (None, Some(text)) => input_json("--input", text)?,
-        (None, None) => json!({}),
-    };
     match call(&sb, &region, &args.function, &event).await? {
         Invocation::Ok(payload) => {
             println!("{}", serde_json::to_string_pretty(&payload)?);
             Ok(Exit::Done)
         }
-        Invocation::FunctionError { error_type, error_message } => {
-            if g.output == Output::Json {
-                println!("{}", json!({ "errorType": error_type, "errorMessage": error_message }));
-            }
-            eprintln!("error: {error_type}: {error_message}");
-            Ok(function_error_exit(&error_type))
-        }
+        Invocation::FunctionError { error_type, error_message } => Ok(function_error(g, &error_type, &error_message)),
     }
 }
 
-/// A function's named error as an exit code: bad input is a usage error, a precondition a
-/// refusal, anything else a failure.
+/// A function's named error: `error: Name: message` on stderr (and as JSON on stdout with
+/// `--output json`), and its exit code: bad input is a usage error, a precondition a refusal,
+/// anything else a failure.
+fn function_error(g: &Global, error_type: &str, error_message: &str) -> Exit {
+    if g.output == Output::Json {
+        println!("{}", json!({ "errorType": error_type, "errorMessage": error_message }));
+    }
+    eprintln!("error: {error_type}: {error_message}");
+    function_error_exit(error_type)
+}
+
+/// A function's named error as an exit code.
 fn function_error_exit(error_type: &str) -> Exit {
     match ErrorName::parse(error_type) {
         Some(ErrorName::InvalidInput) => Exit::Usage,
@@ -110,19 +115,22 @@ pub async fn readiness(g: &Global, args: ReadinessArgs) -> Result<Exit> {
         Some(c) => (sandbox_region(&sb, c)?, json!({ "candidate": c })),
         None => {
             let store = crate::arm::claim_store(&sb).await;
-            let writer = tokio::time::timeout(std::time::Duration::from_secs(5), store.strong_read())
-                .await
-                .ok()
-                .and_then(|r| r.proven().ok())
-                .map_or_else(|| d.regions.primary.clone(), |c| c.writer);
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.strong_read()).await;
+            // Never guess the writer: the candidate would be wrong after a handover.
+            let writer = match read.map(|r| r.proven()) {
+                Ok(Ok(claim)) => claim.writer,
+                Ok(Err(e)) => anyhow::bail!("reading the writer claim: {e}; name the region with --candidate REGION"),
+                Err(_) => {
+                    anyhow::bail!("the claim store did not answer within 5 s; name the region with --candidate REGION")
+                }
+            };
             (d.regions.peer_of(&writer).map_err(|e| Refused(e.message))?.clone(), json!({}))
         }
     };
     let report: Report = match call(&sb, &region, "readiness-tester", &event).await? {
         Invocation::Ok(payload) => serde_json::from_value(payload)?,
         Invocation::FunctionError { error_type, error_message } => {
-            eprintln!("error: {error_type}: {error_message}");
-            return Ok(function_error_exit(&error_type));
+            return Ok(function_error(g, &error_type, &error_message));
         }
     };
     match g.output {

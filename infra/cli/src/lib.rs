@@ -148,34 +148,45 @@ pub enum Command {
     /// The deployment at a glance (read-only): the writer claim as each region reads it, each
     /// database's role and fence, the replication's direction and lag, the DNS answer, what is
     /// armed, the lock, the last execution. Exit 1 when the regions or the databases disagree.
+    #[command(after_help = EXIT_CODES)]
     Status,
     /// The sandbox: a two-region deployment on loopback (moto, two PostgreSQL, the functions).
     #[command(subcommand)]
+    #[command(after_help = EXIT_CODES)]
     Sandbox(SandboxCommand),
     /// Move the writer to --to without losing data (the switchover state machine there):
     /// one line per state, then the summary.
+    #[command(after_help = EXIT_CODES)]
     Switchover(handover::SwitchoverArgs),
     /// Fail the writer over to --to (the failover state machine there; with an override, the
     /// operator failover): one line per state, then the summary.
+    #[command(after_help = EXIT_CODES)]
     Failover(handover::FailoverArgs),
     /// Run a state machine of REGION in the sandbox, with its real waits and retries: its
     /// whole history (`switchover`/`failover` summarize).
+    #[command(after_help = EXIT_CODES)]
     Execute(execute::ExecuteArgs),
     /// The readiness tester's report as a rule table: is the region that would take over
     /// ready to? Exit 0 ready, 1 not.
+    #[command(after_help = EXIT_CODES)]
     Readiness(invoke::ReadinessArgs),
     /// The executions the claim store keeps a timeline of, the most recently detected first.
+    #[command(after_help = EXIT_CODES)]
     Executions(report::ExecutionsArgs),
     /// One execution's timeline: each mark and its offset from detection, RTO, data, fence.
+    #[command(after_help = EXIT_CODES)]
     Report(report::ReportArgs),
     /// Invoke a function of REGION through its Lambda service's Invoke API, with a sample
     /// event by name (`--event on-demand`: events/FUNCTION/on-demand.json) or --input.
+    #[command(after_help = EXIT_CODES)]
     Invoke(invoke::InvokeArgs),
     /// The main job, in a fresh sandbox of its own named `drill` that it always stops (today:
     /// the sandbox smoke check).
+    #[command(after_help = EXIT_CODES)]
     Drill,
     /// Arm REGION as the takeover target: an automatic failover moves the writer only into an
     /// armed region, and only under the epoch it was armed at (a handover disarms).
+    #[command(after_help = EXIT_CODES)]
     Arm {
         region: String,
         /// Who arms it (default: $USER).
@@ -183,24 +194,31 @@ pub enum Command {
         by: Option<String>,
     },
     /// Disarm: no automatic failover moves the writer until a region is armed again.
+    #[command(after_help = EXIT_CODES)]
     Disarm,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum SandboxCommand {
     /// Start the sandbox (or keep the one that runs): both regions, provisioned from the model.
+    #[command(after_help = EXIT_CODES)]
     Up,
     /// Stop every process the sandbox started and remove its files.
+    #[command(after_help = EXIT_CODES)]
     Down,
     /// Health of its processes, the databases' roles and the replication.
+    #[command(after_help = EXIT_CODES)]
     Status,
     /// The sandboxes of this checkout and whether they run.
+    #[command(after_help = EXIT_CODES)]
     List,
     /// `export` lines for a shell (`eval "$(switchyard sandbox env)"`).
+    #[command(after_help = EXIT_CODES)]
     Env,
     /// Crash a region's part as a sudden regional failure would: its database (the default:
     /// immediate shutdown, no checkpoint, nothing more sent to the replica), its order API
     /// (connections refused) or its functions (their Lambda service stops).
+    #[command(after_help = EXIT_CODES)]
     Crash {
         region: String,
         #[arg(long)]
@@ -213,13 +231,17 @@ pub enum SandboxCommand {
     /// Bring a crashed region back: its order API and functions restart, and its database is
     /// rebuilt as a streaming replica of the other region's writer (a fresh base backup: what
     /// the region wrote since it lost the writer role is discarded).
+    #[command(after_help = EXIT_CODES)]
     Rejoin { region: String },
     /// Cut links between the three places (the pair and the claim store's witness region).
     /// Cuts add up until `heal`.
+    #[command(after_help = EXIT_CODES)]
     Partition(PartitionArgs),
     /// Open every link again (and set the cross-region delay back to 0).
+    #[command(after_help = EXIT_CODES)]
     Heal,
     /// Make a region's database sick but answering, for failure-path tests (`--undo` cures it).
+    #[command(after_help = EXIT_CODES)]
     Sicken {
         region: String,
         /// `connection-slots` (the functions' roles get "too many connections"), `reject-auth`
@@ -232,9 +254,11 @@ pub enum SandboxCommand {
     },
     /// Which region `api.<domain>` answers now, by Route 53's failover rule over the records
     /// and their health checks (each region's claim-aware `/writer`).
+    #[command(after_help = EXIT_CODES)]
     Dns,
     /// Alarms, rules and schedules: `start` them firing on their own (schedules `--compression`
     /// times faster), `stop` them, `tick` (evaluate every alarm once, now) or `show` what fired.
+    #[command(after_help = EXIT_CODES)]
     Clock {
         #[arg(value_parser = ["start", "stop", "tick", "show"])]
         action: String,
@@ -243,6 +267,7 @@ pub enum SandboxCommand {
     },
     /// Serve the world (links, AWS fronts, order APIs) of a sandbox: started by `sandbox up`.
     #[command(hide = true)]
+    #[command(after_help = EXIT_CODES)]
     World {
         #[arg(long)]
         plan: std::path::PathBuf,
@@ -348,7 +373,7 @@ pub(crate) fn input_json(flag: &str, text: &str) -> anyhow::Result<serde_json::V
 pub(crate) fn loaded_sandbox(g: &Global) -> anyhow::Result<switchyard_sandbox::Sandbox> {
     refuse_aws_flags(g)?;
     let name = g.sandbox();
-    match switchyard_sandbox::Sandbox::load(&name)? {
+    match switchyard_sandbox::Sandbox::load(&name)?.filter(switchyard_sandbox::Sandbox::is_up) {
         Some(sb) => Ok(sb),
         None => Err(Refused(not_up(&name)).into()),
     }

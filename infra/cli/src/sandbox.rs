@@ -38,7 +38,7 @@ pub async fn run(g: &Global, command: SandboxCommand) -> Result<Exit> {
             Ok(if status.healthy { Exit::Done } else { Exit::Failed })
         }
         SandboxCommand::Status => {
-            let Some(sb) = Sandbox::load(name)? else {
+            let Some(sb) = Sandbox::load(name)?.filter(Sandbox::is_up) else {
                 if g.output == Output::Json {
                     println!("{}", serde_json::json!({ "instance": name, "up": false }));
                 }

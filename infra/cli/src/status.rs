@@ -49,7 +49,8 @@ struct RegionView {
 struct ArmedView {
     #[serde(flatten)]
     arming: Arming,
-    holds: bool,
+    /// Armed under the current epoch; `None` when no claim could be read to tell.
+    holds: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,7 +68,8 @@ struct StatusView {
     up: bool,
     /// Every region read the same claim.
     agree: bool,
-    /// The claim's writer is the one database that accepts writes.
+    /// The claim's writer is the one database that accepts writes, and the one `api.<domain>`
+    /// answers.
     consistent: bool,
     regions: Vec<RegionView>,
     replication: ReplicationReport,
@@ -83,7 +85,7 @@ struct StatusView {
 pub async fn run(g: &Global) -> Result<Exit> {
     refuse_aws_flags(g)?;
     let name = g.sandbox();
-    let Some(sb) = Sandbox::load(&name)? else {
+    let Some(sb) = Sandbox::load(&name)?.filter(Sandbox::is_up) else {
         // JSON stays JSON: a script reading `status --output json` gets an answer it parses.
         if g.output == Output::Json {
             println!("{}", json!({ "sandbox": name, "up": false }));
@@ -95,7 +97,8 @@ pub async fn run(g: &Global) -> Result<Exit> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&view)?),
         Output::Table => print!("{}", table(&sb, &view)),
     }
-    Ok(if view.agree && view.consistent { Exit::Done } else { Exit::Failed })
+    let read_everything = view.errors.is_empty() && view.dns_error.is_none();
+    Ok(if view.agree && view.consistent && read_everything { Exit::Done } else { Exit::Failed })
 }
 
 async fn bounded<T>(
@@ -114,7 +117,9 @@ async fn read(sb: &Sandbox) -> StatusView {
     let databases = sb.databases().await;
     let mut regions = Vec::new();
     for (region, database) in d.regions.iter().zip(databases.iter().cloned()) {
-        let config = switchyard_aws::sdk_config(&sb.aws_target(), region).await;
+        // Through the region's own links: under a partition, a region cut off from the
+        // majority cannot read the claim strongly, and the table shows it.
+        let config = switchyard_aws::sdk_config(&sb.region_aws_target(region), region).await;
         let table = ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(region).control_table);
         let read = async { Ok((table.strong_read().await.proven()?, table.last_handover().await?)) };
         let (claim, last_handover, error) = match bounded("the claim store", read).await {
@@ -126,22 +131,25 @@ async fn read(sb: &Sandbox) -> StatusView {
     let replication = sb.replication(&databases).await;
     let claims: Vec<_> = regions.iter().map(|v| v.claim.as_ref()).collect();
     let agree = claims.iter().all(|c| c.is_some() && *c == claims[0]);
-    let consistent = claims[0].is_some_and(|c| Some(&c.writer) == replication.writer.as_ref());
     let (dns, dns_error) = match tokio::time::timeout(READ_DEADLINE, switchyard_sandbox::dns::answer(sb)).await {
         Ok(Ok(a)) => (Some(a), None),
         Ok(Err(e)) => (None, Some(format!("{e:#}"))),
         Err(_) => (None, Some(format!("no answer within {READ_DEADLINE:?}"))),
     };
+    let read_claim = claims.iter().flatten().next().copied();
+    let consistent = read_claim.is_some_and(|c| {
+        Some(&c.writer) == replication.writer.as_ref() && dns.as_ref().is_some_and(|a| a.region == c.writer)
+    });
     let store = crate::arm::claim_store(sb).await;
     let mut errors = Vec::new();
     let now = Timestamp::now();
-    let epoch = claims[0].map(|c| c.epoch);
+    let epoch = read_claim.map(|c| c.epoch);
     let armed = bounded("the arming", store.armed())
         .await
         .map_err(|e| errors.push(e))
         .ok()
         .flatten()
-        .map(|arming| ArmedView { holds: Some(arming.epoch) == epoch, arming });
+        .map(|arming| ArmedView { holds: epoch.map(|e| e == arming.epoch), arming });
     let lock = bounded("the lock", store.held_lock())
         .await
         .map_err(|e| errors.push(e))
@@ -200,7 +208,7 @@ fn table(sb: &Sandbox, v: &StatusView) -> String {
     let rep = &v.replication;
     line(match (&rep.writer, &rep.replica, &rep.lag) {
         (Some(w), Some(p), Some(l)) => format!(
-            "  replication {w} -> {p}: lag {} bytes, {:.1} s (age of the last replayed commit){}",
+            "  replication {w} -> {p}: lag {} bytes, at most {:.1} s{}",
             l.bytes,
             l.seconds,
             rep.error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()
@@ -212,12 +220,16 @@ fn table(sb: &Sandbox, v: &StatusView) -> String {
         (None, e) => format!("  dns         unknown: {}", e.as_deref().unwrap_or("-")),
     });
     line(match &v.armed {
-        Some(a) if a.holds => format!(
+        Some(a) if a.holds == Some(true) => format!(
             "  armed       {} may take over automatically (armed by {} at {}, epoch {})",
             a.arming.target, a.arming.armed_by, a.arming.at, a.arming.epoch
         ),
-        Some(a) => format!(
+        Some(a) if a.holds == Some(false) => format!(
             "  armed       void: {} was armed under epoch {}, the writer has moved on (arm again)",
+            a.arming.target, a.arming.epoch
+        ),
+        Some(a) => format!(
+            "  armed       {} under epoch {} (whether that is the current epoch is unknown: no claim was read)",
             a.arming.target, a.arming.epoch
         ),
         None => "  armed       nothing: no automatic failover moves the writer".to_owned(),
@@ -245,13 +257,22 @@ fn table(sb: &Sandbox, v: &StatusView) -> String {
     for e in &v.errors {
         line(format!("  error       {e}"));
     }
-    if !v.agree {
-        line("  the regions read different claims: the claim store is not one strongly consistent table; readiness's writer-claim rule fails".into());
-    } else if !v.consistent {
+    let unread: Vec<&str> = v.regions.iter().filter(|r| r.claim.is_none()).map(|r| r.region.as_str()).collect();
+    let claim = v.regions.iter().find_map(|r| r.claim.as_ref());
+    if !unread.is_empty() {
         line(format!(
-            "  the claim names {} but {} accepts writes: a handover is under way, or the databases disagree with the claim",
-            v.regions[0].claim.as_ref().map_or("nobody".to_owned(), |c| c.writer.to_string()),
-            rep.writer.as_ref().map_or("no database".to_owned(), |w| w.to_string())
+            "  {} could not read the claim store (see above): a region cut off from the majority cannot",
+            unread.join(" and ")
+        ));
+    } else if !v.agree {
+        line("  the regions read different claims: the claim store is not one strongly consistent table; readiness's writer-claim rule fails".into());
+    }
+    if let Some(c) = claim.filter(|_| !v.consistent) {
+        line(format!(
+            "  the claim names {} but {} accepts writes and api.<domain> answers {}: a handover is under way, or they disagree",
+            c.writer,
+            rep.writer.as_ref().map_or("no database".to_owned(), |w| w.to_string()),
+            v.dns.as_ref().map_or("unknown".to_owned(), |a| a.region.to_string())
         ));
     }
     out

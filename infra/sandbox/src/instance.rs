@@ -74,7 +74,7 @@ pub fn list() -> Vec<(String, bool)> {
         .filter(|e| e.path().is_dir())
         .map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let up = Sandbox::load(&name).ok().flatten().is_some_and(|sb| process::is_alive(sb.moto_pid));
+            let up = Sandbox::load(&name).ok().flatten().is_some_and(|sb| sb.is_up());
             (name, up)
         })
         .collect();
@@ -99,6 +99,12 @@ impl Sandbox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    /// Whether the instance runs: its moto answers to its PID (`sandbox.json` outlives a
+    /// machine's restart or a killed `up`).
+    pub fn is_up(&self) -> bool {
+        process::is_alive(self.moto_pid)
     }
 
     fn save(&self) -> Result<()> {
@@ -637,13 +643,14 @@ impl Sandbox {
             })
             .collect::<Vec<_>>();
         let replication = self.replication(&databases).await;
-        // Healthy: every part answers and exactly one database accepts writes. A pair with no
-        // streaming replica (the old writer fenced after a switchover, or crashed) is shown,
-        // but it is the deployment's state, not a broken sandbox.
+        // Healthy: every part answers, exactly one database accepts writes, and a replica, if
+        // there is one, streams from it. A pair with no replica (the old writer fenced after a
+        // switchover) is shown, but it is the deployment's state, not a broken sandbox.
         let healthy = aws.error.is_none()
             && lambda.iter().all(|l| l.listening)
             && databases.iter().all(|d| d.error.is_none())
-            && replication.writer.is_some();
+            && replication.writer.is_some()
+            && (replication.replica.is_none() || replication.streaming);
         SandboxStatus { instance: self.instance.clone(), healthy, aws, databases, lambda, replication }
     }
 
@@ -975,7 +982,9 @@ impl std::fmt::Display for SandboxStatus {
         };
         write!(f, "  {mark} replication {direction}:")?;
         if let Some(l) = &r.lag {
-            write!(f, " lag {} bytes, {:.3} s (age of the last replayed commit)", l.bytes, l.seconds)?;
+            // An upper bound (`pair_lag`): the older of the writer's replay_lag and the age
+            // of the replica's last replayed commit, while bytes are outstanding.
+            write!(f, " lag {} bytes, at most {:.3} s", l.bytes, l.seconds)?;
         }
         match &r.error {
             Some(e) => writeln!(f, " {e}"),
