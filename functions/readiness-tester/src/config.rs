@@ -164,6 +164,6 @@ mod tests {
     #[test]
     fn sample_events_parse() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/readiness-tester");
-        assert_eq!(switchyard_lambda::check_sample_events::<ReadinessEvent>(&dir), Ok(3));
+        assert_eq!(switchyard_lambda::check_sample_events::<ReadinessEvent>(&dir), Ok(4));
     }
 }
