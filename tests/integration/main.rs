@@ -9,6 +9,7 @@ mod consumer;
 mod contract;
 mod control;
 mod docs;
+mod drill;
 mod failover;
 mod functions;
 mod infra;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         functions::trials(),
         lifecycle::trials(),
         docs::trials(),
+        drill::trials(),
     ]
     .into_iter()
     .flatten()

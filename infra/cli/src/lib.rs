@@ -350,7 +350,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Disarm => arm::disarm(g).await,
         Command::Drill => {
             refuse_aws_flags(g)?;
-            drill::run().await
+            drill::run(g).await
         }
     }
 }

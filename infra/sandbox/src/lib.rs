@@ -22,6 +22,7 @@ pub mod aws;
 pub mod daemon;
 pub mod definitions;
 pub mod dns;
+pub mod drill;
 pub mod event_source;
 pub mod instance;
 pub mod lambda;

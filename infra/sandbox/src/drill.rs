@@ -1,0 +1,638 @@
+//! The drill's engine: scenarios run on a sandbox with **orders flowing**, and invariants
+//! checked from the data the databases hold, never from the control plane's own claims.
+//!
+//! While a scenario runs, three loops run beside it in this process:
+//! - the **order client** posts orders to the order API of the region the DNS answer model
+//!   names ([`crate::dns::answer`], re-read every second), at a fixed rate, and records every
+//!   order an API acknowledged (HTTP 202);
+//! - one **event source** per region (the stand-in for Lambda's SQS event source mapping,
+//!   [`crate::event_source`]) feeds that region's orders queue to its consumer.
+//!
+//! Everything else is the deployment's own: the sandbox's clock runs (probes on their
+//! schedule, the failover alarm, the rule that starts the failover), so in the unplanned
+//! scenario nobody starts anything by hand.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::json;
+use switchyard_aws::control_table::ControlTable;
+use switchyard_core::{
+    Region,
+    arming::{Arming, ArmingStore},
+    ledger::{ExecutionStatus, Timeline},
+    order::Timestamp,
+    ports::{ClaimStore, ReplicationMonitor},
+};
+
+use crate::{
+    Sandbox, dns,
+    event_source::OrdersEventSource,
+    lambda::Invocation,
+    smoke,
+    world::{self, clock::ClockSettings},
+};
+
+mod html;
+
+/// The report's schema name; bumped on any change that is not a pure addition.
+pub const SCHEMA: &str = "switchyard.drill/1";
+
+/// How a drill runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillOptions {
+    /// Orders the client sends per second (the platform's 10,000 an hour is 2.8).
+    pub orders_per_second: f64,
+    /// The visibility timeout the event sources ask for when they receive (the queues' own
+    /// is 60 s): a kept message is retried this much sooner. A sandbox compression, reported.
+    pub visibility_seconds: u64,
+    /// How long orders keep flowing after the failover ended.
+    pub after_seconds: u64,
+    /// How long the failover may take from the crash to its timeline's close.
+    pub failover_budget_seconds: u64,
+}
+
+impl Default for DrillOptions {
+    fn default() -> Self {
+        DrillOptions { orders_per_second: 3.0, visibility_seconds: 5, after_seconds: 15, failover_budget_seconds: 240 }
+    }
+}
+
+/// One invariant, held or broken, with what was observed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invariant {
+    pub name: &'static str,
+    pub holds: bool,
+    pub evidence: String,
+}
+
+/// The figures of a scenario, in seconds from the fault (the one RTO definition: detected →
+/// traffic moved, from the execution's timeline).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    pub detected_after_fault: Option<f64>,
+    pub decided_after_fault: Option<f64>,
+    pub promoted_after_fault: Option<f64>,
+    pub traffic_moved_after_fault: Option<f64>,
+    pub first_order_applied_after_fault: Option<f64>,
+    pub rto_seconds: Option<f64>,
+    pub orders_acknowledged: usize,
+    /// Acknowledged orders not yet applied in the final writer when the drill looked last.
+    pub orders_at_risk: usize,
+    pub orders_lost: usize,
+    /// Acknowledged orders applied more than once (the key forbids it; counted, not assumed).
+    pub orders_duplicated: usize,
+    /// Orders an API refused or did not answer: never acknowledged, so never owed.
+    pub orders_refused: usize,
+    pub executions_started: usize,
+    pub executions_deduplicated: usize,
+}
+
+/// What one scenario did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioReport {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub ok: bool,
+    pub wall_seconds: f64,
+    pub figures: Figures,
+    pub invariants: Vec<Invariant>,
+    /// The timelines of the executions the scenario caused.
+    pub executions: Vec<Timeline>,
+    /// Notable moments, in seconds from the scenario's start.
+    pub events: Vec<(f64, String)>,
+    /// When the fault was injected, in seconds from the scenario's start (the figures count
+    /// from it).
+    pub fault_at_seconds: Option<f64>,
+}
+
+/// The whole drill, as written to `report.json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    pub schema: &'static str,
+    pub sandbox: String,
+    pub started_at: String,
+    pub wall_seconds: f64,
+    pub ok: bool,
+    pub options: DrillOptions,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+impl DrillReport {
+    /// The invariants that do not hold, as `scenario: invariant`.
+    pub fn broken(&self) -> Vec<String> {
+        self.scenarios
+            .iter()
+            .flat_map(|s| s.invariants.iter().filter(|i| !i.holds).map(move |i| format!("{}: {}", s.name, i.name)))
+            .collect()
+    }
+}
+
+/// The acknowledged orders, as the client saw them.
+#[derive(Debug, Default)]
+struct Ledger {
+    acknowledged: BTreeMap<String, (String, Instant)>,
+    refused: usize,
+    next: u64,
+}
+
+/// Runs the drill's scenarios on `sb` (up, freshly provisioned), telling `progress` a line per
+/// step. The report says which invariants hold; an `Err` is a drill that could not run.
+pub async fn run(sb: &Sandbox, options: &DrillOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<DrillReport> {
+    let began = Instant::now();
+    let started_at = Timestamp::now().to_string();
+    let mut scenarios = Vec::new();
+    scenarios.push(readiness(sb, progress).await?);
+    scenarios.push(unplanned_outage(sb, options, progress).await?);
+    let ok = scenarios.iter().all(|s| s.ok);
+    Ok(DrillReport {
+        schema: SCHEMA,
+        sandbox: sb.instance.clone(),
+        started_at,
+        wall_seconds: began.elapsed().as_secs_f64(),
+        ok,
+        options: options.clone(),
+        scenarios,
+    })
+}
+
+async fn claim_store(sb: &Sandbox) -> ControlTable {
+    let d = sb.deployment();
+    let config = switchyard_aws::sdk_config(&sb.aws_target(), &d.regions.primary).await;
+    ControlTable::new(aws_sdk_dynamodb::Client::new(&config), d.regional_names(&d.regions.primary).control_table)
+}
+
+/// Scenario 1: the hourly readiness check, as its schedule runs it (in the standby, no
+/// candidate named), after the standby is armed: the report says ready.
+async fn readiness(sb: &Sandbox, progress: &(dyn Fn(&str) + Sync)) -> Result<ScenarioReport> {
+    let began = Instant::now();
+    let d = sb.deployment();
+    let store = claim_store(sb).await;
+    let claim = store.strong_read().await.proven()?;
+    let standby = d.regions.peer_of(&claim.writer).map_err(|e| anyhow::anyhow!(e.message))?.clone();
+    store
+        .arm(&Arming { target: standby.clone(), epoch: claim.epoch, armed_by: "drill".into(), at: Timestamp::now() })
+        .await?;
+    progress(&format!("readiness   armed {standby} under epoch {}; running the hourly readiness check", claim.epoch));
+    let answer = sb.lambda(standby.as_str())?.invoke("readiness-tester", &json!({})).await?;
+    let report = match answer {
+        Invocation::Ok(v) => v,
+        Invocation::FunctionError { error_type, error_message } => {
+            json!({ "error": error_type, "message": error_message })
+        }
+    };
+    let ready = report["ready"] == true;
+    progress(&format!(
+        "readiness   {}",
+        if ready { "READY".to_owned() } else { format!("NOT READY: {}", report["notPassing"]) }
+    ));
+    Ok(ScenarioReport {
+        name: "readiness",
+        description: "the hourly readiness check in the armed standby",
+        ok: ready,
+        wall_seconds: began.elapsed().as_secs_f64(),
+        figures: Figures::default(),
+        invariants: vec![Invariant {
+            name: "the standby is ready to take over",
+            holds: ready,
+            evidence: format!("notPassing {}", report["notPassing"]),
+        }],
+        executions: Vec::new(),
+        events: Vec::new(),
+        fault_at_seconds: None,
+    })
+}
+
+/// Scenario 4: the primary's database and order API crash while orders flow. The probes see
+/// it, the failover alarm fires, its rule starts the failover in the standby: nothing is
+/// started by hand. Orders keep flowing to whichever region the DNS answer names.
+async fn unplanned_outage(
+    sb: &Sandbox,
+    options: &DrillOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<ScenarioReport> {
+    let began = Instant::now();
+    let began_at = Timestamp::now();
+    let d = sb.deployment();
+    let (primary, standby) = (d.regions.primary.clone(), d.regions.standby.clone());
+    let store = claim_store(sb).await;
+    let stop_orders = AtomicBool::new(false);
+    let client_stopped = AtomicBool::new(false);
+    let stop_consumers = AtomicBool::new(false);
+    let ledger = Mutex::new(Ledger::default());
+    let events = Mutex::new(Vec::<(f64, String)>::new());
+    let note = |what: String| {
+        progress(&format!("outage      {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
+        if let Ok(mut e) = events.lock() {
+            e.push((began.elapsed().as_secs_f64(), what));
+        }
+    };
+    let mut sources = Vec::new();
+    for r in [&primary, &standby] {
+        let mut source = OrdersEventSource::new(sb, r.as_str()).await?;
+        source.visibility = Some(Duration::from_secs(options.visibility_seconds));
+        sources.push(source);
+    }
+    // The clock: probes on their schedule, alarms evaluated every second, rules delivered.
+    world::control::set_clock(sb.world.control_port, &ClockSettings { running: true, compression: 1.0 })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+    let driver = async {
+        let outcome = drive_outage(sb, options, &store, &ledger, &primary, &standby, &note).await;
+        stop_orders.store(true, Ordering::SeqCst);
+        // The order in flight, if any, is recorded before the drain looks.
+        while !client_stopped.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if outcome.is_ok() {
+            // Let what was acknowledged drain into the new writer.
+            note("orders stopped; draining the queues into the new writer".into());
+            let ids: Vec<String> = ledger.lock().map(|l| l.acknowledged.keys().cloned().collect()).unwrap_or_default();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while Instant::now() < deadline {
+                if applied(sb, &standby, &ids).await.map(|rows| rows.len() == ids.len()).unwrap_or(false) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        stop_consumers.store(true, Ordering::SeqCst);
+        outcome
+    };
+    let client = async {
+        order_client(sb, options, &ledger, &stop_orders).await;
+        client_stopped.store(true, Ordering::SeqCst);
+    };
+    let consumers = futures_util::future::join_all(sources.iter().map(|s| consume(s, &stop_consumers)));
+    let (outcome, (), _) = tokio::join!(driver, client, consumers);
+    let _ = world::control::set_clock(sb.world.control_port, &ClockSettings { running: false, compression: 1.0 }).await;
+    let crash_at = outcome?;
+
+    // The evidence: the executions since the crash, and the rows of the final writer.
+    let executions: Vec<Timeline> = store
+        .timelines()
+        .await?
+        .into_iter()
+        .filter(|t| t.detected.unix_millis() >= crash_at.unix_millis() - 120_000)
+        .collect();
+    let clock = world::control::clock(sb.world.control_port).await?;
+    let started = clock["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["target"].as_str().is_some_and(|t| t.contains(":states:")))
+        .count();
+    let (acknowledged, refused) = {
+        let l = ledger.lock().map_err(|_| anyhow::anyhow!("the order ledger's lock was poisoned"))?;
+        (l.acknowledged.keys().cloned().collect::<Vec<_>>(), l.refused)
+    };
+    let rows = applied(sb, &standby, &acknowledged).await?;
+    let invariants = check(sb, &primary, &standby, &acknowledged, &rows, &executions).await?;
+    let failover = executions.iter().find(|t| t.to == standby && t.status == ExecutionStatus::Succeeded);
+    let after = |t: Option<Timestamp>| t.map(|t| t.seconds_since(&crash_at));
+    let per_id: BTreeMap<&str, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.order_id.as_str()).or_insert(0) += 1;
+        m
+    });
+    let missing = acknowledged.iter().filter(|id| !per_id.contains_key(id.as_str())).count();
+    let figures = Figures {
+        detected_after_fault: failover.map(|t| t.detected.seconds_since(&crash_at)),
+        decided_after_fault: after(failover.and_then(|t| t.decided)),
+        promoted_after_fault: after(failover.and_then(|t| t.promoted)),
+        traffic_moved_after_fault: after(failover.and_then(|t| t.traffic_moved)),
+        first_order_applied_after_fault: after(failover.and_then(|t| t.first_order_applied)),
+        rto_seconds: failover.and_then(|t| t.rto_seconds),
+        orders_acknowledged: acknowledged.len(),
+        orders_at_risk: missing,
+        orders_lost: missing,
+        orders_duplicated: per_id.values().filter(|n| **n > 1).count(),
+        orders_refused: refused,
+        executions_started: started,
+        executions_deduplicated: executions.iter().filter(|t| t.status == ExecutionStatus::Duplicate).count(),
+    };
+    let ok = invariants.iter().all(|i| i.holds);
+    Ok(ScenarioReport {
+        name: "unplanned-outage",
+        description: "the primary's database and order API crash while orders flow; probes, alarm and rule fail over into the armed standby",
+        ok,
+        wall_seconds: began.elapsed().as_secs_f64(),
+        figures,
+        invariants,
+        executions,
+        events: events.into_inner().unwrap_or_default(),
+        fault_at_seconds: Some(crash_at.seconds_since(&began_at)),
+    })
+}
+
+/// The scenario's steps: warm up, crash, wait for the failover to close its timeline, keep
+/// orders flowing a while. The crash's time.
+async fn drive_outage(
+    sb: &Sandbox,
+    options: &DrillOptions,
+    store: &ControlTable,
+    ledger: &Mutex<Ledger>,
+    primary: &Region,
+    standby: &Region,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<Timestamp> {
+    // Warm up: the probes publishing (the schedule's first firing is a minute after the
+    // clock starts: these stand for the ones it started before the drill), three healthy
+    // periods behind the alarm, and orders acknowledged and applied in the primary.
+    for r in [primary, standby] {
+        let service = sb.lambda(r.as_str())?.clone();
+        tokio::spawn(async move { service.invoke("health-probe", &json!({})).await });
+    }
+    let healthy_periods = sb.deployment().probe_interval * 3 + Duration::from_secs(5);
+    note(format!(
+        "orders flowing at {}/s, probes publishing; {} s of healthy periods before the fault",
+        options.orders_per_second,
+        healthy_periods.as_secs()
+    ));
+    let warm = Instant::now();
+    loop {
+        let ids: Vec<String> = ledger.lock().map(|l| l.acknowledged.keys().cloned().collect()).unwrap_or_default();
+        let rows = applied(sb, primary, &ids).await.unwrap_or_default();
+        if rows.len() >= 10 && warm.elapsed() > healthy_periods {
+            note(format!("{} orders acknowledged, {} applied in {primary}", ids.len(), rows.len()));
+            break;
+        }
+        anyhow::ensure!(
+            warm.elapsed() < Duration::from_secs(120),
+            "no orders applied in {primary} within 120 s ({} acknowledged)",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let crash_at = Timestamp::now();
+    sb.crash_database(primary.as_str())?;
+    sb.set_api(primary.as_str(), false).await?;
+    note(format!("{primary} crashed: its database (immediate shutdown) and its order API"));
+    let deadline = Instant::now() + Duration::from_secs(options.failover_budget_seconds);
+    let mut announced = BTreeSet::new();
+    // Done when every execution the fault caused has closed and one of them did the work (an
+    // alarm storm's others end as duplicates).
+    let failover = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no failover into {standby} closed within {} s of the crash",
+            options.failover_budget_seconds
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(timelines) = store.timelines().await else { continue };
+        let ours: Vec<Timeline> = timelines
+            .into_iter()
+            .filter(|t| t.to == *standby && t.detected.unix_millis() >= crash_at.unix_millis() - 60_000)
+            .collect();
+        for t in &ours {
+            if announced.insert(t.execution.clone()) {
+                note(format!(
+                    "the alarm's rule started {} (detected at +{:.1} s)",
+                    t.execution,
+                    t.detected.seconds_since(&crash_at)
+                ));
+            }
+        }
+        let running = ours.iter().any(|t| t.status == ExecutionStatus::Running);
+        let worked = ours.iter().find(|t| matches!(t.status, ExecutionStatus::Succeeded | ExecutionStatus::Failed));
+        if let (false, Some(t)) = (running, worked) {
+            break t.clone();
+        }
+    };
+    note(format!(
+        "{} {}: RTO {}",
+        failover.execution,
+        failover.status,
+        failover.rto_seconds.map_or("-".into(), |r| format!("{r:.1} s"))
+    ));
+    tokio::time::sleep(Duration::from_secs(options.after_seconds)).await;
+    Ok(crash_at)
+}
+
+/// Posts orders at the options' rate to the region the DNS answer names, until `stop`.
+async fn order_client(sb: &Sandbox, options: &DrillOptions, ledger: &Mutex<Ledger>, stop: &AtomicBool) {
+    let period = Duration::from_secs_f64(1.0 / options.orders_per_second.max(0.1));
+    let mut target: Option<(String, Instant)> = None;
+    let run = std::process::id();
+    while !stop.load(Ordering::SeqCst) {
+        let tick = Instant::now();
+        // The DNS answer as Route 53 would give it, re-read every second.
+        if target.as_ref().is_none_or(|(_, at)| at.elapsed() > Duration::from_secs(1))
+            && let Ok(answer) = dns::answer(sb).await
+        {
+            target = Some((answer.region.to_string(), Instant::now()));
+        }
+        let Some((api, _)) = target.clone() else {
+            tokio::time::sleep(period).await;
+            continue;
+        };
+        let id = {
+            let Ok(mut l) = ledger.lock() else { return };
+            l.next += 1;
+            format!("drill-{run}-{:06}", l.next)
+        };
+        let request = json!({
+            "orderId": id, "account": "drill", "instrument": "DRILL", "side": "buy", "quantity": 1,
+            "price": "1", "submittedAt": Timestamp::now().to_string(),
+        });
+        let answer = tokio::time::timeout(Duration::from_secs(5), smoke::post_order(sb, &api, &request)).await;
+        if let Ok(mut l) = ledger.lock() {
+            match answer {
+                Ok(Ok((202, _))) => {
+                    l.acknowledged.insert(id, (api, Instant::now()));
+                }
+                _ => l.refused += 1,
+            }
+        }
+        tokio::time::sleep(period.saturating_sub(tick.elapsed())).await;
+    }
+}
+
+/// One region's event source, polling until `stop`.
+async fn consume(source: &OrdersEventSource<'_>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match tokio::time::timeout(Duration::from_secs(30), source.poll()).await {
+            Ok(Ok(p)) if p.received > 0 => {}
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// A row of the orders table, as the checks read it.
+#[derive(Debug, Clone)]
+struct Row {
+    order_id: String,
+    region: String,
+    epoch: i64,
+    applied_at: std::time::SystemTime,
+}
+
+/// The rows of `ids` in `region`'s orders table.
+async fn applied(sb: &Sandbox, region: &Region, ids: &[String]) -> Result<Vec<Row>> {
+    let node = sb.node(region.as_str())?;
+    let c = node.connect().await.map_err(|e| anyhow::anyhow!("{region}'s database: {e}"))?;
+    let rows = c
+        .query(
+            "SELECT order_id, applied_region, applied_epoch, applied_at FROM orders WHERE order_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Row { order_id: r.get(0), region: r.get(1), epoch: r.get(2), applied_at: r.get(3) })
+        .collect())
+}
+
+/// The invariants, from the final writer's rows and the databases' own state.
+async fn check(
+    sb: &Sandbox,
+    primary: &Region,
+    standby: &Region,
+    acknowledged: &[String],
+    rows: &[Row],
+    executions: &[Timeline],
+) -> Result<Vec<Invariant>> {
+    let mut invariants = Vec::new();
+    // 1. Every acknowledged order applied exactly once in the final writer.
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows {
+        *count.entry(r.order_id.as_str()).or_insert(0) += 1;
+    }
+    let missing: Vec<&String> = acknowledged.iter().filter(|id| !count.contains_key(id.as_str())).collect();
+    let twice: Vec<&&str> = count.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
+    invariants.push(Invariant {
+        name: "every acknowledged order applied exactly once in the final writer",
+        holds: missing.is_empty() && twice.is_empty(),
+        evidence: format!(
+            "{} acknowledged, {} applied in {standby}; missing {:?}; twice {:?}",
+            acknowledged.len(),
+            count.len(),
+            missing.iter().take(5).collect::<Vec<_>>(),
+            twice.iter().take(5).collect::<Vec<_>>()
+        ),
+    });
+    // 2. Never two regions applying at once: each epoch applied in one region, and every row
+    // of an epoch committed before every row of the next (both servers on this host's clock).
+    let mut epochs: BTreeMap<i64, (BTreeSet<String>, std::time::SystemTime, std::time::SystemTime, usize)> =
+        BTreeMap::new();
+    for r in rows {
+        let e = epochs.entry(r.epoch).or_insert((BTreeSet::new(), r.applied_at, r.applied_at, 0));
+        e.0.insert(r.region.clone());
+        e.1 = e.1.min(r.applied_at);
+        e.2 = e.2.max(r.applied_at);
+        e.3 += 1;
+    }
+    let one_region = epochs.values().all(|(regions, ..)| regions.len() == 1);
+    let ordered = epochs.values().zip(epochs.values().skip(1)).all(|(a, b)| a.2 < b.1);
+    let shown: Vec<String> = epochs
+        .iter()
+        .map(|(e, (regions, first, last, n))| {
+            let ms = |t: &std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+            };
+            format!("epoch {e}: {n} rows in {regions:?}, applied {}..{} ms", ms(first), ms(last))
+        })
+        .collect();
+    invariants.push(Invariant {
+        name: "never two regions applying orders at once",
+        holds: one_region && ordered,
+        evidence: shown.join("; "),
+    });
+    // 3. The old writer cannot write: down, fenced, or a replica.
+    let old = sb.node(primary.as_str())?.replication_status().await;
+    let (holds, evidence) = match &old {
+        Err(e) => (true, format!("{primary}'s database is down: {e}")),
+        Ok(s) if s.fenced => (true, format!("{primary}'s database is fenced")),
+        Ok(s) if s.role == switchyard_core::DatabaseRole::Replica => (true, format!("{primary} is a replica")),
+        Ok(_) => (false, format!("{primary}'s database accepts writes")),
+    };
+    invariants.push(Invariant { name: "the old writer is fenced or down", holds, evidence });
+    // 4. No automatic failback, and exactly one failover did the work.
+    let back: Vec<&str> = executions.iter().filter(|t| t.to == *primary).map(|t| t.execution.as_str()).collect();
+    invariants.push(Invariant {
+        name: "no automatic failback",
+        holds: back.is_empty(),
+        evidence: format!("executions into {primary}: {back:?}"),
+    });
+    let succeeded: Vec<&str> = executions
+        .iter()
+        .filter(|t| t.to == *standby && t.status == ExecutionStatus::Succeeded)
+        .map(|t| t.execution.as_str())
+        .collect();
+    invariants.push(Invariant {
+        name: "one failover moved the writer",
+        holds: succeeded.len() == 1,
+        evidence: format!("succeeded into {standby}: {succeeded:?}"),
+    });
+    // 5. Every execution closed its timeline (a page is published on each close).
+    let open: Vec<&str> =
+        executions.iter().filter(|t| t.status == ExecutionStatus::Running).map(|t| t.execution.as_str()).collect();
+    invariants.push(Invariant {
+        name: "every execution closed its timeline",
+        holds: open.is_empty(),
+        evidence: format!("{} executions, still running: {open:?}", executions.len()),
+    });
+    Ok(invariants)
+}
+
+/// The report as a person reads it in a terminal.
+impl std::fmt::Display for DrillReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "drill {} in {:.0} s", if self.ok { "PASSED" } else { "FAILED" }, self.wall_seconds)?;
+        for s in &self.scenarios {
+            writeln!(f, "\n{} ({:.0} s): {}", s.name, s.wall_seconds, if s.ok { "ok" } else { "FAILED" })?;
+            for i in &s.invariants {
+                writeln!(f, "  {} {}: {}", if i.holds { "ok  " } else { "FAIL" }, i.name, i.evidence)?;
+            }
+            let x = &s.figures;
+            if x.orders_acknowledged > 0 || x.rto_seconds.is_some() {
+                let s = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} s"));
+                writeln!(
+                    f,
+                    "  figures: detected +{}, decided +{}, promoted +{}, traffic moved +{}, first order +{} after the fault; RTO {}",
+                    s(x.detected_after_fault),
+                    s(x.decided_after_fault),
+                    s(x.promoted_after_fault),
+                    s(x.traffic_moved_after_fault),
+                    s(x.first_order_applied_after_fault),
+                    s(x.rto_seconds)
+                )?;
+                writeln!(
+                    f,
+                    "  orders: {} acknowledged, {} at risk, {} lost, {} duplicated, {} refused (never acknowledged); executions {} started, {} deduplicated",
+                    x.orders_acknowledged,
+                    x.orders_at_risk,
+                    x.orders_lost,
+                    x.orders_duplicated,
+                    x.orders_refused,
+                    x.executions_started,
+                    x.executions_deduplicated
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `report.json` and `report.html` into `dir`; the HTML's path.
+pub fn write(report: &DrillReport, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let json = dir.join("report.json");
+    std::fs::write(&json, serde_json::to_string_pretty(report)? + "\n").with_context(|| json.display().to_string())?;
+    let page = dir.join("report.html");
+    std::fs::write(&page, html::render(report)).with_context(|| page.display().to_string())?;
+    Ok(page)
+}
