@@ -301,7 +301,23 @@ async fn unplanned_outage(
         (l.acknowledged.keys().cloned().collect::<Vec<_>>(), l.refused)
     };
     let rows = applied(sb, &standby, &acknowledged).await?;
-    let invariants = check(sb, &primary, &standby, &acknowledged, &rows, &executions).await?;
+    let mut invariants = check(sb, &primary, &standby, &acknowledged, &rows, &executions).await?;
+    // The failover alarm, once in ALARM, stays there while the primary is down: a sustained
+    // breach is one alarm, not a storm of them.
+    let alarm = d.failover_alarm(&standby).name;
+    let flips: Vec<String> = clock["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == standby.as_str())
+        .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
+        .collect();
+    let relapsed = flips.iter().skip_while(|f| !f.ends_with("→ALARM")).any(|f| f.starts_with("ALARM→"));
+    invariants.push(Invariant {
+        name: "the failover alarm stayed in ALARM while the primary was down",
+        holds: !relapsed,
+        evidence: format!("{alarm} in {standby}: {}", flips.join(", ")),
+    });
     let failover = executions.iter().find(|t| t.to == standby && t.status == ExecutionStatus::Succeeded);
     let after = |t: Option<Timestamp>| t.map(|t| t.seconds_since(&crash_at));
     let per_id: BTreeMap<&str, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
@@ -383,6 +399,10 @@ async fn drive_outage(
     note(format!("{primary} crashed: its database (immediate shutdown) and its order API"));
     let deadline = Instant::now() + Duration::from_secs(options.failover_budget_seconds);
     let mut announced = BTreeSet::new();
+    let mut alarm_changes = world::control::clock(sb.world.control_port)
+        .await
+        .map(|c| c["changes"].as_array().map_or(0, Vec::len))
+        .unwrap_or(0);
     // Done when every execution the fault caused has closed and one of them did the work (an
     // alarm storm's others end as duplicates).
     let failover = loop {
@@ -392,6 +412,20 @@ async fn drive_outage(
             options.failover_budget_seconds
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+        // The alarms' state changes as the clock made them (timed by this poll, ±1 s).
+        if let Ok(clock) = world::control::clock(sb.world.control_port).await {
+            let changes = clock["changes"].as_array().cloned().unwrap_or_default();
+            for c in changes.iter().skip(alarm_changes) {
+                note(format!(
+                    "alarm {} in {}: {} → {}",
+                    c["alarm"].as_str().unwrap_or("?"),
+                    c["region"].as_str().unwrap_or("?"),
+                    c["from"].as_str().unwrap_or("?"),
+                    c["to"].as_str().unwrap_or("?")
+                ));
+            }
+            alarm_changes = alarm_changes.max(changes.len());
+        }
         let Ok(timelines) = store.timelines().await else { continue };
         let ours: Vec<Timeline> = timelines
             .into_iter()
