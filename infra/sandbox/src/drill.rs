@@ -417,11 +417,12 @@ async fn drive_outage(
             let changes = clock["changes"].as_array().cloned().unwrap_or_default();
             for c in changes.iter().skip(alarm_changes) {
                 note(format!(
-                    "alarm {} in {}: {} → {}",
+                    "alarm {} in {}: {} → {} ({})",
                     c["alarm"].as_str().unwrap_or("?"),
                     c["region"].as_str().unwrap_or("?"),
                     c["from"].as_str().unwrap_or("?"),
-                    c["to"].as_str().unwrap_or("?")
+                    c["to"].as_str().unwrap_or("?"),
+                    c["reason"].as_str().unwrap_or("")
                 ));
             }
             alarm_changes = alarm_changes.max(changes.len());
