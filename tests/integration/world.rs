@@ -492,7 +492,8 @@ async fn dns_answers(sb: &Sandbox) -> anyhow::Result<()> {
 }
 
 /// Healthy datapoints of `watched` as `home`'s probe publishes them, one per period of the
-/// failover alarm, ending now.
+/// failover alarm, the newest in the last period that has ended (the period in progress is
+/// not judged).
 async fn put_healthy(sb: &Sandbox, home: &Region, watched: &Region, values: &[f64]) -> anyhow::Result<()> {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     let period = sb.deployment().failover_alarm(home).rule.period.as_secs() as i64;
@@ -504,7 +505,7 @@ async fn put_healthy(sb: &Sandbox, home: &Region, watched: &Region, values: &[f6
             MetricDatum::builder()
                 .metric_name(switchyard_core::health::metric::HEALTHY)
                 .dimensions(Dimension::builder().name("Region").value(watched.as_str()).build())
-                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now - i as i64 * period))
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now - (i as i64 + 1) * period))
                 .value(*v)
                 .storage_resolution(1)
                 .build(),

@@ -182,10 +182,16 @@ async fn evaluate(
     let (period, n) = (period.max(1) as u64, n.max(1) as u64);
     let m = alarm.datapoints_to_alarm().map_or(n, |m| m.max(1) as u64);
     let statistic = alarm.statistic().cloned().unwrap_or(Statistic::Average);
-    // The last n periods, the current one included, aligned to the period.
+    // The last n periods that have ended, aligned to the period. The period in progress is
+    // not judged: its datapoints are not all in (a probe publishes once per period), and
+    // counting it as missing (not breaching) turned a sustained breach into ALARM → OK →
+    // ALARM at every period boundary, an alarm storm (#20's drill).
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
-    let end = (now / period + 1) * period;
+    let end = (now / period) * period;
     let start = end - n * period;
+    // moto buckets GetMetricStatistics from the first datapoint it finds, not from periods
+    // aligned to the clock as CloudWatch does: ask for 1-second buckets and aggregate them
+    // into the alarm's periods here.
     let stats = cw
         .get_metric_statistics()
         .set_namespace(alarm.namespace().map(str::to_owned))
@@ -193,25 +199,28 @@ async fn evaluate(
         .set_dimensions(Some(alarm.dimensions().to_vec()))
         .start_time(DateTime::from_secs(start as i64))
         .end_time(DateTime::from_secs(end as i64))
-        .period(period as i32)
-        .statistics(statistic.clone())
+        .period(1)
+        .statistics(Statistic::Minimum)
+        .statistics(Statistic::Maximum)
+        .statistics(Statistic::Sum)
+        .statistics(Statistic::SampleCount)
         .send()
         .await
         .context("GetMetricStatistics")?;
-    let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
-    for d in stats.datapoints() {
-        let value = match statistic {
-            Statistic::Minimum => d.minimum(),
-            Statistic::Maximum => d.maximum(),
-            Statistic::Sum => d.sum(),
-            Statistic::SampleCount => d.sample_count(),
-            _ => d.average(),
-        };
-        if let (Some(t), Some(v)) = (d.timestamp(), value) {
-            let t = t.secs().max(0) as u64;
-            buckets.insert((t - start) / period, v);
-        }
-    }
+    let samples: Vec<Sample> = stats
+        .datapoints()
+        .iter()
+        .filter_map(|d| {
+            Some(Sample {
+                at: d.timestamp()?.secs().max(0) as u64,
+                minimum: d.minimum()?,
+                maximum: d.maximum()?,
+                sum: d.sum()?,
+                count: d.sample_count()?,
+            })
+        })
+        .collect();
+    let buckets = aligned(&samples, start, period, n, &statistic);
     let breaches = |v: f64| match op {
         ComparisonOperator::GreaterThanOrEqualToThreshold => v >= threshold,
         ComparisonOperator::GreaterThanThreshold => v > threshold,
@@ -219,7 +228,7 @@ async fn evaluate(
         ComparisonOperator::LessThanOrEqualToThreshold => v <= threshold,
         _ => false,
     };
-    let present: Vec<f64> = (0..n).filter_map(|i| buckets.get(&i).copied()).collect();
+    let present: Vec<f64> = buckets.iter().flatten().copied().collect();
     let missing = n - present.len() as u64;
     let treat = alarm.treat_missing_data().unwrap_or("missing");
     let breaching =
@@ -240,6 +249,39 @@ async fn evaluate(
         });
     }
     Ok(Some(if breaching >= m { (StateValue::Alarm, describe("ALARM")) } else { (StateValue::Ok, describe("OK")) }))
+}
+
+/// One 1-second bucket of a metric's datapoints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at: u64,
+    minimum: f64,
+    maximum: f64,
+    sum: f64,
+    count: f64,
+}
+
+/// The statistic of each of the `n` periods from `start` (aligned to `period`), from 1-second
+/// samples; `None` for a period without any.
+fn aligned(samples: &[Sample], start: u64, period: u64, n: u64, statistic: &Statistic) -> Vec<Option<f64>> {
+    (0..n)
+        .map(|i| {
+            let (from, to) = (start + i * period, start + (i + 1) * period);
+            let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= from && s.at < to).collect();
+            if inside.is_empty() {
+                return None;
+            }
+            let sum: f64 = inside.iter().map(|s| s.sum).sum();
+            let count: f64 = inside.iter().map(|s| s.count).sum();
+            Some(match statistic {
+                Statistic::Minimum => inside.iter().map(|s| s.minimum).fold(f64::INFINITY, f64::min),
+                Statistic::Maximum => inside.iter().map(|s| s.maximum).fold(f64::NEG_INFINITY, f64::max),
+                Statistic::Sum => sum,
+                Statistic::SampleCount => count,
+                _ => sum / count.max(1.0),
+            })
+        })
+        .collect()
 }
 
 fn event_time() -> String {
@@ -506,6 +548,16 @@ async fn deliver_now(world: &Arc<World>, region: &Region, rule: &str, arn: &str,
 mod tests {
     use super::*;
     use switchyard_model::{Deployment, RuleTarget};
+
+    #[test]
+    fn samples_fall_in_periods_aligned_to_the_clock() {
+        // moto would bucket these from the first one (41): 41..51 holding 41 and 50, then
+        // 51..61 holding 52 and 58, so one aligned period would look empty at the next read.
+        let s = |at: u64, v: f64| Sample { at, minimum: v, maximum: v, sum: v, count: 1.0 };
+        let samples = [s(41, 0.0), s(50, 0.0), s(52, 1.0), s(58, 0.0)];
+        assert_eq!(aligned(&samples, 40, 10, 3, &Statistic::Minimum), vec![Some(0.0), Some(0.0), None]);
+        assert_eq!(aligned(&samples, 40, 10, 3, &Statistic::Average), vec![Some(0.0), Some(1.0 / 3.0), None]);
+    }
 
     fn alarm_change(region: &str, alarm: &str, state: &str) -> Value {
         json!({
