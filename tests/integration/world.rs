@@ -566,6 +566,7 @@ async fn alarm_fires(sb: &Sandbox) -> anyhow::Result<()> {
     ensure!(e["input"]["detectedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
     // moto holds the state the clock decided.
     ensure!(in_moto().await?.as_deref() == Some("ALARM"), "moto's alarm state after the tick");
+    samples_land_in_their_own_periods(sb, &alarm, port, &state).await?;
 
     // Schedules fire at their rate, compressed: rate(1 minute) / 600 fires within seconds.
     control::set_clock(port, &switchyard_sandbox::world::clock::ClockSettings { running: true, compression: 600.0 })
@@ -582,6 +583,55 @@ async fn alarm_fires(sb: &Sandbox) -> anyhow::Result<()> {
     control::set_clock(port, &switchyard_sandbox::world::clock::ClockSettings { running: false, compression: 1.0 })
         .await?;
     fired
+}
+
+/// A probe publishes once per period at whatever fraction of a second it runs: three breaching
+/// periods, each holding one sample a fraction of a second past its start (the first later
+/// in its second than the others), keep the alarm in ALARM. The drill's alarm relapsed to OK
+/// when the clock read moto's 1-second `GetMetricStatistics` buckets, which moto chains from
+/// the first datapoint's fraction of a second: a sample 0.2 s into a period came back stamped
+/// in the period before, and the last period looked empty.
+async fn samples_land_in_their_own_periods(
+    sb: &Sandbox,
+    alarm: &switchyard_model::FailoverAlarm,
+    port: u16,
+    state: &(dyn Fn(&[switchyard_sandbox::world::clock::Change]) -> Option<String> + Sync),
+) -> anyhow::Result<()> {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let home = sb.deployment().regions.standby.clone();
+    let period = alarm.rule.period.as_secs_f64();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64());
+    // Past the earlier steps' datapoints (one period before their puts at most), and not near a
+    // period boundary, so the three periods the tick judges are the three written here.
+    let clear_of = now()? + 2.0 * period;
+    loop {
+        let t = now()?;
+        let into = t % period;
+        if t - into > clear_of && into > 0.5 && into < period - 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let end = (now()? / period).floor() * period;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), &home).await);
+    let datum = |at: f64| {
+        MetricDatum::builder()
+            .metric_name(switchyard_core::health::metric::HEALTHY)
+            .dimensions(Dimension::builder().name("Region").value(alarm.watched_region.as_str()).build())
+            .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs_f64(at))
+            .value(0.0)
+            .storage_resolution(1)
+            .build()
+    };
+    let at = [end - 3.0 * period + 0.7, end - 2.0 * period + 0.2, end - period + 0.2];
+    cw.put_metric_data()
+        .namespace(switchyard_core::health::NAMESPACE)
+        .set_metric_data(Some(at.iter().map(|t| datum(*t)).collect()))
+        .send()
+        .await?;
+    let changes = control::tick(port).await?;
+    ensure!(state(&changes).is_none(), "three breaching periods, each with its sample: {changes:?}");
+    Ok(())
 }
 
 /// The safety review of the contract (finding 5): us-east-1 parked an acknowledged order in

@@ -30,7 +30,7 @@ use std::{
 use anyhow::{Context, Result};
 use aws_sdk_cloudwatch::{
     primitives::DateTime,
-    types::{ComparisonOperator, StateValue, Statistic},
+    types::{ComparisonOperator, Metric, MetricDataQuery, MetricStat, StateValue, Statistic},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -189,38 +189,34 @@ async fn evaluate(
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
     let end = (now / period) * period;
     let start = end - n * period;
-    // moto buckets GetMetricStatistics from the first datapoint it finds, not from periods
-    // aligned to the clock as CloudWatch does: ask for 1-second buckets and aggregate them
-    // into the alarm's periods here.
-    let stats = cw
-        .get_metric_statistics()
+    // GetMetricData, not GetMetricStatistics: moto buckets GetMetricStatistics from the first
+    // datapoint it finds (to its fraction of a second), so a sample a moment into a period
+    // came back stamped in the period before and the last period looked empty (the drill's
+    // ALARM → OK relapse). GetMetricData's buckets start at StartTime, aligned here as
+    // CloudWatch aligns them.
+    let metric = Metric::builder()
         .set_namespace(alarm.namespace().map(str::to_owned))
         .set_metric_name(alarm.metric_name().map(str::to_owned))
         .set_dimensions(Some(alarm.dimensions().to_vec()))
+        .build();
+    let query = MetricDataQuery::builder()
+        .id("judged")
+        .metric_stat(MetricStat::builder().metric(metric).period(period as i32).stat(statistic.as_str()).build())
+        .return_data(true)
+        .build();
+    let data = cw
+        .get_metric_data()
+        .metric_data_queries(query)
         .start_time(DateTime::from_secs(start as i64))
         .end_time(DateTime::from_secs(end as i64))
-        .period(1)
-        .statistics(Statistic::Minimum)
-        .statistics(Statistic::Maximum)
-        .statistics(Statistic::Sum)
-        .statistics(Statistic::SampleCount)
         .send()
         .await
-        .context("GetMetricStatistics")?;
-    let samples: Vec<Sample> = stats
-        .datapoints()
-        .iter()
-        .filter_map(|d| {
-            Some(Sample {
-                at: d.timestamp()?.secs().max(0) as u64,
-                minimum: d.minimum()?,
-                maximum: d.maximum()?,
-                sum: d.sum()?,
-                count: d.sample_count()?,
-            })
-        })
-        .collect();
-    let buckets = aligned(&samples, start, period, n, &statistic);
+        .context("GetMetricData")?;
+    let result = data.metric_data_results().first();
+    let stamped: Vec<(u64, f64)> = result
+        .map(|r| r.timestamps().iter().map(|t| t.secs().max(0) as u64).zip(r.values().iter().copied()).collect())
+        .unwrap_or_default();
+    let buckets = by_period(&stamped, start, period, n);
     let breaches = |v: f64| match op {
         ComparisonOperator::GreaterThanOrEqualToThreshold => v >= threshold,
         ComparisonOperator::GreaterThanThreshold => v > threshold,
@@ -251,37 +247,17 @@ async fn evaluate(
     Ok(Some(if breaching >= m { (StateValue::Alarm, describe("ALARM")) } else { (StateValue::Ok, describe("OK")) }))
 }
 
-/// One 1-second bucket of a metric's datapoints.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Sample {
-    at: u64,
-    minimum: f64,
-    maximum: f64,
-    sum: f64,
-    count: f64,
-}
-
-/// The statistic of each of the `n` periods from `start` (aligned to `period`), from 1-second
-/// samples; `None` for a period without any.
-fn aligned(samples: &[Sample], start: u64, period: u64, n: u64, statistic: &Statistic) -> Vec<Option<f64>> {
-    (0..n)
-        .map(|i| {
-            let (from, to) = (start + i * period, start + (i + 1) * period);
-            let inside: Vec<&Sample> = samples.iter().filter(|s| s.at >= from && s.at < to).collect();
-            if inside.is_empty() {
-                return None;
-            }
-            let sum: f64 = inside.iter().map(|s| s.sum).sum();
-            let count: f64 = inside.iter().map(|s| s.count).sum();
-            Some(match statistic {
-                Statistic::Minimum => inside.iter().map(|s| s.minimum).fold(f64::INFINITY, f64::min),
-                Statistic::Maximum => inside.iter().map(|s| s.maximum).fold(f64::NEG_INFINITY, f64::max),
-                Statistic::Sum => sum,
-                Statistic::SampleCount => count,
-                _ => sum / count.max(1.0),
-            })
-        })
-        .collect()
+/// The value of each of the `n` periods from `start`, from GetMetricData's (timestamp, value)
+/// pairs; `None` for a period it returned nothing for.
+fn by_period(stamped: &[(u64, f64)], start: u64, period: u64, n: u64) -> Vec<Option<f64>> {
+    let mut periods = vec![None; n as usize];
+    for (at, value) in stamped {
+        let i = at.saturating_sub(start) / period;
+        if *at >= start && i < n {
+            periods[i as usize] = Some(*value);
+        }
+    }
+    periods
 }
 
 fn event_time() -> String {
@@ -550,13 +526,9 @@ mod tests {
     use switchyard_model::{Deployment, RuleTarget};
 
     #[test]
-    fn samples_fall_in_periods_aligned_to_the_clock() {
-        // moto would bucket these from the first one (41): 41..51 holding 41 and 50, then
-        // 51..61 holding 52 and 58, so one aligned period would look empty at the next read.
-        let s = |at: u64, v: f64| Sample { at, minimum: v, maximum: v, sum: v, count: 1.0 };
-        let samples = [s(41, 0.0), s(50, 0.0), s(52, 1.0), s(58, 0.0)];
-        assert_eq!(aligned(&samples, 40, 10, 3, &Statistic::Minimum), vec![Some(0.0), Some(0.0), None]);
-        assert_eq!(aligned(&samples, 40, 10, 3, &Statistic::Average), vec![Some(0.0), Some(1.0 / 3.0), None]);
+    fn each_value_lands_in_the_period_its_timestamp_starts() {
+        let stamped = [(40, 0.0), (60, 1.0), (75, 0.0), (30, 0.0)];
+        assert_eq!(by_period(&stamped, 40, 10, 3), vec![Some(0.0), None, Some(1.0)]);
     }
 
     fn alarm_change(region: &str, alarm: &str, state: &str) -> Value {
