@@ -12,7 +12,7 @@ use libtest_mimic::Trial;
 use serde_json::json;
 use switchyard_aws::sdk_config;
 use switchyard_core::{ErrorName, Order, WriterEpoch, order::SHADOW_RECHECK, ports::Delivery};
-use switchyard_postgres::{PgNode, orders, pair_lag};
+use switchyard_postgres::{PgNode, bytes_behind, orders};
 use switchyard_sandbox::{
     Sandbox,
     event_source::{OrdersEventSource, Poll},
@@ -300,7 +300,7 @@ async fn shadow(sb: &Sandbox) -> anyhow::Result<()> {
     outcome?;
 
     eventually(Duration::from_secs(10), "replica caught up", || async {
-        Ok((pair_lag(&primary, &replica).await?.bytes == 0).then_some(()))
+        Ok((bytes_behind(&primary, &replica).await? == 0).then_some(()))
     })
     .await?;
     tokio::time::sleep(SHADOW_RECHECK + Duration::from_millis(500)).await;
@@ -452,7 +452,7 @@ async fn failover_in(sb: &Sandbox) -> anyhow::Result<()> {
     wait_depth(&east2, &east2.queue_url, 20).await?;
     no_function_error(&east1.drain(10).await?)?;
     eventually(Duration::from_secs(10), "replica caught up", || async {
-        Ok((pair_lag(&old, &new).await?.bytes == 0).then_some(()))
+        Ok((bytes_behind(&old, &new).await? == 0).then_some(()))
     })
     .await?;
     let pruned = east2.drain(10).await?;

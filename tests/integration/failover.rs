@@ -13,7 +13,7 @@ use std::{
 use anyhow::ensure;
 use libtest_mimic::Trial;
 use switchyard_core::ports::{DatabasePromoter, ReplicationMonitor, StepState};
-use switchyard_postgres::{PgNode, catch_up, pair_lag};
+use switchyard_postgres::{PgNode, bytes_behind, catch_up};
 use switchyard_sandbox::Sandbox;
 use switchyard_tests::{eventually, own_sandbox_trial};
 use tokio_postgres::error::SqlState;
@@ -133,7 +133,7 @@ async fn unplanned(sb: &Sandbox) -> anyhow::Result<()> {
         .await?;
         let (safe, _) = before_cut.finish().await?;
         eventually(Duration::from_secs(10), "replica caught up", || async {
-            Ok((pair_lag(&old, &new).await?.bytes == 0).then_some(()))
+            Ok((bytes_behind(&old, &new).await? == 0).then_some(()))
         })
         .await?;
 

@@ -4,9 +4,15 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
-use switchyard_core::{DatabaseRole, ErrorName, ports::ReplicationMonitor};
-use switchyard_postgres::{classify, pair_lag};
-use switchyard_sandbox::{Sandbox, postgres};
+use switchyard_core::{
+    DatabaseRole, ErrorName,
+    ports::{DatabasePromoter, ReplicationMonitor, StepState},
+};
+use switchyard_postgres::{catch_up, classify, pair_lag};
+use switchyard_sandbox::{
+    Sandbox, postgres,
+    world::{CutMode, Links, Shape, control},
+};
 use switchyard_tests::{eventually, sandbox_trial};
 use tokio_postgres::error::SqlState;
 
@@ -19,6 +25,9 @@ pub fn trials() -> Vec<Trial> {
         sandbox_trial("replication::lag_is_measured_in_bytes_and_seconds", |sb| Box::pin(lag_is_measured(sb))),
         sandbox_trial("replication::status_names_a_stopped_database", |sb| Box::pin(status_names_stopped_database(sb))),
         sandbox_trial("replication::status_reports_roles_and_lag_without_writing", |sb| Box::pin(status_reports(sb))),
+        sandbox_trial("replication::a_catch_up_waits_for_bytes_whose_age_is_unknown", |sb| {
+            Box::pin(catch_up_of_unknown_age(sb))
+        }),
     ]
 }
 
@@ -169,4 +178,44 @@ async fn status_names_stopped_database(sb: &Sandbox) -> anyhow::Result<()> {
         Ok(sb.status().await.healthy.then_some(()))
     })
     .await
+}
+
+/// #20: a switchover failed in CatchUp with `NotReady: … 96 bytes behind and the age of that
+/// data is unknown` (CI, a fresh sandbox): the catch-up measured with the lag gate's
+/// `pair_lag`, which refuses bytes of unknown age. A catch-up waits for bytes, whatever their
+/// age. Here: a replica rebuilt a moment ago (it has replayed no commit), cut off from its
+/// writer (the writer has no `replay_lag` of it), the writer fenced and writing a checkpoint
+/// the replica lacks: the catch-up is in progress, then done once the link heals.
+async fn catch_up_of_unknown_age(sb: &Sandbox) -> anyhow::Result<()> {
+    let (writer, replica) = (sb.node("us-east-1")?, sb.node("us-east-2")?);
+    tokio::task::block_in_place(|| sb.rejoin_as_replica("us-east-2", "us-east-1"))?;
+    eventually(Duration::from_secs(20), "the rebuilt replica streams", || async {
+        Ok(replica.replication_status().await.ok().filter(|s| s.role == DatabaseRole::Replica).map(|_| ()))
+    })
+    .await?;
+    let east1 = "us-east-1".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let east2 = "us-east-2".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut links = Links::default();
+    links
+        .apply(&Shape::Link(east1, east2), CutMode::Refuse, &sb.world.places, sb.world.witness())
+        .map_err(anyhow::Error::msg)?;
+    control::set_links(sb.world.control_port, &links).await?;
+    let outcome = async {
+        ensure!(writer.fence().await? == StepState::Done, "the writer did not fence");
+        writer.connect().await?.batch_execute("CHECKPOINT").await?;
+        let state = catch_up(&writer, &replica).await;
+        ensure!(matches!(state, Ok(StepState::InProgress)), "a catch-up of bytes of unknown age: {state:?}");
+        control::set_links(sb.world.control_port, &Links::default()).await?;
+        eventually(Duration::from_secs(20), "the replica catches up once the link heals", || async {
+            Ok((catch_up(&writer, &replica).await? == StepState::Done).then_some(()))
+        })
+        .await
+    }
+    .await;
+    control::set_links(sb.world.control_port, &Links::default()).await?;
+    writer.unfence().await?;
+    outcome?;
+    // Leave the shared sandbox as the other tests find it: a replica that replayed a commit.
+    postgres::canary(&writer, &replica, Duration::from_secs(10)).await?;
+    Ok(())
 }

@@ -297,6 +297,37 @@ impl ReplicationMonitor for PgNode {
 /// nothing tells their age (the replica has replayed no transaction since it started and the
 /// writer has no `replay_lag` sample): an unknown lag must never pass for zero seconds.
 pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<ReplicationLag> {
+    let b = behind(writer, replica).await?;
+    let seconds = match (b.bytes, b.writer_view, b.replay_age) {
+        (0, _, _) => 0.0,
+        (bytes, None, None) => {
+            return Err(SwitchyardError::new(
+                ErrorName::NotReady,
+                format!("{} is {bytes} bytes behind and the age of that data is unknown", replica.application_name),
+            ));
+        }
+        (_, w, r) => w.unwrap_or(0.0).max(r.unwrap_or(0.0)),
+    };
+    Ok(ReplicationLag { bytes: b.bytes, seconds })
+}
+
+/// The bytes `replica` has yet to replay of what `writer` wrote, whatever their age: what a
+/// catch-up waits for (the writer fenced, its position final). `NotReady` if `replica` is not
+/// in recovery.
+pub async fn bytes_behind(writer: &PgNode, replica: &PgNode) -> PortResult<u64> {
+    Ok(behind(writer, replica).await?.bytes)
+}
+
+/// What [`pair_lag`] and [`bytes_behind`] read from both servers.
+struct Behind {
+    bytes: u64,
+    /// The writer's `replay_lag` of this replica, when it has a sample.
+    writer_view: Option<f64>,
+    /// The age of the replica's last replayed commit, when it replayed one since it started.
+    replay_age: Option<f64>,
+}
+
+async fn behind(writer: &PgNode, replica: &PgNode) -> PortResult<Behind> {
     let (w, r) = tokio::try_join!(writer.connect(), replica.connect())?;
     let replica_row = replica
         .query_one(
@@ -314,24 +345,11 @@ pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<Replicati
             format!("{} is not a replica (not in recovery)", replica.application_name),
         ));
     };
-    let replay_age: Option<f64> = replica_row.get(2);
     let sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8,
                       (SELECT EXTRACT(epoch FROM replay_lag)::float8 FROM pg_stat_replication
                         WHERE application_name = $2 ORDER BY backend_start DESC LIMIT 1)";
     let row = bounded(writer.timeout, sql, w.query_one(sql, &[&replay_lsn, &replica.application_name])).await?;
-    let bytes = row.get::<_, i64>(0).max(0) as u64;
-    let writer_view: Option<f64> = row.get(1);
-    let seconds = match (bytes, writer_view, replay_age) {
-        (0, _, _) => 0.0,
-        (_, None, None) => {
-            return Err(SwitchyardError::new(
-                ErrorName::NotReady,
-                format!("{} is {bytes} bytes behind and the age of that data is unknown", replica.application_name),
-            ));
-        }
-        (_, w, r) => w.unwrap_or(0.0).max(r.unwrap_or(0.0)),
-    };
-    Ok(ReplicationLag { bytes, seconds })
+    Ok(Behind { bytes: row.get::<_, i64>(0).max(0) as u64, writer_view: row.get(1), replay_age: replica_row.get(2) })
 }
 
 /// How stale `replica` is by its own account alone (its writer unreachable): the age of the

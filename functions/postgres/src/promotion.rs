@@ -168,6 +168,9 @@ pub async fn catch_up(writer: &PgNode, replica: &PgNode) -> PortResult<StepState
             format!("{} still accepts writes: fence it before waiting for catch-up", writer.application_name),
         ));
     }
-    let lag = crate::pair_lag(writer, replica).await?;
-    Ok(if lag.bytes == 0 { StepState::Done } else { StepState::InProgress })
+    // Bytes only: their age does not matter here, and a replica that has replayed no commit
+    // since it started cannot tell it (pair_lag's NotReady failed a switchover's CatchUp on
+    // the 96 bytes the fence left behind, #20).
+    let bytes = crate::bytes_behind(writer, replica).await?;
+    Ok(if bytes == 0 { StepState::Done } else { StepState::InProgress })
 }
