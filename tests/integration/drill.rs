@@ -1,7 +1,9 @@
-//! The drill's engine on a sandbox of its own: the unplanned outage with orders flowing,
-//! nothing started by hand, every invariant checked from the data (#20).
+//! The drill's engine on a sandbox of its own: the readiness check, the unplanned outage
+//! (nothing started by hand), the failback and a switchover, all with orders flowing, every
+//! invariant checked from the data (#20). Its report then renders in headless Chromium: one
+//! timeline per scenario and the invariant tables, drawn.
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
 use switchyard_sandbox::{
     Sandbox,
@@ -10,22 +12,56 @@ use switchyard_sandbox::{
 use switchyard_tests::own_sandbox_trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![own_sandbox_trial("drill::an_unplanned_outage_with_orders_flowing_keeps_every_invariant", "drill", |sb| {
-        Box::pin(outage(sb))
-    })]
+    vec![own_sandbox_trial(
+        "drill::every_scenario_with_orders_flowing_keeps_every_invariant_and_its_report_renders",
+        "drill",
+        |sb| Box::pin(every_scenario(sb)),
+    )]
 }
 
-async fn outage(sb: &Sandbox) -> anyhow::Result<()> {
+async fn every_scenario(sb: &Sandbox) -> anyhow::Result<()> {
+    // The render's prerequisite first: a missing Chromium fails here, by name, not after the drill.
+    switchyard_sandbox::tools::chromium()?;
     let began = std::time::Instant::now();
-    let report = drill::run(sb, &DrillOptions::default(), &|line| eprintln!("  {line}")).await?;
+    // Orders flow through each execution's whole tail already: 5 s after it keeps the test
+    // command within its budget (the drill's own default is 15 s).
+    let options = DrillOptions { after_seconds: 5, ..DrillOptions::default() };
+    let report = drill::run(sb, &options, &|line| eprintln!("  {line}")).await?;
     // What the drill shows, in the test's log.
     eprintln!("\n{report}\n(wall {:.0} s)", began.elapsed().as_secs_f64());
     ensure!(report.ok, "broken invariants: {:?}\n{report}", report.broken());
-    let outage = report.scenarios.iter().find(|s| s.name == "unplanned-outage");
-    let figures = outage.map(|s| s.figures.clone()).unwrap_or_default();
+    let names: Vec<&str> = report.scenarios.iter().map(|s| s.name).collect();
+    let listed: Vec<&str> = drill::SCENARIOS.iter().map(|(name, _)| *name).collect();
+    ensure!(names == listed, "the scenarios ran {names:?}, drill::SCENARIOS lists {listed:?}");
+    for s in report.scenarios.iter().filter(|s| s.name != "readiness") {
+        let f = &s.figures;
+        ensure!(f.orders_acknowledged >= 10 && f.rto_seconds.is_some() && f.orders_lost == 0, "{}: {f:?}", s.name);
+    }
+    renders(&report)
+}
+
+/// The report in headless Chromium (Debian's `chromium`, installed as root when missing; a
+/// named prerequisite otherwise): the DOM has a timeline and an invariant table per
+/// scenario, and the screenshot is drawn (several times the bytes of a blank page's).
+fn renders(report: &drill::DrillReport) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("switchyard-drill-report-{}", std::process::id()));
+    let page = drill::write(report, &dir)?;
+    let dom = drill::headless(&page, &dir.join("report.png"), 1280, 2400)?;
+    let count = |needle: &str| dom.matches(needle).count();
+    let scenarios = report.scenarios.len();
     ensure!(
-        figures.orders_acknowledged >= 30 && figures.rto_seconds.is_some() && figures.orders_lost == 0,
-        "{figures:?}"
+        count(r#"<section class="scenario""#) == scenarios
+            && count(r#"<svg class="timeline""#) == scenarios
+            && count(r#"<table class="invariants""#) == scenarios,
+        "the rendered DOM lacks a timeline or an invariant table per scenario ({scenarios}):\n{}",
+        &dom[..dom.len().min(2000)]
     );
+    let blank = dir.join("blank.html");
+    std::fs::write(&blank, "<!doctype html><html><body></body></html>")?;
+    drill::headless(&blank, &dir.join("blank.png"), 1280, 2400)?;
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).context(name.to_owned());
+    let (drawn, empty) = (size("report.png")?, size("blank.png")?);
+    ensure!(drawn > 4 * empty, "the screenshot looks blank: {drawn} bytes, a blank page {empty}");
+    eprintln!("report rendered: {} ({drawn} bytes; a blank page {empty})", dir.join("report.png").display());
     Ok(())
 }

@@ -37,11 +37,18 @@ use crate::{
     Sandbox, dns,
     event_source::OrdersEventSource,
     lambda::Invocation,
+    runner::{self, Start, Timing},
     smoke,
     world::{self, clock::ClockSettings},
 };
 
 mod html;
+pub use html::headless;
+
+/// The scenarios in the order they run, each with its typical length in seconds on this
+/// project's 2-core machine (for progress bars; the report has the real ones).
+pub const SCENARIOS: [(&str, u64); 4] =
+    [("readiness", 2), ("unplanned-outage", 200), ("failback", 75), ("switchover", 75)];
 
 /// The report's schema name; bumped on any change that is not a pure addition.
 pub const SCHEMA: &str = "switchyard.drill/1";
@@ -155,8 +162,16 @@ pub async fn run(sb: &Sandbox, options: &DrillOptions, progress: &(dyn Fn(&str) 
     let began = Instant::now();
     let started_at = Timestamp::now().to_string();
     let mut scenarios = Vec::new();
+    // The readiness check arms the standby, and the outage fails over into it with nothing
+    // started by hand. Then the way home and away again, planned: the failback once the old
+    // primary was rebuilt as a replica, and a switchover. (In this order because the cooldown
+    // holds back an automatic failover for an hour after any handover, a planned one too:
+    // docs/decisions.md.) After each scenario that moved the writer, the old writer is
+    // rebuilt as the new one's replica.
     scenarios.push(readiness(sb, progress).await?);
-    scenarios.push(unplanned_outage(sb, options, progress).await?);
+    scenarios.push(with_orders(sb, options, progress, Scenario::UnplannedOutage).await?);
+    scenarios.push(with_orders(sb, options, progress, Scenario::Failback).await?);
+    scenarios.push(with_orders(sb, options, progress, Scenario::Switchover).await?);
     let ok = scenarios.iter().all(|s| s.ok);
     Ok(DrillReport {
         schema: SCHEMA,
@@ -216,43 +231,99 @@ async fn readiness(sb: &Sandbox, progress: &(dyn Fn(&str) + Sync)) -> Result<Sce
     })
 }
 
-/// Scenario 4: the primary's database and order API crash while orders flow. The probes see
-/// it, the failover alarm fires, its rule starts the failover in the standby: nothing is
-/// started by hand. Orders keep flowing to whichever region the DNS answer names.
-async fn unplanned_outage(
+/// A scenario run with orders flowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Scenario 2: a planned switchover from the writer to its replica, started by hand.
+    Switchover,
+    /// Scenario 3: the planned switchover back home after the outage, once the old primary was
+    /// rebuilt as a replica.
+    Failback,
+    /// Scenario 4: the writer's database and order API crash; probes, the alarm and its rule
+    /// fail over into the armed standby, nothing started by hand.
+    UnplannedOutage,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Switchover => "switchover",
+            Scenario::Failback => "failback",
+            Scenario::UnplannedOutage => "unplanned-outage",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Scenario::Switchover => {
+                "a planned switchover from the writer to its replica while orders flow, started by hand as an operator does"
+            }
+            Scenario::Failback => {
+                "the planned switchover back home after the outage, once the old primary was rebuilt as a replica"
+            }
+            Scenario::UnplannedOutage => {
+                "the writer's database and order API crash while orders flow; probes, alarm and rule fail over into the armed standby"
+            }
+        }
+    }
+}
+
+/// The writer and the region that takes over, as the claim store says before a scenario.
+async fn pair(store: &ControlTable, sb: &Sandbox) -> Result<(Region, Region)> {
+    let claim = store.strong_read().await.proven()?;
+    let peer = sb.deployment().regions.peer_of(&claim.writer).map_err(|e| anyhow::anyhow!(e.message))?.clone();
+    Ok((claim.writer, peer))
+}
+
+/// Runs `scenario` with orders flowing from start to end: the order client, one event
+/// source per region, the sandbox's clock (probes, alarms, rules). Then checks the
+/// invariants from the data of the region that should write at the end.
+async fn with_orders(
     sb: &Sandbox,
     options: &DrillOptions,
     progress: &(dyn Fn(&str) + Sync),
+    scenario: Scenario,
 ) -> Result<ScenarioReport> {
     let began = Instant::now();
     let began_at = Timestamp::now();
+    let began_system = std::time::SystemTime::now();
     let d = sb.deployment();
-    let (primary, standby) = (d.regions.primary.clone(), d.regions.standby.clone());
     let store = claim_store(sb).await;
+    let (from, to) = pair(&store, sb).await?;
     let stop_orders = AtomicBool::new(false);
     let client_stopped = AtomicBool::new(false);
     let stop_consumers = AtomicBool::new(false);
     let ledger = Mutex::new(Ledger::default());
     let events = Mutex::new(Vec::<(f64, String)>::new());
+    let label = scenario.name();
     let note = |what: String| {
-        progress(&format!("outage      {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
+        progress(&format!("{label:<16} {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
         if let Ok(mut e) = events.lock() {
             e.push((began.elapsed().as_secs_f64(), what));
         }
     };
     let mut sources = Vec::new();
-    for r in [&primary, &standby] {
+    for r in [&from, &to] {
         let mut source = OrdersEventSource::new(sb, r.as_str()).await?;
         source.visibility = Some(Duration::from_secs(options.visibility_seconds));
         sources.push(source);
     }
+    // What the clock did before this scenario is not this scenario's.
+    let before = world::control::clock(sb.world.control_port).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let seen = |key: &str| before[key].as_array().map_or(0, Vec::len);
+    let (changes_before, deliveries_before) = (seen("changes"), seen("deliveries"));
     // The clock: probes on their schedule, alarms evaluated every second, rules delivered.
     world::control::set_clock(sb.world.control_port, &ClockSettings { running: true, compression: 1.0 })
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
     let driver = async {
-        let outcome = drive_outage(sb, options, &store, &ledger, &primary, &standby, &note).await;
+        let outcome = match scenario {
+            Scenario::Switchover | Scenario::Failback => drive_handover(sb, options, &ledger, &from, &to, &note).await,
+            Scenario::UnplannedOutage => {
+                drive_outage(sb, options, &store, &ledger, &from, &to, began_at, changes_before, &note).await
+            }
+        };
         stop_orders.store(true, Ordering::SeqCst);
         // The order in flight, if any, is recorded before the drain looks.
         while !client_stopped.load(Ordering::SeqCst) {
@@ -264,7 +335,7 @@ async fn unplanned_outage(
             let ids: Vec<String> = ledger.lock().map(|l| l.acknowledged.keys().cloned().collect()).unwrap_or_default();
             let deadline = Instant::now() + Duration::from_secs(90);
             while Instant::now() < deadline {
-                if applied(sb, &standby, &ids).await.map(|rows| rows.len() == ids.len()).unwrap_or(false) {
+                if applied(sb, &to, &ids).await.map(|rows| rows.len() == ids.len()).unwrap_or(false) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -274,64 +345,65 @@ async fn unplanned_outage(
         outcome
     };
     let client = async {
-        order_client(sb, options, &ledger, &stop_orders).await;
+        order_client(sb, options, label, &ledger, &stop_orders).await;
         client_stopped.store(true, Ordering::SeqCst);
     };
     let consumers = futures_util::future::join_all(sources.iter().map(|s| consume(s, &stop_consumers)));
     let (outcome, (), _) = tokio::join!(driver, client, consumers);
     let _ = world::control::set_clock(sb.world.control_port, &ClockSettings { running: false, compression: 1.0 }).await;
-    let crash_at = outcome?;
+    let fault_at = outcome?;
 
-    // The evidence: the executions since the crash, and the rows of the final writer.
-    let executions: Vec<Timeline> = store
-        .timelines()
-        .await?
-        .into_iter()
-        .filter(|t| t.detected.unix_millis() >= crash_at.unix_millis() - 120_000)
-        .collect();
+    // The evidence: the executions this scenario caused, and the rows of the final writer.
+    let executions: Vec<Timeline> =
+        store.timelines().await?.into_iter().filter(|t| t.detected.unix_millis() >= began_at.unix_millis()).collect();
     let clock = world::control::clock(sb.world.control_port).await?;
     let started = clock["deliveries"]
         .as_array()
         .into_iter()
         .flatten()
+        .skip(deliveries_before)
         .filter(|x| x["target"].as_str().is_some_and(|t| t.contains(":states:")))
-        .count();
+        .count()
+        + executions.iter().filter(|t| t.execution.starts_with("drill-")).count();
     let (acknowledged, refused) = {
         let l = ledger.lock().map_err(|_| anyhow::anyhow!("the order ledger's lock was poisoned"))?;
         (l.acknowledged.keys().cloned().collect::<Vec<_>>(), l.refused)
     };
-    let rows = applied(sb, &standby, &acknowledged).await?;
-    let mut invariants = check(sb, &primary, &standby, &acknowledged, &rows, &executions).await?;
-    // The failover alarm, once in ALARM, stays there while the primary is down: a sustained
-    // breach is one alarm, not a storm of them.
-    let alarm = d.failover_alarm(&standby).name;
-    let flips: Vec<String> = clock["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == standby.as_str())
-        .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
-        .collect();
-    let relapsed = flips.iter().skip_while(|f| !f.ends_with("→ALARM")).any(|f| f.starts_with("ALARM→"));
-    invariants.push(Invariant {
-        name: "the failover alarm stayed in ALARM while the primary was down",
-        holds: !relapsed,
-        evidence: format!("{alarm} in {standby}: {}", flips.join(", ")),
-    });
-    let failover = executions.iter().find(|t| t.to == standby && t.status == ExecutionStatus::Succeeded);
-    let after = |t: Option<Timestamp>| t.map(|t| t.seconds_since(&crash_at));
+    let rows = applied(sb, &to, &acknowledged).await?;
+    let mut invariants = check(sb, &from, &to, &acknowledged, &rows, &executions, began_system).await?;
+    if scenario == Scenario::UnplannedOutage {
+        // The failover alarm, once in ALARM, stays there while the writer is down: a
+        // sustained breach is one alarm, not a storm of them.
+        let alarm = d.failover_alarm(&to).name;
+        let flips: Vec<String> = clock["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(changes_before)
+            .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == to.as_str())
+            .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
+            .collect();
+        let relapsed = flips.iter().skip_while(|f| !f.ends_with("→ALARM")).any(|f| f.starts_with("ALARM→"));
+        invariants.push(Invariant {
+            name: "the failover alarm stayed in ALARM while the primary was down",
+            holds: !relapsed,
+            evidence: format!("{alarm} in {to}: {}", flips.join(", ")),
+        });
+    }
+    let moved = executions.iter().find(|t| t.to == to && t.status == ExecutionStatus::Succeeded);
+    let after = |t: Option<Timestamp>| t.map(|t| t.seconds_since(&fault_at));
     let per_id: BTreeMap<&str, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r.order_id.as_str()).or_insert(0) += 1;
         m
     });
     let missing = acknowledged.iter().filter(|id| !per_id.contains_key(id.as_str())).count();
     let figures = Figures {
-        detected_after_fault: failover.map(|t| t.detected.seconds_since(&crash_at)),
-        decided_after_fault: after(failover.and_then(|t| t.decided)),
-        promoted_after_fault: after(failover.and_then(|t| t.promoted)),
-        traffic_moved_after_fault: after(failover.and_then(|t| t.traffic_moved)),
-        first_order_applied_after_fault: after(failover.and_then(|t| t.first_order_applied)),
-        rto_seconds: failover.and_then(|t| t.rto_seconds),
+        detected_after_fault: moved.map(|t| t.detected.seconds_since(&fault_at)),
+        decided_after_fault: after(moved.and_then(|t| t.decided)),
+        promoted_after_fault: after(moved.and_then(|t| t.promoted)),
+        traffic_moved_after_fault: after(moved.and_then(|t| t.traffic_moved)),
+        first_order_applied_after_fault: after(moved.and_then(|t| t.first_order_applied)),
+        rto_seconds: moved.and_then(|t| t.rto_seconds),
         orders_acknowledged: acknowledged.len(),
         orders_at_risk: missing,
         orders_lost: missing,
@@ -340,22 +412,103 @@ async fn unplanned_outage(
         executions_started: started,
         executions_deduplicated: executions.iter().filter(|t| t.status == ExecutionStatus::Duplicate).count(),
     };
+    let mut events = events.into_inner().unwrap_or_default();
+    if moved.is_some() {
+        // The old writer back as the new one's replica, after the checks saw it fenced or
+        // down, so the next handover has one: Aurora demotes the old primary of a switchover
+        // itself, and after a failover a person recreates it (`sandbox rejoin`).
+        let (old, new) = (from.to_string(), to.to_string());
+        sb.set_api(&old, true).await?;
+        tokio::task::block_in_place(|| sb.rejoin_as_replica(&old, &new))?;
+        let took = sb.prove_replication().await?;
+        let what = format!(
+            "{from} rebuilt as {to}'s streaming replica, its order API up; a row reached it in {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
+        progress(&format!("{label:<16} {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
+        events.push((began.elapsed().as_secs_f64(), what));
+    }
     let ok = invariants.iter().all(|i| i.holds);
     Ok(ScenarioReport {
-        name: "unplanned-outage",
-        description: "the primary's database and order API crash while orders flow; probes, alarm and rule fail over into the armed standby",
+        name: scenario.name(),
+        description: scenario.description(),
         ok,
         wall_seconds: began.elapsed().as_secs_f64(),
         figures,
         invariants,
         executions,
-        events: events.into_inner().unwrap_or_default(),
-        fault_at_seconds: Some(crash_at.seconds_since(&began_at)),
+        events,
+        fault_at_seconds: Some(fault_at.seconds_since(&began_at)),
     })
 }
 
-/// The scenario's steps: warm up, crash, wait for the failover to close its timeline, keep
+/// Waits until orders are applied in `writer` (at least ten) and `at_least` has passed.
+async fn warm_up(
+    sb: &Sandbox,
+    ledger: &Mutex<Ledger>,
+    writer: &Region,
+    at_least: Duration,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<()> {
+    let warm = Instant::now();
+    loop {
+        let ids: Vec<String> = ledger.lock().map(|l| l.acknowledged.keys().cloned().collect()).unwrap_or_default();
+        let rows = applied(sb, writer, &ids).await.unwrap_or_default();
+        if rows.len() >= 10 && warm.elapsed() > at_least {
+            note(format!("{} orders acknowledged, {} applied in {writer}", ids.len(), rows.len()));
+            return Ok(());
+        }
+        anyhow::ensure!(
+            warm.elapsed() < Duration::from_secs(120),
+            "no orders applied in {writer} within 120 s ({} acknowledged)",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Scenarios 2 and 3: warm up, then switch over by hand (the `switchover` machine in the
+/// region that takes over, as `switchyard switchover --to` starts it), keep orders flowing a
+/// while. The request's time.
+async fn drive_handover(
+    sb: &Sandbox,
+    options: &DrillOptions,
+    ledger: &Mutex<Ledger>,
+    from: &Region,
+    to: &Region,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<Timestamp> {
+    note(format!("orders flowing at {}/s into {from}", options.orders_per_second));
+    warm_up(sb, ledger, from, Duration::from_secs(5), note).await?;
+    let requested = Timestamp::now();
+    let name = format!("drill-switchover-{}", requested.unix_millis());
+    note(format!("switchover {from} → {to} requested: execution {name}"));
+    let input = json!({ "from": from, "to": to, "trigger": "manual", "reason": "the drill's planned switchover" });
+    let start = Start::new("switchover", to.as_str(), name.clone(), input, Timing::AsDefined)?;
+    // The steps a person follows (the timeline marks the rest): each the first time entered.
+    const SHOWN: [&str; 6] = ["Gate", "Fence", "CatchUp", "WaitForLease", "Activate", "SwitchTraffic"];
+    let mut entered = BTreeSet::new();
+    let mut observer = |e: &serde_json::Value| {
+        if e["type"] == "StateEntered"
+            && let Some(state) = e["state"]["name"].as_str()
+            && SHOWN.contains(&state)
+            && entered.insert(state.to_owned())
+        {
+            note(format!("{name}: {state}"));
+        }
+    };
+    let budget = Duration::from_secs(options.failover_budget_seconds);
+    let x = tokio::time::timeout(budget, runner::execute_observed(sb, &start, &mut observer))
+        .await
+        .map_err(|_| anyhow::anyhow!("the switchover {name} did not end within {} s", budget.as_secs()))??;
+    note(format!("{name} {}{}", x.status, x.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()));
+    tokio::time::sleep(Duration::from_secs(options.after_seconds)).await;
+    Ok(requested)
+}
+
+/// Scenario 4's steps: warm up, crash, wait for the failover to close its timeline, keep
 /// orders flowing a while. The crash's time.
+#[allow(clippy::too_many_arguments)]
 async fn drive_outage(
     sb: &Sandbox,
     options: &DrillOptions,
@@ -363,6 +516,8 @@ async fn drive_outage(
     ledger: &Mutex<Ledger>,
     primary: &Region,
     standby: &Region,
+    began_at: Timestamp,
+    changes_before: usize,
     note: &(dyn Fn(String) + Sync),
 ) -> Result<Timestamp> {
     // Warm up: the probes publishing (the schedule's first firing is a minute after the
@@ -378,31 +533,19 @@ async fn drive_outage(
         options.orders_per_second,
         healthy_periods.as_secs()
     ));
-    let warm = Instant::now();
-    loop {
-        let ids: Vec<String> = ledger.lock().map(|l| l.acknowledged.keys().cloned().collect()).unwrap_or_default();
-        let rows = applied(sb, primary, &ids).await.unwrap_or_default();
-        if rows.len() >= 10 && warm.elapsed() > healthy_periods {
-            note(format!("{} orders acknowledged, {} applied in {primary}", ids.len(), rows.len()));
-            break;
-        }
-        anyhow::ensure!(
-            warm.elapsed() < Duration::from_secs(120),
-            "no orders applied in {primary} within 120 s ({} acknowledged)",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    warm_up(sb, ledger, primary, healthy_periods, note).await?;
     let crash_at = Timestamp::now();
     sb.crash_database(primary.as_str())?;
     sb.set_api(primary.as_str(), false).await?;
     note(format!("{primary} crashed: its database (immediate shutdown) and its order API"));
     let deadline = Instant::now() + Duration::from_secs(options.failover_budget_seconds);
     let mut announced = BTreeSet::new();
-    let mut alarm_changes = world::control::clock(sb.world.control_port)
-        .await
-        .map(|c| c["changes"].as_array().map_or(0, Vec::len))
-        .unwrap_or(0);
+    let mut alarm_changes = changes_before.max(
+        world::control::clock(sb.world.control_port)
+            .await
+            .map(|c| c["changes"].as_array().map_or(0, Vec::len))
+            .unwrap_or(0),
+    );
     // Done when every execution the fault caused has closed and one of them did the work (an
     // alarm storm's others end as duplicates).
     let failover = loop {
@@ -430,7 +573,7 @@ async fn drive_outage(
         let Ok(timelines) = store.timelines().await else { continue };
         let ours: Vec<Timeline> = timelines
             .into_iter()
-            .filter(|t| t.to == *standby && t.detected.unix_millis() >= crash_at.unix_millis() - 60_000)
+            .filter(|t| t.to == *standby && t.detected.unix_millis() >= began_at.unix_millis())
             .collect();
         for t in &ours {
             if announced.insert(t.execution.clone()) {
@@ -457,8 +600,11 @@ async fn drive_outage(
     Ok(crash_at)
 }
 
-/// Posts orders at the options' rate to the region the DNS answer names, until `stop`.
-async fn order_client(sb: &Sandbox, options: &DrillOptions, ledger: &Mutex<Ledger>, stop: &AtomicBool) {
+/// Posts orders at the options' rate to the region the DNS answer names, until `stop`. Each
+/// id names the run and the scenario: an id a scenario before used would be taken as a
+/// duplicate (applied once, by key) and its old row would pass for the new order (#20: the
+/// failback's first orders did, until this).
+async fn order_client(sb: &Sandbox, options: &DrillOptions, scenario: &str, ledger: &Mutex<Ledger>, stop: &AtomicBool) {
     let period = Duration::from_secs_f64(1.0 / options.orders_per_second.max(0.1));
     let mut target: Option<(String, Instant)> = None;
     let run = std::process::id();
@@ -477,7 +623,7 @@ async fn order_client(sb: &Sandbox, options: &DrillOptions, ledger: &Mutex<Ledge
         let id = {
             let Ok(mut l) = ledger.lock() else { return };
             l.next += 1;
-            format!("drill-{run}-{:06}", l.next)
+            format!("drill-{run}-{scenario}-{:06}", l.next)
         };
         let request = json!({
             "orderId": id, "account": "drill", "instrument": "DRILL", "side": "buy", "quantity": 1,
@@ -534,29 +680,33 @@ async fn applied(sb: &Sandbox, region: &Region, ids: &[String]) -> Result<Vec<Ro
 /// The invariants, from the final writer's rows and the databases' own state.
 async fn check(
     sb: &Sandbox,
-    primary: &Region,
-    standby: &Region,
+    from: &Region,
+    to: &Region,
     acknowledged: &[String],
     rows: &[Row],
     executions: &[Timeline],
+    sent_from: std::time::SystemTime,
 ) -> Result<Vec<Invariant>> {
     let mut invariants = Vec::new();
-    // 1. Every acknowledged order applied exactly once in the final writer.
+    // 1. Every acknowledged order applied exactly once in the final writer, and after the
+    // scenario sent it: an older row under the same id is not this order.
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for r in rows {
         *count.entry(r.order_id.as_str()).or_insert(0) += 1;
     }
     let missing: Vec<&String> = acknowledged.iter().filter(|id| !count.contains_key(id.as_str())).collect();
     let twice: Vec<&&str> = count.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id).collect();
+    let before: Vec<&str> = rows.iter().filter(|r| r.applied_at < sent_from).map(|r| r.order_id.as_str()).collect();
     invariants.push(Invariant {
         name: "every acknowledged order applied exactly once in the final writer",
-        holds: missing.is_empty() && twice.is_empty(),
+        holds: missing.is_empty() && twice.is_empty() && before.is_empty(),
         evidence: format!(
-            "{} acknowledged, {} applied in {standby}; missing {:?}; twice {:?}",
+            "{} acknowledged, {} applied in {to}; missing {:?}; twice {:?}; applied before the scenario sent them {:?}",
             acknowledged.len(),
             count.len(),
             missing.iter().take(5).collect::<Vec<_>>(),
-            twice.iter().take(5).collect::<Vec<_>>()
+            twice.iter().take(5).collect::<Vec<_>>(),
+            before.iter().take(5).collect::<Vec<_>>()
         ),
     });
     // 2. Never two regions applying at once: each epoch applied in one region, and every row
@@ -587,30 +737,30 @@ async fn check(
         evidence: shown.join("; "),
     });
     // 3. The old writer cannot write: down, fenced, or a replica.
-    let old = sb.node(primary.as_str())?.replication_status().await;
+    let old = sb.node(from.as_str())?.replication_status().await;
     let (holds, evidence) = match &old {
-        Err(e) => (true, format!("{primary}'s database is down: {e}")),
-        Ok(s) if s.fenced => (true, format!("{primary}'s database is fenced")),
-        Ok(s) if s.role == switchyard_core::DatabaseRole::Replica => (true, format!("{primary} is a replica")),
-        Ok(_) => (false, format!("{primary}'s database accepts writes")),
+        Err(e) => (true, format!("{from}'s database is down: {e}")),
+        Ok(s) if s.fenced => (true, format!("{from}'s database is fenced")),
+        Ok(s) if s.role == switchyard_core::DatabaseRole::Replica => (true, format!("{from} is a replica")),
+        Ok(_) => (false, format!("{from}'s database accepts writes")),
     };
     invariants.push(Invariant { name: "the old writer is fenced or down", holds, evidence });
-    // 4. No automatic failback, and exactly one failover did the work.
-    let back: Vec<&str> = executions.iter().filter(|t| t.to == *primary).map(|t| t.execution.as_str()).collect();
+    // 4. No automatic failback, and exactly one execution did the work.
+    let back: Vec<&str> = executions.iter().filter(|t| t.to == *from).map(|t| t.execution.as_str()).collect();
     invariants.push(Invariant {
         name: "no automatic failback",
         holds: back.is_empty(),
-        evidence: format!("executions into {primary}: {back:?}"),
+        evidence: format!("executions into {from}: {back:?}"),
     });
     let succeeded: Vec<&str> = executions
         .iter()
-        .filter(|t| t.to == *standby && t.status == ExecutionStatus::Succeeded)
+        .filter(|t| t.to == *to && t.status == ExecutionStatus::Succeeded)
         .map(|t| t.execution.as_str())
         .collect();
     invariants.push(Invariant {
-        name: "one failover moved the writer",
+        name: "one execution moved the writer",
         holds: succeeded.len() == 1,
-        evidence: format!("succeeded into {standby}: {succeeded:?}"),
+        evidence: format!("succeeded into {to}: {succeeded:?}"),
     });
     // 5. Every execution closed its timeline (a page is published on each close).
     let open: Vec<&str> =
@@ -670,4 +820,16 @@ pub fn write(report: &DrillReport, dir: &std::path::Path) -> Result<std::path::P
     let page = dir.join("report.html");
     std::fs::write(&page, html::render(report)).with_context(|| page.display().to_string())?;
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_with_orders_is_listed_for_the_progress_bars() {
+        for s in [Scenario::UnplannedOutage, Scenario::Failback, Scenario::Switchover] {
+            assert!(SCENARIOS.iter().any(|(name, _)| *name == s.name()), "{}", s.name());
+        }
+    }
 }

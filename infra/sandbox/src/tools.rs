@@ -61,10 +61,7 @@ pub fn postgres_bindir() -> Result<PathBuf> {
     }
     if is_root() {
         eprintln!("PostgreSQL server binaries not found; installing Debian's postgresql-15…");
-        run(Command::new("apt-get").arg("update").arg("-qq"))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "postgresql-15"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        apt_install("postgresql-15")?;
         if let Some(dir) = find_postgres_bindir() {
             return Ok(dir);
         }
@@ -86,6 +83,29 @@ fn find_postgres_bindir() -> Option<PathBuf> {
         .map(|d| {
             std::fs::canonicalize(d.join("initdb")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(d)
         })
+}
+
+/// Installs a Debian package from the machine's package registry (root only).
+fn apt_install(package: &str) -> Result<()> {
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}
+
+/// Debian's Chromium, which renders the drill's report headless in its test; installed when
+/// missing and root.
+pub fn chromium() -> Result<PathBuf> {
+    let path = PathBuf::from("/usr/bin/chromium");
+    if !path.exists() && is_root() {
+        eprintln!("chromium not found; installing Debian's chromium (the drill report's render test)…");
+        apt_install("chromium")?;
+    }
+    if path.exists() {
+        return Ok(path);
+    }
+    bail!("Chromium not found at /usr/bin/chromium; install it (Debian: apt-get install chromium)")
 }
 
 /// PostgreSQL refuses to run as root; as root the sandbox runs it as this user.

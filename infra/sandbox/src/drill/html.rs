@@ -1,7 +1,9 @@
 //! `report.html`: the drill's report for a person. Self-contained (inline CSS and SVG, no
 //! script, nothing fetched): a timeline per scenario, its figures and its invariant table.
 
-use std::fmt::Write;
+use std::{fmt::Write, path::Path, process::Command};
+
+use anyhow::{Context, Result};
 
 use super::{DrillReport, ScenarioReport};
 
@@ -111,7 +113,8 @@ fn timeline(s: &ScenarioReport) -> String {
             ("first order applied", f.first_order_applied_after_fault),
         ] {
             if let Some(v) = v {
-                marks.push((fault + v, name.to_owned(), false));
+                // Placed on the scenario's axis, labelled as the figures count (from the fault).
+                marks.push((fault + v, format!("{name} +{v:.1} s"), false));
             }
         }
     }
@@ -144,13 +147,52 @@ fn timeline(s: &ScenarioReport) -> String {
         let anchor = if x(*t) > width * 0.7 { "end" } else { "start" };
         let _ = writeln!(
             svg,
-            r##"<line x1="{cx}" y1="{axis}" x2="{cx}" y2="{ly}" stroke="{color}" stroke-dasharray="2 2"/><circle cx="{cx}" cy="{axis}" r="4" fill="{color}"/><text x="{tx}" y="{y}" fill="{color}" text-anchor="{anchor}">{t:.1} s {what}</text>"##,
+            r##"<line x1="{cx}" y1="{axis}" x2="{cx}" y2="{ly}" stroke="{color}" stroke-dasharray="2 2"/><circle cx="{cx}" cy="{axis}" r="4" fill="{color}"/><text x="{tx}" y="{y}" fill="{color}" text-anchor="{anchor}">{label}</text>"##,
             cx = x(*t),
             ly = y - 4.0,
             tx = x(*t) + if anchor == "end" { -4.0 } else { 4.0 },
-            what = esc(what),
+            label = if *is_event { format!("{t:.1} s {}", esc(what)) } else { esc(what) },
         );
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Renders `page` in headless Chromium: its DOM after layout, and a screenshot of the first
+/// `width` × `height` pixels written to `png`. Each run has a deadline (60 s) and a fresh
+/// profile; background networking is off (this machine's network is closed, and a report
+/// fetches nothing).
+pub fn headless(page: &Path, png: &Path, width: u32, height: u32) -> Result<String> {
+    let chromium = crate::tools::chromium()?;
+    let profile = tempfile_dir("switchyard-chromium")?;
+    let url = format!("file://{}", page.canonicalize().with_context(|| page.display().to_string())?.display());
+    let run = |args: &[String]| -> Result<String> {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--kill-after=5", "60"]).arg(&chromium).args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ]);
+        cmd.arg(format!("--user-data-dir={}", profile.display())).args(args).arg(&url);
+        crate::process::run(&mut cmd)
+    };
+    let dom = run(&["--dump-dom".to_owned()])?;
+    run(&[format!("--window-size={width},{height}"), format!("--screenshot={}", png.display())])?;
+    let _ = std::fs::remove_dir_all(&profile);
+    anyhow::ensure!(png.exists(), "Chromium wrote no screenshot at {}", png.display());
+    Ok(dom)
+}
+
+/// A new empty directory under the system's temporary directory.
+fn tempfile_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    Ok(dir)
 }
