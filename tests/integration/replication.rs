@@ -203,6 +203,9 @@ async fn catch_up_of_unknown_age(sb: &Sandbox) -> anyhow::Result<()> {
     let outcome = async {
         ensure!(writer.fence().await? == StepState::Done, "the writer did not fence");
         writer.connect().await?.batch_execute("CHECKPOINT").await?;
+        // The precondition: the lag gate's measure cannot tell these bytes' age.
+        let gate = pair_lag(&writer, &replica).await.map_err(|e| e.name);
+        ensure!(gate == Err(ErrorName::NotReady), "the bytes' age was known after all: {gate:?}");
         let state = catch_up(&writer, &replica).await;
         ensure!(matches!(state, Ok(StepState::InProgress)), "a catch-up of bytes of unknown age: {state:?}");
         control::set_links(sb.world.control_port, &Links::default()).await?;
@@ -212,8 +215,9 @@ async fn catch_up_of_unknown_age(sb: &Sandbox) -> anyhow::Result<()> {
         .await
     }
     .await;
-    control::set_links(sb.world.control_port, &Links::default()).await?;
+    let healed = control::set_links(sb.world.control_port, &Links::default()).await;
     writer.unfence().await?;
+    healed?;
     outcome?;
     // Leave the shared sandbox as the other tests find it: a replica that replayed a commit.
     postgres::canary(&writer, &replica, Duration::from_secs(10)).await?;

@@ -298,7 +298,8 @@ impl ReplicationMonitor for PgNode {
 /// writer has no `replay_lag` sample): an unknown lag must never pass for zero seconds.
 pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<ReplicationLag> {
     let b = behind(writer, replica).await?;
-    let seconds = match (b.bytes, b.writer_view, b.replay_age) {
+    let bytes = b.bytes.max(0) as u64;
+    let seconds = match (bytes, b.writer_view, b.replay_age) {
         (0, _, _) => 0.0,
         (bytes, None, None) => {
             return Err(SwitchyardError::new(
@@ -308,19 +309,33 @@ pub async fn pair_lag(writer: &PgNode, replica: &PgNode) -> PortResult<Replicati
         }
         (_, w, r) => w.unwrap_or(0.0).max(r.unwrap_or(0.0)),
     };
-    Ok(ReplicationLag { bytes: b.bytes, seconds })
+    Ok(ReplicationLag { bytes, seconds })
 }
 
 /// The bytes `replica` has yet to replay of what `writer` wrote, whatever their age: what a
 /// catch-up waits for (the writer fenced, its position final). `NotReady` if `replica` is not
 /// in recovery.
 pub async fn bytes_behind(writer: &PgNode, replica: &PgNode) -> PortResult<u64> {
-    Ok(behind(writer, replica).await?.bytes)
+    let b = behind(writer, replica).await?;
+    // Replayed past the writer's own position: not a copy of this writer (a diverged
+    // timeline). Never "caught up".
+    if b.bytes < 0 {
+        return Err(SwitchyardError::new(
+            ErrorName::NotReady,
+            format!(
+                "{} has replayed {} bytes past {}'s position: it is not a copy of that writer",
+                replica.application_name, -b.bytes, writer.application_name
+            ),
+        ));
+    }
+    Ok(b.bytes as u64)
 }
 
 /// What [`pair_lag`] and [`bytes_behind`] read from both servers.
 struct Behind {
-    bytes: u64,
+    /// The writer's current WAL position minus the replica's replay position (negative: the
+    /// replica replayed past it).
+    bytes: i64,
     /// The writer's `replay_lag` of this replica, when it has a sample.
     writer_view: Option<f64>,
     /// The age of the replica's last replayed commit, when it replayed one since it started.
@@ -349,7 +364,7 @@ async fn behind(writer: &PgNode, replica: &PgNode) -> PortResult<Behind> {
                       (SELECT EXTRACT(epoch FROM replay_lag)::float8 FROM pg_stat_replication
                         WHERE application_name = $2 ORDER BY backend_start DESC LIMIT 1)";
     let row = bounded(writer.timeout, sql, w.query_one(sql, &[&replay_lsn, &replica.application_name])).await?;
-    Ok(Behind { bytes: row.get::<_, i64>(0).max(0) as u64, writer_view: row.get(1), replay_age: replica_row.get(2) })
+    Ok(Behind { bytes: row.get::<_, i64>(0), writer_view: row.get(1), replay_age: replica_row.get(2) })
 }
 
 /// How stale `replica` is by its own account alone (its writer unreachable): the age of the

@@ -104,6 +104,11 @@ pub struct Figures {
     pub orders_refused: usize,
     pub executions_started: usize,
     pub executions_deduplicated: usize,
+    /// The failover alarm's state changes in the region taking over, in order (`OK→ALARM`).
+    pub alarm_changes: Vec<String>,
+    /// How often that alarm left ALARM after first entering it: each relapse may start
+    /// another execution (deduplicated by the lock).
+    pub alarm_relapses: usize,
 }
 
 /// What one scenario did.
@@ -370,26 +375,22 @@ async fn with_orders(
         (l.acknowledged.keys().cloned().collect::<Vec<_>>(), l.refused)
     };
     let rows = applied(sb, &to, &acknowledged).await?;
-    let mut invariants = check(sb, &from, &to, &acknowledged, &rows, &executions, began_system).await?;
-    if scenario == Scenario::UnplannedOutage {
-        // The failover alarm, once in ALARM, stays there while the writer is down: a
-        // sustained breach is one alarm, not a storm of them.
-        let alarm = d.failover_alarm(&to).name;
-        let flips: Vec<String> = clock["changes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .skip(changes_before)
-            .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == to.as_str())
-            .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
-            .collect();
-        let relapsed = flips.iter().skip_while(|f| !f.ends_with("→ALARM")).any(|f| f.starts_with("ALARM→"));
-        invariants.push(Invariant {
-            name: "the failover alarm stayed in ALARM while the primary was down",
-            holds: !relapsed,
-            evidence: format!("{alarm} in {to}: {}", flips.join(", ")),
-        });
-    }
+    let invariants = check(sb, &from, &to, &acknowledged, &rows, &executions, began_system).await?;
+    // The failover alarm's changes in the region taking over: a relapse out of ALARM while
+    // the writer is still down is counted, not judged. The probe stamps a round's datapoints
+    // with the round's start and publishes them when it ends (up to its 7.5 s deadline), so an
+    // evaluation just after a period ends can find that period still empty (docs/drill.md).
+    let alarm = d.failover_alarm(&to).name;
+    let flips: Vec<String> = clock["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(changes_before)
+        .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == to.as_str())
+        .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
+        .collect();
+    let alarm_relapses =
+        flips.iter().skip_while(|f| !f.ends_with("→ALARM")).filter(|f| f.starts_with("ALARM→")).count();
     let moved = executions.iter().find(|t| t.to == to && t.status == ExecutionStatus::Succeeded);
     let after = |t: Option<Timestamp>| t.map(|t| t.seconds_since(&fault_at));
     let per_id: BTreeMap<&str, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
@@ -411,6 +412,8 @@ async fn with_orders(
         orders_refused: refused,
         executions_started: started,
         executions_deduplicated: executions.iter().filter(|t| t.status == ExecutionStatus::Duplicate).count(),
+        alarm_changes: flips,
+        alarm_relapses,
     };
     let mut events = events.into_inner().unwrap_or_default();
     if moved.is_some() {
@@ -795,6 +798,9 @@ impl std::fmt::Display for DrillReport {
                     s(x.first_order_applied_after_fault),
                     s(x.rto_seconds)
                 )?;
+                if !x.alarm_changes.is_empty() {
+                    writeln!(f, "  failover alarm: {} ({} relapses)", x.alarm_changes.join(", "), x.alarm_relapses)?;
+                }
                 writeln!(
                     f,
                     "  orders: {} acknowledged, {} at risk, {} lost, {} duplicated, {} refused (never acknowledged); executions {} started, {} deduplicated",

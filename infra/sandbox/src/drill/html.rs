@@ -67,8 +67,8 @@ fn scenario(s: &ScenarioReport) -> String {
             out,
             r#"<table class="figures"><tr><th>detected</th><th>decided</th><th>promoted</th><th>traffic moved</th><th>first order applied</th><th>RTO</th></tr>
 <tr><td>+{}</td><td>+{}</td><td>+{}</td><td>+{}</td><td>+{}</td><td>{}</td></tr></table>
-<table class="orders"><tr><th>acknowledged</th><th>at risk</th><th>lost</th><th>duplicated</th><th>refused (never acknowledged)</th><th>executions started</th><th>deduplicated</th></tr>
-<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>"#,
+<table class="orders"><tr><th>acknowledged</th><th>at risk</th><th>lost</th><th>duplicated</th><th>refused (never acknowledged)</th><th>executions started</th><th>deduplicated</th><th>alarm relapses</th></tr>
+<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>"#,
             secs(f.detected_after_fault),
             secs(f.decided_after_fault),
             secs(f.promoted_after_fault),
@@ -82,6 +82,7 @@ fn scenario(s: &ScenarioReport) -> String {
             f.orders_refused,
             f.executions_started,
             f.executions_deduplicated,
+            f.alarm_relapses,
         );
     }
     out.push_str(r#"<table class="invariants"><tr><th>invariant</th><th>holds</th><th>evidence</th></tr>"#);
