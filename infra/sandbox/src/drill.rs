@@ -291,7 +291,6 @@ async fn with_orders(
 ) -> Result<ScenarioReport> {
     let began = Instant::now();
     let began_at = Timestamp::now();
-    let began_system = std::time::SystemTime::now();
     let d = sb.deployment();
     let store = claim_store(sb).await;
     let (from, to) = pair(&store, sb).await?;
@@ -375,7 +374,8 @@ async fn with_orders(
         (l.acknowledged.keys().cloned().collect::<Vec<_>>(), l.refused)
     };
     let rows = applied(sb, &to, &acknowledged).await?;
-    let invariants = check(sb, &from, &to, &acknowledged, &rows, &executions, began_system).await?;
+    let sent_from = std::time::UNIX_EPOCH + Duration::from_millis(began_at.unix_millis().max(0) as u64);
+    let invariants = check(sb, &from, &to, &acknowledged, &rows, &executions, sent_from).await?;
     // The failover alarm's changes in the region taking over: a relapse out of ALARM while
     // the writer is still down is counted, not judged. The probe stamps a round's datapoints
     // with the round's start and publishes them when it ends (up to its 7.5 s deadline), so an
@@ -415,7 +415,6 @@ async fn with_orders(
         alarm_changes: flips,
         alarm_relapses,
     };
-    let mut events = events.into_inner().unwrap_or_default();
     if moved.is_some() {
         // The old writer back as the new one's replica, after the checks saw it fenced or
         // down, so the next handover has one: Aurora demotes the old primary of a switchover
@@ -424,12 +423,10 @@ async fn with_orders(
         sb.set_api(&old, true).await?;
         tokio::task::block_in_place(|| sb.rejoin_as_replica(&old, &new))?;
         let took = sb.prove_replication().await?;
-        let what = format!(
+        note(format!(
             "{from} rebuilt as {to}'s streaming replica, its order API up; a row reached it in {:.0} ms",
             took.as_secs_f64() * 1000.0
-        );
-        progress(&format!("{label:<16} {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
-        events.push((began.elapsed().as_secs_f64(), what));
+        ));
     }
     let ok = invariants.iter().all(|i| i.holds);
     Ok(ScenarioReport {
@@ -440,7 +437,7 @@ async fn with_orders(
         figures,
         invariants,
         executions,
-        events,
+        events: events.into_inner().unwrap_or_default(),
         fault_at_seconds: Some(fault_at.seconds_since(&began_at)),
     })
 }

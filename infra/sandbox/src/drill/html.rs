@@ -183,9 +183,10 @@ pub fn headless(page: &Path, png: &Path, width: u32, height: u32) -> Result<Stri
         cmd.arg(format!("--user-data-dir={}", profile.display())).args(args).arg(&url);
         crate::process::run(&mut cmd)
     };
-    let dom = run(&["--dump-dom".to_owned()])?;
-    run(&[format!("--window-size={width},{height}"), format!("--screenshot={}", png.display())])?;
+    let dom = run(&["--dump-dom".to_owned()]);
+    let shot = run(&[format!("--window-size={width},{height}"), format!("--screenshot={}", png.display())]);
     let _ = std::fs::remove_dir_all(&profile);
+    let (dom, _) = (dom?, shot?);
     anyhow::ensure!(png.exists(), "Chromium wrote no screenshot at {}", png.display());
     Ok(dom)
 }
