@@ -24,12 +24,53 @@ use crate::{Exit, Global, Output};
 /// The drill's own sandbox.
 const INSTANCE: &str = "drill";
 
-pub async fn run(g: &Global) -> Result<Exit> {
-    let bars = Bars::new(std::io::stderr().is_terminal());
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct DrillArgs {
+    /// Run N fault schedules drawn from --seed (schedule k from seed+k) instead of the
+    /// scenarios, each from a snapshot taken after the readiness check.
+    #[arg(long, value_name = "N")]
+    pub campaign: Option<u64>,
+    /// The campaign's first seed (default: a fresh one, printed).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// How many times faster the failover alarm's evaluation passes in a campaign (its
+    /// three 10-s periods in 30/C s); everything after detection runs at real time.
+    #[arg(long, value_name = "C", default_value_t = 10.0)]
+    pub compression: f64,
+    /// No campaign schedule starts after this many minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 90)]
+    pub budget_minutes: u64,
+    /// Only these scenarios (comma-separated; the readiness check always runs).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+}
+
+pub async fn run(g: &Global, args: &DrillArgs) -> Result<Exit> {
+    let known: Vec<&str> = drill::SCENARIOS.iter().map(|(n, _)| *n).collect();
+    if let Some(unknown) = args.only.iter().find(|o| !known.contains(&o.as_str())) {
+        return Err(crate::BadValue(format!("--only {unknown}: not a scenario ({})", known.join(", "))).into());
+    }
+    if args.compression < 1.0 || args.compression > 30.0 {
+        return Err(crate::BadValue(format!("--compression {}: between 1 and 30", args.compression)).into());
+    }
+    let bars = Bars::new(std::io::stderr().is_terminal() && args.campaign.is_none());
     let progress = |line: &str| bars.line(line);
-    eprintln!(
-        "switchyard drill: a fresh sandbox, orders flowing; a regional outage, a failback, a switchover; the invariants from the data"
-    );
+    let campaign = args.campaign.map(|n| drill::CampaignOptions {
+        schedules: n,
+        seed: args.seed.unwrap_or_else(drill::faults::fresh_seed),
+        compression: args.compression,
+        budget_seconds: args.budget_minutes * 60,
+        trace_dir: repo_root().join("target/drill/campaign"),
+    });
+    match &campaign {
+        Some(c) => eprintln!(
+            "switchyard drill --campaign {} --seed {} --compression {}: fault schedules around an outage, orders flowing, each from a snapshot; the invariants from the data",
+            c.schedules, c.seed, c.compression
+        ),
+        None => eprintln!(
+            "switchyard drill: a fresh sandbox, orders flowing; a regional outage, a failback, a switchover, a partition, a returning primary; the invariants from the data"
+        ),
+    }
     // Fresh: a drill left behind by a killed run may hold any writer.
     if let Some(old) = Sandbox::load(INSTANCE)? {
         old.down()?;
@@ -45,7 +86,11 @@ pub async fn run(g: &Global) -> Result<Exit> {
             "replication proven: a row written on the writer readable on the replica after {:.0} ms",
             took.as_secs_f64() * 1000.0
         ));
-        drill::run(&sb, &DrillOptions::default(), &progress).await
+        let options = DrillOptions { only: args.only.clone(), ..DrillOptions::default() };
+        match &campaign {
+            Some(c) => drill::campaign(&sb, &options, c, &progress).await,
+            None => drill::run(&sb, &options, &progress).await,
+        }
     }
     .await;
     bars.finish();
@@ -61,6 +106,28 @@ pub async fn run(g: &Global) -> Result<Exit> {
                 "\nreport: {} (and report.json, schema {}); sandbox stopped, nothing left running",
                 path.display(),
                 drill::SCHEMA
+            );
+        }
+    }
+    if let Some(c) = &report.campaign {
+        eprintln!(
+            "campaign: {} of {} schedules from seed {} in {:.0} s (compression {}×; {}); {} failing",
+            c.schedules_run,
+            c.options.schedules,
+            c.options.seed,
+            report.wall_seconds,
+            c.options.compression,
+            c.stopped,
+            c.failing.len()
+        );
+        for f in &c.failing {
+            eprintln!(
+                "  FAILED seed {}: {}\n    broke: {}\n    trace: {}\n    replay: {}",
+                f.seed,
+                f.schedule,
+                f.broken.join("; "),
+                f.trace.display(),
+                f.replay
             );
         }
     }

@@ -180,10 +180,11 @@ pub enum Command {
     /// event by name (`--event on-demand`: events/FUNCTION/on-demand.json) or --input.
     #[command(after_help = EXIT_CODES)]
     Invoke(invoke::InvokeArgs),
-    /// The main job, in a fresh sandbox of its own named `drill` that it always stops (today:
-    /// the sandbox smoke check).
+    /// The main job, in a fresh sandbox of its own named `drill` that it always stops: every
+    /// scenario with orders flowing, the invariants from the data, target/drill/report.html.
+    /// With --campaign N: N fault schedules drawn from --seed instead.
     #[command(after_help = EXIT_CODES)]
-    Drill,
+    Drill(drill::DrillArgs),
     /// Arm REGION as the takeover target: an automatic failover moves the writer only into an
     /// armed region, and only under the epoch it was armed at (a handover disarms).
     #[command(after_help = EXIT_CODES)]
@@ -348,9 +349,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Invoke(args) => invoke::invoke(g, args).await,
         Command::Arm { region, by } => arm::arm(g, &region, by).await,
         Command::Disarm => arm::disarm(g).await,
-        Command::Drill => {
+        Command::Drill(args) => {
             refuse_aws_flags(g)?;
-            drill::run(g).await
+            drill::run(g, &args).await
         }
     }
 }

@@ -41,6 +41,28 @@ svg text {{ font: 11px system-ui, sans-serif; }}
         schema = super::SCHEMA,
         rate = report.options.orders_per_second,
     );
+    if let Some(c) = &report.campaign {
+        let _ = write!(
+            page,
+            r#"<p class="campaign">campaign: {run} of {n} schedules from seed {seed}, detection compressed {comp}×, {stopped}; <span class="{cls}">{failing} failing</span></p>"#,
+            run = c.schedules_run,
+            n = c.options.schedules,
+            seed = c.options.seed,
+            comp = c.options.compression,
+            stopped = esc(&c.stopped),
+            cls = if c.failing.is_empty() { "ok" } else { "fail" },
+            failing = c.failing.len(),
+        );
+        for f in &c.failing {
+            let _ = write!(
+                page,
+                "<p class=\"fail\">seed {}: {}; replay: <code>{}</code></p>",
+                f.seed,
+                esc(&f.broken.join("; ")),
+                esc(&f.replay)
+            );
+        }
+    }
     for s in &report.scenarios {
         page.push_str(&scenario(s));
     }
@@ -53,12 +75,15 @@ fn scenario(s: &ScenarioReport) -> String {
     let _ = write!(
         out,
         r#"<section class="scenario" data-scenario="{name}"><h2>{name}: <span class="{cls}">{verdict}</span></h2><p>{description} ({wall:.0} s)</p>"#,
-        name = esc(s.name),
+        name = esc(&s.name),
         cls = if s.ok { "ok" } else { "fail" },
         verdict = if s.ok { "ok" } else { "FAILED" },
-        description = esc(s.description),
+        description = esc(&s.description),
         wall = s.wall_seconds,
     );
+    if let Some(schedule) = &s.schedule {
+        let _ = write!(out, r#"<p class="schedule">schedule {}</p>"#, esc(&schedule.to_string()));
+    }
     out.push_str(&timeline(s));
     let f = &s.figures;
     let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} s"));
@@ -132,7 +157,7 @@ fn timeline(s: &ScenarioReport) -> String {
 <line x1="{left}" y1="{axis}" x2="{x2}" y2="{axis}" stroke="#1d232a" stroke-width="2"/>
 <text x="{left}" y="{ty}">0 s</text><text x="{x2}" y="{ty}" text-anchor="end">{end:.0} s</text>
 "##,
-        name = esc(s.name),
+        name = esc(&s.name),
         x2 = width - right,
         ty = axis + 14.0,
     );
