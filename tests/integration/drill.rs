@@ -54,7 +54,7 @@ async fn campaign(sb: &Sandbox, options: &DrillOptions) -> anyhow::Result<()> {
     let report = drill::campaign(sb, options, &c, &|line| eprintln!("  {line}")).await?;
     eprintln!("\n{report}");
     let summary = report.campaign.as_ref().context("no campaign summary")?;
-    ensure!(summary.schedules_run == 2 && summary.resets_seconds.len() == 2, "{summary:?}");
+    ensure!(summary.schedules_run == 2 && summary.resets_seconds.len() == 3, "{summary:?}");
     ensure!(report.ok, "failing schedules (replay each with its command): {:#?}", summary.failing);
     Ok(())
 }

@@ -43,6 +43,9 @@ pub struct DrillArgs {
     /// Only these scenarios (comma-separated; the readiness check always runs).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub only: Vec<String>,
+    /// How long orders keep flowing after a failover closed its timeline.
+    #[arg(long, value_name = "SECONDS", default_value_t = DrillOptions::default().after_seconds)]
+    pub after_seconds: u64,
 }
 
 pub async fn run(g: &Global, args: &DrillArgs) -> Result<Exit> {
@@ -86,7 +89,8 @@ pub async fn run(g: &Global, args: &DrillArgs) -> Result<Exit> {
             "replication proven: a row written on the writer readable on the replica after {:.0} ms",
             took.as_secs_f64() * 1000.0
         ));
-        let options = DrillOptions { only: args.only.clone(), ..DrillOptions::default() };
+        let options =
+            DrillOptions { only: args.only.clone(), after_seconds: args.after_seconds, ..DrillOptions::default() };
         match &campaign {
             Some(c) => drill::campaign(&sb, &options, c, &progress).await,
             None => drill::run(&sb, &options, &progress).await,

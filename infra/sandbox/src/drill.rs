@@ -317,10 +317,27 @@ pub async fn campaign(
         }
         let seed = campaign.seed.wrapping_add(k);
         let schedule = Schedule::draw(seed, d.probe_interval, campaign.compression);
-        if k > 0 {
-            let took = snapshot.restore(sb).await?;
-            resets.push(took.as_secs_f64());
-            progress(&format!("campaign    reset to the snapshot in {:.1} s", took.as_secs_f64()));
+        // Every schedule from a reset, the first too: a replay (`--campaign 1`) then starts
+        // from the state the schedule started from in its campaign (but the epoch).
+        match snapshot.restore(sb).await {
+            Ok(took) => {
+                resets.push(took.as_secs_f64());
+                progress(&format!("campaign    reset to the snapshot in {:.1} s", took.as_secs_f64()));
+            }
+            Err(e) => {
+                // The schedule before left what a reset cannot undo: a finding, and the end.
+                stopped = format!("the reset before schedule {} failed: {e:#}", k + 1);
+                progress(&format!("campaign    {stopped}"));
+                if let Some(last) = scenarios.last_mut().filter(|s| s.schedule.is_some()) {
+                    last.ok = false;
+                    last.invariants.push(Invariant {
+                        name: "the sandbox could be reset after it",
+                        holds: false,
+                        evidence: format!("{e:#}"),
+                    });
+                }
+                break;
+            }
         }
         progress(&format!("schedule {}/{}: {schedule}", k + 1, campaign.schedules));
         let name = format!("schedule-{seed}");
@@ -350,7 +367,10 @@ pub async fn campaign(
             std::fs::create_dir_all(&campaign.trace_dir)?;
             let trace = campaign.trace_dir.join(format!("{name}.json"));
             std::fs::write(&trace, serde_json::to_string_pretty(&report)? + "\n")?;
-            let replay = format!("cargo xtask drill --campaign 1 --seed {seed} --compression {}", campaign.compression);
+            let replay = format!(
+                "cargo xtask drill --campaign 1 --seed {seed} --compression {} --after-seconds {}",
+                campaign.compression, options.after_seconds
+            );
             let broken: Vec<String> =
                 report.invariants.iter().filter(|i| !i.holds).map(|i| i.name.to_owned()).collect();
             progress(&format!(
@@ -365,12 +385,14 @@ pub async fn campaign(
         scenarios.push(report);
     }
     // The sandbox as the campaign found it (armed), for whatever runs next.
-    let took = snapshot.restore(sb).await?;
-    resets.push(took.as_secs_f64());
-    progress(&format!(
-        "campaign    reset to the snapshot in {:.1} s: the sandbox as the campaign found it",
-        took.as_secs_f64()
-    ));
+    if !stopped.starts_with("the reset") {
+        let took = snapshot.restore(sb).await?;
+        resets.push(took.as_secs_f64());
+        progress(&format!(
+            "campaign    reset to the snapshot in {:.1} s: the sandbox as the campaign found it",
+            took.as_secs_f64()
+        ));
+    }
     let ok = scenarios.iter().all(|s| s.ok);
     Ok(DrillReport {
         schema: SCHEMA,
@@ -495,11 +517,6 @@ impl Scenario {
             _ => None,
         }
     }
-
-    /// Whether no handover is a right outcome (then the old writer must still serve).
-    fn may_keep_the_writer(&self) -> bool {
-        self.schedule().is_some_and(Schedule::may_keep_the_writer)
-    }
 }
 
 /// The writer and the region that takes over, as the claim store says before a scenario.
@@ -529,8 +546,10 @@ async fn with_orders(
     let ledger = Mutex::new(Ledger::default());
     let events = Mutex::new(Vec::<(f64, String)>::new());
     let label = scenario.name().to_owned();
-    let may_keep = scenario.may_keep_the_writer();
     let outage = scenario.outage();
+    // Whether no handover is a right outcome: nothing crashed, or (set while the scenario
+    // runs) the old primary returned before any execution decided to move the writer.
+    let kept_is_right = AtomicBool::new(outage.as_ref().is_some_and(|o| !o.crash));
     let note = |what: String| {
         progress(&format!("{label:<16} {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
         if let Ok(mut e) = events.lock() {
@@ -559,7 +578,8 @@ async fn with_orders(
             None => drive_handover(sb, options, &ledger, &from, &to, &note).await,
             Some(schedule) => {
                 let pair = (&from, &to);
-                drive_outage(sb, options, &store, &ledger, pair, began_at, changes_before, schedule, &note).await
+                let context = OutageContext { store: &store, ledger: &ledger, began_at, changes_before };
+                drive_outage(sb, options, &context, pair, schedule, &kept_is_right, &note).await
             }
         };
         stop_orders.store(true, Ordering::SeqCst);
@@ -569,7 +589,7 @@ async fn with_orders(
         }
         if outcome.is_ok() {
             // Let what was acknowledged drain into the writer.
-            let writer = final_writer(&store, &from, &to, began_at, may_keep).await;
+            let writer = final_writer(&store, &from, &to, began_at, kept_is_right.load(Ordering::SeqCst)).await;
             note(format!("orders stopped; draining the queues into the writer, {writer}"));
             let ids: Vec<String> = ledger.lock().map(|l| l.acknowledged.keys().cloned().collect()).unwrap_or_default();
             let deadline = Instant::now() + Duration::from_secs(90);
@@ -589,12 +609,21 @@ async fn with_orders(
     };
     let consumers = futures_util::future::join_all(sources.iter().map(|s| consume(s, &stop_consumers)));
     let (outcome, (), _) = tokio::join!(driver, client, consumers);
-    let _ = world::control::set_clock(sb.world.control_port, &ClockSettings { running: false, compression: 1.0 }).await;
-    let fault_at = outcome?;
+    let stop_clock = || async {
+        let _ =
+            world::control::set_clock(sb.world.control_port, &ClockSettings { running: false, compression: 1.0 }).await;
+    };
+    let fault_at = match outcome {
+        Ok(at) => at,
+        Err(e) => {
+            stop_clock().await;
+            return Err(e);
+        }
+    };
 
-    // The evidence: the executions this scenario caused, and the rows of the final writer.
-    let executions: Vec<Timeline> =
-        store.timelines().await?.into_iter().filter(|t| t.detected.unix_millis() >= began_at.unix_millis()).collect();
+    // The evidence: the executions this scenario caused (each closed, or the budget spent:
+    // the clock's own alarm may have started one late), and the rows of both databases.
+    let executions = closed_executions(&store, began_at, Duration::from_secs(options.failover_budget_seconds)).await?;
     let clock = world::control::clock(sb.world.control_port).await?;
     let started = clock["deliveries"]
         .as_array()
@@ -608,16 +637,30 @@ async fn with_orders(
         let l = ledger.lock().map_err(|_| anyhow::anyhow!("the order ledger's lock was poisoned"))?;
         (l.acknowledged.keys().cloned().collect::<Vec<_>>(), l.refused)
     };
+    let may_keep = kept_is_right.load(Ordering::SeqCst);
     let writer = final_writer(&store, &from, &to, began_at, may_keep).await;
     // A writer whose database is down has no rows to show: the first invariant says so.
     let (rows, unreadable) = match applied(sb, &writer, &acknowledged).await {
         Ok(rows) => (rows, None),
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
+    // The other database's rows too, where it answers: a row it committed that the writer
+    // does not hold is a second region applying (or a commit lost with a crash).
+    let other = if writer == to { &from } else { &to };
+    let other_rows = applied(sb, other, &acknowledged).await.unwrap_or_default();
     let sent_from = std::time::UNIX_EPOCH + Duration::from_millis(began_at.unix_millis().max(0) as u64);
-    let evidence =
-        Evidence { acknowledged: &acknowledged, rows: &rows, unreadable, executions: &executions, sent_from };
-    let invariants = check(sb, (&from, &to), &writer, may_keep, &evidence).await?;
+    let evidence = Evidence {
+        acknowledged: &acknowledged,
+        rows: &rows,
+        other_rows: &other_rows,
+        unreadable,
+        executions: &executions,
+        sent_from,
+    };
+    let invariants = check(sb, (&from, &to), &writer, may_keep, &evidence).await;
+    // The clock ran through the checks: the re-fence schedule fences a returning old writer.
+    stop_clock().await;
+    let invariants = invariants?;
     // The failover alarm's changes in the region taking over: a relapse out of ALARM while
     // the writer is still down is counted, not judged. The probe stamps a round's datapoints
     // with the round's start and publishes them when it ends (up to its 7.5 s deadline), so an
@@ -758,22 +801,41 @@ async fn final_writer(store: &ControlTable, from: &Region, to: &Region, since: T
     if moved || !may_keep { to.clone() } else { from.clone() }
 }
 
+/// What an outage scenario reads and writes besides the sandbox.
+struct OutageContext<'a> {
+    store: &'a ControlTable,
+    ledger: &'a Mutex<Ledger>,
+    began_at: Timestamp,
+    changes_before: usize,
+}
+
+/// How the schedule's faults are going, shared by the watcher and the injector.
+#[derive(Default)]
+struct FaultState {
+    /// When the first execution's promotion started (its timeline's mark, as polled).
+    promotion_started: Option<Instant>,
+    /// Whether an execution has decided to move the writer.
+    decided: bool,
+    /// How many of the schedule's faults have not taken effect yet, and when the last did.
+    pending: usize,
+    last_fired: Option<Instant>,
+}
+
 /// The outage scenarios' steps: warm up, inject the schedule's fault (a crash, or its first
 /// cut), detect it (the clock, or the alarm's event put on the bus), apply the schedule's
 /// other faults on time while waiting for the failover to close its timeline, keep orders
-/// flowing a while. The fault's time.
-#[allow(clippy::too_many_arguments)]
+/// flowing a while. The fault's time. Sets `kept_is_right` when the old primary returned
+/// before any execution decided (no handover is then a right outcome).
 async fn drive_outage(
     sb: &Sandbox,
     options: &DrillOptions,
-    store: &ControlTable,
-    ledger: &Mutex<Ledger>,
+    context: &OutageContext<'_>,
     (primary, standby): (&Region, &Region),
-    began_at: Timestamp,
-    changes_before: usize,
     schedule: &Schedule,
+    kept_is_right: &AtomicBool,
     note: &(dyn Fn(String) + Sync),
 ) -> Result<Timestamp> {
+    let OutageContext { store, ledger, began_at, changes_before } = *context;
     let warm = match schedule.detection {
         // The probes publishing (the schedule's first firing is a minute after the clock
         // starts: these stand for the ones it started before the drill), three healthy
@@ -804,7 +866,7 @@ async fn drive_outage(
         sb.set_api(primary.as_str(), false).await?;
         note(format!("{primary} crashed: its database (immediate shutdown) and its order API"));
     }
-    let promotion_started = Mutex::new(None::<Instant>);
+    let state = Mutex::new(FaultState { pending: schedule.faults.len(), ..FaultState::default() });
     let done = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(options.failover_budget_seconds);
     let mut announced = BTreeSet::new();
@@ -814,10 +876,11 @@ async fn drive_outage(
             .map(|c| c["changes"].as_array().map_or(0, Vec::len))
             .unwrap_or(0),
     );
+    let may_keep = schedule.may_keep_the_writer();
     // Done when every execution the fault caused has closed and one of them did the work (an
-    // alarm storm's others end as duplicates); when no handover is a right outcome, also when
-    // the faults are over and nothing started for 30 s.
-    let quiet_after = faults_end(schedule) + Duration::from_secs(30);
+    // alarm storm's others end as duplicates). When no handover may be a right outcome: once
+    // every fault has taken effect, nothing runs, and 30 s passed since the last (or the
+    // work was done).
     let watch = async {
         let outcome = loop {
             if Instant::now() > deadline {
@@ -856,22 +919,22 @@ async fn drive_outage(
                     ));
                 }
             }
-            if ours.iter().any(|t| t.promotion_started.is_some())
-                && let Ok(mut p) = promotion_started.lock()
-                && p.is_none()
-            {
-                *p = Some(Instant::now());
-                note("the promotion started".into());
-            }
+            let (pending, quiet) = {
+                let Ok(mut f) = state.lock() else { continue };
+                f.decided |= ours.iter().any(|t| t.decided.is_some());
+                if f.promotion_started.is_none() && ours.iter().any(|t| t.promotion_started.is_some()) {
+                    f.promotion_started = Some(Instant::now());
+                    note("the promotion started".into());
+                }
+                let since = f.last_fired.unwrap_or(fault_instant);
+                (f.pending, since.elapsed() > Duration::from_secs(30))
+            };
             let running = ours.iter().any(|t| t.status == ExecutionStatus::Running);
             let worked = ours.iter().find(|t| matches!(t.status, ExecutionStatus::Succeeded | ExecutionStatus::Failed));
             let closed = ours.iter().find(|t| t.status != ExecutionStatus::Running);
-            match (running, worked, closed) {
-                (false, Some(t), _) => break Ok(Some(t.clone())),
-                (false, None, Some(t)) if schedule.may_keep_the_writer() => break Ok(Some(t.clone())),
-                (false, None, None) if schedule.may_keep_the_writer() && fault_instant.elapsed() > quiet_after => {
-                    break Ok(None);
-                }
+            match (running, worked) {
+                (false, Some(t)) if !may_keep || pending == 0 => break Ok(Some(t.clone())),
+                (false, None) if may_keep && pending == 0 && quiet => break Ok(closed.cloned()),
                 _ => {}
             }
         };
@@ -879,10 +942,16 @@ async fn drive_outage(
         outcome
     };
     let detect = detect(sb, schedule, standby, note);
-    let inject = inject(sb, schedule, (primary, standby), fault_instant, &promotion_started, &done, note);
+    let injector = Injector { sb, schedule, primary, standby, fault_instant };
+    let inject = injector.run(&state, &done, kept_is_right, note);
     let (outcome, detected, injected) = tokio::join!(watch, detect, inject);
     detected?;
     injected?;
+    if let Ok(f) = state.lock()
+        && f.pending > 0
+    {
+        note(format!("{} of the schedule's faults never took effect (their moment never came)", f.pending));
+    }
     match outcome? {
         Some(t) => note(format!(
             "{} {}: RTO {}",
@@ -896,16 +965,18 @@ async fn drive_outage(
     Ok(fault_at)
 }
 
-/// When the last fault anchored on the fault itself ends (a fault anchored on a later moment
-/// is over by the time its execution closes).
-fn faults_end(schedule: &Schedule) -> Duration {
-    schedule
-        .faults
-        .iter()
-        .filter(|t| t.anchor == faults::Anchor::Fault)
-        .map(|t| Duration::from_secs_f64(t.at_seconds + t.for_seconds.unwrap_or(0.0)))
-        .max()
-        .unwrap_or_default()
+/// The executions since `since`, once none is running (or `budget` passed: those still
+/// running are reported as such).
+async fn closed_executions(store: &ControlTable, since: Timestamp, budget: Duration) -> Result<Vec<Timeline>> {
+    let deadline = Instant::now() + budget;
+    loop {
+        let ours: Vec<Timeline> =
+            store.timelines().await?.into_iter().filter(|t| t.detected.unix_millis() >= since.unix_millis()).collect();
+        if Instant::now() > deadline || ours.iter().all(|t| t.status != ExecutionStatus::Running) {
+            return Ok(ours);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A campaign's detection: the failover alarm's state-change event, as CloudWatch sends it,
@@ -936,85 +1007,110 @@ async fn detect(sb: &Sandbox, schedule: &Schedule, standby: &Region, note: &(dyn
     Ok(())
 }
 
-/// Applies the schedule's faults on time (the cuts as the world's links, the old primary's
-/// return as a start), until the watcher is done; heals every cut at the end.
-async fn inject(
-    sb: &Sandbox,
-    schedule: &Schedule,
-    (primary, standby): (&Region, &Region),
+/// Applies a schedule's faults on time: the cuts as the world's links, the old primary's
+/// return as a start.
+struct Injector<'a> {
+    sb: &'a Sandbox,
+    schedule: &'a Schedule,
+    primary: &'a Region,
+    standby: &'a Region,
     fault_instant: Instant,
-    promotion_started: &Mutex<Option<Instant>>,
-    done: &AtomicBool,
-    note: &(dyn Fn(String) + Sync),
-) -> Result<()> {
-    use faults::{Anchor, Fault};
-    let port = sb.world.control_port;
-    let fail = |e: anyhow::Error| anyhow::anyhow!("{e:#}");
-    let base = world::control::links(port).await.map_err(fail)?;
-    let mut applied = base.clone();
-    let mut returned = false;
-    // Route 53's control plane lives in us-east-1, whichever region calls it.
-    let route53: Region = "us-east-1".parse().map_err(anyhow::Error::msg)?;
-    loop {
-        let finished = done.load(Ordering::SeqCst);
-        let now = Instant::now();
-        let promotion = promotion_started.lock().ok().and_then(|p| *p);
-        let mut links = base.clone();
-        for t in &schedule.faults {
-            let anchor = match t.anchor {
-                Anchor::Fault => Some(fault_instant),
-                Anchor::PromotionStarted => promotion,
-            };
-            let Some(start) = anchor.map(|a| a + Duration::from_secs_f64(t.at_seconds)) else { continue };
-            let active =
-                !finished && now >= start && t.for_seconds.is_none_or(|d| now < start + Duration::from_secs_f64(d));
-            match t.fault {
-                Fault::PrimaryReturns => {
-                    if now >= start && !returned && !finished {
-                        returned = true;
-                        tokio::task::block_in_place(|| sb.start_database(primary.as_str()))?;
-                        sb.set_api(primary.as_str(), true).await?;
-                        note(format!("{primary} returned: its database started with its data, its order API up"));
+}
+
+impl Injector<'_> {
+    /// Until the watcher is `done`; heals every cut at the end.
+    async fn run(
+        &self,
+        state: &Mutex<FaultState>,
+        done: &AtomicBool,
+        kept_is_right: &AtomicBool,
+        note: &(dyn Fn(String) + Sync),
+    ) -> Result<()> {
+        use faults::{Anchor, Fault};
+        let Injector { sb, schedule, primary, standby, fault_instant } = *self;
+        let port = sb.world.control_port;
+        let fail = |e: anyhow::Error| anyhow::anyhow!("{e:#}");
+        let base = world::control::links(port).await.map_err(fail)?;
+        let mut applied = base.clone();
+        let mut fired = vec![false; schedule.faults.len()];
+        let mut returned = false;
+        // Route 53's control plane lives in us-east-1, whichever region calls it.
+        let route53: Region = "us-east-1".parse().map_err(anyhow::Error::msg)?;
+        let cut = |links: &mut world::Links, shape: world::Shape| {
+            links
+                .apply(&shape, world::CutMode::Refuse, &sb.world.places, sb.world.witness())
+                .map_err(anyhow::Error::msg)
+        };
+        loop {
+            let finished = done.load(Ordering::SeqCst);
+            let now = Instant::now();
+            let (promotion, decided) = state.lock().map(|f| (f.promotion_started, f.decided)).unwrap_or((None, false));
+            let mut links = base.clone();
+            for (i, t) in schedule.faults.iter().enumerate() {
+                let anchor = match t.anchor {
+                    Anchor::Fault => Some(fault_instant),
+                    Anchor::PromotionStarted => promotion,
+                };
+                let Some(start) = anchor.map(|a| a + Duration::from_secs_f64(t.at_seconds)) else { continue };
+                let active =
+                    !finished && now >= start && t.for_seconds.is_none_or(|d| now < start + Duration::from_secs_f64(d));
+                if active && !fired[i] {
+                    fired[i] = true;
+                    if let Ok(mut f) = state.lock() {
+                        f.pending = f.pending.saturating_sub(1);
+                        f.last_fired = Some(now + Duration::from_secs_f64(t.for_seconds.unwrap_or(0.0)));
                     }
                 }
-                _ if !active => {}
-                Fault::PairCut(mode) => links.cut(primary, standby, mode),
-                Fault::WitnessDown => links
-                    .apply(&world::Shape::WitnessDown, world::CutMode::Refuse, &sb.world.places, sb.world.witness())
-                    .map_err(anyhow::Error::msg)?,
-                Fault::Route53Unreachable => links
-                    .apply(
-                        &world::Shape::Service(route53.clone(), "route53".into()),
-                        world::CutMode::Refuse,
-                        &sb.world.places,
-                        sb.world.witness(),
-                    )
-                    .map_err(anyhow::Error::msg)?,
-                Fault::PromoterFails => links
-                    .apply(
-                        &world::Shape::Service(standby.clone(), world::POSTGRES.into()),
-                        world::CutMode::Refuse,
-                        &sb.world.places,
-                        sb.world.witness(),
-                    )
-                    .map_err(anyhow::Error::msg)?,
+                if !active {
+                    continue;
+                }
+                match t.fault {
+                    Fault::PrimaryReturns => {
+                        if !returned {
+                            returned = true;
+                            // Off the joined task: a start takes a second, and nothing else
+                            // (the watcher, the cuts, the orders) should wait on it.
+                            let region = sb.region(primary.as_str())?.clone();
+                            tokio::task::spawn_blocking(move || {
+                                crate::postgres::start_if_down(&region.data_dir, &region.log)
+                            })
+                            .await??;
+                            sb.set_api(primary.as_str(), true).await?;
+                            if !decided {
+                                kept_is_right.store(true, Ordering::SeqCst);
+                            }
+                            note(format!(
+                                "{primary} returned: its database started with its data, its order API up ({} any execution decided)",
+                                if decided { "after" } else { "before" }
+                            ));
+                        }
+                    }
+                    Fault::PairCut(mode) => links.cut(primary, standby, mode),
+                    Fault::WitnessDown => cut(&mut links, world::Shape::WitnessDown)?,
+                    Fault::Route53Unreachable => {
+                        cut(&mut links, world::Shape::Service(route53.clone(), "route53".into()))?
+                    }
+                    Fault::PromoterFails => {
+                        cut(&mut links, world::Shape::Service(standby.clone(), world::POSTGRES.into()))?
+                    }
+                }
             }
+            if links != applied {
+                world::control::set_links(port, &links).await.map_err(fail)?;
+                let cuts: Vec<String> = links
+                    .cuts
+                    .iter()
+                    .map(|c| format!("{}:{} {}", c.between[0], c.between[1], c.mode.as_str()))
+                    .chain(links.services.iter().map(|c| format!("{} {} {}", c.region, c.service, c.mode.as_str())))
+                    .collect();
+                note(if cuts.is_empty() { "links healed".into() } else { format!("links cut: {}", cuts.join(", ")) });
+                applied = links;
+            }
+            if finished {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if links != applied {
-            world::control::set_links(port, &links).await.map_err(fail)?;
-            let cut: Vec<String> = links
-                .cuts
-                .iter()
-                .map(|c| format!("{}:{} {}", c.between[0], c.between[1], c.mode.as_str()))
-                .chain(links.services.iter().map(|c| format!("{} {} {}", c.region, c.service, c.mode.as_str())))
-                .collect();
-            note(if cut.is_empty() { "links healed".into() } else { format!("links cut: {}", cut.join(", ")) });
-            applied = links;
-        }
-        if finished {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -1071,11 +1167,12 @@ async fn consume(source: &OrdersEventSource<'_>, stop: &AtomicBool) {
 }
 
 /// A row of the orders table, as the checks read it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Row {
     order_id: String,
     region: String,
     epoch: i64,
+    /// When its transaction committed (its insert's time where unknown).
     applied_at: std::time::SystemTime,
 }
 
@@ -1085,7 +1182,11 @@ async fn applied(sb: &Sandbox, region: &Region, ids: &[String]) -> Result<Vec<Ro
     let c = node.connect().await.map_err(|e| anyhow::anyhow!("{region}'s database: {e}"))?;
     let rows = c
         .query(
-            "SELECT order_id, applied_region, applied_epoch, applied_at FROM orders WHERE order_id = ANY($1)",
+            // The commit's own time (the sandbox runs with `track_commit_timestamp`), the
+            // insert's where it is unknown: a commit may follow its insert by seconds.
+            "SELECT order_id, applied_region, applied_epoch,
+                    COALESCE(pg_xact_commit_timestamp(xmin), applied_at)
+               FROM orders WHERE order_id = ANY($1)",
             &[&ids],
         )
         .await?;
@@ -1100,6 +1201,8 @@ async fn applied(sb: &Sandbox, region: &Region, ids: &[String]) -> Result<Vec<Ro
 struct Evidence<'a> {
     acknowledged: &'a [String],
     rows: &'a [Row],
+    /// The same ids' rows in the other region's database (empty when it is down).
+    other_rows: &'a [Row],
     unreadable: Option<String>,
     executions: &'a [Timeline],
     /// When the scenario began sending: a row applied before is not this scenario's order.
@@ -1115,7 +1218,7 @@ async fn check(
     may_keep: bool,
     evidence: &Evidence<'_>,
 ) -> Result<Vec<Invariant>> {
-    let Evidence { acknowledged, rows, unreadable, executions, sent_from } = evidence;
+    let Evidence { acknowledged, rows, other_rows, unreadable, executions, sent_from } = evidence;
     let (rows, sent_from): (&[Row], _) = (rows, *sent_from);
     let mut invariants = Vec::new();
     // 1. Every acknowledged order applied exactly once in the final writer, and after the
@@ -1142,9 +1245,12 @@ async fn check(
     });
     // 2. Never two regions applying at once: each epoch applied in one region, and every row
     // of an epoch committed before every row of the next (both servers on this host's clock).
+    // Over both databases' rows (a row replicated to the other is the same row): a returning
+    // old writer that applied under its old epoch after the new writer began shows here.
+    let extra: Vec<&Row> = other_rows.iter().filter(|r| !rows.contains(r)).collect();
     let mut epochs: BTreeMap<i64, (BTreeSet<String>, std::time::SystemTime, std::time::SystemTime, usize)> =
         BTreeMap::new();
-    for r in rows {
+    for r in rows.iter().chain(extra.iter().copied()) {
         let e = epochs.entry(r.epoch).or_insert((BTreeSet::new(), r.applied_at, r.applied_at, 0));
         e.0.insert(r.region.clone());
         e.1 = e.1.min(r.applied_at);
@@ -1165,7 +1271,12 @@ async fn check(
     invariants.push(Invariant {
         name: "never two regions applying orders at once",
         holds: one_region && ordered,
-        evidence: shown.join("; "),
+        evidence: format!(
+            "{} (rows read in both databases; {} only in the other, e.g. {:?})",
+            shown.join("; "),
+            extra.len(),
+            extra.iter().take(3).map(|r| r.order_id.as_str()).collect::<Vec<_>>()
+        ),
     });
     // 3. The region that does not write at the end cannot: down, fenced, or a replica.
     let (other, name) = if writer == to {
@@ -1192,7 +1303,12 @@ async fn check(
     };
     invariants.push(Invariant { name, holds, evidence });
     // 4. No automatic failback, and exactly one execution did the work.
-    let back: Vec<&str> = executions.iter().filter(|t| t.to == *from).map(|t| t.execution.as_str()).collect();
+    // An execution into the old writer that was refused or found nothing to do moved nothing.
+    let back: Vec<&str> = executions
+        .iter()
+        .filter(|t| t.to == *from && (t.status == ExecutionStatus::Succeeded || t.promotion_started.is_some()))
+        .map(|t| t.execution.as_str())
+        .collect();
     invariants.push(Invariant {
         name: "no automatic failback",
         holds: back.is_empty(),

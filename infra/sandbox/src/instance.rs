@@ -541,10 +541,7 @@ impl Sandbox {
     /// Starts one region's database again with its existing data and role.
     pub fn start_database(&self, region: &str) -> Result<()> {
         let r = self.region(region)?;
-        if postgres::postmaster_pid(&r.data_dir).is_none() {
-            postgres::PgTools::find()?.start(&r.data_dir, &r.log)?;
-        }
-        Ok(())
+        postgres::start_if_down(&r.data_dir, &r.log)
     }
 
     /// Rebuilds `region`'s database as a streaming replica of `writer`'s (stop, fresh base

@@ -177,6 +177,14 @@ pub fn stop(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Starts the server of `data_dir` with its data and role, unless it runs.
+pub fn start_if_down(data_dir: &Path, log: &Path) -> Result<()> {
+    if postmaster_pid(data_dir).is_none() {
+        PgTools::find()?.start(data_dir, log)?;
+    }
+    Ok(())
+}
+
 /// Stops the postmaster in `data_dir` with an immediate shutdown (SIGQUIT): every process
 /// exits at once, WAL not yet streamed stays behind, crash recovery runs at the next start.
 pub fn crash(data_dir: &Path) -> Result<()> {

@@ -137,8 +137,9 @@ impl Schedule {
             faults.push(timed(Fault::WitnessDown, Anchor::Fault, rng.between(0.0, 40.0), Some(rng.between(2.0, 12.0))));
         }
         if rng.chance(0.3) {
-            let (at, long) = (rng.between(0.0, 60.0), rng.between(3.0, 15.0));
-            faults.push(timed(Fault::Route53Unreachable, Anchor::Fault, at, Some(long)));
+            // From the promotion: the traffic switch comes after the writer lease, 10–40 s on.
+            let (at, long) = (rng.between(0.0, 30.0), rng.between(5.0, 15.0));
+            faults.push(timed(Fault::Route53Unreachable, Anchor::PromotionStarted, at, Some(long)));
         }
         if rng.chance(0.3) {
             faults.push(timed(Fault::PromoterFails, Anchor::PromotionStarted, 0.0, Some(3.0)));
@@ -149,9 +150,10 @@ impl Schedule {
         Schedule { seed, crash: true, detection: Detection::AlarmEvent { after_seconds, events }, faults }
     }
 
-    /// Whether the faults may legitimately keep the writer where it was: the old primary
-    /// returning before the failover decided, or no crash at all. Then the checks accept
-    /// no handover, provided the old writer serves.
+    /// Whether the faults may keep the writer where it was: nothing crashes, or the old
+    /// primary returns (the drill then watches until every fault took effect; the checks
+    /// accept no handover only if nothing crashed or it returned before any execution
+    /// decided, and then read the old writer's rows).
     pub fn may_keep_the_writer(&self) -> bool {
         !self.crash || self.faults.iter().any(|t| t.fault == Fault::PrimaryReturns)
     }

@@ -73,6 +73,14 @@ impl Snapshot {
         let fail = |e: anyhow::Error| anyhow::anyhow!("{e:#}");
         world::control::set_clock(control, &ClockSettings { running: false, compression: 1.0 }).await.map_err(fail)?;
         world::control::set_links(control, &Links::default()).await.map_err(fail)?;
+        // An execution still running (the clock's own alarm may have started one late) would
+        // act on the restored state: let it end first.
+        let store = switchyard_aws::control_table::ControlTable::new(ddb(sb).await, self.claim_table.clone());
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while store.timelines().await?.iter().any(|t| t.status == switchyard_core::ledger::ExecutionStatus::Running) {
+            anyhow::ensure!(Instant::now() < deadline, "an execution still runs 300 s into the reset");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         // The databases: both down at once, their directories replaced, the writer first up.
         for (r, _) in &self.databases {
             tokio::task::block_in_place(|| sb.crash_database(r))?;
@@ -113,6 +121,21 @@ impl Snapshot {
         self.restore_records(sb).await?;
         for r in d.regions.iter() {
             sb.set_api(r.as_str(), true).await?;
+            // Every alarm back to OK: an ALARM left from the last schedule would hide the
+            // next one's OK→ALARM (and its event) from the clock.
+            let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(&sb.aws_target(), r).await);
+            let alarms = cloudwatch.describe_alarms().send().await?;
+            for alarm in alarms.metric_alarms() {
+                if alarm.state_value() != Some(&aws_sdk_cloudwatch::types::StateValue::Ok) {
+                    cloudwatch
+                        .set_alarm_state()
+                        .alarm_name(alarm.alarm_name().unwrap_or_default())
+                        .state_value(aws_sdk_cloudwatch::types::StateValue::Ok)
+                        .state_reason("the drill's reset to its snapshot")
+                        .send()
+                        .await?;
+                }
+            }
         }
         // Ready when a row reaches the replica and Route 53's checkers send clients to the
         // writer again (they change a check's status only after its failure threshold).
