@@ -879,8 +879,7 @@ async fn drive_outage(
     let may_keep = schedule.may_keep_the_writer();
     // Done when every execution the fault caused has closed and one of them did the work (an
     // alarm storm's others end as duplicates). When no handover may be a right outcome: once
-    // every fault has taken effect, nothing runs, and 30 s passed since the last (or the
-    // work was done).
+    // every fault has taken effect, nothing runs, and 30 s passed since the last one ended.
     let watch = async {
         let outcome = loop {
             if Instant::now() > deadline {
@@ -933,7 +932,9 @@ async fn drive_outage(
             let worked = ours.iter().find(|t| matches!(t.status, ExecutionStatus::Succeeded | ExecutionStatus::Failed));
             let closed = ours.iter().find(|t| t.status != ExecutionStatus::Running);
             match (running, worked) {
-                (false, Some(t)) if !may_keep || pending == 0 => break Ok(Some(t.clone())),
+                // A schedule that may keep the writer runs its faults to their end first (the
+                // partition's 45 s, not only until the first execution gave up).
+                (false, Some(t)) if !may_keep || (pending == 0 && quiet) => break Ok(Some(t.clone())),
                 (false, None) if may_keep && pending == 0 && quiet => break Ok(closed.cloned()),
                 _ => {}
             }
