@@ -174,6 +174,25 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
+    fn new(
+        sb: &Sandbox,
+        options: &DrillOptions,
+        (started_at, began): (String, Instant),
+        campaign: Option<CampaignSummary>,
+        scenarios: Vec<ScenarioReport>,
+    ) -> DrillReport {
+        DrillReport {
+            schema: SCHEMA,
+            sandbox: sb.instance.clone(),
+            started_at,
+            wall_seconds: began.elapsed().as_secs_f64(),
+            ok: scenarios.iter().all(|s| s.ok),
+            options: options.clone(),
+            campaign,
+            scenarios,
+        }
+    }
+
     /// The invariants that do not hold, as `scenario: invariant`.
     pub fn broken(&self) -> Vec<String> {
         self.scenarios
@@ -236,17 +255,7 @@ pub async fn run(sb: &Sandbox, options: &DrillOptions, progress: &(dyn Fn(&str) 
         scenarios.push(with_orders(sb, options, progress, &scenario).await?);
         dirty = true;
     }
-    let ok = scenarios.iter().all(|s| s.ok);
-    Ok(DrillReport {
-        schema: SCHEMA,
-        sandbox: sb.instance.clone(),
-        started_at,
-        wall_seconds: began.elapsed().as_secs_f64(),
-        ok,
-        options: options.clone(),
-        campaign: None,
-        scenarios,
-    })
+    Ok(DrillReport::new(sb, options, (started_at, began), None, scenarios))
 }
 
 /// How a campaign runs.
@@ -393,23 +402,9 @@ pub async fn campaign(
             took.as_secs_f64()
         ));
     }
-    let ok = scenarios.iter().all(|s| s.ok);
-    Ok(DrillReport {
-        schema: SCHEMA,
-        sandbox: sb.instance.clone(),
-        started_at,
-        wall_seconds: began.elapsed().as_secs_f64(),
-        ok,
-        options: options.clone(),
-        campaign: Some(CampaignSummary {
-            options: campaign.clone(),
-            schedules_run: run,
-            stopped,
-            resets_seconds: resets,
-            failing,
-        }),
-        scenarios,
-    })
+    let summary =
+        CampaignSummary { options: campaign.clone(), schedules_run: run, stopped, resets_seconds: resets, failing };
+    Ok(DrillReport::new(sb, options, (started_at, began), Some(summary), scenarios))
 }
 
 async fn claim_store(sb: &Sandbox) -> ControlTable {
