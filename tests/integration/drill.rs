@@ -1,8 +1,8 @@
-//! The drill's engine on a sandbox of its own (#20): the short drill (the readiness check and
-//! the unplanned outage, nothing started by hand, orders flowing, every invariant checked from
-//! the data), its report rendered in headless Chromium (one timeline per scenario and the
-//! invariant tables, drawn), then a short campaign from a fresh seed, so every run explores
-//! new fault schedules. The whole drill is `cargo xtask drill` (docs/drill.md).
+//! The drill's engine, each part on a sandbox of its own (#20): the short drill (the readiness
+//! check and the unplanned outage, nothing started by hand, orders flowing, every invariant
+//! checked from the data) with its report rendered in headless Chromium (one timeline per
+//! scenario and the invariant tables, drawn), and a short campaign from a fresh seed, so every
+//! run explores new fault schedules. The whole drill is `cargo xtask drill` (docs/drill.md).
 
 use anyhow::{Context, ensure};
 use libtest_mimic::Trial;
@@ -13,20 +13,21 @@ use switchyard_sandbox::{
 use switchyard_tests::own_sandbox_trial;
 
 pub fn trials() -> Vec<Trial> {
-    vec![own_sandbox_trial(
-        "drill::the_outage_and_a_fresh_campaign_keep_every_invariant_and_the_report_renders",
-        "drill",
-        |sb| Box::pin(short_drill_and_campaign(sb)),
-    )]
+    vec![
+        own_sandbox_trial(
+            "drill::the_outage_with_orders_flowing_keeps_every_invariant_and_its_report_renders",
+            "drill",
+            |sb| Box::pin(short_drill(sb)),
+        ),
+        own_sandbox_trial("drill::a_campaign_from_a_fresh_seed_keeps_every_invariant", "campaign", |sb| {
+            Box::pin(campaign(sb))
+        }),
+    ]
 }
 
-async fn short_drill_and_campaign(sb: &Sandbox) -> anyhow::Result<()> {
+async fn short_drill(sb: &Sandbox) -> anyhow::Result<()> {
     // The render's prerequisite first: a missing Chromium fails here, by name, not after the drill.
     switchyard_sandbox::tools::chromium()?;
-    // The campaign first: it leaves the sandbox as it found it, while an outage would leave a
-    // cooldown that refuses every automatic failover for an hour.
-    let options = DrillOptions { after_seconds: 5, ..DrillOptions::default() };
-    campaign(sb, &options).await?;
     let began = std::time::Instant::now();
     // Orders flow through each execution's whole tail already: 5 s after it keeps the test
     // command within its budget (the drill's own default is 15 s).
@@ -44,14 +45,16 @@ async fn short_drill_and_campaign(sb: &Sandbox) -> anyhow::Result<()> {
     renders(&report)
 }
 
-/// Two schedules from a fresh seed (printed: a failing one is replayed from it), the second
-/// after a reset to the snapshot; the sandbox's writer is wherever the outage left it.
-async fn campaign(sb: &Sandbox, options: &DrillOptions) -> anyhow::Result<()> {
+/// Two schedules from a fresh seed (printed: a failing one is replayed from it), each from a
+/// reset to the snapshot, on a sandbox of its own (a sandbox after a campaign has been reset
+/// to an epoch the drill's own checks never start from).
+async fn campaign(sb: &Sandbox) -> anyhow::Result<()> {
+    let options = DrillOptions { after_seconds: 5, ..DrillOptions::default() };
     let seed = drill::faults::fresh_seed();
     eprintln!("campaign seed {seed} (replay a schedule: cargo xtask drill --campaign 1 --seed SEED)");
     let dir = std::env::temp_dir().join(format!("switchyard-drill-campaign-{}", std::process::id()));
     let c = drill::CampaignOptions { schedules: 2, seed, compression: 10.0, budget_seconds: 900, trace_dir: dir };
-    let report = drill::campaign(sb, options, &c, &|line| eprintln!("  {line}")).await?;
+    let report = drill::campaign(sb, &options, &c, &|line| eprintln!("  {line}")).await?;
     eprintln!("\n{report}");
     let summary = report.campaign.as_ref().context("no campaign summary")?;
     ensure!(summary.schedules_run == 2 && summary.resets_seconds.len() == 3, "{summary:?}");

@@ -1351,6 +1351,17 @@ impl std::fmt::Display for DrillReport {
             for i in &s.invariants {
                 writeln!(f, "  {} {}: {}", if i.holds { "ok  " } else { "FAIL" }, i.name, i.evidence)?;
             }
+            // Why an execution failed, from its timeline: the first thing to read.
+            for t in s.executions.iter().filter(|t| t.error.is_some()) {
+                writeln!(
+                    f,
+                    "  execution {} {}: {}: {}",
+                    t.execution,
+                    t.status,
+                    t.error.as_deref().unwrap_or_default(),
+                    t.cause.as_deref().unwrap_or_default()
+                )?;
+            }
             let x = &s.figures;
             if x.orders_acknowledged > 0 || x.rto_seconds.is_some() {
                 let s = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} s"));
