@@ -14,6 +14,9 @@ pub fn trials() -> Vec<Trial> {
             Box::pin(named_errors(sb))
         }),
         sandbox_trial("functions::a_misconfigured_function_names_every_problem", |sb| Box::pin(misconfigured(sb))),
+        sandbox_trial("functions::a_function_answers_a_second_call_while_its_first_is_running", |sb| {
+            Box::pin(concurrent_calls(sb))
+        }),
     ]
 }
 
@@ -52,5 +55,40 @@ async fn misconfigured(sb: &Sandbox) -> anyhow::Result<()> {
     for needle in ["SWITCHYARD_ENV is not set", "AWS_REGION=\"eu-west-1\" is invalid"] {
         ensure!(error_message.contains(needle), "{needle:?} missing from {error_message:?}");
     }
+    Ok(())
+}
+
+/// AWS runs a function's calls side by side, in as many instances as its reserved concurrency
+/// allows. The sandbox served one call per function at a time (`cargo lambda watch` defaults
+/// to `--concurrency 1`), so the failover's health check queued behind the scheduled probe's
+/// minute of rounds: 37–48 s between deciding and fencing, and once a `States.Timeout` (#20).
+/// Asserted as an order of answers, not a duration: a short call made while a long one runs
+/// answers first.
+async fn concurrent_calls(sb: &Sandbox) -> anyhow::Result<()> {
+    let service = sb.lambda("us-east-2")?;
+    let malformed = serde_json::json!({"source": "switchyard-tests"});
+    // Started once, so neither call below waits for the function's process to start.
+    service.invoke("health-probe", &malformed).await?;
+    let long = async {
+        let answer = service.invoke("health-probe", &serde_json::json!({"rounds": 4, "intervalSeconds": 2})).await;
+        (answer, std::time::Instant::now())
+    };
+    let short = async {
+        // The long call is in by then: it waits 2 s between its rounds.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let answer = service.invoke("health-probe", &malformed).await;
+        (answer, std::time::Instant::now())
+    };
+    let ((long, long_at), (short, short_at)) = tokio::join!(long, short);
+    ensure!(matches!(long?, Invocation::Ok(_)), "the four rounds of probes did not answer");
+    ensure!(
+        matches!(short?, Invocation::FunctionError { error_type, .. } if error_type == "InvalidInput"),
+        "the malformed call was not refused"
+    );
+    ensure!(
+        short_at < long_at,
+        "the second call waited for the first: it answered {:?} after it",
+        short_at.duration_since(long_at)
+    );
     Ok(())
 }

@@ -41,6 +41,12 @@ pub fn spawn(region: &Region, env: &[(&str, String)], port: u16, log: &Path) -> 
         "--invoke-port",
         &port.to_string(),
         "--ignore-changes",
+        // AWS runs a function's calls side by side, up to its reserved concurrency; cargo lambda
+        // defaults to one call per function at a time, and the failover's health check then
+        // queued behind the scheduled probe's minute of rounds (#20). One limit for all five:
+        // cargo lambda takes one, so each function gets at least its reserved concurrency.
+        "--concurrency",
+        &sandbox_concurrency().to_string(),
     ]);
     // An env file, not `--env-var`: cargo lambda splits `--env-var` values at commas, and the
     // database endpoints are a JSON map.
@@ -56,6 +62,12 @@ pub fn spawn(region: &Region, env: &[(&str, String)], port: u16, log: &Path) -> 
     cmd.arg("--env-file").arg(&env_file);
     let pid = process::spawn_detached(&mut cmd, log)?;
     Ok(LambdaService { region: region.clone(), port, pid, log: log.to_path_buf() })
+}
+
+/// The highest reserved concurrency the model gives a function: instances start on demand, so
+/// a function that is called less often costs nothing more.
+fn sandbox_concurrency() -> u32 {
+    switchyard_model::Deployment::sandbox().function_specs().iter().map(|f| f.reserved_concurrency).max().unwrap_or(1)
 }
 
 /// What an invocation returned: the payload, or the function's error.
