@@ -544,7 +544,7 @@ async fn with_orders(
     let outage = scenario.outage();
     // Whether no handover is a right outcome: nothing crashed, or (set while the scenario
     // runs) the old primary returned before any execution decided to move the writer.
-    let kept_is_right = AtomicBool::new(outage.as_ref().is_some_and(|o| !o.crash));
+    let kept_is_right = AtomicBool::new(outage.as_ref().is_some_and(|o| !o.outage()));
     let note = |what: String| {
         progress(&format!("{label:<16} {:>6.1}s  {what}", began.elapsed().as_secs_f64()));
         if let Ok(mut e) = events.lock() {
@@ -671,6 +671,19 @@ async fn with_orders(
         .collect();
     let alarm_relapses =
         flips.iter().skip_while(|f| !f.ends_with("→ALARM")).filter(|f| f.starts_with("ALARM→")).count();
+    let mut invariants = invariants;
+    if scenario.schedule().is_some_and(Schedule::flaps) {
+        // Below the threshold: the alarm never fired, and nothing started (either way).
+        let fired = flips.iter().filter(|f| f.ends_with("→ALARM")).count();
+        invariants.push(Invariant {
+            name: "a probe flapping below the alarm's threshold started no failover",
+            holds: fired == 0 && started == 0 && executions.is_empty(),
+            evidence: format!(
+                "the failover alarm in {to}: {flips:?}; executions started {started}, timelines {:?}",
+                executions.iter().map(|t| t.execution.as_str()).collect::<Vec<_>>()
+            ),
+        });
+    }
     let moved = executions.iter().find(|t| t.to == to && t.status == ExecutionStatus::Succeeded);
     let after = |t: Option<Timestamp>| t.map(|t| t.seconds_since(&fault_at));
     let per_id: BTreeMap<&str, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
@@ -1030,6 +1043,7 @@ impl Injector<'_> {
         let mut applied = base.clone();
         let mut fired = vec![false; schedule.faults.len()];
         let mut returned = false;
+        let (mut flapped_down, mut sickened) = (false, false);
         // Route 53's control plane lives in us-east-1, whichever region calls it.
         let route53: Region = "us-east-1".parse().map_err(anyhow::Error::msg)?;
         let cut = |links: &mut world::Links, shape: world::Shape| {
@@ -1042,6 +1056,7 @@ impl Injector<'_> {
             let now = Instant::now();
             let (promotion, decided) = state.lock().map(|f| (f.promotion_started, f.decided)).unwrap_or((None, false));
             let mut links = base.clone();
+            let mut flap_down = false;
             for (i, t) in schedule.faults.iter().enumerate() {
                 let anchor = match t.anchor {
                     Anchor::Fault => Some(fault_instant),
@@ -1089,7 +1104,26 @@ impl Injector<'_> {
                     Fault::PromoterFails => {
                         cut(&mut links, world::Shape::Service(standby.clone(), world::POSTGRES.into()))?
                     }
+                    Fault::Flapping { down_seconds, up_seconds } => {
+                        let cycle = f64::from(down_seconds + up_seconds);
+                        flap_down = (now - start).as_secs_f64() % cycle < f64::from(down_seconds);
+                    }
+                    Fault::WriterSick => {
+                        if !sickened {
+                            sickened = true;
+                            sb.sicken_database(primary.as_str(), crate::postgres::Sickness::DiskFull).await?;
+                            note(format!(
+                                "{primary}'s database fell sick: every table write fails (disk full); it and its order API answer"
+                            ));
+                        }
+                    }
                 }
+            }
+            // Up again when the flapping ends, and when the schedule does.
+            if flap_down != flapped_down {
+                sb.set_api(primary.as_str(), !flap_down).await?;
+                flapped_down = flap_down;
+                note(format!("{primary}'s order API {}", if flap_down { "down (flapping)" } else { "up" }));
             }
             if links != applied {
                 world::control::set_links(port, &links).await.map_err(fail)?;

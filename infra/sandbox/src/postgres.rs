@@ -459,7 +459,8 @@ pub enum Sickness {
     /// superuser and replication still connect, so the sandbox can watch.
     RejectAuth,
     /// Every write to a table fails with SQLSTATE 53100 `disk_full` ("could not extend file:
-    /// No space left on device"), by a trigger; reads still work. On the writer.
+    /// No space left on device"), by a trigger; reads still work. Made on the writer, it fires
+    /// on that server only (its replica has the trigger but keeps its own disk).
     DiskFull,
 }
 
@@ -513,12 +514,19 @@ pub async fn sicken(data_dir: &Path, endpoint: &PgEndpoint, sickness: Sickness) 
             }
         }
         Sickness::DiskFull => {
+            // The trigger replicates with the catalog, and a full disk is one server's: it
+            // fires only on the server it was made on (by port; every connection here is
+            // TCP), or the replica promoted in a failover would refuse every write too.
+            let port = endpoint.port;
             client
                 .batch_execute(&format!(
                     "CREATE OR REPLACE FUNCTION {DISK_FULL_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN
-                       RAISE EXCEPTION 'could not extend file \"base/sandbox\": No space left on device'
-                         USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+                       IF inet_server_port() = {port} THEN
+                         RAISE EXCEPTION 'could not extend file \"base/sandbox\": No space left on device'
+                           USING ERRCODE = 'disk_full', HINT = 'Check free disk space.';
+                       END IF;
+                       RETURN NULL;
                      END $$;
                      DO $$ DECLARE t record; BEGIN
                        FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP

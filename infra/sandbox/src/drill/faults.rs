@@ -34,6 +34,14 @@ pub enum Fault {
     /// The old primary's database starts again (with its data and role) and its order API
     /// answers: it returns in the middle of the failover.
     PrimaryReturns,
+    /// The primary's order API down for `down_seconds`, up for `up_seconds`, over and over:
+    /// the probes see it fail now and then, never in every period the failover alarm judges,
+    /// so nothing fails over (and Route 53's checks, two failures in a row, keep it too).
+    Flapping { down_seconds: u32, up_seconds: u32 },
+    /// The primary's database sick but answering: every table write fails (a full disk)
+    /// while connections, reads and its order API still answer. An outage without a crash:
+    /// the writer must move, and the sick one be fenced, not found down.
+    WriterSick,
 }
 
 impl Fault {
@@ -44,6 +52,10 @@ impl Fault {
             Fault::Route53Unreachable => "route53-unreachable".into(),
             Fault::PromoterFails => "promoter-fails".into(),
             Fault::PrimaryReturns => "primary-returns".into(),
+            Fault::Flapping { down_seconds, up_seconds } => {
+                format!("flapping(down {down_seconds} s, up {up_seconds} s)")
+            }
+            Fault::WriterSick => "writer-sick(disk-full)".into(),
         }
     }
 }
@@ -147,7 +159,31 @@ impl Schedule {
         if rng.chance(0.3) {
             faults.push(timed(Fault::PrimaryReturns, Anchor::Fault, rng.between(2.0, 60.0), None));
         }
-        Schedule { seed, crash: true, detection: Detection::AlarmEvent { after_seconds, events }, faults }
+        let detection = Detection::AlarmEvent { after_seconds, events };
+        // Drawn last, so the schedules above keep their seeds. A flapping probe: nothing
+        // crashes, the real probes and alarm judge (at real time). Down at most 8 s in a
+        // cycle of 30 s or more breaches at most two periods of 10 s in a row, never the
+        // three the alarm needs.
+        if rng.chance(0.1) {
+            let down = 3 + rng.below(6) as u32;
+            let up = 30 - down + rng.below(5) as u32;
+            let flapping = Fault::Flapping { down_seconds: down, up_seconds: up };
+            let faults = vec![timed(flapping, Anchor::Fault, 0.0, Some(rng.between(60.0, 90.0)))];
+            return Schedule { seed, crash: false, detection: Detection::Clock, faults };
+        }
+        // A sick writer instead of a crashed one; it cannot return, and the pair link stays
+        // up (a cut then makes the standby ineligible, and nothing starts the failover again).
+        if rng.chance(0.15) {
+            faults.retain(|t| !matches!(t.fault, Fault::PrimaryReturns | Fault::PairCut(_)));
+            faults.insert(0, timed(Fault::WriterSick, Anchor::Fault, 0.0, None));
+            return Schedule { seed, crash: false, detection, faults };
+        }
+        Schedule { seed, crash: true, detection, faults }
+    }
+
+    /// Whether the primary is out: crashed, or sick for good.
+    pub fn outage(&self) -> bool {
+        self.crash || self.faults.iter().any(|t| t.fault == Fault::WriterSick)
     }
 
     /// Whether the faults may keep the writer where it was: nothing crashes, or the old
@@ -155,7 +191,12 @@ impl Schedule {
     /// accept no handover only if nothing crashed or it returned before any execution
     /// decided, and then read the old writer's rows).
     pub fn may_keep_the_writer(&self) -> bool {
-        !self.crash || self.faults.iter().any(|t| t.fault == Fault::PrimaryReturns)
+        !self.outage() || self.faults.iter().any(|t| t.fault == Fault::PrimaryReturns)
+    }
+
+    /// Whether the primary's API flaps (the checks then expect no execution at all).
+    pub fn flaps(&self) -> bool {
+        self.faults.iter().any(|t| matches!(t.fault, Fault::Flapping { .. }))
     }
 }
 
@@ -173,6 +214,8 @@ impl fmt::Display for Schedule {
         write!(f, "seed {}: ", self.seed)?;
         if self.crash {
             write!(f, "the primary crashes")?;
+        } else if self.outage() {
+            write!(f, "the primary's database falls sick")?;
         } else {
             write!(f, "nothing crashes")?;
         }
@@ -249,7 +292,9 @@ mod tests {
     #[test]
     fn draws_cover_the_menu_within_their_ranges() {
         let schedules: Vec<Schedule> = (0..400).map(|s| Schedule::draw(s, Duration::from_secs(10), 10.0)).collect();
-        for name in ["pair-cut", "witness-down", "route53-unreachable", "promoter-fails", "primary-returns"] {
+        let names =
+            ["pair-cut", "witness-down", "route53-unreachable", "promoter-fails", "primary-returns", "flapping"];
+        for name in names.into_iter().chain(["writer-sick"]) {
             assert!(
                 schedules.iter().any(|s| s.faults.iter().any(|t| t.fault.name().starts_with(name))),
                 "{name} never drawn"
@@ -257,8 +302,31 @@ mod tests {
         }
         assert!(schedules.iter().any(|s| s.faults.is_empty()), "never a bare outage");
         for s in &schedules {
+            if s.flaps() {
+                // Nothing else, judged by the real alarm; at most 8 s down in 30 s or more.
+                assert!(!s.outage() && s.detection == Detection::Clock && s.faults.len() == 1, "{s}");
+                let Fault::Flapping { down_seconds, up_seconds } = s.faults[0].fault else { panic!("{s}") };
+                assert!(down_seconds <= 8 && down_seconds + up_seconds >= 30, "{s}");
+                continue;
+            }
+            assert!(s.outage() && s.may_keep_the_writer() == s.faults.iter().any(|t| t.fault == Fault::PrimaryReturns));
+            if !s.crash {
+                let sick = |t: &Timed| t.fault == Fault::WriterSick;
+                assert!(s.faults.iter().filter(|t| sick(t)).count() == 1, "{s}");
+                assert!(!s.faults.iter().any(|t| matches!(t.fault, Fault::PairCut(_))), "{s}");
+            }
             let Detection::AlarmEvent { after_seconds, events } = s.detection else { panic!("{s}") };
             assert!((1.5..=4.5).contains(&after_seconds) && (1..=4).contains(&events), "{s}");
+        }
+        // The first seeds of the two kinds drawn last, to replay them by hand.
+        for kind in ["flapping", "writer-sick"] {
+            let seeds: Vec<u64> = schedules
+                .iter()
+                .filter(|s| s.faults.iter().any(|t| t.fault.name().starts_with(kind)))
+                .map(|s| s.seed)
+                .take(3)
+                .collect();
+            println!("{kind}: seeds {seeds:?}");
         }
         assert!(schedules.iter().any(|s| matches!(s.detection, Detection::AlarmEvent { events: 2.., .. })));
     }
