@@ -1108,6 +1108,7 @@ impl Injector<'_> {
                         let cycle = f64::from(down_seconds + up_seconds);
                         flap_down = (now - start).as_secs_f64() % cycle < f64::from(down_seconds);
                     }
+                    Fault::WriteConflicts => links.write_conflicts.push(standby.clone()),
                     Fault::WriterSick => {
                         if !sickened {
                             sickened = true;
@@ -1132,6 +1133,7 @@ impl Injector<'_> {
                     .iter()
                     .map(|c| format!("{}:{} {}", c.between[0], c.between[1], c.mode.as_str()))
                     .chain(links.services.iter().map(|c| format!("{} {} {}", c.region, c.service, c.mode.as_str())))
+                    .chain(links.write_conflicts.iter().map(|r| format!("{r}'s claim-table writes conflict")))
                     .collect();
                 note(if cuts.is_empty() { "links healed".into() } else { format!("links cut: {}", cuts.join(", ")) });
                 applied = links;

@@ -42,6 +42,10 @@ pub enum Fault {
     /// while connections, reads and its order API still answer. An outage without a crash:
     /// the writer must move, and the sick one be fenced, not found down.
     WriterSick,
+    /// The claim table's writes in the region taking over refused with
+    /// `ReplicatedWriteConflictException`, as while another region modifies the same items:
+    /// retry-safe, and every write of a failover is conditional, so a retry decides afresh.
+    WriteConflicts,
 }
 
 impl Fault {
@@ -56,6 +60,7 @@ impl Fault {
                 format!("flapping(down {down_seconds} s, up {up_seconds} s)")
             }
             Fault::WriterSick => "writer-sick(disk-full)".into(),
+            Fault::WriteConflicts => "write-conflicts".into(),
         }
     }
 }
@@ -171,9 +176,20 @@ impl Schedule {
             let faults = vec![timed(flapping, Anchor::Fault, 0.0, Some(rng.between(60.0, 90.0)))];
             return Schedule { seed, crash: false, detection: Detection::Clock, faults };
         }
+        let sick = rng.chance(0.15);
+        // Around the lock (from the fault) or the promotion's claim writes (from its start);
+        // a failover's retries span 2 s doubling to 20 s, 5 attempts.
+        if rng.chance(0.3) {
+            let (anchor, at) = if rng.chance(0.5) {
+                (Anchor::Fault, rng.between(0.0, 5.0))
+            } else {
+                (Anchor::PromotionStarted, rng.between(0.0, 20.0))
+            };
+            faults.push(timed(Fault::WriteConflicts, anchor, at, Some(rng.between(2.0, 8.0))));
+        }
         // A sick writer instead of a crashed one; it cannot return, and the pair link stays
         // up (a cut then makes the standby ineligible, and nothing starts the failover again).
-        if rng.chance(0.15) {
+        if sick {
             faults.retain(|t| !matches!(t.fault, Fault::PrimaryReturns | Fault::PairCut(_)));
             faults.insert(0, timed(Fault::WriterSick, Anchor::Fault, 0.0, None));
             return Schedule { seed, crash: false, detection, faults };
@@ -294,7 +310,7 @@ mod tests {
         let schedules: Vec<Schedule> = (0..400).map(|s| Schedule::draw(s, Duration::from_secs(10), 10.0)).collect();
         let names =
             ["pair-cut", "witness-down", "route53-unreachable", "promoter-fails", "primary-returns", "flapping"];
-        for name in names.into_iter().chain(["writer-sick"]) {
+        for name in names.into_iter().chain(["writer-sick", "write-conflicts"]) {
             assert!(
                 schedules.iter().any(|s| s.faults.iter().any(|t| t.fault.name().starts_with(name))),
                 "{name} never drawn"
@@ -319,7 +335,7 @@ mod tests {
             assert!((1.5..=4.5).contains(&after_seconds) && (1..=4).contains(&events), "{s}");
         }
         // The first seeds of the two kinds drawn last, to replay them by hand.
-        for kind in ["flapping", "writer-sick"] {
+        for kind in ["flapping", "writer-sick", "write-conflicts"] {
             let seeds: Vec<u64> = schedules
                 .iter()
                 .filter(|s| s.faults.iter().any(|t| t.fault.name().starts_with(kind)))

@@ -21,6 +21,9 @@
 //!   MRSC global tables") and local secondary indexes ("Local secondary indexes (LSIs) are
 //!   not supported for MRSC global tables"), all from
 //!   <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/V2globaltables_HowItWorks.html>.
+//! - **Write conflicts**, on demand (`Links::write_conflicts`): a replica's writes refused
+//!   with `ReplicatedWriteConflictException`, as MRSC refuses a write to an item another
+//!   region is modifying; the drill's campaign injects them around a failover.
 //! - **Latency.** "With MRSC, latencies are higher for write operations and for strongly
 //!   consistent read operations. These operations require cross-Region communication"
 //!   (Prescriptive Guidance, above): they pay the links' delay even in the caller's region.
@@ -125,6 +128,12 @@ pub async fn serve(world: Arc<World>, caller: Option<Region>, target: Option<Reg
                         .await
                     }
                 };
+            }
+            if WRITES.contains(&call.op.as_str()) && world.links().write_conflicts.contains(&region) {
+                let message = "The request was rejected because one or more items in the request are being \
+                               modified by a request in another Region. (sandbox: a write conflict injected)";
+                let error = "com.amazonaws.dynamodb.v20120810#ReplicatedWriteConflictException";
+                return answer(client, 400, error, message, drop_response).await;
             }
             if call.strong {
                 // A round trip to the nearest other member of the table.

@@ -65,6 +65,12 @@ pub struct Links {
     /// Added to each crossing of an open link between two places (a round trip pays it
     /// once). Real multi-Region strongly consistent reads and writes pay tens of ms.
     pub delay_ms: u64,
+    /// Replica regions of the claim tables whose writes are refused with
+    /// `ReplicatedWriteConflictException`: "one or more items in the request are being
+    /// modified by a request in another Region" (HTTP 400, retry-safe; the DynamoDB API's
+    /// exception, <https://docs.aws.amazon.com/botocore/latest/reference/services/dynamodb/client/exceptions/ReplicatedWriteConflictException.html>).
+    #[serde(default)]
+    pub write_conflicts: Vec<Region>,
 }
 
 /// A partition shape on the graph {primary, standby, witness}.
