@@ -535,7 +535,7 @@ async fn unconfirmed_outage(sb: &Sandbox) -> anyhow::Result<()> {
     // Review of #18: an API that answers while its writer cannot write is no healthy old
     // writer: its /health says so, and the failover goes on. The writer here refuses writes
     // by its own setting (as a volume remounted read-only would; the sandbox's disk-full
-    // trigger would replicate to us-east-2, a setting does not).
+    // trigger replicates to us-east-2, inert there, but a setting is this server's alone).
     let probe = sb.lambda("us-east-1")?.invoke("health-probe", &json!({ "rounds": 1, "intervalSeconds": 1 })).await?;
     ensure!(matches!(probe, Invocation::Ok(_)), "probe: {probe:?}");
     let old = sb.node("us-east-1")?.connect().await?;

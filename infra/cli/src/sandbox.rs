@@ -274,6 +274,9 @@ fn print_links(output: Output, sb: &Sandbox, links: &Links) -> Result<()> {
             for c in &links.services {
                 println!("{:<10} {:<23} {}", c.region, c.service, c.mode.as_str());
             }
+            for r in &links.write_conflicts {
+                println!("{r:<10} claim-table writes refused: ReplicatedWriteConflictException");
+            }
             println!("cross-region delay: {} ms", links.delay_ms);
             for r in places {
                 let majority = links.reaches_majority(r, places);

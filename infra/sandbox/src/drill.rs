@@ -561,6 +561,9 @@ async fn with_orders(
     let before = world::control::clock(sb.world.control_port).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let seen = |key: &str| before[key].as_array().map_or(0, Vec::len);
     let (changes_before, deliveries_before) = (seen("changes"), seen("deliveries"));
+    // The same counts at the fault (an outage sets them): what the clock did between a reset
+    // and the fault (a probe still running from the schedule before) is not the fault's doing.
+    let clock_at_fault = Mutex::new((changes_before, deliveries_before));
     // The clock: probes on their schedule, alarms evaluated every second, rules delivered,
     // the promoter's re-fence every minute. Also when a campaign's schedule puts the alarm's
     // event on the bus itself: its probes' own alarm then fires later, at real time.
@@ -573,7 +576,13 @@ async fn with_orders(
             None => drive_handover(sb, options, &ledger, &from, &to, &note).await,
             Some(schedule) => {
                 let pair = (&from, &to);
-                let context = OutageContext { store: &store, ledger: &ledger, began_at, changes_before };
+                let context = OutageContext {
+                    store: &store,
+                    ledger: &ledger,
+                    began_at,
+                    changes_before,
+                    clock_at_fault: &clock_at_fault,
+                };
                 drive_outage(sb, options, &context, pair, schedule, &kept_is_right, &note).await
             }
         };
@@ -620,13 +629,16 @@ async fn with_orders(
     // the clock's own alarm may have started one late), and the rows of both databases.
     let executions = closed_executions(&store, began_at, Duration::from_secs(options.failover_budget_seconds)).await?;
     let clock = world::control::clock(sb.world.control_port).await?;
-    let started = clock["deliveries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .skip(deliveries_before)
-        .filter(|x| x["target"].as_str().is_some_and(|t| t.contains(":states:")))
-        .count()
+    let executions_delivered = |from: usize| {
+        clock["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(from)
+            .filter(|x| x["target"].as_str().is_some_and(|t| t.contains(":states:")))
+            .count()
+    };
+    let started = executions_delivered(deliveries_before)
         + executions.iter().filter(|t| t.execution.starts_with("drill-")).count();
     let (acknowledged, refused) = {
         let l = ledger.lock().map_err(|_| anyhow::anyhow!("the order ledger's lock was poisoned"))?;
@@ -661,26 +673,36 @@ async fn with_orders(
     // with the round's start and publishes them when it ends (up to its 7.5 s deadline), so an
     // evaluation just after a period ends can find that period still empty (docs/drill.md).
     let alarm = d.failover_alarm(&to).name;
-    let flips: Vec<String> = clock["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .skip(changes_before)
-        .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == to.as_str())
-        .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
-        .collect();
+    let flips_from = |from: usize| -> Vec<String> {
+        clock["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(from)
+            .filter(|c| c["alarm"] == alarm.as_str() && c["region"] == to.as_str())
+            .map(|c| format!("{}→{}", c["from"].as_str().unwrap_or("?"), c["to"].as_str().unwrap_or("?")))
+            .collect()
+    };
+    let flips = flips_from(changes_before);
     let alarm_relapses =
         flips.iter().skip_while(|f| !f.ends_with("→ALARM")).filter(|f| f.starts_with("ALARM→")).count();
     let mut invariants = invariants;
     if scenario.schedule().is_some_and(Schedule::flaps) {
-        // Below the threshold: the alarm never fired, and nothing started (either way).
+        // Below the threshold: from the fault on, the alarm never fired and nothing started.
+        let (changes_at, deliveries_at) = clock_at_fault.lock().map_or((changes_before, deliveries_before), |c| *c);
+        let flips = flips_from(changes_at);
         let fired = flips.iter().filter(|f| f.ends_with("→ALARM")).count();
+        let started = executions_delivered(deliveries_at);
+        let since_fault: Vec<&str> = executions
+            .iter()
+            .filter(|t| t.detected.unix_millis() >= fault_at.unix_millis())
+            .map(|t| t.execution.as_str())
+            .collect();
         invariants.push(Invariant {
             name: "a probe flapping below the alarm's threshold started no failover",
-            holds: fired == 0 && started == 0 && executions.is_empty(),
+            holds: fired == 0 && started == 0 && since_fault.is_empty(),
             evidence: format!(
-                "the failover alarm in {to}: {flips:?}; executions started {started}, timelines {:?}",
-                executions.iter().map(|t| t.execution.as_str()).collect::<Vec<_>>()
+                "from the fault on: the failover alarm in {to}: {flips:?}; executions started {started}, timelines {since_fault:?}"
             ),
         });
     }
@@ -815,6 +837,8 @@ struct OutageContext<'a> {
     ledger: &'a Mutex<Ledger>,
     began_at: Timestamp,
     changes_before: usize,
+    /// The clock's changes and deliveries counted at the fault, set when it happens.
+    clock_at_fault: &'a Mutex<(usize, usize)>,
 }
 
 /// How the schedule's faults are going, shared by the watcher and the injector.
@@ -826,6 +850,9 @@ struct FaultState {
     decided: bool,
     /// How many of the schedule's faults have not taken effect yet, and when the last did.
     pending: usize,
+    /// Of those, the ones timed from the promotion: void once every execution closed
+    /// without promoting (the old primary returned first).
+    pending_on_promotion: usize,
     last_fired: Option<Instant>,
 }
 
@@ -843,7 +870,7 @@ async fn drive_outage(
     kept_is_right: &AtomicBool,
     note: &(dyn Fn(String) + Sync),
 ) -> Result<Timestamp> {
-    let OutageContext { store, ledger, began_at, changes_before } = *context;
+    let OutageContext { store, ledger, began_at, changes_before, clock_at_fault } = *context;
     let warm = match schedule.detection {
         // The probes publishing (the schedule's first firing is a minute after the clock
         // starts: these stand for the ones it started before the drill), three healthy
@@ -874,16 +901,23 @@ async fn drive_outage(
         sb.set_api(primary.as_str(), false).await?;
         note(format!("{primary} crashed: its database (immediate shutdown) and its order API"));
     }
-    let state = Mutex::new(FaultState { pending: schedule.faults.len(), ..FaultState::default() });
+    let on_promotion = schedule.faults.iter().filter(|t| t.anchor == faults::Anchor::PromotionStarted).count();
+    let state = Mutex::new(FaultState {
+        pending: schedule.faults.len(),
+        pending_on_promotion: on_promotion,
+        ..FaultState::default()
+    });
     let done = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(options.failover_budget_seconds);
     let mut announced = BTreeSet::new();
-    let mut alarm_changes = changes_before.max(
-        world::control::clock(sb.world.control_port)
-            .await
-            .map(|c| c["changes"].as_array().map_or(0, Vec::len))
-            .unwrap_or(0),
-    );
+    let counted = |c: &serde_json::Value, key: &str| c[key].as_array().map_or(0, Vec::len);
+    let mut alarm_changes = changes_before;
+    if let Ok(c) = world::control::clock(sb.world.control_port).await {
+        alarm_changes = alarm_changes.max(counted(&c, "changes"));
+        if let Ok(mut at) = clock_at_fault.lock() {
+            *at = (alarm_changes, counted(&c, "deliveries"));
+        }
+    }
     let may_keep = schedule.may_keep_the_writer();
     // Done when every execution the fault caused has closed and one of them did the work (an
     // alarm storm's others end as duplicates). When no handover may be a right outcome: once
@@ -934,7 +968,10 @@ async fn drive_outage(
                     note("the promotion started".into());
                 }
                 let since = f.last_fired.unwrap_or(fault_instant);
-                (f.pending, since.elapsed() > Duration::from_secs(30))
+                let promoted = ours.iter().any(|t| t.promotion_started.is_some());
+                let idle = !ours.iter().any(|t| t.status == ExecutionStatus::Running);
+                let pending = if idle && !promoted { f.pending - f.pending_on_promotion } else { f.pending };
+                (pending, since.elapsed() > Duration::from_secs(30))
             };
             let running = ours.iter().any(|t| t.status == ExecutionStatus::Running);
             let worked = ours.iter().find(|t| matches!(t.status, ExecutionStatus::Succeeded | ExecutionStatus::Failed));
@@ -1069,6 +1106,9 @@ impl Injector<'_> {
                     fired[i] = true;
                     if let Ok(mut f) = state.lock() {
                         f.pending = f.pending.saturating_sub(1);
+                        if t.anchor == Anchor::PromotionStarted {
+                            f.pending_on_promotion = f.pending_on_promotion.saturating_sub(1);
+                        }
                         f.last_fired = Some(now + Duration::from_secs_f64(t.for_seconds.unwrap_or(0.0)));
                     }
                 }

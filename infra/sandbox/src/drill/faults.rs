@@ -131,10 +131,10 @@ impl Schedule {
         }
     }
 
-    /// The schedule `seed` draws: the primary crashes; the alarm's evaluation (three periods
-    /// of `probe_interval`) compressed `compression` times, ±50 %; one alarm event or a storm
-    /// of two to four; each fault of the menu with probability 0.3, at a time and for a
-    /// while drawn from its range.
+    /// The schedule `seed` draws: the primary crashes (or, drawn last, falls sick; or nothing
+    /// crashes and its API flaps); the alarm's evaluation (three periods of `probe_interval`)
+    /// compressed `compression` times, ±50 %; one alarm event or a storm of two to four; each
+    /// fault of the menu with probability 0.3, at a time and for a while drawn from its range.
     pub fn draw(seed: u64, probe_interval: Duration, compression: f64) -> Schedule {
         let mut rng = Rng(seed);
         let nominal = probe_interval.as_secs_f64() * 3.0 / compression.max(1.0);
@@ -165,7 +165,8 @@ impl Schedule {
             faults.push(timed(Fault::PrimaryReturns, Anchor::Fault, rng.between(2.0, 60.0), None));
         }
         let detection = Detection::AlarmEvent { after_seconds, events };
-        // Drawn last, so the schedules above keep their seeds. A flapping probe: nothing
+        // Drawn last: a seed that draws none of these three draws what it drew before them
+        // (the others changed with this menu, 2026-12-02). A flapping probe: nothing
         // crashes, the real probes and alarm judge (at real time). Down at most 8 s in a
         // cycle of 30 s or more breaches at most two periods of 10 s in a row, never the
         // three the alarm needs.
@@ -334,7 +335,7 @@ mod tests {
             let Detection::AlarmEvent { after_seconds, events } = s.detection else { panic!("{s}") };
             assert!((1.5..=4.5).contains(&after_seconds) && (1..=4).contains(&events), "{s}");
         }
-        // The first seeds of the two kinds drawn last, to replay them by hand.
+        // The first seeds of the three kinds drawn last, to replay them by hand.
         for kind in ["flapping", "writer-sick", "write-conflicts"] {
             let seeds: Vec<u64> = schedules
                 .iter()
